@@ -1,0 +1,24 @@
+#include "engine/model.h"
+
+#include "engine/dlrm.h"
+
+namespace recsched::engine {
+
+Result<float*> Workspace::floats(size_t slot, size_t count) {
+  if (slots_.size() <= slot) slots_.resize(slot + 1);
+  if (slots_[slot].size() < count) {
+    // Grow by at least 1.5x so a slowly rising batch size does not reallocate each time.
+    RECSCHED_ASSIGN_OR_RETURN(slots_[slot],
+                              HostBuffer::allocate(std::max(count, slots_[slot].size() * 3 / 2)));
+  }
+  return slots_[slot].data();
+}
+
+Result<std::unique_ptr<Model>> load_model(const ModelSpec& spec, const LoadOptions& options) {
+  switch (spec.type) {
+    case ModelType::kDlrm: return load_dlrm(spec, options);
+  }
+  return internal_error("unhandled model type");
+}
+
+}  // namespace recsched::engine

@@ -1,0 +1,62 @@
+// A runnable model: weights in memory plus a forward pass over a batch of items.
+// Built from a ModelSpec and a weight source by load_model(). Depends on core and
+// the rest of engine/.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/batch.h"
+#include "core/status.h"
+#include "engine/host_buffer.h"
+#include "engine/isa.h"
+#include "engine/model_spec.h"
+#include "engine/safetensors.h"
+
+namespace recsched::engine {
+
+/// Per-thread scratch memory for forward passes. Grows (allocates) only when a batch
+/// is larger than any before it; in steady state a forward pass allocates nothing.
+/// Not thread-safe: one per worker thread.
+class Workspace {
+ public:
+  /// `count` floats of scratch in slot `slot`; contents are unspecified.
+  Result<float*> floats(size_t slot, size_t count);
+
+ private:
+  std::vector<HostBuffer> slots_;
+};
+
+struct LoadOptions {
+  /// A .safetensors file with facebookresearch/dlrm's state_dict names; empty means
+  /// deterministic weights from the spec's seed.
+  std::string weights_path;
+  /// Kernels to use; defaults to the widest this CPU supports.
+  Isa isa = detect_isa();
+};
+
+/// Immutable once loaded. forward() is thread-safe given one Workspace per thread.
+class Model {
+ public:
+  virtual ~Model() = default;
+  virtual const ModelSpec& spec() const = 0;
+  virtual Isa isa() const = 0;
+
+  /// Scores the items of `batch` into `scores` [batch.batch_size, spec().num_outputs()],
+  /// row-major. `batch` must have passed validate_batch() for this spec; the kernels
+  /// check ids again and return kInvalidArgument rather than read out of bounds.
+  /// kInvalidArgument if `scores` has the wrong size; kInternal if the BLAS fails.
+  virtual Status forward(const BatchView& batch, Workspace& ws, std::span<float> scores) const = 0;
+
+  /// Every weight tensor, named as facebookresearch/dlrm's state_dict names them.
+  virtual std::vector<TensorToWrite> tensors() const = 0;
+};
+
+/// Builds a model. Errors: kInvalidArgument naming the tensor for a missing, extra,
+/// mis-shaped or non-F32 tensor in the weights file; kNotFound if the file cannot be
+/// opened; kUnavailable if memory for the tables cannot be had.
+Result<std::unique_ptr<Model>> load_model(const ModelSpec& spec, const LoadOptions& options);
+
+}  // namespace recsched::engine
