@@ -1,6 +1,7 @@
 #include "engine/tools/engine_cli.h"
 
 #include <algorithm>
+#include <atomic>
 #include <barrier>
 #include <chrono>
 #include <cmath>
@@ -185,7 +186,7 @@ class SplitRunner {
  public:
   SplitRunner(const Model& model, int threads)
       : model_(model), threads_(threads), workspaces_(threads), status_(threads),
-        start_(threads + 1), done_(threads + 1) {
+        start_(threads), done_(threads) {
     for (int t = 1; t < threads_; ++t) pool_.emplace_back([this, t] { worker(t); });
   }
   ~SplitRunner() {
@@ -234,7 +235,7 @@ class SplitRunner {
   std::barrier<> start_;
   std::barrier<> done_;
   std::vector<std::thread> pool_;
-  bool stop_ = false;
+  std::atomic<bool> stop_{false};
   BatchView view_;
   std::vector<float>* scores_ = nullptr;
 };

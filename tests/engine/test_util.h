@@ -1,0 +1,26 @@
+// Helpers shared by the engine tests: fixture paths and JSON files.
+#pragma once
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace recsched::engine::testing {
+
+inline std::string source_path(const std::string& rel) {
+  return std::string(RECSCHED_SOURCE_DIR) + "/" + rel;
+}
+
+inline std::string golden_path(const std::string& golden_case, const std::string& suffix) {
+  return source_path("tests/fixtures/golden/" + golden_case + suffix);
+}
+
+inline nlohmann::json read_json(const std::string& path) {
+  std::ifstream in(path);
+  return nlohmann::json::parse(in);
+}
+
+/// The golden cases produced by scripts/reference/make_golden.py.
+inline const char* const kGoldenCases[] = {"dot", "cat", "notables", "multiout", "wide"};
+
+}  // namespace recsched::engine::testing
