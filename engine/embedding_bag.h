@@ -42,7 +42,4 @@ bool embedding_bag_sum(Isa isa, const EmbeddingTable& table, std::span<const int
 bool embedding_bag_sum_ref(const EmbeddingTable& table, std::span<const int64_t> indices,
                            std::span<const int64_t> offsets, PooledRows out);
 
-/// How many lookups ahead the SIMD kernels prefetch rows (measured: bench/gather_bw).
-inline constexpr int kEmbeddingPrefetchDistance = 16;
-
 }  // namespace recsched::engine

@@ -1,0 +1,189 @@
+// engine_breakdown: where one forward pass of a model spends its time, against this
+// machine's own limits. At one batch size it times, single-threaded:
+//   forward     the whole model (seeded weights, full-size tables)
+//   embedding   every table's embedding_bag_sum on tables of the spec's sizes;
+//               compare rows_per_s with bench/gather_bw run on the same footprint
+//   dense       every Linear layer of both MLPs through engine::linear_forward, and the
+//               same shapes through bare dnnl_sgemm: the BLAS's own rate, the limit
+// Each phase: 2 warm-up runs, then the median of --reps runs, fresh random ids each run
+// (made outside the timed region). Prints one JSON object.
+//
+//   taskset -c 0 ./build/bench/engine_breakdown --model models/rmc1.json --batch 1024
+#include <dnnl.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "engine/dense.h"
+#include "engine/embedding_bag.h"
+#include "engine/inputs.h"
+#include "engine/model.h"
+#include "engine/weights.h"
+
+namespace recsched::engine {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+template <class Prepare, class Run>
+double time_ms(int reps, Prepare prepare, Run run) {
+  std::vector<double> ms;
+  for (int r = 0; r < reps + 2; ++r) {
+    prepare(r);
+    const auto t0 = Clock::now();
+    run();
+    const double dt = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    if (r >= 2) ms.push_back(dt);
+  }
+  return median(ms);
+}
+
+[[noreturn]] void die(const std::string& msg) {
+  std::cerr << "engine_breakdown: " << msg << "\n";
+  std::exit(1);
+}
+
+int run(int argc, char** argv) {
+  std::string model_path;
+  uint32_t batch = 1024;
+  int reps = 20;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      std::cout << "usage: engine_breakdown --model SPEC.json [--batch N] [--reps N]\n";
+      return 0;
+    }
+    if (i + 1 >= argc) die("option " + a + " needs a value (see --help)");
+    if (a == "--model") {
+      model_path = argv[++i];
+    } else if (a == "--batch") {
+      batch = static_cast<uint32_t>(std::stoul(argv[++i]));
+    } else if (a == "--reps") {
+      reps = std::stoi(argv[++i]);
+    } else {
+      die("unknown option " + a + " (see --help)");
+    }
+  }
+  if (model_path.empty()) die("missing --model (see --help)");
+  if (batch < 1 || reps < 1) die("--batch and --reps must be >= 1");
+  Result<ModelSpec> spec_or = load_model_spec(model_path);
+  if (!spec_or) die(spec_or.status().message());
+  const ModelSpec& spec = *spec_or;
+  set_blas_threads(1);
+  const Isa isa = detect_isa();
+
+  // Whole forward pass.
+  LoadOptions lo;
+  lo.isa = isa;
+  auto model = load_model(spec, lo);
+  if (!model) die(model.status().message());
+  Workspace ws;
+  std::vector<float> scores(size_t(batch) * spec.num_outputs());
+  Batch in;
+  uint64_t seed = 1;
+  const double forward_ms = time_ms(
+      reps, [&](int) { in = random_batch(spec, batch, seed++); },
+      [&] {
+        if (!(*model)->forward(view_of(in), ws, scores).is_ok()) die("forward failed");
+      });
+  model = Status(StatusCode::kInternal, "released");  // free the tables before the next phase
+
+  // Embedding bags alone, on tables of the same shapes.
+  std::vector<HostBuffer> tables;
+  for (int t = 0; t < spec.num_tables(); ++t) {
+    auto buf = HostBuffer::allocate(size_t(spec.table_rows[t]) * spec.embedding_dim);
+    if (!buf) die(buf.status().message());
+    fill_uniform(buf->span(), 7, std::to_string(t), 0.01f);
+    tables.push_back(std::move(buf).value());
+  }
+  const int64_t ld = int64_t{spec.num_tables()} * spec.embedding_dim;
+  std::vector<float> pooled(size_t(batch) * std::max<int64_t>(ld, 1));
+  const double emb_ms = time_ms(
+      reps, [&](int) { in = random_batch(spec, batch, seed++); },
+      [&] {
+        const BatchView v = view_of(in);
+        for (int t = 0; t < spec.num_tables(); ++t) {
+          const EmbeddingTable table{tables[t].data(), spec.table_rows[t], spec.embedding_dim};
+          if (!embedding_bag_sum(isa, table, v.indices, v.table_offsets(t),
+                                 {pooled.data() + int64_t{t} * spec.embedding_dim, ld})) {
+            die("embedding bag failed");
+          }
+        }
+      });
+  const double lookups = double(batch) * spec.num_tables() * spec.lookups_per_table;
+  tables.clear();
+
+  // Dense layers: the engine's linear_forward vs bare sgemm at the same shapes.
+  std::vector<LinearLayer> layers;
+  auto add = [&](int32_t in_w, const std::vector<int32_t>& widths) {
+    for (int32_t w : widths) {
+      LinearLayer l;
+      l.in = in_w;
+      l.out = w;
+      l.weight = std::move(HostBuffer::allocate(size_t(in_w) * w).value());
+      l.bias = std::move(HostBuffer::allocate(size_t(w)).value());
+      fill_uniform(l.weight.span(), 3, "w", 0.05f);
+      layers.push_back(std::move(l));
+      in_w = w;
+    }
+  };
+  add(spec.dense_features, spec.bottom_mlp);
+  add(spec.top_input_width(), spec.top_mlp);
+  int32_t widest = 0;
+  double flops = 0;
+  for (const LinearLayer& l : layers) {
+    widest = std::max({widest, l.in, l.out});
+    flops += 2.0 * batch * l.in * l.out;
+  }
+  std::vector<float> x(size_t(batch) * widest, 0.5f), y(size_t(batch) * widest);
+  const double dense_ms = time_ms(
+      reps, [](int) {},
+      [&] {
+        for (const LinearLayer& l : layers) {
+          if (!linear_forward(l, {x.data(), batch, l.in}, {y.data(), batch, l.out}).is_ok()) {
+            die("linear_forward failed");
+          }
+        }
+      });
+  const double sgemm_ms = time_ms(
+      reps, [](int) {},
+      [&] {
+        for (const LinearLayer& l : layers) {
+          dnnl_sgemm('N', 'T', batch, l.out, l.in, 1.0f, x.data(), l.in, l.weight.data(), l.in,
+                     0.0f, y.data(), l.out);
+        }
+      });
+
+  nlohmann::json j = {
+      {"model", spec.name},
+      {"batch", batch},
+      {"isa", std::string(to_string(isa))},
+      {"table_bytes", spec.table_bytes()},
+      {"forward_ms", forward_ms},
+      {"embedding",
+       {{"ms", emb_ms}, {"lookups", lookups}, {"rows_per_s", lookups / (emb_ms / 1e3)}}},
+      {"dense",
+       {{"engine_ms", dense_ms},
+        {"sgemm_ms", sgemm_ms},
+        {"engine_gflops", flops / (dense_ms / 1e3) / 1e9},
+        {"sgemm_gflops", flops / (sgemm_ms / 1e3) / 1e9},
+        {"engine_vs_sgemm", sgemm_ms / dense_ms}}},
+  };
+  std::cout << j.dump() << "\n";
+  return 0;
+}
+
+}  // namespace
+}  // namespace recsched::engine
+
+int main(int argc, char** argv) { return recsched::engine::run(argc, argv); }

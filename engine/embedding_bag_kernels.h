@@ -1,0 +1,31 @@
+// Internal to engine/: the per-ISA embedding-bag kernels behind embedding_bag_sum().
+// Each ISA's kernels live in their own file compiled for that ISA (as FBGEMM does), so
+// this header holds only plain types: no standard-library inline code whose copies,
+// compiled for different ISAs, the linker could merge.
+#pragma once
+
+#include <cstdint>
+
+namespace recsched::engine::kernels {
+
+/// One call's arguments; offsets are already checked to lie inside `indices`.
+struct BagArgs {
+  const float* table;
+  int64_t rows;
+  int32_t dim;
+  const int64_t* indices;
+  const int64_t* offsets;  ///< num_bags + 1 absolute positions
+  int64_t num_bags;
+  float* out;
+  int64_t out_stride;
+};
+
+/// A kernel: the contract of embedding_bag_sum() on checked arguments.
+using BagFn = bool (*)(const BagArgs&);
+
+BagFn generic_kernel(int32_t dim);
+/// nullptr where the ISA's kernels are not built (non-x86 builds).
+BagFn avx2_kernel(int32_t dim);
+BagFn avx512_kernel(int32_t dim);
+
+}  // namespace recsched::engine::kernels
