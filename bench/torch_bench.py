@@ -1,4 +1,4 @@
-"""Benchmark PyTorch (single thread) on the same DLRM spec and weights as the C++ engine.
+"""Benchmark PyTorch (single thread) on the same model spec and weights as the C++ engine.
 
 Run pinned to one core, with every threading library limited to one thread:
 
@@ -6,18 +6,22 @@ Run pinned to one core, with every threading library limited to one thread:
         /usr/bin/python3 bench/torch_bench.py --model models/rmc1.json \\
         --weights W.safetensors --batch-sizes 1,64,1024
 
-The model is the reference DLRM of scripts/reference/dlrm_ref.py.  Table row
-counts are taken from the weights file (so they match whatever row_scale the
-engine used); every other dimension comes from the spec and must match the
-weights.  Weights are read through a memory map, then copied into memory PyTorch
-owns (as after load_state_dict), so no timed run pays a page fault on the file.
+The model is the PyTorch reference of the spec's type, built by
+scripts/reference/zoo_ref.py's model_from_spec: "dlrm" (dlrm_ref.py) or "ncf",
+"wnd", "mtwnd", "din", "dien" (zoo_ref.py).  Table row counts are taken from
+the weights file (so they match whatever row_scale the engine used); every
+other dimension comes from the spec and must match the weights.  Weights are
+read through a memory map, then copied into memory PyTorch owns (as after
+load_state_dict), so no timed run pays a page fault on the file.
 
 For each batch size: random inputs like the engine's bench (dense uniform
-[0, 1); every bag has exactly lookups_per_table ids drawn uniformly from
-[0, rows) of its table), 3 warm-up runs, then forward() is timed repeatedly --
-at least 5 reps, stopping at --reps or once --min-seconds of timed forward
-calls have accumulated, whichever comes first.  A fresh random input is made
-for each rep outside the timed region.  Prints one JSON object to stdout:
+[0, 1) of dense_features columns -- none for types without dense input; every
+bag has exactly lookups_per_table ids drawn uniformly from [0, rows) of its
+table, so no DIEN step is masked), 3 warm-up runs, then forward() is timed
+repeatedly -- at least 5 reps, stopping at --reps or once --min-seconds of
+timed forward calls have accumulated, whichever comes first.  A fresh random
+input is made for each rep outside the timed region.  Prints one JSON object
+to stdout:
 
     {"model": name, "runtime": "pytorch <version>", "threads": 1,
      "results": [{"batch_size": B, "median_ms": x, "p95_ms": y, "reps": n}, ...]}
@@ -38,7 +42,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "scripts", "reference"))
-import dlrm_ref  # noqa: E402
+import zoo_ref  # noqa: E402
 
 WARMUP = 3
 MIN_REPS = 5
@@ -57,7 +61,8 @@ def parse_batch_sizes(s: str) -> list[int]:
 
 def make_inputs(rng: np.random.Generator, batch: int, dense_features: int, rows: list[int],
                 lookups: int):
-    """Random inputs: dense U[0,1), every bag exactly `lookups` uniform ids of its table."""
+    """Random inputs: dense U[0,1) [batch, dense_features] (dense_features may be 0),
+    every bag exactly `lookups` uniform ids of its table."""
     dense = torch.from_numpy(rng.random((batch, dense_features), dtype=np.float32))
     offsets = torch.arange(0, batch * lookups, lookups, dtype=torch.long)
     offs = [offsets] * len(rows)
@@ -86,8 +91,8 @@ def bench_batch(model, rng, batch: int, dense_features: int, rows: list[int], lo
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
-        description="Benchmark single-threaded PyTorch DLRM inference on the engine's model "
-                    "spec and weights; prints one JSON object.",
+        description="Benchmark single-threaded PyTorch inference (dlrm, ncf, wnd, mtwnd, din "
+                    "or dien) on the engine's model spec and weights; prints one JSON object.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="run pinned to one core, e.g.:\n"
                "  taskset -c 0 env OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \\\n"
@@ -95,7 +100,8 @@ def main(argv=None) -> int:
                "    --weights W.safetensors --batch-sizes 1,64,1024")
     ap.add_argument("--model", required=True, help="model spec JSON (e.g. models/rmc1.json)")
     ap.add_argument("--weights", required=True,
-                    help="safetensors weights with dlrm tensor names (table rows come from here)")
+                    help="safetensors weights with the reference tensor names (table rows "
+                         "come from here)")
     ap.add_argument("--batch-sizes", required=True, type=parse_batch_sizes,
                     help="comma-separated batch sizes, e.g. 1,64,1024")
     ap.add_argument("--reps", type=int, default=200,
@@ -114,24 +120,24 @@ def main(argv=None) -> int:
 
     prog = os.path.basename(sys.argv[0])
     try:
-        spec = dlrm_ref.load_spec(args.model)
+        spec = zoo_ref.load_spec(args.model)
         lookups = args.lookups if args.lookups is not None else spec.get("lookups_per_table")
         if lookups is None:
-            raise dlrm_ref.SpecError(
+            raise zoo_ref.SpecError(
                 f"{args.model}: no 'lookups_per_table' in the spec; pass --lookups")
         if lookups < 1:
-            raise dlrm_ref.SpecError(f"lookups per table must be >= 1, got {lookups}")
-        weights = dlrm_ref.read_safetensors(args.weights)
+            raise zoo_ref.SpecError(f"lookups per table must be >= 1, got {lookups}")
+        weights = zoo_ref.read_safetensors(args.weights)
         try:
-            rows = dlrm_ref.table_rows_from_weights(spec, weights)
-            model = dlrm_ref.model_from_spec(spec, weights, table_rows=rows)
+            rows = zoo_ref.table_rows_from_weights(spec, weights)
+            model = zoo_ref.model_from_spec(spec, weights, table_rows=rows)
         except ValueError as e:
-            raise dlrm_ref.WeightsError(
+            raise zoo_ref.WeightsError(
                 f"{args.weights} does not match {args.model}: {e}") from None
     except ValueError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 1
-    expected_rows = dlrm_ref.effective_rows(spec)
+    expected_rows = zoo_ref.effective_rows(spec)
     if rows != expected_rows:
         print(f"{prog}: note: table rows from the weights file differ from the spec's "
               f"effective rows (row_scale {spec['row_scale']}); using the weights file's",

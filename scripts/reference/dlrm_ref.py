@@ -148,8 +148,12 @@ def validate_spec(spec: Mapping[str, Any], where: str = "model spec") -> dict[st
     return out
 
 
-def load_spec(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and validate a model spec JSON file (see module docstring)."""
+def load_spec(path: str | os.PathLike, validate=None) -> dict[str, Any]:
+    """Read and validate a model spec JSON file (see module docstring).
+
+    ``validate(spec, where=...)`` replaces this module's validate_spec (DLRM
+    only), e.g. zoo_ref.validate_spec for the other model types.
+    """
     try:
         with open(path, "r", encoding="utf-8") as f:
             spec = json.load(f)
@@ -157,7 +161,7 @@ def load_spec(path: str | os.PathLike) -> dict[str, Any]:
         raise SpecError(f"{path}: cannot read model spec: {e.strerror or e}") from None
     except json.JSONDecodeError as e:
         raise SpecError(f"{path}: invalid JSON: {e}") from None
-    return validate_spec(spec, where=str(path))
+    return (validate or validate_spec)(spec, where=str(path))
 
 
 def effective_rows(spec: Mapping[str, Any]) -> list[int]:
