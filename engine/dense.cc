@@ -22,6 +22,14 @@ void apply_bias_act(const float* bias, Activation act, int32_t n, float* y) {
     case Activation::kSigmoid:
       for (int32_t i = 0; i < n; ++i) y[i] = 1.0f / (1.0f + std::exp(-(y[i] + bias[i])));
       break;
+    case Activation::kSoftmax: {
+      float top = -INFINITY;
+      for (int32_t i = 0; i < n; ++i) top = std::max(top, y[i] += bias[i]);
+      float sum = 0.0f;
+      for (int32_t i = 0; i < n; ++i) sum += (y[i] = std::exp(y[i] - top));
+      for (int32_t i = 0; i < n; ++i) y[i] /= sum;
+      break;
+    }
   }
 }
 
@@ -46,17 +54,24 @@ Status linear_forward(const LinearLayer& layer, ConstMatrixView x, MatrixView y)
 
 void linear_forward_ref(const LinearLayer& layer, ConstMatrixView x, MatrixView y) {
   const float* w = layer.weight.data();
+  std::vector<double> row(layer.out);
   for (int64_t r = 0; r < x.rows; ++r) {
+    double top = -INFINITY, sum = 0;
     for (int32_t o = 0; o < layer.out; ++o) {
       double acc = layer.bias.data()[o];
       for (int32_t i = 0; i < layer.in; ++i) {
         acc += static_cast<double>(x.data[r * x.ld + i]) * w[int64_t{o} * layer.in + i];
       }
-      double v = acc;
-      if (layer.act == Activation::kRelu) v = std::max(v, 0.0);
-      if (layer.act == Activation::kSigmoid) v = 1.0 / (1.0 + std::exp(-v));
-      y.data[r * y.ld + o] = static_cast<float>(v);
+      if (layer.act == Activation::kRelu) acc = std::max(acc, 0.0);
+      if (layer.act == Activation::kSigmoid) acc = 1.0 / (1.0 + std::exp(-acc));
+      row[o] = acc;
+      top = std::max(top, acc);
     }
+    if (layer.act == Activation::kSoftmax) {
+      for (double& v : row) sum += (v = std::exp(v - top));
+      for (double& v : row) v /= sum;
+    }
+    for (int32_t o = 0; o < layer.out; ++o) y.data[r * y.ld + o] = static_cast<float>(row[o]);
   }
 }
 

@@ -12,7 +12,8 @@
 
 namespace recsched::engine {
 
-enum class Activation { kNone, kRelu, kSigmoid };
+/// What follows a Linear layer. kSoftmax normalises each output row.
+enum class Activation { kNone, kRelu, kSigmoid, kSoftmax };
 
 /// One Linear layer in PyTorch's layout: weight [out, in], bias [out];
 /// y = act(x · weightᵀ + bias).

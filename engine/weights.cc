@@ -29,6 +29,10 @@ void fill_uniform(std::span<float> dst, uint64_t seed, std::string_view tensor, 
   }
 }
 
+void init_seeded(std::span<const WeightTensor> tensors, uint64_t seed) {
+  for (const WeightTensor& t : tensors) fill_uniform(t.data, seed, t.name, t.init_bound);
+}
+
 std::string shape_to_string(std::span<const int64_t> shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) {
@@ -38,11 +42,11 @@ std::string shape_to_string(std::span<const int64_t> shape) {
   return s + "]";
 }
 
-Status read_expected(const SafetensorsFile& file, std::span<const ExpectedTensor> expected) {
+Status read_weights(const SafetensorsFile& file, std::span<const WeightTensor> expected) {
   // Check every name and shape before reading anything: tables can be gigabytes.
   std::unordered_set<std::string> names;
   std::vector<const TensorInfo*> found;
-  for (const ExpectedTensor& e : expected) {
+  for (const WeightTensor& e : expected) {
     names.insert(e.name);
     const TensorInfo* t = file.find(e.name);
     if (t == nullptr) {
@@ -67,7 +71,7 @@ Status read_expected(const SafetensorsFile& file, std::span<const ExpectedTensor
     }
   }
   for (size_t i = 0; i < expected.size(); ++i) {
-    RECSCHED_RETURN_IF_ERROR(file.read_f32(*found[i], expected[i].dst));
+    RECSCHED_RETURN_IF_ERROR(file.read_f32(*found[i], expected[i].data));
   }
   return Status::ok();
 }

@@ -17,16 +17,22 @@ namespace recsched::engine {
 /// (seed, tensor name, element index): the same on every host and thread count.
 void fill_uniform(std::span<float> dst, uint64_t seed, std::string_view tensor, float bound);
 
-/// One tensor a model expects.
-struct ExpectedTensor {
+/// One weight tensor of a model: its state_dict name and shape, the memory it lives in,
+/// and the bound of its seeded initialisation (values uniform in +-init_bound).
+struct WeightTensor {
   std::string name;
   std::vector<int64_t> shape;
-  std::span<float> dst;
+  std::span<float> data;
+  float init_bound = 0.0f;
 };
 
-/// Reads every expected tensor from `file`. kInvalidArgument naming the tensor if one is
-/// missing, has another shape or dtype, or if the file holds a tensor not expected.
-Status read_expected(const SafetensorsFile& file, std::span<const ExpectedTensor> expected);
+/// Fills every tensor with fill_uniform(data, seed, name, init_bound).
+void init_seeded(std::span<const WeightTensor> tensors, uint64_t seed);
+
+/// Reads every tensor from `file`. kInvalidArgument naming the tensor if one is missing,
+/// has another shape or dtype, or if the file holds a tensor the model does not have.
+/// Names and shapes are all checked before any data is read.
+Status read_weights(const SafetensorsFile& file, std::span<const WeightTensor> tensors);
 
 std::string shape_to_string(std::span<const int64_t> shape);
 

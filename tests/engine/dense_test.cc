@@ -25,7 +25,8 @@ LinearLayer random_layer(std::mt19937& rng, int in, int out, Activation act) {
 TEST_CASE("linear_forward matches the double-precision reference for each activation") {
   std::mt19937 rng(7);
   set_blas_threads(1);
-  for (Activation act : {Activation::kNone, Activation::kRelu, Activation::kSigmoid}) {
+  for (Activation act :
+       {Activation::kNone, Activation::kRelu, Activation::kSigmoid, Activation::kSoftmax}) {
     struct Shape {
       int64_t rows;
       int in, out;
