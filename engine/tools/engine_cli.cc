@@ -28,13 +28,15 @@ using Clock = std::chrono::steady_clock;
 
 constexpr const char* kUsage = R"(usage: recsched-engine COMMAND [OPTIONS]
 
-Runs recsched's inference engine on one model, outside the daemon.
+Runs recsched's inference engine on one model, outside the daemon. Model types:
+dlrm (RMC1-3), ncf, wnd, mtwnd, din, dien; the default zoo is in models/.
 
 commands:
   score   --model SPEC.json [--weights W.safetensors] --inputs IN.json
           Scores the items in IN.json and prints {"scores": [[...], ...]}, one row
           per item. IN.json: {"dense": [[D floats] x N], "sparse_lengths": [[N ints]
-          x T], "sparse_indices": [all ids, table by table]}.
+          x T], "sparse_indices": [all ids, table by table]}; a model without
+          dense features (ncf, din, dien) takes "dense": [].
   bench   --model SPEC.json [--weights W.safetensors] [--batch-sizes 1,64,1024]
           [--threads T] [--reps N] [--min-seconds S] [--seed N] [--format json|table]
           Times forward passes on random inputs (the spec's lookups per table, a
@@ -343,19 +345,33 @@ int cmd_info(const Options& o, std::ostream& out, std::ostream& err) {
   }
   json j = {{"name", spec->name},
             {"type", std::string(to_string(spec->type))},
-            {"interaction", std::string(to_string(spec->interaction))},
             {"dense_features", spec->dense_features},
             {"tables", spec->num_tables()},
             {"table_rows", spec->table_rows},
             {"row_scale", spec->row_scale},
             {"embedding_dim", spec->embedding_dim},
             {"lookups_per_table", spec->lookups_per_table},
-            {"top_input_width", spec->top_input_width()},
             {"outputs", spec->num_outputs()},
             {"table_bytes", spec->table_bytes()},
             {"dense_bytes", spec->dense_bytes()},
             {"dense_macs_per_item", spec->dense_macs_per_item()},
             {"isa", std::string(to_string(detect_isa()))}};
+  // Each type's own shape keys, as the spec states them.
+  auto widths = [&](const char* key, const std::vector<int32_t>& v) {
+    if (!v.empty()) j[key] = v;
+  };
+  widths("bottom_mlp", spec->bottom_mlp);
+  widths("top_mlp", spec->top_mlp);
+  widths("mlp", spec->mlp);
+  widths("task_mlp", spec->task_mlp);
+  widths("attention_mlp", spec->attention_mlp);
+  if (spec->type == ModelType::kDlrm) {
+    j["interaction"] = std::string(to_string(spec->interaction));
+    j["top_input_width"] = spec->top_input_width();
+  }
+  if (spec->tasks > 0) j["tasks"] = spec->tasks;
+  if (spec->behaviour_tables > 0) j["behaviour_tables"] = spec->behaviour_tables;
+  if (spec->gru_hidden > 0) j["gru_hidden"] = spec->gru_hidden;
   out << j.dump(2) << "\n";
   return 0;
 }

@@ -98,6 +98,86 @@ TEST_CASE("a bad spec is refused with a message naming the key") {
   }
 }
 
+TEST_CASE("the rest of the zoo parses with DeepRecInfra's shapes") {
+  struct Want {
+    const char* file;
+    ModelType type;
+    int32_t tables;
+    int32_t outputs;
+    uint64_t macs_at_least;  // dense multiply-adds per item
+  };
+  for (const Want& w : {Want{"ncf", ModelType::kNcf, 4, 1, 128 * 256},
+                        Want{"wnd", ModelType::kWnd, 27, 1, 1376 * 1024},
+                        Want{"mtwnd", ModelType::kMtwnd, 43, 3, 1888 * 1024},
+                        Want{"din", ModelType::kDin, 253, 2, 250 * 96 * 32},
+                        Want{"dien", ModelType::kDien, 43, 2, 40 * 3 * 64 * (32 + 64)}}) {
+    CAPTURE(w.file);
+    Result<ModelSpec> spec =
+        load_model_spec(std::string(RECSCHED_SOURCE_DIR) + "/models/" + w.file + ".json");
+    REQUIRE_MESSAGE(spec.has_value(), spec.status().to_string());
+    CHECK(spec->type == w.type);
+    CHECK(spec->num_tables() == w.tables);
+    CHECK(spec->num_outputs() == w.outputs);
+    CHECK(spec->dense_macs_per_item() >= w.macs_at_least);
+  }
+}
+
+TEST_CASE("each zoo type's own keys are checked, with messages naming the key") {
+  struct Case {
+    const char* name;
+    const char* spec;
+    const char* key;
+  };
+  const Case cases[] = {
+      {"ncf needs 4 tables",
+       R"({"name": "n", "type": "ncf", "embedding_dim": 4, "tables": [5, 5, 5], "mlp": [4]})",
+       "tables"},
+      {"ncf takes no dense input",
+       R"({"name": "n", "type": "ncf", "dense_features": 3, "embedding_dim": 4,
+           "tables": [5, 5, 5, 5], "mlp": [4]})",
+       "dense_features"},
+      {"dlrm keys are not ncf keys",
+       R"({"name": "n", "type": "ncf", "embedding_dim": 4, "tables": [5, 5, 5, 5], "mlp": [4],
+           "bottom_mlp": [4]})",
+       "bottom_mlp"},
+      {"wnd needs an mlp",
+       R"({"name": "w", "type": "wnd", "dense_features": 3, "embedding_dim": 4, "tables": [5]})",
+       "mlp"},
+      {"mtwnd heads end in one output",
+       R"({"name": "m", "type": "mtwnd", "dense_features": 3, "embedding_dim": 4, "tables": [5],
+           "mlp": [8], "task_mlp": [4, 2], "tasks": 2})",
+       "task_mlp"},
+      {"mtwnd needs tasks",
+       R"({"name": "m", "type": "mtwnd", "dense_features": 3, "embedding_dim": 4, "tables": [5],
+           "mlp": [8], "task_mlp": [4, 1], "tasks": 0})",
+       "tasks"},
+      {"din tables = behaviours + 3",
+       R"({"name": "d", "type": "din", "embedding_dim": 4, "tables": [5, 5, 5, 5, 5],
+           "behaviour_tables": 3, "attention_mlp": [4, 1], "top_mlp": [2]})",
+       "tables"},
+      {"din attention ends in one weight",
+       R"({"name": "d", "type": "din", "embedding_dim": 4, "tables": [5, 5, 5, 5],
+           "behaviour_tables": 1, "attention_mlp": [4, 2], "top_mlp": [2]})",
+       "attention_mlp"},
+      {"dien needs a hidden size",
+       R"({"name": "d", "type": "dien", "embedding_dim": 4, "tables": [5, 5, 5, 5],
+           "behaviour_tables": 1, "top_mlp": [2]})",
+       "gru_hidden"},
+      {"dien needs behaviour steps",
+       R"({"name": "d", "type": "dien", "embedding_dim": 4, "tables": [5, 5, 5],
+           "behaviour_tables": 0, "gru_hidden": 4, "top_mlp": [2]})",
+       "behaviour_tables"},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.name);
+    Result<ModelSpec> spec = parse_model_spec(json::parse(c.spec));
+    REQUIRE_FALSE(spec.has_value());
+    CHECK(spec.status().code() == StatusCode::kInvalidArgument);
+    CHECK_MESSAGE(spec.status().message().find(std::string("'") + c.key + "'") != std::string::npos,
+                  spec.status().message());
+  }
+}
+
 TEST_CASE("load_model_spec names the file when it is missing or not JSON") {
   Result<ModelSpec> missing = load_model_spec("/nonexistent/spec.json");
   CHECK(missing.status().code() == StatusCode::kNotFound);

@@ -21,6 +21,7 @@ inline nlohmann::json read_json(const std::string& path) {
 }
 
 /// The golden cases produced by scripts/reference/make_golden.py.
-inline const char* const kGoldenCases[] = {"dot", "cat", "notables", "multiout", "wide"};
+inline const char* const kGoldenCases[] = {"dot", "cat", "notables", "multiout", "wide",
+                                           "ncf", "wnd", "mtwnd",    "din",      "dien"};
 
 }  // namespace recsched::engine::testing

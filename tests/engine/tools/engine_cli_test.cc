@@ -49,6 +49,29 @@ TEST_CASE("score prints one row of scores per item, matching the golden file") {
   }
 }
 
+TEST_CASE("score and bench work for every zoo model type") {
+  for (const char* c : {"ncf", "wnd", "mtwnd", "din", "dien"}) {
+    CAPTURE(c);
+    const Run r = run({"score", "--model", golden(c, ".model.json"), "--weights",
+                       golden(c, ".safetensors"), "--inputs", golden(c, ".inputs.json")});
+    REQUIRE_MESSAGE(r.code == 0, r.err);
+    std::ifstream in(golden(c, ".expected.json"));
+    const json want = json::parse(in)["scores"];
+    const json got = json::parse(r.out)["scores"];
+    REQUIRE(got.size() == want.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      REQUIRE(got[i].size() == want[i].size());
+      for (size_t k = 0; k < got[i].size(); ++k) {
+        CHECK(got[i][k].get<double>() == doctest::Approx(want[i][k].get<double>()).epsilon(1e-4));
+      }
+    }
+    const Run b = run({"bench", "--model", golden(c, ".model.json"), "--batch-sizes", "3",
+                       "--reps", "5", "--min-seconds", "0"});
+    REQUIRE_MESSAGE(b.code == 0, b.err);
+    CHECK(json::parse(b.out)["results"][0]["reps"] == 5);
+  }
+}
+
 TEST_CASE("bench reports each batch size with median and p95") {
   const Run r = run({"bench", "--model", golden("wide", ".model.json"), "--batch-sizes", "1,8",
                      "--threads", "2", "--reps", "5", "--min-seconds", "0"});
