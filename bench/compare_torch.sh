@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Engine vs PyTorch, side by side in one run, on the same specs and weights, one core:
 # for each zoo model, export the engine's seeded weights, time recsched-engine and
-# PyTorch (Debian's python3-torch) at batch 1, 64 and 1024, then break the engine's
-# batch-1024 pass down against this machine's limits (bench/engine_breakdown for the
+# PyTorch (Debian's python3-torch) at batch 1, 64 and 1024; for the DLRM models, break
+# the engine's batch-1024 pass down against this machine's limits (bench/engine_breakdown for the
 # dense layers vs bare sgemm; bench/gather_bw on the model's own table footprint for
 # the embedding bags). Writes JSON to OUT_DIR and prints a markdown summary.
 #
@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-/tmp/recsched-bench}"
 BUILD="${BUILD_DIR:-build}"
-MODELS="${MODELS:-rmc1 rmc2 rmc3}"
+MODELS="${MODELS:-rmc1 rmc2 rmc3 ncf wnd mtwnd din dien}"
 PY=/usr/bin/python3
 mkdir -p "$OUT"
 "$PY" -c "import torch" 2>/dev/null || { echo "compare_torch: needs Debian's python3-torch" >&2; exit 1; }
@@ -27,6 +27,8 @@ for m in $MODELS; do
   "${PIN[@]}" "$PY" bench/torch_bench.py --model "$spec" --weights "$w" \
     --batch-sizes 1,64,1024 --min-seconds 3 > "$OUT/$m.torch.json"
   rm -f "$w"
+  # The per-phase breakdown knows DLRM's layers; the other types stop here.
+  "$PY" -c "import json, sys; sys.exit(json.load(open('$spec'))['type'] != 'dlrm')" || continue
   "${PIN[@]}" "$BUILD/bench/engine_breakdown" --model "$spec" --batch 1024 --reps 20 \
     > "$OUT/$m.breakdown.json"
   # The limit: random-row gathers over one table as large as all of the model's tables.

@@ -3,6 +3,7 @@
 usage: python3 bench/summarize.py OUT_DIR MODEL...
 """
 import json
+import os
 import sys
 
 
@@ -28,7 +29,7 @@ def main(argv):
     print()
     print("| model (batch 1024) | tables | embedding rows/s (engine) | gather limit rows/s (best variant) | engine / limit | dense GFLOPS engine | sgemm GFLOPS | engine / sgemm |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for m in models + ["dram32", "dram64"]:
+    for m in [m for m in models if os.path.exists(f"{out}/{m}.breakdown.json")] + ["dram32", "dram64"]:
         try:
             b = load(out, m, "breakdown")
         except FileNotFoundError:

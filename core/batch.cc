@@ -17,8 +17,8 @@ BatchView BatchView::slice(uint32_t begin, uint32_t count) const {
   BatchView v = *this;
   v.batch_size = count;
   v.first = first + begin;
-  v.dense = dense.subspan(static_cast<size_t>(begin) * num_dense,
-                          static_cast<size_t>(count) * num_dense);
+  v.dense =
+      dense.subspan(static_cast<size_t>(begin) * num_dense, static_cast<size_t>(count) * num_dense);
   return v;
 }
 

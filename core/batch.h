@@ -38,11 +38,11 @@ struct BatchView {
   uint32_t batch_size = 0;
   uint32_t num_dense = 0;
   uint32_t num_tables = 0;
-  std::span<const float> dense;       ///< the window's rows only
-  std::span<const int64_t> indices;   ///< the whole batch's indices (offsets are absolute)
-  std::span<const int64_t> offsets;   ///< the whole batch's offsets
-  uint32_t full_batch_size = 0;       ///< N of the underlying Batch (offsets stride)
-  uint32_t first = 0;                 ///< first item of the window
+  std::span<const float> dense;      ///< the window's rows only
+  std::span<const int64_t> indices;  ///< the whole batch's indices (offsets are absolute)
+  std::span<const int64_t> offsets;  ///< the whole batch's offsets
+  uint32_t full_batch_size = 0;      ///< N of the underlying Batch (offsets stride)
+  uint32_t first = 0;                ///< first item of the window
 
   /// Offsets of table t's bags in this window: batch_size + 1 absolute positions.
   std::span<const int64_t> table_offsets(uint32_t t) const {

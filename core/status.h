@@ -54,7 +54,7 @@ inline Status internal_error(std::string msg) {
 template <class T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit on purpose, as std::expected
+  Result(T value) : v_(std::move(value)) {}        // NOLINT: implicit on purpose, as std::expected
   Result(Status status) : v_(std::move(status)) {  // NOLINT
     if (std::get<Status>(v_).is_ok()) v_ = Status(StatusCode::kInternal, "Result built from OK");
   }
@@ -82,9 +82,9 @@ class [[nodiscard]] Result {
 #define RECSCHED_CONCAT_(a, b) RECSCHED_CONCAT_INNER_(a, b)
 
 /// Returns the Status of `expr` from the enclosing function unless it is OK.
-#define RECSCHED_RETURN_IF_ERROR(expr)                   \
-  do {                                                   \
-    ::recsched::Status recsched_status_ = (expr);        \
+#define RECSCHED_RETURN_IF_ERROR(expr)                      \
+  do {                                                      \
+    ::recsched::Status recsched_status_ = (expr);           \
     if (!recsched_status_.is_ok()) return recsched_status_; \
   } while (0)
 
@@ -92,6 +92,6 @@ class [[nodiscard]] Result {
 #define RECSCHED_ASSIGN_OR_RETURN(lhs, expr) \
   RECSCHED_ASSIGN_OR_RETURN_IMPL_(RECSCHED_CONCAT_(recsched_result_, __LINE__), lhs, expr)
 #define RECSCHED_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
-  auto tmp = (expr);                                   \
-  if (!tmp.has_value()) return tmp.status();           \
+  auto tmp = (expr);                                    \
+  if (!tmp.has_value()) return tmp.status();            \
   lhs = std::move(tmp).value()

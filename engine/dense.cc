@@ -38,9 +38,8 @@ void apply_bias_act(const float* bias, Activation act, int32_t n, float* y) {
 Status linear_forward(const LinearLayer& layer, ConstMatrixView x, MatrixView y) {
   if (x.rows == 0) return Status::ok();
   // Row-major C = A · Bᵀ with B = weight [out, in]: oneDNN's row-major sgemm, 'N','T'.
-  const dnnl_status_t st =
-      dnnl_sgemm('N', 'T', x.rows, layer.out, layer.in, 1.0f, x.data, x.ld, layer.weight.data(),
-                 layer.in, 0.0f, y.data, y.ld);
+  const dnnl_status_t st = dnnl_sgemm('N', 'T', x.rows, layer.out, layer.in, 1.0f, x.data, x.ld,
+                                      layer.weight.data(), layer.in, 0.0f, y.data, y.ld);
   if (st != dnnl_success) {
     return internal_error("dnnl_sgemm failed with status " + std::to_string(st) + " for a " +
                           std::to_string(x.rows) + "x" + std::to_string(layer.in) + "x" +

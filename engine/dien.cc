@@ -43,9 +43,9 @@ Status allocate_gru(const std::string& prefix, int32_t in, int32_t hidden,
     layer->in = layer_in;
     layer->out = 3 * hidden;
     layer->act = Activation::kNone;
-    RECSCHED_ASSIGN_OR_RETURN(layer->weight,
-                              allocate_tensor(prefix + ".weight_" + suffix,
-                                              {3 * hidden, layer_in}, bound, weights));
+    RECSCHED_ASSIGN_OR_RETURN(
+        layer->weight,
+        allocate_tensor(prefix + ".weight_" + suffix, {3 * hidden, layer_in}, bound, weights));
     RECSCHED_ASSIGN_OR_RETURN(
         layer->bias, allocate_tensor(prefix + ".bias_" + suffix, {3 * hidden}, bound, weights));
   }
@@ -63,9 +63,8 @@ class DienModel final : public ModelBase {
     att_.in = dim;
     att_.out = h;
     att_.act = Activation::kNone;
-    RECSCHED_ASSIGN_OR_RETURN(att_.weight,
-                              allocate_tensor("att.weight", {h, dim},
-                                              std::sqrt(6.0f / (h + dim)), weights_));
+    RECSCHED_ASSIGN_OR_RETURN(att_.weight, allocate_tensor("att.weight", {h, dim},
+                                                           std::sqrt(6.0f / (h + dim)), weights_));
     RECSCHED_ASSIGN_OR_RETURN(att_.bias, HostBuffer::allocate(size_t(h)));  // no bias: zeros
     RECSCHED_RETURN_IF_ERROR(allocate_gru("augru", h, h, weights_, augru_));
     return top_.allocate("top_l", 3 * dim + h, spec_.top_mlp,
@@ -117,8 +116,8 @@ Status DienModel::run(const BatchView& batch, Workspace& ws, MatrixView scores) 
   // state row s given the gates; masked steps keep the state.
   auto recur = [&](const GruWeights& w, const float* inputs, int32_t in_width, auto update,
                    float* record) -> Status {
-    RECSCHED_RETURN_IF_ERROR(linear_forward(w.ih, ConstMatrixView{inputs, rows, in_width},
-                                            MatrixView{gi, rows, g3}));
+    RECSCHED_RETURN_IF_ERROR(
+        linear_forward(w.ih, ConstMatrixView{inputs, rows, in_width}, MatrixView{gi, rows, g3}));
     std::fill_n(state, size_t(n) * h, 0.0f);
     for (int32_t t = 0; t < steps; ++t) {
       RECSCHED_RETURN_IF_ERROR(
@@ -148,8 +147,8 @@ Status DienModel::run(const BatchView& batch, Workspace& ws, MatrixView scores) 
       states));
 
   // Attention: alpha = softmax over the valid steps of h_t . (W_a a).
-  RECSCHED_RETURN_IF_ERROR(linear_forward(att_, ConstMatrixView{feats + dim, n, feat_ld},
-                                          MatrixView{ad_proj, n, h}));
+  RECSCHED_RETURN_IF_ERROR(
+      linear_forward(att_, ConstMatrixView{feats + dim, n, feat_ld}, MatrixView{ad_proj, n, h}));
   for (int64_t r = 0; r < n; ++r) {
     float top = -INFINITY;
     float* a = alpha + r * steps;

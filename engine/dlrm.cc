@@ -33,7 +33,8 @@ class DlrmModel final : public ModelBase {
     RECSCHED_RETURN_IF_ERROR(
         bottom_.forward(ConstMatrixView{batch.dense.data(), n, spec_.dense_features},
                         MatrixView{feats, n, feat_ld}, ws, kHidden));
-    RECSCHED_RETURN_IF_ERROR(pool_tables(batch, 0, num_tables, MatrixView{feats + dim, n, feat_ld}));
+    RECSCHED_RETURN_IF_ERROR(
+        pool_tables(batch, 0, num_tables, MatrixView{feats + dim, n, feat_ld}));
 
     ConstMatrixView top_in{feats, n, feat_ld};
     if (spec_.interaction == Interaction::kDot) {

@@ -47,8 +47,8 @@ bool embedding_bag_sum(Isa isa, const EmbeddingTable& table, std::span<const int
   if (isa == Isa::kAvx512) fn = kernels::avx512_kernel(table.dim);
   if (isa == Isa::kAvx2) fn = kernels::avx2_kernel(table.dim);
   if (fn == nullptr) fn = kernels::generic_kernel(table.dim);
-  return fn({table.data, table.rows, table.dim, indices.data(), offsets.data(), num_bags,
-             out.data, out.stride});
+  return fn({table.data, table.rows, table.dim, indices.data(), offsets.data(), num_bags, out.data,
+             out.stride});
 }
 
 bool embedding_bag_sum_ref(const EmbeddingTable& table, std::span<const int64_t> indices,

@@ -26,11 +26,16 @@ struct RegisterAcc {
 
 BagFn avx2_kernel(int32_t dim) {
   switch (dim) {
-    case 8: return &walk_bags<RegisterAcc<1>>;
-    case 16: return &walk_bags<RegisterAcc<2>>;
-    case 32: return &walk_bags<RegisterAcc<4>>;
-    case 64: return &walk_bags<RegisterAcc<8>>;
-    default: return nullptr;  // other widths: the generic kernel
+    case 8:
+      return &walk_bags<RegisterAcc<1>>;
+    case 16:
+      return &walk_bags<RegisterAcc<2>>;
+    case 32:
+      return &walk_bags<RegisterAcc<4>>;
+    case 64:
+      return &walk_bags<RegisterAcc<8>>;
+    default:
+      return nullptr;  // other widths: the generic kernel
   }
 }
 

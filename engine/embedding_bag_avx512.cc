@@ -28,7 +28,8 @@ struct MemoryAcc {
   int32_t full;
   __mmask16 tail;
   MemoryAcc(const BagArgs& a, float* d)
-      : dst(d), full(a.dim / 16 * 16),
+      : dst(d),
+        full(a.dim / 16 * 16),
         tail(static_cast<__mmask16>((1u << (a.dim - a.dim / 16 * 16)) - 1)) {
     int32_t i = 0;
     for (; i < full; i += 16) _mm512_storeu_ps(dst + i, _mm512_setzero_ps());
@@ -51,12 +52,18 @@ struct MemoryAcc {
 
 BagFn avx512_kernel(int32_t dim) {
   switch (dim) {
-    case 16: return &walk_bags<RegisterAcc<1>>;
-    case 32: return &walk_bags<RegisterAcc<2>>;
-    case 48: return &walk_bags<RegisterAcc<3>>;
-    case 64: return &walk_bags<RegisterAcc<4>>;
-    case 128: return &walk_bags<RegisterAcc<8>>;
-    default: return &walk_bags<MemoryAcc>;
+    case 16:
+      return &walk_bags<RegisterAcc<1>>;
+    case 32:
+      return &walk_bags<RegisterAcc<2>>;
+    case 48:
+      return &walk_bags<RegisterAcc<3>>;
+    case 64:
+      return &walk_bags<RegisterAcc<4>>;
+    case 128:
+      return &walk_bags<RegisterAcc<8>>;
+    default:
+      return &walk_bags<MemoryAcc>;
   }
 }
 

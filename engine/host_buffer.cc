@@ -22,8 +22,8 @@ Result<HostBuffer> HostBuffer::allocate(size_t count) {
     const size_t mapped = (bytes + huge - 1) / huge * huge;
     void* p = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
-      return unavailable("cannot map " + std::to_string(bytes >> 20) + " MiB for a table: " +
-                         std::strerror(errno));
+      return unavailable("cannot map " + std::to_string(bytes >> 20) +
+                         " MiB for a table: " + std::strerror(errno));
     }
     // Advisory: where THP is off the buffer still works, with 4 KiB pages.
     buf.huge_ = madvise(p, mapped, MADV_HUGEPAGE) == 0;

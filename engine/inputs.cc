@@ -46,8 +46,8 @@ Status validate_batch(const ModelSpec& spec, const Batch& batch) {
       }
       for (int64_t j = s; j < e; ++j) {
         if (idx[j] < 0 || idx[j] >= rows) {
-          return invalid_argument("sparse_indices[" + std::to_string(j) + "] = " +
-                                  std::to_string(idx[j]) + " is outside table " +
+          return invalid_argument("sparse_indices[" + std::to_string(j) +
+                                  "] = " + std::to_string(idx[j]) + " is outside table " +
                                   std::to_string(t) + " (" + std::to_string(rows) + " rows)");
         }
       }

@@ -3,7 +3,6 @@
 #pragma once
 
 #include <cstdint>
-
 #include <nlohmann/json_fwd.hpp>
 
 #include "core/batch.h"

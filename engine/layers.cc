@@ -11,8 +11,10 @@ Status EmbeddingTables::allocate(const ModelSpec& spec, std::vector<WeightTensor
   for (size_t t = 0; t < rows_.size(); ++t) {
     RECSCHED_ASSIGN_OR_RETURN(HostBuffer buf, HostBuffer::allocate(size_t(rows_[t]) * dim_));
     tables_.push_back(std::move(buf));
-    weights.push_back({"emb_l." + std::to_string(t) + ".weight", {rows_[t], dim_},
-                       tables_.back().span(), static_cast<float>(std::sqrt(1.0 / rows_[t]))});
+    weights.push_back({"emb_l." + std::to_string(t) + ".weight",
+                       {rows_[t], dim_},
+                       tables_.back().span(),
+                       static_cast<float>(std::sqrt(1.0 / rows_[t]))});
   }
   return Status::ok();
 }
@@ -40,7 +42,9 @@ Status Mlp::allocate(std::string prefix, int32_t in, const std::vector<int32_t>&
     RECSCHED_ASSIGN_OR_RETURN(l.bias, HostBuffer::allocate(size_t(l.out)));
     const std::string base =
         naming == Naming::kSingleLayer ? prefix : prefix + "." + std::to_string(2 * k);
-    weights.push_back({base + ".weight", {l.out, l.in}, l.weight.span(),
+    weights.push_back({base + ".weight",
+                       {l.out, l.in},
+                       l.weight.span(),
                        static_cast<float>(std::sqrt(6.0 / (l.in + l.out)))});
     weights.push_back(
         {base + ".bias", {l.out}, l.bias.span(), static_cast<float>(std::sqrt(3.0 / l.out))});

@@ -17,12 +17,17 @@ Result<float*> Workspace::floats(size_t slot, size_t count) {
 
 Result<std::unique_ptr<Model>> load_model(const ModelSpec& spec, const LoadOptions& options) {
   switch (spec.type) {
-    case ModelType::kDlrm: return load_dlrm(spec, options);
-    case ModelType::kNcf: return load_ncf(spec, options);
+    case ModelType::kDlrm:
+      return load_dlrm(spec, options);
+    case ModelType::kNcf:
+      return load_ncf(spec, options);
     case ModelType::kWnd:
-    case ModelType::kMtwnd: return load_wnd(spec, options);
-    case ModelType::kDin: return load_din(spec, options);
-    case ModelType::kDien: return load_dien(spec, options);
+    case ModelType::kMtwnd:
+      return load_wnd(spec, options);
+    case ModelType::kDin:
+      return load_din(spec, options);
+    case ModelType::kDien:
+      return load_dien(spec, options);
   }
   return internal_error("unhandled model type");
 }

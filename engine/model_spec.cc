@@ -49,7 +49,6 @@ Result<std::vector<int32_t>> get_widths(const json& j, std::string_view key) {
   return out;
 }
 
-
 struct TypeInfo {
   ModelType type;
   const char* name;
@@ -103,10 +102,14 @@ int32_t ModelSpec::num_outputs() const {
   switch (type) {
     case ModelType::kDlrm:
     case ModelType::kDin:
-    case ModelType::kDien: return top_mlp.back();
-    case ModelType::kNcf: return 1;
-    case ModelType::kWnd: return mlp.back();
-    case ModelType::kMtwnd: return tasks;
+    case ModelType::kDien:
+      return top_mlp.back();
+    case ModelType::kNcf:
+      return 1;
+    case ModelType::kWnd:
+      return mlp.back();
+    case ModelType::kMtwnd:
+      return tasks;
   }
   return 0;
 }
@@ -124,8 +127,12 @@ uint64_t ModelSpec::dense_bytes() const {
     case ModelType::kDlrm:
       params = mlp_params(dense_features, bottom_mlp) + mlp_params(top_input_width(), top_mlp);
       break;
-    case ModelType::kNcf: params = mlp_params(2 * d, mlp) + d + mlp.back() + 1; break;
-    case ModelType::kWnd: params = mlp_params(dense_features + t * d, mlp); break;
+    case ModelType::kNcf:
+      params = mlp_params(2 * d, mlp) + d + mlp.back() + 1;
+      break;
+    case ModelType::kWnd:
+      params = mlp_params(dense_features + t * d, mlp);
+      break;
     case ModelType::kMtwnd:
       params = mlp_params(dense_features + t * d, mlp) +
                uint64_t(tasks) * mlp_params(mlp.back(), task_mlp);
@@ -153,10 +160,13 @@ uint64_t ModelSpec::dense_macs_per_item() const {
       }
       return macs;
     }
-    case ModelType::kNcf: return mlp_macs(2 * d, mlp) + d + mlp.back();
-    case ModelType::kWnd: return mlp_macs(dense_features + t * d, mlp);
+    case ModelType::kNcf:
+      return mlp_macs(2 * d, mlp) + d + mlp.back();
+    case ModelType::kWnd:
+      return mlp_macs(dense_features + t * d, mlp);
     case ModelType::kMtwnd:
-      return mlp_macs(dense_features + t * d, mlp) + uint64_t(tasks) * mlp_macs(mlp.back(), task_mlp);
+      return mlp_macs(dense_features + t * d, mlp) +
+             uint64_t(tasks) * mlp_macs(mlp.back(), task_mlp);
     case ModelType::kDin:
       return uint64_t(behaviour_tables) * (mlp_macs(3 * d, attention_mlp) + d) +
              mlp_macs(4 * d, top_mlp);
@@ -184,8 +194,8 @@ Result<ModelSpec> parse_model_spec(const json& j) {
   }
 
   static const std::set<std::string> kCommon = {
-      "name",   "description", "type",      "dense_features",    "embedding_dim",
-      "tables", "row_scale",   "seed",      "lookups_per_table"};
+      "name",   "description", "type", "dense_features",   "embedding_dim",
+      "tables", "row_scale",   "seed", "lookups_per_table"};
   for (const auto& [key, value] : j.items()) {
     if (!kCommon.count(key) &&
         std::find(info->keys.begin(), info->keys.end(), key) == info->keys.end()) {
@@ -285,9 +295,10 @@ Result<ModelSpec> parse_model_spec(const json& j) {
     case ModelType::kNcf: {
       RECSCHED_ASSIGN_OR_RETURN(spec.mlp, get_widths(j, "mlp"));
       if (num_tables != 4) {
-        return key_error("tables", "an ncf model has exactly 4 tables (user and item for the "
-                                   "GMF branch, then for the MLP branch), got " +
-                                       std::to_string(num_tables));
+        return key_error("tables",
+                         "an ncf model has exactly 4 tables (user and item for the "
+                         "GMF branch, then for the MLP branch), got " +
+                             std::to_string(num_tables));
       }
       break;
     }

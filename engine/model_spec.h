@@ -3,11 +3,10 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "core/status.h"
 
@@ -30,7 +29,7 @@ struct ModelSpec {
   std::string name;
   std::string description;
   ModelType type = ModelType::kDlrm;
-  int32_t dense_features = 0;      ///< 0 for ncf, din, dien (they take no dense input)
+  int32_t dense_features = 0;  ///< 0 for ncf, din, dien (they take no dense input)
   int32_t embedding_dim = 0;
   std::vector<int64_t> spec_rows;   ///< rows per table as written in the spec
   double row_scale = 1.0;           ///< rows actually allocated = max(1, round(rows * scale))

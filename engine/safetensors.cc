@@ -57,7 +57,9 @@ Result<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
   struct stat st {};
   if (fstat(file.fd_, &st) != 0) return internal_error("weights " + path + ": cannot stat");
   const uint64_t file_size = static_cast<uint64_t>(st.st_size);
-  auto bad = [&](const std::string& why) { return invalid_argument("weights " + path + ": " + why); };
+  auto bad = [&](const std::string& why) {
+    return invalid_argument("weights " + path + ": " + why);
+  };
 
   if (file_size < 8) return bad("too short to be a safetensors file");
   uint64_t header_len = 0;
@@ -108,8 +110,8 @@ Result<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
     const uint64_t b = offs[0].get<uint64_t>(), e = offs[1].get<uint64_t>();
     if (b > e || e > data_size) return tbad("data_offsets lie outside the file's data");
     if (e - b != elements * esize) {
-      return tbad("data_offsets cover " + std::to_string(e - b) + " bytes but dtype and shape need " +
-                  std::to_string(elements * esize));
+      return tbad("data_offsets cover " + std::to_string(e - b) +
+                  " bytes but dtype and shape need " + std::to_string(elements * esize));
     }
     t.begin = data_start + b;
     t.bytes = e - b;
@@ -168,7 +170,8 @@ Status write_safetensors(const std::string& path, std::span<const TensorToWrite>
       return invalid_argument("tensor '" + t.name + "': shape does not match its data");
     }
     const uint64_t bytes = elements * sizeof(float);
-    header[t.name] = {{"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
+    header[t.name] = {
+        {"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
   std::string text = header.dump();

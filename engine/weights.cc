@@ -55,8 +55,7 @@ Status read_weights(const SafetensorsFile& file, std::span<const WeightTensor> e
     }
     if (t->shape != e.shape) {
       return invalid_argument("weights " + file.path() + ": tensor '" + e.name + "' has shape " +
-                              shape_to_string(t->shape) + ", expected " +
-                              shape_to_string(e.shape));
+                              shape_to_string(t->shape) + ", expected " + shape_to_string(e.shape));
     }
     if (t->dtype != "F32") {
       return invalid_argument("weights " + file.path() + ": tensor '" + e.name + "' has dtype " +

@@ -1,8 +1,9 @@
 // NCF, Wide&Deep (single- and multi-task) and DIN. DIEN is in dien.cc.
+#include "engine/zoo.h"
+
 #include <algorithm>
 
 #include "engine/layers.h"
-#include "engine/zoo.h"
 
 namespace recsched::engine {
 namespace {
@@ -73,8 +74,7 @@ class WndModel final : public ModelBase {
     heads_.resize(multi ? spec_.tasks : 0);
     for (size_t i = 0; i < heads_.size(); ++i) {
       RECSCHED_RETURN_IF_ERROR(heads_[i].allocate("heads." + std::to_string(i), mlp_.out(),
-                                                  spec_.task_mlp, Activation::kSigmoid,
-                                                  weights_));
+                                                  spec_.task_mlp, Activation::kSigmoid, weights_));
     }
     return Status::ok();
   }
@@ -150,8 +150,8 @@ class DinModel final : public ModelBase {
         for (int32_t d = 0; d < dim; ++d) x[2 * dim + d] = b[d] * ad[d];
       }
     }
-    RECSCHED_RETURN_IF_ERROR(att_.forward(ConstMatrixView{att_in, rows, 3 * dim},
-                                          MatrixView{w, rows, 1}, ws, kHidden));
+    RECSCHED_RETURN_IF_ERROR(
+        att_.forward(ConstMatrixView{att_in, rows, 3 * dim}, MatrixView{w, rows, 1}, ws, kHidden));
 
     // Top input [u, sum_i w_i b_i, a, c].
     const int64_t top_ld = 4 * int64_t{dim};

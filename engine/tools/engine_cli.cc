@@ -176,8 +176,8 @@ int cmd_score(const Options& o, std::ostream& out, std::ostream& err) {
   }
   json rows = json::array();
   for (uint32_t r = 0; r < batch->batch_size; ++r) {
-    rows.push_back(std::vector<float>(scores.begin() + size_t(r) * k,
-                                      scores.begin() + size_t(r + 1) * k));
+    rows.push_back(
+        std::vector<float>(scores.begin() + size_t(r) * k, scores.begin() + size_t(r + 1) * k));
   }
   out << json{{"scores", rows}}.dump() << "\n";
   return 0;
@@ -187,8 +187,12 @@ int cmd_score(const Options& o, std::ostream& out, std::ostream& err) {
 class SplitRunner {
  public:
   SplitRunner(const Model& model, int threads)
-      : model_(model), threads_(threads), workspaces_(threads), status_(threads),
-        start_(threads), done_(threads) {
+      : model_(model),
+        threads_(threads),
+        workspaces_(threads),
+        status_(threads),
+        start_(threads),
+        done_(threads) {
     for (int t = 1; t < threads_; ++t) pool_.emplace_back([this, t] { worker(t); });
   }
   ~SplitRunner() {
@@ -296,17 +300,19 @@ int cmd_bench(const Options& o, std::ostream& out, std::ostream& err) {
                        {"p95_ms", percentile(ms, 95)},
                        {"reps", ms.size()}});
   }
-  json report = {{"model", spec.name},  {"threads", threads},
+  json report = {{"model", spec.name},
+                 {"threads", threads},
                  {"isa", std::string(to_string((*model)->isa()))},
-                 {"load_seconds", load_s}, {"table_bytes", spec.table_bytes()},
+                 {"load_seconds", load_s},
+                 {"table_bytes", spec.table_bytes()},
                  {"results", results}};
   if (format == "json") {
     out << report.dump() << "\n";
     return 0;
   }
-  out << spec.name << ": " << spec.num_tables() << " tables, " << std::fixed
-      << std::setprecision(2) << spec.table_bytes() / double(1 << 30) << " GiB of embeddings, "
-      << threads << " thread(s), " << to_string((*model)->isa()) << " kernels\n";
+  out << spec.name << ": " << spec.num_tables() << " tables, " << std::fixed << std::setprecision(2)
+      << spec.table_bytes() / double(1 << 30) << " GiB of embeddings, " << threads << " thread(s), "
+      << to_string((*model)->isa()) << " kernels\n";
   out << "  batch    median_ms       p95_ms   items/s\n";
   for (const json& r : results) {
     const double med = r["median_ms"];
@@ -396,7 +402,8 @@ int run_engine_cli(const std::vector<std::string>& args, std::ostream& out, std:
   };
   static const Command kCommands[] = {
       {"score", &cmd_score, {"model", "weights", "inputs"}},
-      {"bench", &cmd_bench,
+      {"bench",
+       &cmd_bench,
        {"model", "weights", "batch-sizes", "threads", "reps", "min-seconds", "seed", "format"}},
       {"export-weights", &cmd_export, {"model", "out"}},
       {"info", &cmd_info, {"model"}},

@@ -31,8 +31,8 @@ TEST_CASE("linear_forward matches the double-precision reference for each activa
       int64_t rows;
       int in, out;
     };
-    for (const Shape& shape : {Shape{1, 13, 7}, Shape{5, 64, 32}, Shape{33, 2560, 17},
-                               Shape{64, 3, 256}}) {
+    for (const Shape& shape :
+         {Shape{1, 13, 7}, Shape{5, 64, 32}, Shape{33, 2560, 17}, Shape{64, 3, 256}}) {
       const int64_t rows = shape.rows;
       const int in = shape.in, out = shape.out;
       CAPTURE(rows);

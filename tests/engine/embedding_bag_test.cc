@@ -68,13 +68,15 @@ TEST_CASE("every ISA's embedding_bag_sum equals the reference bit for bit on ran
         const Bags bags = random_bags(rng, rows, num_bags, 30);
         const int64_t stride = dim + static_cast<int64_t>(rng() % 5);  // write into wider rows
         std::vector<float> want(num_bags * stride, -7.0f);
-        REQUIRE(embedding_bag_sum_ref(t.table(), bags.indices, bags.offsets, {want.data(), stride}));
+        REQUIRE(
+            embedding_bag_sum_ref(t.table(), bags.indices, bags.offsets, {want.data(), stride}));
         for (Isa isa : supported_isas()) {
           CAPTURE(to_string(isa));
           CAPTURE(dim);
           CAPTURE(rows);
           std::vector<float> got(num_bags * stride, -7.0f);
-          REQUIRE(embedding_bag_sum(isa, t.table(), bags.indices, bags.offsets, {got.data(), stride}));
+          REQUIRE(
+              embedding_bag_sum(isa, t.table(), bags.indices, bags.offsets, {got.data(), stride}));
           // Padding between strided rows stays untouched (-7), and sums match exactly.
           CHECK(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0);
         }

@@ -43,7 +43,10 @@ TEST_CASE("bad inputs are refused with a message that says which") {
       {"short dense row", [](json& j) { j["dense"][1] = {1}; }, "dense[1] must hold 2 numbers"},
       {"dense string", [](json& j) { j["dense"][0][0] = "x"; }, "dense[0] holds a non-number"},
       {"table count", [](json& j) { j["sparse_lengths"].erase(1); }, "has 2 tables"},
-      {"lengths per item", [](json& j) { j["sparse_lengths"][1] = {1, 1}; },
+      {"lengths per item",
+       [](json& j) {
+         j["sparse_lengths"][1] = {1, 1};
+       },
        "sparse_lengths[1] must hold 3"},
       {"negative length", [](json& j) { j["sparse_lengths"][0][0] = -1; }, "sparse_lengths[0]"},
       {"lengths vs ids", [](json& j) { j["sparse_indices"].push_back(1); },

@@ -75,9 +75,17 @@ TEST_CASE("a bad spec is refused with a message naming the key") {
       {"unknown key", [](json& j) { j["colour"] = 1; }, "colour"},
       {"missing key", [](json& j) { j.erase("top_mlp"); }, "top_mlp"},
       {"unknown type", [](json& j) { j["type"] = "transformer"; }, "type"},
-      {"bottom width", [](json& j) { j["bottom_mlp"] = {8, 5}; }, "bottom_mlp"},
+      {"bottom width",
+       [](json& j) {
+         j["bottom_mlp"] = {8, 5};
+       },
+       "bottom_mlp"},
       {"empty mlp", [](json& j) { j["top_mlp"] = json::array(); }, "top_mlp"},
-      {"zero width", [](json& j) { j["top_mlp"] = {0, 1}; }, "top_mlp"},
+      {"zero width",
+       [](json& j) {
+         j["top_mlp"] = {0, 1};
+       },
+       "top_mlp"},
       {"negative rows", [](json& j) { j["tables"] = {-3}; }, "tables"},
       {"rows not integer", [](json& j) { j["tables"] = {1.5}; }, "tables"},
       {"interaction", [](json& j) { j["interaction"] = "sum"; }, "interaction"},

@@ -35,7 +35,9 @@ std::vector<float> score(const Model& model, const BatchView& view, Workspace& w
 }
 
 // The golden specs are small instances of every type.
-ModelSpec golden_spec(const char* c) { return load_model_spec(golden_path(c, ".model.json")).value(); }
+ModelSpec golden_spec(const char* c) {
+  return load_model_spec(golden_path(c, ".model.json")).value();
+}
 
 // A batch with random bag lengths 0..3, so DIN and DIEN see empty behaviours.
 Batch ragged_batch(const ModelSpec& spec, uint32_t n, uint64_t seed) {

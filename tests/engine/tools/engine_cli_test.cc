@@ -33,9 +33,9 @@ std::string golden(const std::string& c, const std::string& suffix) {
 int lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
 
 TEST_CASE("score prints one row of scores per item, matching the golden file") {
-  const Run r = run({"score", "--model", golden("multiout", ".model.json"), "--weights",
-                     golden("multiout", ".safetensors"), "--inputs",
-                     golden("multiout", ".inputs.json")});
+  const Run r =
+      run({"score", "--model", golden("multiout", ".model.json"), "--weights",
+           golden("multiout", ".safetensors"), "--inputs", golden("multiout", ".inputs.json")});
   REQUIRE_MESSAGE(r.code == 0, r.err);
   const json got = json::parse(r.out)["scores"];
   std::ifstream in(golden("multiout", ".expected.json"));
@@ -65,8 +65,8 @@ TEST_CASE("score and bench work for every zoo model type") {
         CHECK(got[i][k].get<double>() == doctest::Approx(want[i][k].get<double>()).epsilon(1e-4));
       }
     }
-    const Run b = run({"bench", "--model", golden(c, ".model.json"), "--batch-sizes", "3",
-                       "--reps", "5", "--min-seconds", "0"});
+    const Run b = run({"bench", "--model", golden(c, ".model.json"), "--batch-sizes", "3", "--reps",
+                       "5", "--min-seconds", "0"});
     REQUIRE_MESSAGE(b.code == 0, b.err);
     CHECK(json::parse(b.out)["results"][0]["reps"] == 5);
   }
@@ -87,7 +87,8 @@ TEST_CASE("bench reports each batch size with median and p95") {
 }
 
 TEST_CASE("export-weights writes weights that score like the seeded model") {
-  const std::string model = std::string(RECSCHED_SOURCE_DIR) + "/tests/fixtures/golden/cat.model.json";
+  const std::string model =
+      std::string(RECSCHED_SOURCE_DIR) + "/tests/fixtures/golden/cat.model.json";
   const std::string path = "/tmp/recsched_cli_" + std::to_string(getpid()) + ".safetensors";
   REQUIRE(run({"export-weights", "--model", model, "--out", path}).code == 0);
   const std::string inputs = golden("cat", ".inputs.json");
