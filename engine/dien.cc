@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "engine/fast_math.h"
 #include "engine/layers.h"
 #include "engine/zoo.h"
 
@@ -25,8 +26,6 @@ enum Slot : size_t {
   kTop,       // [n, 3 * dim + H]
   kHidden,    // MLP scratch (two slots)
 };
-
-inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
 // A GRU cell's weights in PyTorch's layout: gate rows r, z, n.
 struct GruWeights {
@@ -128,9 +127,9 @@ Status DienModel::run(const BatchView& batch, Workspace& ws, MatrixView scores) 
           const float* a = gi + (r * steps + t) * g3;
           const float* b = gh + r * g3;
           for (int32_t k = 0; k < h; ++k) {
-            const float reset = sigmoid(a[k] + b[k]);
-            const float z = sigmoid(a[h + k] + b[h + k]);
-            const float cand = std::tanh(a[2 * h + k] + reset * b[2 * h + k]);
+            const float reset = fast_sigmoid(a[k] + b[k]);
+            const float z = fast_sigmoid(a[h + k] + b[h + k]);
+            const float cand = fast_tanh(a[2 * h + k] + reset * b[2 * h + k]);
             s[k] = update(r, t, z, cand, s[k]);
           }
         }
