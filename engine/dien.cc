@@ -191,10 +191,7 @@ Status DienModel::run(const BatchView& batch, Workspace& ws, MatrixView scores) 
 }  // namespace
 
 Result<std::unique_ptr<Model>> load_dien(const ModelSpec& spec, const LoadOptions& options) {
-  auto model = std::make_unique<DienModel>(spec, options.isa);
-  RECSCHED_RETURN_IF_ERROR(model->build());
-  RECSCHED_RETURN_IF_ERROR(model->load_weights(options));
-  return std::unique_ptr<Model>(std::move(model));
+  return build_and_load<DienModel>(spec, options);
 }
 
 }  // namespace recsched::engine

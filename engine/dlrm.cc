@@ -53,10 +53,7 @@ class DlrmModel final : public ModelBase {
 }  // namespace
 
 Result<std::unique_ptr<Model>> load_dlrm(const ModelSpec& spec, const LoadOptions& options) {
-  auto model = std::make_unique<DlrmModel>(spec, options.isa);
-  RECSCHED_RETURN_IF_ERROR(model->build());
-  RECSCHED_RETURN_IF_ERROR(model->load_weights(options));
-  return std::unique_ptr<Model>(std::move(model));
+  return build_and_load<DlrmModel>(spec, options);
 }
 
 }  // namespace recsched::engine

@@ -3,6 +3,7 @@
 // weight list, so loading (seeded or from safetensors) and export are written once.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -90,5 +91,15 @@ class ModelBase : public Model {
   EmbeddingTables tables_;
   std::vector<WeightTensor> weights_;
 };
+
+/// Builds a model type M (its build() allocates and registers every tensor), then loads
+/// its weights: what every load_<type>() does.
+template <class M>
+Result<std::unique_ptr<Model>> build_and_load(const ModelSpec& spec, const LoadOptions& options) {
+  auto model = std::make_unique<M>(spec, options.isa);
+  RECSCHED_RETURN_IF_ERROR(model->build());
+  RECSCHED_RETURN_IF_ERROR(model->load_weights(options));
+  return std::unique_ptr<Model>(std::move(model));
+}
 
 }  // namespace recsched::engine

@@ -15,14 +15,6 @@ Activation output_activation(int32_t k) {
   return k >= 2 ? Activation::kSoftmax : Activation::kSigmoid;
 }
 
-template <class M>
-Result<std::unique_ptr<Model>> build_and_load(const ModelSpec& spec, const LoadOptions& options) {
-  auto model = std::make_unique<M>(spec, options.isa);
-  RECSCHED_RETURN_IF_ERROR(model->build());
-  RECSCHED_RETURN_IF_ERROR(model->load_weights(options));
-  return std::unique_ptr<Model>(std::move(model));
-}
-
 class NcfModel final : public ModelBase {
  public:
   NcfModel(const ModelSpec& spec, Isa isa) : ModelBase(spec, isa) {}

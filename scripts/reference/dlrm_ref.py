@@ -28,20 +28,18 @@ Engine input layout (JSON)::
 
 Besides the model, this module has a dependency-free safetensors reader/writer
 (F32 only) and helpers to convert the engine input layout to EmbeddingBag
-offsets/indices.  Run it as a script to score an input file::
+offsets/indices.  To score an input file with any model type, run zoo_ref.py::
 
-    /usr/bin/python3 scripts/reference/dlrm_ref.py --model M.json --weights W.safetensors \\
+    /usr/bin/python3 scripts/reference/zoo_ref.py --model M.json --weights W.safetensors \\
         --inputs I.json
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import struct
-import sys
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -542,40 +540,3 @@ def load_inputs(path: str | os.PathLike, num_tables: int, dense_features: int
         return inputs_from_doc(doc, num_tables, dense_features)
     except InputError as e:
         raise InputError(f"{path}: {e}") from None
-
-
-# --------------------------------------------------------------------------
-# CLI: score an input file
-# --------------------------------------------------------------------------
-
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        description="Score an engine input JSON with the PyTorch reference DLRM and print "
-                    '{"scores": [[...] * B]} as JSON.')
-    ap.add_argument("--model", required=True, help="model spec JSON")
-    ap.add_argument("--weights", required=True,
-                    help="safetensors weights (table rows are taken from this file)")
-    ap.add_argument("--inputs", required=True, help="engine input JSON")
-    args = ap.parse_args(argv)
-    prog = os.path.basename(sys.argv[0])
-    try:
-        spec = load_spec(args.model)
-        w = read_safetensors(args.weights)
-        try:
-            rows = table_rows_from_weights(spec, w)
-            model = model_from_spec(spec, w, table_rows=rows)
-        except (SpecError, WeightsError) as e:
-            raise WeightsError(f"{args.weights}: {e}") from None
-        dense, offs, idxs = load_inputs(args.inputs, len(rows), spec["dense_features"])
-        with torch.inference_mode():
-            scores = model(dense, offs, idxs)
-    except (ValueError, IndexError, RuntimeError) as e:
-        print(f"{prog}: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
-              file=sys.stderr)
-        return 1
-    print(json.dumps({"scores": [[float(v) for v in row] for row in scores.tolist()]}))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
