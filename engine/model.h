@@ -43,6 +43,9 @@ class Model {
   virtual ~Model() = default;
   virtual const ModelSpec& spec() const = 0;
   virtual Isa isa() const = 0;
+  /// Where and with what the model runs, for logs and reports: "cpu avx512",
+  /// "cuda NVIDIA H200 (sm_90)".
+  virtual std::string kernels() const { return "cpu " + std::string(to_string(isa())); }
 
   /// Scores the items of `batch` into `scores` [batch.batch_size, spec().num_outputs()],
   /// row-major. `batch` must have passed validate_batch() for this spec; the kernels

@@ -19,6 +19,9 @@
 #include "engine/dense.h"
 #include "engine/inputs.h"
 #include "engine/model.h"
+#if defined(RECSCHED_WITH_CUDA)
+#include "engine/cuda/cuda_model.h"
+#endif
 
 namespace recsched::engine::tools {
 namespace {
@@ -32,13 +35,14 @@ Runs recsched's inference engine on one model, outside the daemon. Model types:
 dlrm (RMC1-3), ncf, wnd, mtwnd, din, dien; the default zoo is in models/.
 
 commands:
-  score   --model SPEC.json [--weights W.safetensors] --inputs IN.json
+  score   --model SPEC.json [--weights W.safetensors] --inputs IN.json [--device D]
           Scores the items in IN.json and prints {"scores": [[...], ...]}, one row
           per item. IN.json: {"dense": [[D floats] x N], "sparse_lengths": [[N ints]
           x T], "sparse_indices": [all ids, table by table]}; a model without
           dense features (ncf, din, dien) takes "dense": [].
   bench   --model SPEC.json [--weights W.safetensors] [--batch-sizes 1,64,1024]
           [--threads T] [--reps N] [--min-seconds S] [--seed N] [--format json|table]
+          [--device D]
           Times forward passes on random inputs (the spec's lookups per table, a
           fresh input every run, generated outside the timed region). With T > 1
           each batch is split into T sub-batches run on T threads. Prints
@@ -50,6 +54,8 @@ commands:
   info    --model SPEC.json
           Prints the model's derived shapes, sizes and the kernels chosen.
 
+--device is cpu (default), cuda or cuda:N (a GPU, where built with CUDA); on a GPU
+the timings include copying each query in and its scores out.
 Weights default to deterministic values from the spec's seed. Set RECSCHED_ISA
 (generic|avx2|avx512) to use narrower SIMD kernels than the CPU supports.
 Exit status: 0 ok, 1 failure, 2 bad usage.
@@ -127,11 +133,29 @@ std::vector<uint32_t> parse_batch_sizes(const std::string& text) {
   return out;
 }
 
+// --device cpu (default) or cuda[:N].
 Result<std::unique_ptr<Model>> load(const Options& o) {
+  const std::string device = o.get("device", "cpu");
+  int gpu = -1;
+  if (device.rfind("cuda", 0) == 0) {
+    gpu = device == "cuda" ? 0 : -1;
+    if (device.size() > 5 && device[4] == ':')
+      gpu = static_cast<int>(parse_int("device", device.substr(5), 0, 63));
+    if (gpu < 0) throw UsageError{"--device must be cpu, cuda or cuda:N, got '" + device + "'"};
+  } else if (device != "cpu") {
+    throw UsageError{"--device must be cpu, cuda or cuda:N, got '" + device + "'"};
+  }
   RECSCHED_ASSIGN_OR_RETURN(ModelSpec spec, load_model_spec(o.get("model")));
   LoadOptions lo;
   lo.weights_path = o.get("weights");
-  return load_model(spec, lo);
+  if (gpu < 0) return load_model(spec, lo);
+#if defined(RECSCHED_WITH_CUDA)
+  cuda::CudaOptions co;
+  co.device = gpu;
+  return cuda::load_cuda_model(spec, lo, co);
+#else
+  return unavailable("this recsched-engine was built without CUDA (RECSCHED_WITH_CUDA=OFF)");
+#endif
 }
 
 void require(const Options& o, const char* key) {
@@ -303,6 +327,7 @@ int cmd_bench(const Options& o, std::ostream& out, std::ostream& err) {
   json report = {{"model", spec.name},
                  {"threads", threads},
                  {"isa", std::string(to_string((*model)->isa()))},
+                 {"kernels", (*model)->kernels()},
                  {"load_seconds", load_s},
                  {"table_bytes", spec.table_bytes()},
                  {"results", results}};
@@ -312,7 +337,7 @@ int cmd_bench(const Options& o, std::ostream& out, std::ostream& err) {
   }
   out << spec.name << ": " << spec.num_tables() << " tables, " << std::fixed << std::setprecision(2)
       << spec.table_bytes() / double(1 << 30) << " GiB of embeddings, " << threads << " thread(s), "
-      << to_string((*model)->isa()) << " kernels\n";
+      << (*model)->kernels() << "\n";
   out << "  batch    median_ms       p95_ms   items/s\n";
   for (const json& r : results) {
     const double med = r["median_ms"];
@@ -401,10 +426,11 @@ int run_engine_cli(const std::vector<std::string>& args, std::ostream& out, std:
     std::vector<std::string> options;
   };
   static const Command kCommands[] = {
-      {"score", &cmd_score, {"model", "weights", "inputs"}},
+      {"score", &cmd_score, {"model", "weights", "inputs", "device"}},
       {"bench",
        &cmd_bench,
-       {"model", "weights", "batch-sizes", "threads", "reps", "min-seconds", "seed", "format"}},
+       {"model", "weights", "batch-sizes", "threads", "reps", "min-seconds", "seed", "format",
+        "device"}},
       {"export-weights", &cmd_export, {"model", "out"}},
       {"info", &cmd_info, {"model"}},
   };

@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "test_util.h"
+
 namespace recsched::engine {
 namespace {
 
@@ -28,7 +30,7 @@ TEST_CASE("the zoo specs parse with DeepRecInfra's derived widths") {
                         Want{"rmc3", 352, 10, 500000, 20}}) {
     CAPTURE(w.file);
     Result<ModelSpec> spec =
-        load_model_spec(std::string(RECSCHED_SOURCE_DIR) + "/models/" + w.file + ".json");
+        load_model_spec(testing::source_path(std::string("models/") + w.file + ".json"));
     REQUIRE_MESSAGE(spec.has_value(), spec.status().to_string());
     CHECK(spec->name == w.file);
     CHECK(spec->interaction == Interaction::kCat);
@@ -121,7 +123,7 @@ TEST_CASE("the rest of the zoo parses with DeepRecInfra's shapes") {
                         Want{"dien", ModelType::kDien, 43, 2, 40 * 3 * 64 * (32 + 64)}}) {
     CAPTURE(w.file);
     Result<ModelSpec> spec =
-        load_model_spec(std::string(RECSCHED_SOURCE_DIR) + "/models/" + w.file + ".json");
+        load_model_spec(testing::source_path(std::string("models/") + w.file + ".json"));
     REQUIRE_MESSAGE(spec.has_value(), spec.status().to_string());
     CHECK(spec->type == w.type);
     CHECK(spec->num_tables() == w.tables);
@@ -191,7 +193,7 @@ TEST_CASE("load_model_spec names the file when it is missing or not JSON") {
   CHECK(missing.status().code() == StatusCode::kNotFound);
   CHECK(missing.status().message().find("/nonexistent/spec.json") != std::string::npos);
   Result<ModelSpec> not_json =
-      load_model_spec(std::string(RECSCHED_SOURCE_DIR) + "/tests/fixtures/golden/README.md");
+      load_model_spec(testing::source_path("tests/fixtures/golden/README.md"));
   CHECK(not_json.status().code() == StatusCode::kInvalidArgument);
   CHECK(not_json.status().message().find("not valid JSON") != std::string::npos);
 }

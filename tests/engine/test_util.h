@@ -1,14 +1,18 @@
 // Helpers shared by the engine tests: fixture paths and JSON files.
 #pragma once
 
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 
 namespace recsched::engine::testing {
 
+/// A path in the source tree; RECSCHED_SOURCE_DIR in the environment overrides the
+/// build's (to run tests built elsewhere, as on a GPU machine).
 inline std::string source_path(const std::string& rel) {
-  return std::string(RECSCHED_SOURCE_DIR) + "/" + rel;
+  const char* env = std::getenv("RECSCHED_SOURCE_DIR");
+  return std::string(env != nullptr ? env : RECSCHED_SOURCE_DIR) + "/" + rel;
 }
 
 inline std::string golden_path(const std::string& golden_case, const std::string& suffix) {
