@@ -1,0 +1,114 @@
+#include "profiler/cpu_runner.h"
+
+#include <doctest/doctest.h>
+
+#include <thread>
+
+#include "engine/inputs.h"
+
+namespace recsched::profiler {
+namespace {
+
+struct HostDevice {
+  Topology topology = std::move(Topology::host().value());
+  CpuDevice device = topology.devices(Partition::kNuma)->cpus.at(0);
+};
+
+engine::ModelSpec golden_spec() {
+  return engine::load_model_spec(std::string(RECSCHED_SOURCE_DIR) +
+                                 "/tests/fixtures/golden/wide.model.json")
+      .value();
+}
+
+std::vector<float> whole(const Model& model, const Batch& batch) {
+  engine::Workspace ws;
+  std::vector<float> out(batch.batch_size * model.spec().num_outputs());
+  REQUIRE(model.forward(view_of(batch), ws, out).is_ok());
+  return out;
+}
+
+TEST_CASE("workers bind themselves to the device's cores") {
+  HostDevice host;
+  auto runner = CpuRunner::create(host.topology, host.device);
+  REQUIRE_MESSAGE(runner.has_value(), runner.status().to_string());
+  CHECK((*runner)->workers() == static_cast<int>(host.device.cores));
+  const Devices cores = host.topology.devices(Partition::kCore).value();
+  for (int w = 0; w < (*runner)->workers(); ++w) {
+    CAPTURE(w);
+    // Each worker sits on exactly one core of the device, worker w on the w-th core.
+    CHECK((*runner)->bindings()[w] == cores.cpus[w % cores.cpus.size()].cpuset);
+  }
+}
+
+TEST_CASE("a query run as sub-batches across workers scores like the whole batch") {
+  HostDevice host;
+  auto runner = std::move(CpuRunner::create(host.topology, host.device).value());
+  const engine::ModelSpec spec = golden_spec();
+  auto model = runner->load(spec, {});
+  REQUIRE_MESSAGE(model.has_value(), model.status().to_string());
+  const Batch batch = engine::random_batch(spec, 37, 3);
+  const std::vector<float> want = whole(**model, batch);
+  for (uint32_t sub : {1u, 5u, 16u, 37u, 100u}) {
+    for (int workers = 1; workers <= runner->workers(); ++workers) {
+      CAPTURE(sub);
+      CAPTURE(workers);
+      std::vector<float> got(want.size(), -1.0f);
+      REQUIRE(runner->run(**model, view_of(batch), sub, workers, got).is_ok());
+      for (size_t i = 0; i < want.size(); ++i)
+        CHECK(got[i] == doctest::Approx(want[i]).epsilon(1e-5));
+    }
+  }
+  CHECK(runner->busy_seconds() > 0.0);
+}
+
+TEST_CASE("concurrent callers are served one at a time, each with its own scores") {
+  HostDevice host;
+  auto runner = std::move(CpuRunner::create(host.topology, host.device).value());
+  const engine::ModelSpec spec = golden_spec();
+  auto model = std::move(runner->load(spec, {}).value());
+  const Batch a = engine::random_batch(spec, 50, 1), b = engine::random_batch(spec, 23, 2);
+  const std::vector<float> want_a = whole(*model, a), want_b = whole(*model, b);
+  std::vector<float> got_a(want_a.size()), got_b(want_b.size());
+  Status st_a, st_b;
+  std::thread t([&] {
+    for (int i = 0; i < 20; ++i)
+      st_a = runner->run(*model, view_of(a), 7, runner->workers(), got_a);
+  });
+  for (int i = 0; i < 20; ++i) st_b = runner->run(*model, view_of(b), 3, 1, got_b);
+  t.join();
+  CHECK(st_a.is_ok());
+  CHECK(st_b.is_ok());
+  for (size_t i = 0; i < want_a.size(); ++i)
+    CHECK(got_a[i] == doctest::Approx(want_a[i]).epsilon(1e-5));
+  for (size_t i = 0; i < want_b.size(); ++i)
+    CHECK(got_b[i] == doctest::Approx(want_b[i]).epsilon(1e-5));
+}
+
+TEST_CASE("bad runs are refused, and a bad id fails the query, not the runner") {
+  HostDevice host;
+  auto runner = std::move(CpuRunner::create(host.topology, host.device).value());
+  const engine::ModelSpec spec = golden_spec();
+  auto model = std::move(runner->load(spec, {}).value());
+  Batch batch = engine::random_batch(spec, 8, 1);
+  std::vector<float> out(8);
+  CHECK(runner->run(*model, view_of(batch), 0, 1, out).code() == StatusCode::kInvalidArgument);
+  CHECK(runner->run(*model, view_of(batch), 4, runner->workers() + 1, out).code() ==
+        StatusCode::kInvalidArgument);
+  std::vector<float> short_out(3);
+  CHECK(runner->run(*model, view_of(batch), 4, 1, short_out).code() ==
+        StatusCode::kInvalidArgument);
+  batch.sparse.indices.back() = spec.table_rows.back();
+  CHECK(runner->run(*model, view_of(batch), 2, runner->workers(), out).code() ==
+        StatusCode::kInvalidArgument);
+  const Batch good = engine::random_batch(spec, 8, 1);
+  CHECK(runner->run(*model, view_of(good), 2, runner->workers(), out).is_ok());
+}
+
+TEST_CASE("a runner needs this machine's topology") {
+  Topology t = std::move(Topology::synthetic("pack:1 core:2 pu:1").value());
+  const CpuDevice d = t.devices(Partition::kNuma)->cpus.at(0);
+  CHECK(CpuRunner::create(t, d).status().code() == StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace recsched::profiler
