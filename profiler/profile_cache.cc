@@ -1,0 +1,337 @@
+#include "profiler/profile_cache.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <utility>
+
+namespace recsched::profiler {
+namespace {
+
+// Ordered, so the file reads as documented: format, hardware, build, then the entries, and
+// each point's fields in ProfilePoint's order.
+using json = nlohmann::ordered_json;
+
+constexpr const char* kPowerSources[] = {"rapl", "nvml", "estimated"};
+
+// The parsers below return invalid_argument(reason), the reason starting with the JSON
+// path of the offending value ("entries[2].points[0].p50_us is not a number"); the callers
+// prefix it with what happened to the file.
+
+Result<const json*> member(const json& object, const char* key, const std::string& where) {
+  const auto it = object.find(key);
+  if (it == object.end()) return invalid_argument(where + key + " is missing");
+  return &*it;
+}
+
+Result<std::string> get_string(const json& object, const char* key, const std::string& where) {
+  RECSCHED_ASSIGN_OR_RETURN(const json* v, member(object, key, where));
+  if (!v->is_string()) return invalid_argument(where + key + " is not a string");
+  return v->get<std::string>();
+}
+
+Result<std::string> get_name(const json& object, const char* key, const std::string& where) {
+  RECSCHED_ASSIGN_OR_RETURN(std::string s, get_string(object, key, where));
+  if (s.empty()) return invalid_argument(where + key + " is empty");
+  return s;
+}
+
+// A finite number >= 0; JSON integers are accepted too.
+Result<double> get_number(const json& object, const char* key, const std::string& where) {
+  RECSCHED_ASSIGN_OR_RETURN(const json* v, member(object, key, where));
+  if (!v->is_number()) return invalid_argument(where + key + " is not a number");
+  const double x = v->get<double>();
+  if (!std::isfinite(x)) return invalid_argument(where + key + " is not finite");
+  if (x < 0) return invalid_argument(where + key + " is negative");
+  return x;
+}
+
+// An integer in [min, UINT32_MAX]; 8.0 is not an integer here.
+Result<uint32_t> get_uint32(const json& object, const char* key, uint32_t min,
+                            const std::string& where) {
+  RECSCHED_ASSIGN_OR_RETURN(const json* v, member(object, key, where));
+  if (!v->is_number_integer()) return invalid_argument(where + key + " is not an integer");
+  if (!v->is_number_unsigned()) return invalid_argument(where + key + " is negative");
+  const uint64_t x = v->get<uint64_t>();
+  if (x < min) {
+    return invalid_argument(where + key + " is " + std::to_string(x) + ", must be at least " +
+                            std::to_string(min));
+  }
+  if (x > std::numeric_limits<uint32_t>::max()) {
+    return invalid_argument(where + key + " is " + std::to_string(x) + ", too large");
+  }
+  return static_cast<uint32_t>(x);
+}
+
+Result<ProfilePoint> parse_point(const json& j, const std::string& path) {
+  if (!j.is_object()) return invalid_argument(path + " is not an object");
+  const std::string where = path + ".";
+  ProfilePoint p;
+  RECSCHED_ASSIGN_OR_RETURN(p.batch_size, get_uint32(j, "batch_size", 1, where));
+  RECSCHED_ASSIGN_OR_RETURN(p.p50_us, get_number(j, "p50_us", where));
+  RECSCHED_ASSIGN_OR_RETURN(p.p95_us, get_number(j, "p95_us", where));
+  RECSCHED_ASSIGN_OR_RETURN(p.items_per_s, get_number(j, "items_per_s", where));
+  RECSCHED_ASSIGN_OR_RETURN(p.power_w, get_number(j, "power_w", where));
+  RECSCHED_ASSIGN_OR_RETURN(p.energy_per_item_j, get_number(j, "energy_per_item_j", where));
+  RECSCHED_ASSIGN_OR_RETURN(p.power_source, get_string(j, "power_source", where));
+  bool known = false;
+  for (const char* source : kPowerSources) known = known || p.power_source == source;
+  if (!known) {
+    return invalid_argument(where + "power_source is '" + p.power_source +
+                            "', not one of rapl, nvml, estimated");
+  }
+  RECSCHED_ASSIGN_OR_RETURN(p.best_sub_batch, get_uint32(j, "best_sub_batch", 0, where));
+  RECSCHED_ASSIGN_OR_RETURN(p.best_workers, get_uint32(j, "best_workers", 0, where));
+  return p;
+}
+
+Result<CachedProfile> parse_entry(const json& j, const std::string& path) {
+  if (!j.is_object()) return invalid_argument(path + " is not an object");
+  const std::string where = path + ".";
+  CachedProfile e;
+  RECSCHED_ASSIGN_OR_RETURN(e.model, get_name(j, "model", where));
+  RECSCHED_ASSIGN_OR_RETURN(e.spec_hash, get_name(j, "spec_hash", where));
+  RECSCHED_ASSIGN_OR_RETURN(e.device, get_name(j, "device", where));
+  RECSCHED_ASSIGN_OR_RETURN(const json* points, member(j, "points", where));
+  if (!points->is_array()) return invalid_argument(where + "points is not an array");
+  if (points->empty()) return invalid_argument(where + "points is empty");
+  std::set<uint32_t> sizes;
+  for (size_t i = 0; i < points->size(); ++i) {
+    const std::string point_path = where + "points[" + std::to_string(i) + "]";
+    RECSCHED_ASSIGN_OR_RETURN(ProfilePoint p, parse_point((*points)[i], point_path));
+    if (!sizes.insert(p.batch_size).second) {
+      return invalid_argument(point_path + " repeats batch_size " + std::to_string(p.batch_size));
+    }
+    e.points.push_back(std::move(p));
+  }
+  return e;
+}
+
+// `entries` is the value of the file's "entries" member.
+Result<std::vector<CachedProfile>> parse_entries(const json& entries) {
+  if (!entries.is_array()) return invalid_argument("entries is not an array");
+  std::vector<CachedProfile> out;
+  std::set<std::pair<std::string, std::string>> seen;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const std::string path = "entries[" + std::to_string(i) + "]";
+    RECSCHED_ASSIGN_OR_RETURN(CachedProfile e, parse_entry(entries[i], path));
+    if (!seen.emplace(e.model, e.device).second) {
+      return invalid_argument(path + " repeats model '" + e.model + "' on device '" + e.device +
+                              "'");
+    }
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+Result<std::vector<CachedProfile>> parse_cache(const json& doc, const CacheIdentity& identity) {
+  if (!doc.is_object()) return invalid_argument("the file is not a JSON object");
+  RECSCHED_ASSIGN_OR_RETURN(const json* format, member(doc, "format", ""));
+  if (!format->is_number_integer()) return invalid_argument("format is not an integer");
+  if (*format != kProfileCacheFormat) {
+    return invalid_argument("format is " + format->dump() + ", expected " +
+                            std::to_string(kProfileCacheFormat));
+  }
+  RECSCHED_ASSIGN_OR_RETURN(std::string hardware, get_string(doc, "hardware", ""));
+  RECSCHED_ASSIGN_OR_RETURN(std::string build, get_string(doc, "build", ""));
+  if (hardware != identity.hardware) {
+    return invalid_argument("foreign: measured on hardware '" + hardware + "', this machine is '" +
+                            identity.hardware + "'");
+  }
+  if (build != identity.build) {
+    return invalid_argument("stale: written by build '" + build + "', this build is '" +
+                            identity.build + "'");
+  }
+  RECSCHED_ASSIGN_OR_RETURN(const json* entries, member(doc, "entries", ""));
+  return parse_entries(*entries);
+}
+
+json to_json(const ProfilePoint& p) {
+  return {{"batch_size", p.batch_size},
+          {"p50_us", p.p50_us},
+          {"p95_us", p.p95_us},
+          {"items_per_s", p.items_per_s},
+          {"power_w", p.power_w},
+          {"energy_per_item_j", p.energy_per_item_j},
+          {"power_source", p.power_source},
+          {"best_sub_batch", p.best_sub_batch},
+          {"best_workers", p.best_workers}};
+}
+
+json to_json(const CachedProfile& e) {
+  json points = json::array();
+  for (const ProfilePoint& p : e.points) points.push_back(to_json(p));
+  return {{"model", e.model},
+          {"spec_hash", e.spec_hash},
+          {"device", e.device},
+          {"points", std::move(points)}};
+}
+
+// Reads the whole file; ENOENT is reported as kNotFound so the caller can stay quiet.
+Result<std::string> read_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    if (err == ENOENT) return not_found(path);
+    return unavailable(std::string("cannot be read: ") + std::strerror(err));
+  }
+  std::string text;
+  char buf[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      return unavailable(std::string("cannot be read: ") + std::strerror(err));
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return text;
+}
+
+// The temporary file of one save: removed (and closed) unless it was renamed into place.
+class TempFile {
+ public:
+  TempFile() = default;
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  ~TempFile() {
+    close();
+    if (!path_.empty() && !renamed_) ::unlink(path_.c_str());
+  }
+
+  // mkostemp in the directory of `target`: a unique name, so two writers never collide.
+  bool create(const std::string& target) {
+    std::string name = target + ".tmp.XXXXXX";
+    fd_ = ::mkostemp(name.data(), O_CLOEXEC);
+    if (fd_ < 0) return false;
+    path_ = std::move(name);
+    return true;
+  }
+
+  bool write_all(std::string_view data) {
+    while (!data.empty()) {
+      const ssize_t n = ::write(fd_, data.data(), data.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return false;
+      data.remove_prefix(static_cast<size_t>(n));
+    }
+    return true;
+  }
+
+  // mkostemp creates 0600; a cache holds no secrets, and tools may read it.
+  bool make_readable() { return ::fchmod(fd_, 0644) == 0; }
+  bool sync() { return ::fsync(fd_) == 0; }
+  bool close() { return fd_ < 0 || ::close(std::exchange(fd_, -1)) == 0; }
+
+  bool rename_to(const std::string& target) {
+    renamed_ = ::rename(path_.c_str(), target.c_str()) == 0;
+    return renamed_;
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  bool renamed_ = false;
+};
+
+// Makes the rename itself durable. Best effort: the file is already whole in place, and a
+// crash before the directory reaches disk leaves the previous cache, which is also whole.
+void sync_directory(const std::filesystem::path& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
+}
+
+}  // namespace
+
+CacheLoad load_profile_cache(const std::string& path, const CacheIdentity& identity) {
+  CacheLoad load;
+  auto ignored = [&](const std::string& why) {
+    load.warnings.push_back("profile cache " + path + " ignored: " + why);
+    return std::move(load);
+  };
+
+  Result<std::string> text = read_file(path);
+  if (!text.has_value()) {
+    if (text.status().code() == StatusCode::kNotFound) return load;
+    return ignored(text.status().message());
+  }
+  json doc;
+  try {
+    doc = json::parse(*text);
+  } catch (const json::exception& e) {
+    return ignored(std::string("not valid JSON: ") + e.what());
+  }
+  Result<std::vector<CachedProfile>> entries = parse_cache(doc, identity);
+  if (!entries.has_value()) return ignored(entries.status().message());
+  load.entries = std::move(entries).value();
+  return load;
+}
+
+Status save_profile_cache(const std::string& path, const CacheIdentity& identity,
+                          std::span<const CachedProfile> entries) {
+  json list = json::array();
+  for (const CachedProfile& e : entries) list.push_back(to_json(e));
+  // The reader's own rules, so that nothing is written that would not load back.
+  if (Result<std::vector<CachedProfile>> check = parse_entries(list); !check.has_value()) {
+    return invalid_argument("profile cache " + path + " not written: " + check.status().message());
+  }
+  const json doc = {{"format", kProfileCacheFormat},
+                    {"hardware", identity.hardware},
+                    {"build", identity.build},
+                    {"entries", std::move(list)}};
+  std::string text;
+  try {
+    text = doc.dump(2) + "\n";
+  } catch (const json::type_error& e) {  // dump() throws only for a string that is not UTF-8
+    return invalid_argument("profile cache " + path +
+                            " not written: a string is not valid UTF-8: " + e.what());
+  }
+
+  auto fail = [&](const std::string& what) {
+    return unavailable("cannot write profile cache " + path + ": " + what);
+  };
+  const std::filesystem::path target(path);
+  const std::filesystem::path dir = target.has_parent_path() ? target.parent_path() : ".";
+  if (target.has_parent_path()) {
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) return fail("cannot create directory " + dir.string() + ": " + ec.message());
+  }
+  TempFile tmp;
+  if (!tmp.create(path)) return fail(std::strerror(errno));
+  if (!tmp.write_all(text) || !tmp.make_readable() || !tmp.sync() || !tmp.close() ||
+      !tmp.rename_to(path)) {
+    return fail(std::strerror(errno));
+  }
+  sync_directory(dir);
+  return Status::ok();
+}
+
+std::string hash_hex(std::string_view text) {
+  uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a 64-bit offset basis
+  for (const unsigned char c : text) {
+    h ^= c;
+    h *= 0x100000001b3ULL;  // FNV 64-bit prime
+  }
+  constexpr char kDigits[] = "0123456789abcdef";
+  std::string out(16, '0');
+  for (int i = 15; i >= 0; --i, h >>= 4) out[static_cast<size_t>(i)] = kDigits[h & 0xf];
+  return out;
+}
+
+}  // namespace recsched::profiler

@@ -1,0 +1,65 @@
+// Profile cache: the measured profiles saved as JSON, so a restart on the same machine and
+// build can skip profiling. Depends on core/ only; nlohmann/json stays in the .cc.
+#pragma once
+
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/profile.h"
+#include "core/status.h"
+
+namespace recsched::profiler {
+
+/// The "format" number this code writes and the only one it reads.
+inline constexpr int kProfileCacheFormat = 1;
+
+/// What a cache must match to be used: the machine and the build that measured it.
+struct CacheIdentity {
+  std::string hardware;  ///< hardware fingerprint (the topology's, opaque here)
+  std::string build;     ///< recsched version and compiler, opaque here
+};
+
+/// One profiled (model, device): the model's spec hash says which spec was measured.
+struct CachedProfile {
+  std::string model;
+  std::string spec_hash;
+  std::string device;
+  std::vector<ProfilePoint> points;
+};
+
+/// What load_profile_cache found.
+struct CacheLoad {
+  std::vector<CachedProfile> entries;  ///< empty when the file is missing, corrupt or foreign
+  std::vector<std::string> warnings;   ///< one line each, for the log; empty when all is well
+};
+
+/// Reads the cache at `path`. Entries and their points come back in file order.
+/// A missing file is no warning. A file that cannot be read, is not valid JSON, has another
+/// "format", malformed entries, a different hardware fingerprint ("foreign") or build
+/// ("stale") is ignored whole, with one warning naming the reason, e.g.
+/// "profile cache PATH ignored: entries[2].points[0].p50_us is not a number"; never an error.
+/// An entry is well formed when model, spec_hash and device are non-empty strings, no other
+/// entry has the same (model, device), and its points are a non-empty array with distinct
+/// batch sizes, each point having every ProfilePoint field: batch_size an integer >= 1,
+/// best_sub_batch and best_workers integers >= 0 (all three fitting in 32 bits), the other
+/// numbers finite and >= 0, and power_source one of "rapl", "nvml", "estimated".
+CacheLoad load_profile_cache(const std::string& path, const CacheIdentity& identity);
+
+/// Writes every entry, atomically: a temporary file in the same directory, flushed and
+/// fsync'ed, then renamed over `path`, so a crash never leaves a half-written cache.
+/// Creates the parent directory if missing. The file is readable by all (mode 0644).
+/// Failures, after which any previous cache at `path` is left as it was:
+/// kInvalidArgument naming the entry and field if an entry is not well formed (as
+/// load_profile_cache defines it, e.g. a NaN latency), since the file would not load back,
+/// or if a string is not valid UTF-8 (JSON cannot hold it);
+/// kUnavailable naming the path and the OS error if it cannot be written (the daemon then
+/// serves without a cache).
+Status save_profile_cache(const std::string& path, const CacheIdentity& identity,
+                          std::span<const CachedProfile> entries);
+
+/// FNV-1a 64-bit of `text` as 16 lowercase hex digits (spec hashes, fingerprints).
+std::string hash_hex(std::string_view text);
+
+}  // namespace recsched::profiler

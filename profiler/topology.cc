@@ -230,6 +230,21 @@ Result<Devices> Topology::devices(Partition partition) const {
   return out;
 }
 
+std::optional<GpuDevice> Topology::pci_locality(const std::string& pci_bus_id) const {
+  hwloc_obj_t pci = hwloc_get_pcidev_by_busidstring(topo_.get(), pci_bus_id.c_str());
+  if (pci == nullptr) return std::nullopt;
+  GpuDevice g;
+  g.pci_bus_id = pci_bus_id;
+  hwloc_obj_t local = hwloc_get_non_io_ancestor_obj(topo_.get(), pci);
+  if (local != nullptr && local->cpuset != nullptr) {
+    g.local_cpuset = list_string(local->cpuset);
+    if (local->nodeset != nullptr && !hwloc_bitmap_iszero(local->nodeset)) {
+      g.numa_node = hwloc_bitmap_first(local->nodeset);
+    }
+  }
+  return g;
+}
+
 std::string Topology::fingerprint() const {
   hwloc_topology_t t = topo_.get();
   std::string text;

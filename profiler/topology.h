@@ -80,6 +80,11 @@ class Topology {
   std::string fingerprint() const;
   /// One line: "1 package, 1 NUMA node, 2 cores, 2 PUs, 0 GPUs".
   std::string summary() const;
+  /// Where the PCI device `pci_bus_id` ("0000:17:00.0") is attached, as hwloc's PCI
+  /// discovery sees it: a GpuDevice with pci_bus_id, numa_node and local_cpuset set.
+  /// nullopt if hwloc does not know the device. This joins a GPU that CUDA reports to
+  /// the topology even where hwloc has no CUDA or NVML backend.
+  std::optional<GpuDevice> pci_locality(const std::string& pci_bus_id) const;
   /// True for host(): only then can threads and memory be bound.
   bool is_this_system() const { return host_; }
 

@@ -147,3 +147,20 @@ TEST_CASE("this machine has at least one CPU device with every allowed PU") {
 
 }  // namespace
 }  // namespace recsched::profiler
+
+namespace recsched::profiler {
+namespace {
+
+TEST_CASE("pci_locality places a PCI device by its bus id") {
+  Topology t = std::move(Topology::from_xml(std::string(RECSCHED_SOURCE_DIR) +
+                                            "/../shared/topologies/nvidiaDGX2.xml")
+                             .value());
+  std::optional<GpuDevice> g = t.pci_locality("0000:34:00.0");
+  REQUIRE(g.has_value());
+  CHECK(g->numa_node == 0);
+  CHECK(g->local_cpuset == "0-1");
+  CHECK_FALSE(t.pci_locality("0000:ff:1f.7").has_value());
+}
+
+}  // namespace
+}  // namespace recsched::profiler

@@ -1,0 +1,134 @@
+#include "profiler/profiler.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "engine/inputs.h"
+
+namespace recsched::profiler {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Timing {
+  double p50_us = 0;
+  double p95_us = 0;
+  double energy_j = 0;
+  double wall_s = 0;
+  int reps = 0;
+};
+
+double percentile(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  const size_t rank = static_cast<size_t>(std::ceil(p / 100.0 * v.size()));
+  return v[std::clamp<size_t>(rank, 1, v.size()) - 1];
+}
+
+// Times `run` repeatedly on alternating inputs; reads the meter around the timed runs.
+// `busy` returns the device-seconds of activity so far, for an estimating meter.
+Result<Timing> time_runs(const std::function<Status(const Batch&)>& run,
+                         const std::vector<Batch>& inputs, PowerMeter& meter,
+                         const std::function<double()>& busy, const ProfileOptions& o) {
+  RECSCHED_RETURN_IF_ERROR(run(inputs[0]));  // warm-up: caches, workspaces, lazy pages
+  auto* estimator = dynamic_cast<EstimatedMeter*>(&meter);
+  const double busy0 = busy();
+  RECSCHED_ASSIGN_OR_RETURN(const double e0, meter.energy_joules());
+  const auto start = Clock::now();
+  std::vector<double> us;
+  double timed = 0;
+  while (static_cast<int>(us.size()) < o.max_reps &&
+         (static_cast<int>(us.size()) < o.min_reps || timed < o.seconds_per_point)) {
+    const Batch& in = inputs[us.size() % inputs.size()];
+    const auto t0 = Clock::now();
+    RECSCHED_RETURN_IF_ERROR(run(in));
+    const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
+    us.push_back(dt * 1e6);
+    timed += dt;
+  }
+  Timing t;
+  t.wall_s = std::chrono::duration<double>(Clock::now() - start).count();
+  if (estimator != nullptr) estimator->add_busy(busy() - busy0);
+  RECSCHED_ASSIGN_OR_RETURN(const double e1, meter.energy_joules());
+  t.energy_j = e1 - e0;
+  t.p50_us = percentile(us, 50);
+  t.p95_us = percentile(us, 95);
+  t.reps = static_cast<int>(us.size());
+  return t;
+}
+
+ProfilePoint to_point(uint32_t batch, const Timing& t, const PowerMeter& meter, uint32_t sub,
+                      int workers) {
+  ProfilePoint p;
+  p.batch_size = batch;
+  p.p50_us = t.p50_us;
+  p.p95_us = t.p95_us;
+  p.items_per_s = batch / (t.p50_us * 1e-6);
+  p.power_w = t.wall_s > 0 ? t.energy_j / t.wall_s : 0;
+  p.energy_per_item_j = p.power_w * t.p50_us * 1e-6 / batch;
+  p.power_source = std::string(meter.source());
+  p.best_sub_batch = sub;
+  p.best_workers = static_cast<uint32_t>(workers);
+  return p;
+}
+
+std::vector<Batch> inputs_for(const engine::ModelSpec& spec, uint32_t batch) {
+  // Two different inputs, alternated, so a tiny query does not find its rows in cache
+  // from the previous run.
+  return {engine::random_batch(spec, batch, 2 * batch + 1),
+          engine::random_batch(spec, batch, 2 * batch + 2)};
+}
+
+}  // namespace
+
+ProfileOptions ProfileOptions::quick() {
+  ProfileOptions o;
+  o.batch_sizes = {1, 16, 256};
+  o.seconds_per_point = 0.01;
+  o.min_reps = 2;
+  o.max_reps = 10;
+  return o;
+}
+
+Result<std::vector<ProfilePoint>> profile_cpu(CpuRunner& runner, const engine::Model& model,
+                                              PowerMeter& meter, const ProfileOptions& o) {
+  std::vector<ProfilePoint> points;
+  const double cores = std::max<uint32_t>(1, runner.device().cores);
+  const auto busy = [&] { return runner.busy_seconds() / cores; };
+  for (uint32_t b : o.batch_sizes) {
+    const std::vector<Batch> inputs = inputs_for(model.spec(), b);
+    std::vector<float> scores(size_t(b) * model.spec().num_outputs());
+    std::optional<ProfilePoint> best;
+    for (int w = 1; w <= runner.workers() && w <= static_cast<int>(b); ++w) {
+      const uint32_t sub = (b + w - 1) / w;
+      auto run = [&](const Batch& in) { return runner.run(model, view_of(in), sub, w, scores); };
+      RECSCHED_ASSIGN_OR_RETURN(Timing t, time_runs(run, inputs, meter, busy, o));
+      if (!best || t.p50_us < best->p50_us) best = to_point(b, t, meter, sub, w);
+    }
+    points.push_back(*best);
+  }
+  return points;
+}
+
+Result<std::vector<ProfilePoint>> profile_whole(const engine::Model& model, PowerMeter& meter,
+                                                const ProfileOptions& o) {
+  std::vector<ProfilePoint> points;
+  engine::Workspace ws;
+  double busy_s = 0;
+  const auto busy = [&] { return busy_s; };
+  for (uint32_t b : o.batch_sizes) {
+    const std::vector<Batch> inputs = inputs_for(model.spec(), b);
+    std::vector<float> scores(size_t(b) * model.spec().num_outputs());
+    auto run = [&](const Batch& in) {
+      const auto t0 = Clock::now();
+      Status st = model.forward(view_of(in), ws, scores);
+      busy_s += std::chrono::duration<double>(Clock::now() - t0).count();
+      return st;
+    };
+    RECSCHED_ASSIGN_OR_RETURN(Timing t, time_runs(run, inputs, meter, busy, o));
+    points.push_back(to_point(b, t, meter, b, 1));
+  }
+  return points;
+}
+
+}  // namespace recsched::profiler

@@ -1,0 +1,43 @@
+// Profiling sweeps: how fast one model runs on one device at each batch size, and what
+// it costs in energy. The CPU sweep also finds the best split of each batch across the
+// device's workers (DeepRecSched's sub-batch knob).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "core/profile.h"
+#include "core/status.h"
+#include "engine/model.h"
+#include "profiler/cpu_runner.h"
+#include "profiler/power.h"
+
+namespace recsched::profiler {
+
+struct ProfileOptions {
+  /// Batch sizes to measure (powers of two up to 1024 by default).
+  std::vector<uint32_t> batch_sizes = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
+  /// Timed seconds per configuration, after one warm-up run: runs stop once this much
+  /// time has been measured and at least min_reps runs were made, or at max_reps.
+  double seconds_per_point = 0.05;
+  int min_reps = 3;
+  int max_reps = 50;
+  /// A short sweep for tests and `--quick`: 3 sizes, 10 ms each.
+  static ProfileOptions quick();
+};
+
+/// Measures `model` on `runner`'s device. For each batch size B it times every split
+/// of B across w = 1..workers workers (sub-batches of ceil(B / w) items) and keeps the
+/// fastest: its median and p95 latency, its workers and sub-batch size, and the energy
+/// the meter saw during its runs (an estimating meter is fed the runner's busy time).
+/// Inputs are random with the spec's lookups per table. Errors from the model or runner.
+Result<std::vector<ProfilePoint>> profile_cpu(CpuRunner& runner, const engine::Model& model,
+                                              PowerMeter& meter, const ProfileOptions& options);
+
+/// The same for a model that runs whole (a GPU model): one configuration per size;
+/// an estimating meter counts the time inside forward() as the device's busy time.
+Result<std::vector<ProfilePoint>> profile_whole(const engine::Model& model, PowerMeter& meter,
+                                                const ProfileOptions& options);
+
+}  // namespace recsched::profiler

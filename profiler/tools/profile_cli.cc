@@ -1,0 +1,545 @@
+#include "profiler/tools/profile_cli.h"
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <ostream>
+
+#include "engine/model.h"
+#include "profiler/cpu_runner.h"
+#include "profiler/power.h"
+#include "profiler/profile_cache.h"
+#include "profiler/profiler.h"
+#include "profiler/topology.h"
+#if defined(RECSCHED_WITH_CUDA)
+#include "engine/cuda/cuda_model.h"
+#endif
+
+namespace recsched::profiler::tools {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+constexpr const char* kUsage = R"(usage: recsched-profile COMMAND [OPTIONS]
+
+Discovers this host's devices and profiles recommendation models on them.
+
+commands:
+  topology [--json] [--partition numa|l3|core-kind|core] [--xml FILE | --synthetic DESC]
+      Prints the CPU devices (cpuset, cores, NUMA node, caches, core kind) and the
+      GPUs (PCI address, model, memory, local NUMA node). --xml and --synthetic describe
+      a machine other than this one (hwloc XML, or e.g. "pack:2 [numa] l3:2 core:4 pu:2").
+  run --config C.json [--json] [--out FILE] [--quick] [--no-cache] [--state-dir DIR]
+      Profiles every model of the config on every device: latency (median, p95) per
+      batch size, items/s, the best split across workers, power and energy per item
+      (measured with RAPL or NVML where readable, else estimated: the source is
+      printed). Results are cached under the state directory, keyed by hardware, model
+      spec and build; a valid cache skips the measuring. --out writes the JSON to FILE.
+
+config (JSON; paths relative to the config file):
+  {"models": ["rmc1.json", {"spec": "x.json", "weights": "x.safetensors"}],
+   "partition": "numa", "state_dir": "/var/lib/recsched", "gpus": true,
+   "batch_sizes": [1, 2, 4, ..., 1024], "seconds_per_point": 0.05,
+   "power": {"powercap_root": "/sys/class/powercap", "cpu_active_w_per_core": 8,
+             "cpu_idle_w_per_core": 1.5, "gpu_active_w": 400, "gpu_idle_w": 70}}
+Exit status: 0 ok, 1 failure, 2 bad usage.
+)";
+
+struct UsageError {
+  std::string message;
+};
+
+struct ModelEntry {
+  std::string spec_path;
+  std::string weights_path;
+};
+
+struct Config {
+  std::vector<ModelEntry> models;
+  Partition partition = Partition::kNuma;
+  std::string state_dir = "/var/lib/recsched";
+  bool gpus = true;
+  ProfileOptions options;
+  PowerConfig power;
+};
+
+Status key_error(const std::string& path, const std::string& key, const std::string& what) {
+  return invalid_argument("config " + path + ": key '" + key + "': " + what);
+}
+
+Result<Config> load_config(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return not_found("config " + path + ": cannot open file");
+  json j;
+  try {
+    j = json::parse(in);
+  } catch (const json::exception& e) {
+    return invalid_argument("config " + path + ": not valid JSON: " + e.what());
+  }
+  if (!j.is_object()) return invalid_argument("config " + path + ": must be a JSON object");
+  const fs::path base = fs::path(path).parent_path();
+  auto resolve = [&](const std::string& p) {
+    return fs::path(p).is_absolute() ? p : (base / p).lexically_normal().string();
+  };
+  Config c;
+  for (const auto& [key, v] : j.items()) {
+    if (key == "models") {
+      if (!v.is_array() || v.empty()) return key_error(path, key, "must be a non-empty array");
+      for (const json& m : v) {
+        ModelEntry e;
+        if (m.is_string()) {
+          e.spec_path = resolve(m.get<std::string>());
+        } else if (m.is_object() && m.contains("spec") && m["spec"].is_string()) {
+          e.spec_path = resolve(m["spec"].get<std::string>());
+          for (const auto& [mk, mv] : m.items()) {
+            if (mk == "weights" && mv.is_string()) {
+              e.weights_path = resolve(mv.get<std::string>());
+            } else if (mk != "spec") {
+              return key_error(path, "models", "entry key '" + mk + "' is unknown");
+            }
+          }
+        } else {
+          return key_error(path, key, "entries are spec paths or {\"spec\", \"weights\"}");
+        }
+        c.models.push_back(e);
+      }
+    } else if (key == "partition") {
+      auto p = v.is_string() ? partition_from_string(v.get<std::string>()) : std::nullopt;
+      if (!p) return key_error(path, key, "must be one of numa, l3, core-kind, core");
+      c.partition = *p;
+    } else if (key == "state_dir") {
+      if (!v.is_string()) return key_error(path, key, "must be a path");
+      c.state_dir = resolve(v.get<std::string>());
+    } else if (key == "gpus") {
+      if (!v.is_boolean()) return key_error(path, key, "must be true or false");
+      c.gpus = v.get<bool>();
+    } else if (key == "batch_sizes") {
+      if (!v.is_array() || v.empty()) return key_error(path, key, "must be a non-empty array");
+      c.options.batch_sizes.clear();
+      for (const json& b : v) {
+        if (!b.is_number_integer() || b.get<int64_t>() < 1 || b.get<int64_t>() > (1 << 20)) {
+          return key_error(path, key, "entries must be integers in [1, 1048576]");
+        }
+        c.options.batch_sizes.push_back(b.get<uint32_t>());
+      }
+      std::sort(c.options.batch_sizes.begin(), c.options.batch_sizes.end());
+    } else if (key == "seconds_per_point") {
+      if (!v.is_number() || v.get<double>() <= 0 || v.get<double>() > 60) {
+        return key_error(path, key, "must be a number of seconds in (0, 60]");
+      }
+      c.options.seconds_per_point = v.get<double>();
+    } else if (key == "power") {
+      if (!v.is_object()) return key_error(path, key, "must be an object");
+      for (const auto& [pk, pv] : v.items()) {
+        double* field = pk == "cpu_active_w_per_core" ? &c.power.cpu_active_w_per_core
+                        : pk == "cpu_idle_w_per_core" ? &c.power.cpu_idle_w_per_core
+                        : pk == "gpu_active_w"        ? &c.power.gpu_active_w
+                        : pk == "gpu_idle_w"          ? &c.power.gpu_idle_w
+                                                      : nullptr;
+        if (pk == "powercap_root" && pv.is_string()) {
+          c.power.powercap_root = pv.get<std::string>();
+        } else if (field != nullptr && pv.is_number() && pv.get<double>() >= 0) {
+          *field = pv.get<double>();
+        } else {
+          return key_error(path, "power." + pk, "unknown key or bad value");
+        }
+      }
+      if (c.power.cpu_idle_w_per_core > c.power.cpu_active_w_per_core ||
+          c.power.gpu_idle_w > c.power.gpu_active_w) {
+        return key_error(path, key, "idle watts must not exceed active watts");
+      }
+    } else {
+      return key_error(path, key, "unknown key");
+    }
+  }
+  if (c.models.empty()) return key_error(path, "models", "required but missing");
+  return c;
+}
+
+json cpu_json(const CpuDevice& d) {
+  return {{"id", d.id},
+          {"kind", "cpu"},
+          {"cpuset", d.cpuset},
+          {"cores", d.cores},
+          {"pus", d.pus},
+          {"numa_node", d.numa_node},
+          {"memory_bytes", d.memory_bytes},
+          {"l2_bytes", d.l2_bytes},
+          {"l3_bytes", d.l3_bytes},
+          {"efficiency_rank", d.efficiency_rank},
+          {"core_kind", d.core_kind}};
+}
+
+json gpu_json(const GpuDevice& g) {
+  return {{"id", g.id},
+          {"kind", "gpu"},
+          {"pci_bus_id", g.pci_bus_id},
+          {"model", g.model},
+          {"memory_bytes", g.memory_bytes},
+          {"numa_node", g.numa_node},
+          {"local_cpuset", g.local_cpuset},
+          {"backend", g.backend}};
+}
+
+json point_json(const ProfilePoint& p) {
+  return {{"batch_size", p.batch_size},
+          {"p50_us", p.p50_us},
+          {"p95_us", p.p95_us},
+          {"items_per_s", p.items_per_s},
+          {"power_w", p.power_w},
+          {"energy_per_item_j", p.energy_per_item_j},
+          {"power_source", p.power_source},
+          {"best_sub_batch", p.best_sub_batch},
+          {"best_workers", p.best_workers}};
+}
+
+std::string gib(uint64_t bytes) {
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(1) << bytes / double(uint64_t{1} << 30) << " GiB";
+  return s.str();
+}
+
+int cmd_topology(const std::map<std::string, std::string>& o, bool as_json, std::ostream& out,
+                 std::ostream& err) {
+  Partition partition = Partition::kNuma;
+  if (o.count("partition")) {
+    auto p = partition_from_string(o.at("partition"));
+    if (!p) throw UsageError{"--partition must be numa, l3, core-kind or core"};
+    partition = *p;
+  }
+  Result<Topology> t = o.count("xml")         ? Topology::from_xml(o.at("xml"))
+                       : o.count("synthetic") ? Topology::synthetic(o.at("synthetic"))
+                                              : Topology::host();
+  if (!t) {
+    err << "recsched-profile: " << t.status().message() << "\n";
+    return 1;
+  }
+  Result<Devices> d = t->devices(partition);
+  if (!d) {
+    err << "recsched-profile: " << d.status().message() << "\n";
+    return 1;
+  }
+  if (as_json) {
+    json devices = json::array();
+    for (const CpuDevice& c : d->cpus) devices.push_back(cpu_json(c));
+    for (const GpuDevice& g : d->gpus) devices.push_back(gpu_json(g));
+    out << json{{"summary", t->summary()},
+                {"fingerprint", t->fingerprint()},
+                {"partition", std::string(to_string(partition))},
+                {"devices", devices}}
+               .dump(2)
+        << "\n";
+    return 0;
+  }
+  out << t->summary() << " (fingerprint " << t->fingerprint() << ", partition "
+      << to_string(partition) << ")\n\n";
+  out << std::left << std::setw(7) << "DEVICE" << std::setw(22) << "CPUS" << std::setw(7) << "CORES"
+      << std::setw(5) << "PUS" << std::setw(6) << "NUMA" << std::setw(11) << "MEMORY"
+      << std::setw(10) << "L3"
+      << "KIND\n";
+  for (const CpuDevice& c : d->cpus) {
+    std::string kind = c.core_kind.empty() ? "-" : c.core_kind;
+    if (c.efficiency_rank >= 0) kind += " (rank " + std::to_string(c.efficiency_rank) + ")";
+    out << std::setw(7) << c.id << std::setw(22) << c.cpuset << std::setw(7) << c.cores
+        << std::setw(5) << c.pus << std::setw(6) << c.numa_node << std::setw(11)
+        << gib(c.memory_bytes) << std::setw(10)
+        << (c.l3_bytes ? std::to_string(c.l3_bytes >> 20) + " MiB" : "-") << kind << "\n";
+  }
+  if (!d->gpus.empty()) {
+    out << "\n"
+        << std::setw(7) << "DEVICE" << std::setw(15) << "PCI" << std::setw(28) << "MODEL"
+        << std::setw(11) << "MEMORY" << std::setw(6) << "NUMA"
+        << "LOCAL CPUS\n";
+    for (const GpuDevice& g : d->gpus) {
+      out << std::setw(7) << g.id << std::setw(15) << g.pci_bus_id << std::setw(28)
+          << (g.model.empty() ? "-" : g.model) << std::setw(11)
+          << (g.memory_bytes ? gib(g.memory_bytes) : "-") << std::setw(6) << g.numa_node
+          << g.local_cpuset << "\n";
+    }
+  } else {
+    out << "\nno GPUs\n";
+  }
+  return 0;
+}
+
+struct Measured {
+  std::string model;
+  std::string spec_hash;
+  std::string device;
+  std::vector<ProfilePoint> points;
+  bool from_cache = false;
+};
+
+std::string build_id() {
+  return std::string("recsched " RECSCHED_VERSION " gcc ") + __VERSION__ +
+#if defined(RECSCHED_WITH_CUDA)
+         " cuda";
+#else
+         " cpu";
+#endif
+}
+
+int cmd_run(const std::map<std::string, std::string>& o, bool as_json, std::ostream& out,
+            std::ostream& err) {
+  if (!o.count("config")) throw UsageError{"missing --config"};
+  const auto t_start = std::chrono::steady_clock::now();
+  Result<Config> cfg = load_config(o.at("config"));
+  if (!cfg) {
+    err << "recsched-profile: " << cfg.status().message() << "\n";
+    return 1;
+  }
+  if (o.count("state-dir")) cfg->state_dir = o.at("state-dir");
+  if (o.count("quick")) cfg->options = ProfileOptions::quick();
+  Result<Topology> topo = Topology::host();
+  if (!topo) {
+    err << "recsched-profile: " << topo.status().message() << "\n";
+    return 1;
+  }
+  Result<Devices> devices = topo->devices(cfg->partition);
+  if (!devices) {
+    err << "recsched-profile: " << devices.status().message() << "\n";
+    return 1;
+  }
+
+  // Specs first, so a bad one fails before minutes of measuring.
+  struct Loaded {
+    ModelEntry entry;
+    engine::ModelSpec spec;
+    std::string hash;
+  };
+  std::vector<Loaded> models;
+  for (const ModelEntry& e : cfg->models) {
+    Result<engine::ModelSpec> spec = engine::load_model_spec(e.spec_path);
+    if (!spec) {
+      err << "recsched-profile: " << spec.status().message() << "\n";
+      return 1;
+    }
+    std::ifstream in(e.spec_path);
+    const std::string canonical = json::parse(in).dump();
+    models.push_back({e, *spec, hash_hex(canonical + "|" + e.weights_path)});
+  }
+
+  const CacheIdentity identity{topo->fingerprint(), build_id()};
+  const std::string cache_path = cfg->state_dir + "/profiles.json";
+  std::vector<Measured> results;
+  std::vector<std::string> warnings;
+  std::map<std::tuple<std::string, std::string, std::string>, std::vector<ProfilePoint>> cached;
+  if (!o.count("no-cache")) {
+    CacheLoad load = load_profile_cache(cache_path, identity);
+    warnings = load.warnings;
+    for (const CachedProfile& c : load.entries) {
+      cached[{c.model, c.spec_hash, c.device}] = c.points;
+    }
+  }
+  for (const std::string& w : warnings) err << "recsched-profile: warning: " << w << "\n";
+  auto from_cache = [&](const Loaded& m, const std::string& device) -> bool {
+    auto it = cached.find({m.spec.name, m.hash, device});
+    if (it == cached.end()) return false;
+    results.push_back({m.spec.name, m.hash, device, it->second, true});
+    return true;
+  };
+
+  for (const CpuDevice& dev : devices->cpus) {
+    std::unique_ptr<CpuRunner> runner;
+    MeterChoice meter;
+    for (const Loaded& m : models) {
+      if (from_cache(m, dev.id)) continue;
+      if (!runner) {
+        auto r = CpuRunner::create(*topo, dev);
+        if (!r) {
+          err << "recsched-profile: " << r.status().message() << "\n";
+          return 1;
+        }
+        runner = std::move(r).value();
+        meter = cpu_meter(cfg->power, {}, static_cast<int>(dev.cores));
+        err << "recsched-profile: " << dev.id << ": " << meter.note << "\n";
+      }
+      err << "recsched-profile: profiling " << m.spec.name << " on " << dev.id << "\n";
+      engine::LoadOptions lo;
+      lo.weights_path = m.entry.weights_path;
+      auto model = runner->load(m.spec, lo);
+      if (!model) {
+        err << "recsched-profile: " << model.status().message() << "\n";
+        return 1;
+      }
+      auto points = profile_cpu(*runner, **model, *meter.meter, cfg->options);
+      if (!points) {
+        err << "recsched-profile: " << m.spec.name << " on " << dev.id << ": "
+            << points.status().message() << "\n";
+        return 1;
+      }
+      results.push_back({m.spec.name, m.hash, dev.id, *points, false});
+    }
+  }
+
+  json gpu_devices = json::array();
+#if defined(RECSCHED_WITH_CUDA)
+  if (cfg->gpus) {
+    std::string why;
+    const auto gpus = engine::cuda::list_devices(&why);
+    if (gpus.empty()) err << "recsched-profile: GPUs: " << why << "\n";
+    for (const auto& g : gpus) {
+      // CUDA's view joined to hwloc's by PCI address: which NUMA node feeds this GPU.
+      std::string bus = g.pci_bus_id;
+      std::transform(bus.begin(), bus.end(), bus.begin(), ::tolower);
+      GpuDevice gd = topo->pci_locality(bus).value_or(GpuDevice{});
+      gd.id = "gpu" + std::to_string(g.index);
+      gd.pci_bus_id = bus;
+      gd.model = g.name;
+      gd.memory_bytes = g.memory_bytes;
+      gd.backend = "CUDA";
+      gpu_devices.push_back(gpu_json(gd));
+      MeterChoice meter = gpu_meter(cfg->power, g.index, bus);
+      err << "recsched-profile: " << gd.id << " (" << g.name << ", NUMA node " << gd.numa_node
+          << "): " << meter.note << "\n";
+      for (const Loaded& m : models) {
+        if (from_cache(m, gd.id)) continue;
+        err << "recsched-profile: profiling " << m.spec.name << " on " << gd.id << "\n";
+        engine::LoadOptions lo;
+        lo.weights_path = m.entry.weights_path;
+        engine::cuda::CudaOptions co;
+        co.device = g.index;
+        auto model = engine::cuda::load_cuda_model(m.spec, lo, co);
+        if (!model) {
+          err << "recsched-profile: " << m.spec.name << " on " << gd.id << ": "
+              << model.status().message() << "\n";
+          continue;  // a model that does not fit one GPU is still served on the CPUs
+        }
+        auto points = profile_whole(**model, *meter.meter, cfg->options);
+        if (!points) {
+          err << "recsched-profile: " << points.status().message() << "\n";
+          return 1;
+        }
+        results.push_back({m.spec.name, m.hash, gd.id, *points, false});
+      }
+    }
+  }
+#else
+  if (cfg->gpus) err << "recsched-profile: GPUs: this build has no CUDA runner\n";
+#endif
+
+  // Save what was measured, with what came from the cache.
+  const size_t measured = std::count_if(results.begin(), results.end(),
+                                        [](const Measured& m) { return !m.from_cache; });
+  if (measured > 0 && !o.count("no-cache")) {
+    std::vector<CachedProfile> entries;
+    for (const Measured& m : results) entries.push_back({m.model, m.spec_hash, m.device, m.points});
+    Status st = save_profile_cache(cache_path, identity, entries);
+    if (!st.is_ok()) err << "recsched-profile: warning: " << st.message() << "\n";
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+
+  json devices_json = json::array();
+  for (const CpuDevice& c : devices->cpus) devices_json.push_back(cpu_json(c));
+  for (const json& g : gpu_devices) devices_json.push_back(g);
+  json profiles = json::array();
+  for (const Measured& m : results) {
+    json points = json::array();
+    for (const ProfilePoint& p : m.points) points.push_back(point_json(p));
+    profiles.push_back({{"model", m.model},
+                        {"device", m.device},
+                        {"spec_hash", m.spec_hash},
+                        {"cached", m.from_cache},
+                        {"points", points}});
+  }
+  const json doc = {{"hardware", identity.hardware},
+                    {"build", identity.build},
+                    {"devices", devices_json},
+                    {"profiles", profiles},
+                    {"seconds", seconds},
+                    {"measured", measured},
+                    {"cached", results.size() - measured}};
+  if (o.count("out")) {
+    std::ofstream f(o.at("out"));
+    f << doc.dump(2) << "\n";
+    if (!f) {
+      err << "recsched-profile: cannot write " << o.at("out") << "\n";
+      return 1;
+    }
+  }
+  if (as_json) {
+    out << doc.dump(2) << "\n";
+    return 0;
+  }
+  out << std::left << std::setw(8) << "MODEL" << std::setw(7) << "DEVICE" << std::right
+      << std::setw(6) << "BATCH" << std::setw(10) << "P50_MS" << std::setw(10) << "P95_MS"
+      << std::setw(11) << "ITEMS/S" << std::setw(10) << "SPLIT" << std::setw(8) << "WATTS"
+      << std::setw(12) << "MJ/ITEM"
+      << "  SOURCE\n";
+  for (const Measured& m : results) {
+    for (const ProfilePoint& p : m.points) {
+      const std::string split =
+          std::to_string(p.best_workers) + "x" + std::to_string(p.best_sub_batch);
+      out << std::left << std::setw(8) << m.model << std::setw(7) << m.device << std::right
+          << std::setw(6) << p.batch_size << std::fixed << std::setprecision(3) << std::setw(10)
+          << p.p50_us / 1e3 << std::setw(10) << p.p95_us / 1e3 << std::setprecision(0)
+          << std::setw(11) << p.items_per_s << std::setw(10) << split << std::setprecision(1)
+          << std::setw(8) << p.power_w << std::setprecision(4) << std::setw(12)
+          << p.energy_per_item_j * 1e3 << "  " << p.power_source
+          << (m.from_cache ? " (cached)" : "") << "\n";
+    }
+  }
+  out << std::setprecision(1) << "\n"
+      << measured << " profiled, " << results.size() - measured << " from cache, in " << seconds
+      << " s\n";
+  return 0;
+}
+
+}  // namespace
+
+int run_profile_cli(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  if (args.empty()) {
+    err << kUsage;
+    return 2;
+  }
+  const std::string cmd = args[0];
+  if (cmd == "-h" || cmd == "--help" || cmd == "help") {
+    out << kUsage;
+    return 0;
+  }
+  static const std::map<std::string, std::vector<std::string>> kValued = {
+      {"topology", {"partition", "xml", "synthetic"}}, {"run", {"config", "out", "state-dir"}}};
+  static const std::map<std::string, std::vector<std::string>> kFlags = {
+      {"topology", {"json"}}, {"run", {"json", "quick", "no-cache"}}};
+  if (!kValued.count(cmd)) {
+    err << "recsched-profile: unknown command '" << cmd << "' (see recsched-profile --help)\n";
+    return 2;
+  }
+  try {
+    std::map<std::string, std::string> o;
+    for (size_t i = 1; i < args.size(); ++i) {
+      const std::string& a = args[i];
+      if (a == "--help") {
+        out << kUsage;
+        return 0;
+      }
+      if (a.rfind("--", 0) != 0) throw UsageError{"unexpected argument '" + a + "'"};
+      const std::string key = a.substr(2);
+      const auto& valued = kValued.at(cmd);
+      const auto& flags = kFlags.at(cmd);
+      if (std::find(flags.begin(), flags.end(), key) != flags.end()) {
+        o[key] = "1";
+      } else if (std::find(valued.begin(), valued.end(), key) != valued.end()) {
+        if (i + 1 >= args.size()) throw UsageError{"option '" + a + "' needs a value"};
+        o[key] = args[++i];
+      } else {
+        throw UsageError{"unknown option '" + a + "'"};
+      }
+    }
+    if (o.count("xml") && o.count("synthetic"))
+      throw UsageError{"give --xml or --synthetic, not both"};
+    const bool as_json = o.count("json") > 0;
+    return cmd == "topology" ? cmd_topology(o, as_json, out, err) : cmd_run(o, as_json, out, err);
+  } catch (const UsageError& e) {
+    err << "recsched-profile " << cmd << ": " << e.message << " (see recsched-profile --help)\n";
+    return 2;
+  }
+}
+
+}  // namespace recsched::profiler::tools

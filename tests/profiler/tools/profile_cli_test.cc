@@ -1,0 +1,112 @@
+#include "profiler/tools/profile_cli.h"
+
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+namespace recsched::profiler::tools {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+struct Run {
+  int code;
+  std::string out, err;
+};
+
+Run run(const std::vector<std::string>& args) {
+  std::ostringstream out, err;
+  const int code = run_profile_cli(args, out, err);
+  return {code, out.str(), err.str()};
+}
+
+std::string source(const std::string& rel) { return std::string(RECSCHED_SOURCE_DIR) + "/" + rel; }
+
+// A temp dir with a config over two golden models; removed at the end of the test.
+struct Scratch {
+  fs::path dir = fs::temp_directory_path() / ("recsched_profile_" + std::to_string(getpid()));
+  Scratch() {
+    fs::create_directories(dir);
+    std::ofstream(dir / "config.json") << json{
+        {"models",
+         {source("tests/fixtures/golden/wide.model.json"),
+          {{"spec", source("tests/fixtures/golden/dien.model.json")},
+           {"weights", source("tests/fixtures/golden/dien.safetensors")}}}},
+        {"state_dir", (dir / "state").string()},
+        {"gpus", false}}.dump();
+  }
+  ~Scratch() { fs::remove_all(dir); }
+  std::string config() const { return (dir / "config.json").string(); }
+};
+
+TEST_CASE("topology --json lists a DGX-2's CPU devices and GPUs") {
+  const Run r = run({"topology", "--json", "--xml", source("../shared/topologies/nvidiaDGX2.xml")});
+  REQUIRE_MESSAGE(r.code == 0, r.err);
+  const json j = json::parse(r.out);
+  int cpus = 0, gpus = 0;
+  for (const json& d : j["devices"]) {
+    if (d["kind"] == "cpu") ++cpus;
+    if (d["kind"] == "gpu") ++gpus;
+  }
+  CHECK(cpus == 2);
+  CHECK(gpus == 16);
+  CHECK(j["devices"][2]["id"] == "gpu0");
+  CHECK(j["devices"][2]["pci_bus_id"] == "0000:34:00.0");
+}
+
+TEST_CASE("topology prints a readable table for this machine") {
+  const Run r = run({"topology"});
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("cpu0") != std::string::npos);
+  CHECK(r.out.find("DEVICE") != std::string::npos);
+}
+
+TEST_CASE("run profiles, caches, and a second run reuses the cache") {
+  Scratch s;
+  const Run first = run({"run", "--config", s.config(), "--quick", "--json"});
+  REQUIRE_MESSAGE(first.code == 0, first.err);
+  const json a = json::parse(first.out);
+  CHECK(a["measured"] == 2);
+  CHECK(a["cached"] == 0);
+  REQUIRE(a["profiles"].size() == 2);
+  CHECK(a["profiles"][0]["points"].size() == 3);
+  CHECK(fs::exists(s.dir / "state" / "profiles.json"));
+
+  const Run second = run({"run", "--config", s.config(), "--quick", "--json"});
+  REQUIRE(second.code == 0);
+  const json b = json::parse(second.out);
+  CHECK(b["measured"] == 0);
+  CHECK(b["cached"] == 2);
+  CHECK(b["profiles"][1]["points"] == a["profiles"][1]["points"]);
+
+  // A corrupt cache is ignored with a warning and rebuilt.
+  std::ofstream(s.dir / "state" / "profiles.json") << "{not json";
+  const Run third = run({"run", "--config", s.config(), "--quick", "--json"});
+  REQUIRE(third.code == 0);
+  CHECK(json::parse(third.out)["measured"] == 2);
+  CHECK(third.err.find("warning") != std::string::npos);
+}
+
+TEST_CASE("bad configs and arguments fail with one line naming the problem") {
+  Scratch s;
+  std::ofstream(s.dir / "bad.json") << R"({"models": ["x.json"], "colour": 1})";
+  Run r = run({"run", "--config", (s.dir / "bad.json").string()});
+  CHECK(r.code == 1);
+  CHECK(r.err.find("key 'colour'") != std::string::npos);
+  std::ofstream(s.dir / "bad2.json") << R"({"models": ["missing.json"]})";
+  r = run({"run", "--config", (s.dir / "bad2.json").string()});
+  CHECK(r.code == 1);
+  CHECK(r.err.find("missing.json") != std::string::npos);
+  CHECK(run({"run"}).code == 2);
+  CHECK(run({"topology", "--partition", "socket"}).code == 2);
+  CHECK(run({"frobnicate"}).code == 2);
+  CHECK(run({"--help"}).code == 0);
+}
+
+}  // namespace
+}  // namespace recsched::profiler::tools
