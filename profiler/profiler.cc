@@ -99,7 +99,12 @@ Result<std::vector<ProfilePoint>> profile_cpu(CpuRunner& runner, const engine::M
     const std::vector<Batch> inputs = inputs_for(model.spec(), b);
     std::vector<float> scores(size_t(b) * model.spec().num_outputs());
     std::optional<ProfilePoint> best;
-    for (int w = 1; w <= runner.workers() && w <= static_cast<int>(b); ++w) {
+    // Worker counts 1, 2, 4, ... and all of them: the sweep stays short on big devices.
+    std::vector<int> counts;
+    for (int w = 1; w < runner.workers(); w *= 2) counts.push_back(w);
+    counts.push_back(runner.workers());
+    for (int w : counts) {
+      if (w > static_cast<int>(b)) break;
       const uint32_t sub = (b + w - 1) / w;
       auto run = [&](const Batch& in) { return runner.run(model, view_of(in), sub, w, scores); };
       RECSCHED_ASSIGN_OR_RETURN(Timing t, time_runs(run, inputs, meter, busy, o));

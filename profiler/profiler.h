@@ -27,8 +27,9 @@ struct ProfileOptions {
   static ProfileOptions quick();
 };
 
-/// Measures `model` on `runner`'s device. For each batch size B it times every split
-/// of B across w = 1..workers workers (sub-batches of ceil(B / w) items) and keeps the
+/// Measures `model` on `runner`'s device. For each batch size B it times the splits of
+/// B across w = 1, 2, 4, ... and all workers (sub-batches of ceil(B / w) items; w <= B)
+/// and keeps the
 /// fastest: its median and p95 latency, its workers and sub-batch size, and the energy
 /// the meter saw during its runs (an estimating meter is fed the runner's busy time).
 /// Inputs are random with the spec's lookups per table. Errors from the model or runner.

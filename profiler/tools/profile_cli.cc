@@ -43,7 +43,7 @@ commands:
 
 config (JSON; paths relative to the config file):
   {"models": ["rmc1.json", {"spec": "x.json", "weights": "x.safetensors"}],
-   "partition": "numa", "state_dir": "/var/lib/recsched", "gpus": true,
+   "partition": "numa", "state_dir": "/var/lib/recsched", "cpus": true, "gpus": true,
    "batch_sizes": [1, 2, 4, ..., 1024], "seconds_per_point": 0.05,
    "power": {"powercap_root": "/sys/class/powercap", "cpu_active_w_per_core": 8,
              "cpu_idle_w_per_core": 1.5, "gpu_active_w": 400, "gpu_idle_w": 70}}
@@ -63,6 +63,7 @@ struct Config {
   std::vector<ModelEntry> models;
   Partition partition = Partition::kNuma;
   std::string state_dir = "/var/lib/recsched";
+  bool cpus = true;
   bool gpus = true;
   ProfileOptions options;
   PowerConfig power;
@@ -115,9 +116,9 @@ Result<Config> load_config(const std::string& path) {
     } else if (key == "state_dir") {
       if (!v.is_string()) return key_error(path, key, "must be a path");
       c.state_dir = resolve(v.get<std::string>());
-    } else if (key == "gpus") {
+    } else if (key == "gpus" || key == "cpus") {
       if (!v.is_boolean()) return key_error(path, key, "must be true or false");
-      c.gpus = v.get<bool>();
+      (key == "gpus" ? c.gpus : c.cpus) = v.get<bool>();
     } else if (key == "batch_sizes") {
       if (!v.is_array() || v.empty()) return key_error(path, key, "must be a non-empty array");
       c.options.batch_sizes.clear();
@@ -345,6 +346,7 @@ int cmd_run(const std::map<std::string, std::string>& o, bool as_json, std::ostr
   };
 
   for (const CpuDevice& dev : devices->cpus) {
+    if (!cfg->cpus) break;
     std::unique_ptr<CpuRunner> runner;
     MeterChoice meter;
     for (const Loaded& m : models) {
@@ -394,6 +396,13 @@ int cmd_run(const std::map<std::string, std::string>& o, bool as_json, std::ostr
       gd.memory_bytes = g.memory_bytes;
       gd.backend = "CUDA";
       gpu_devices.push_back(gpu_json(gd));
+      // The thread that feeds the GPU (packing queries into pinned memory) runs on the
+      // GPU's own NUMA node, and so does that pinned memory.
+      if (!gd.local_cpuset.empty()) {
+        Status st = topo->bind_thread(gd.local_cpuset);
+        if (st.is_ok() && gd.numa_node >= 0) st = topo->bind_memory_to_node(gd.numa_node);
+        if (!st.is_ok()) err << "recsched-profile: warning: " << st.message() << "\n";
+      }
       MeterChoice meter = gpu_meter(cfg->power, g.index, bus);
       err << "recsched-profile: " << gd.id << " (" << g.name << ", NUMA node " << gd.numa_node
           << "): " << meter.note << "\n";
