@@ -27,9 +27,15 @@ double percentile(std::vector<double> v, double p) {
 
 // Times `run` repeatedly on alternating inputs; reads the meter around the timed runs.
 // `busy` returns the device-seconds of activity so far, for an estimating meter.
+// Measured counters (RAPL, NVML) update every few milliseconds to ~100 ms (NVML's
+// total-energy counter on an H200: readings 50 ms apart were often equal), so energy is
+// read over at least this long; an estimate needs no such window.
+constexpr double kEnergyWindowSeconds = 0.3;
+
 Result<Timing> time_runs(const std::function<Status(const Batch&)>& run,
                          const std::vector<Batch>& inputs, PowerMeter& meter,
-                         const std::function<double()>& busy, const ProfileOptions& o) {
+                         const std::function<double()>& busy, const ProfileOptions& o,
+                         double min_wall_s = 0) {
   RECSCHED_RETURN_IF_ERROR(run(inputs[0]));  // warm-up: caches, workspaces, lazy pages
   auto* estimator = dynamic_cast<EstimatedMeter*>(&meter);
   const double busy0 = busy();
@@ -37,8 +43,10 @@ Result<Timing> time_runs(const std::function<Status(const Batch&)>& run,
   const auto start = Clock::now();
   std::vector<double> us;
   double timed = 0;
-  while (static_cast<int>(us.size()) < o.max_reps &&
-         (static_cast<int>(us.size()) < o.min_reps || timed < o.seconds_per_point)) {
+  auto wall = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
+  while ((static_cast<int>(us.size()) < o.max_reps &&
+          (static_cast<int>(us.size()) < o.min_reps || timed < o.seconds_per_point)) ||
+         wall() < min_wall_s) {
     const Batch& in = inputs[us.size() % inputs.size()];
     const auto t0 = Clock::now();
     RECSCHED_RETURN_IF_ERROR(run(in));
@@ -110,6 +118,17 @@ Result<std::vector<ProfilePoint>> profile_cpu(CpuRunner& runner, const engine::M
       RECSCHED_ASSIGN_OR_RETURN(Timing t, time_runs(run, inputs, meter, busy, o));
       if (!best || t.p50_us < best->p50_us) best = to_point(b, t, meter, sub, w);
     }
+    if (meter.source() != "estimated") {
+      // Energy of the chosen split, over a window the counter can resolve.
+      const uint32_t sub = best->best_sub_batch;
+      const int w = static_cast<int>(best->best_workers);
+      auto run = [&](const Batch& in) { return runner.run(model, view_of(in), sub, w, scores); };
+      RECSCHED_ASSIGN_OR_RETURN(Timing t,
+                                time_runs(run, inputs, meter, busy, o, kEnergyWindowSeconds));
+      const ProfilePoint energy = to_point(b, t, meter, sub, w);
+      best->power_w = energy.power_w;
+      best->energy_per_item_j = best->power_w * best->p50_us * 1e-6 / b;
+    }
     points.push_back(*best);
   }
   return points;
@@ -130,7 +149,8 @@ Result<std::vector<ProfilePoint>> profile_whole(const engine::Model& model, Powe
       busy_s += std::chrono::duration<double>(Clock::now() - t0).count();
       return st;
     };
-    RECSCHED_ASSIGN_OR_RETURN(Timing t, time_runs(run, inputs, meter, busy, o));
+    const double window = meter.source() == "estimated" ? 0.0 : kEnergyWindowSeconds;
+    RECSCHED_ASSIGN_OR_RETURN(Timing t, time_runs(run, inputs, meter, busy, o, window));
     points.push_back(to_point(b, t, meter, b, 1));
   }
   return points;

@@ -31,7 +31,8 @@ struct ProfileOptions {
 /// B across w = 1, 2, 4, ... and all workers (sub-batches of ceil(B / w) items; w <= B)
 /// and keeps the
 /// fastest: its median and p95 latency, its workers and sub-batch size, and the energy
-/// the meter saw during its runs (an estimating meter is fed the runner's busy time).
+/// the meter saw (an estimating meter is fed the runner's busy time; a measuring one is
+/// read over at least 0.3 s of the chosen split, which its counter can resolve).
 /// Inputs are random with the spec's lookups per table. Errors from the model or runner.
 Result<std::vector<ProfilePoint>> profile_cpu(CpuRunner& runner, const engine::Model& model,
                                               PowerMeter& meter, const ProfileOptions& options);

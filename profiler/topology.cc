@@ -256,8 +256,10 @@ std::string Topology::fingerprint() const {
   while ((obj = hwloc_get_next_obj_by_type(t, HWLOC_OBJ_PACKAGE, obj)) != nullptr) {
     if (const char* m = hwloc_obj_get_info_by_name(obj, "CPUModel")) text += m;
   }
+  // NUMA nodes by their CPUs only: some VMs report a node's memory as what is free,
+  // which changes from one start to the next and would invalidate every profile.
   while ((obj = hwloc_get_next_obj_by_type(t, HWLOC_OBJ_NUMANODE, obj)) != nullptr) {
-    text += list_string(obj->cpuset) + "/" + std::to_string(obj->attr->numanode.local_memory);
+    text += list_string(obj->cpuset) + "/";
   }
   while ((obj = hwloc_get_next_obj_by_type(t, HWLOC_OBJ_L3CACHE, obj)) != nullptr) {
     text += "/" + std::to_string(obj->attr->cache.size);

@@ -144,8 +144,10 @@ TEST_CASE("save_profile_cache then load_profile_cache round-trips every entry an
   CHECK(load.warnings.empty());
   check_same(load.entries, entries);
 
-  // The file is the documented format.
-  const json doc = json::parse(read_text(path));
+  // The file is the documented format, in the documented order.
+  const std::string text = read_text(path);
+  CHECK(text.rfind("{\n  \"format\": 1,\n  \"hardware\": ", 0) == 0);
+  const json doc = json::parse(text);
   CHECK(doc["format"] == 1);
   CHECK(doc["hardware"] == kIdentity.hardware);
   CHECK(doc["build"] == kIdentity.build);
