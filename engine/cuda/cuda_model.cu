@@ -783,7 +783,9 @@ Status CudaModel::forward(const BatchView& batch, Workspace&, std::span<float> s
       offs[t * n + b] = pos + (off[b] - off.front());
     }
     const int64_t count = off.back() - off.front();
-    std::memcpy(idx + pos, batch.indices.data() + off.front(), size_t(count) * sizeof(int64_t));
+    if (count > 0) {
+      std::memcpy(idx + pos, batch.indices.data() + off.front(), size_t(count) * sizeof(int64_t));
+    }
     pos += count;
   }
   offs[int64_t(nt) * n] = pos;

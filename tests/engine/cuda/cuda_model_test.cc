@@ -90,6 +90,48 @@ TEST_CASE("the CUDA runner refuses an out-of-range id and keeps serving") {
   CHECK(score(*gpu, view_of(random_batch(spec, 4, 3))).size() == 4);
 }
 
+// The embedding-bag kernel's named corner cases, seen through a model: the GPU must
+// give what the CPU gives, or refuse what the CPU refuses.
+TEST_CASE("embedding-bag corner cases on the GPU: empty bags, no ids, bad offsets") {
+  const ModelSpec spec = load_model_spec(golden_path("cat", ".model.json")).value();
+  const auto cpu = load_or_die(spec, {}, false);
+  const auto gpu = load_or_die(spec, {}, true);
+  const uint32_t n = 5;
+  Batch b = random_batch(spec, n, 4);
+  SUBCASE("EMPTY_INDICES: every bag of every table empty") {
+    b.sparse.indices.clear();
+    b.sparse.offsets.assign(size_t(spec.num_tables()) * n + 1, 0);
+    CHECK(worst_relative(score(*gpu, view_of(b)), score(*cpu, view_of(b))) <= kTolerance);
+  }
+  SUBCASE("EMPTY_BAG: some bags empty, the rest full") {
+    std::vector<int32_t> lengths(size_t(spec.num_tables()) * n, 0);
+    std::vector<int64_t> ids;
+    for (int32_t t = 0; t < spec.num_tables(); ++t) {
+      for (uint32_t r = 0; r < n; ++r) {
+        const int32_t len = (r + t) % 3 == 0 ? 0 : 2;
+        lengths[size_t(t) * n + r] = len;
+        for (int32_t k = 0; k < len; ++k) ids.push_back((r * 7 + k) % spec.table_rows[t]);
+      }
+    }
+    b.sparse.indices = ids;
+    b.sparse.offsets = Batch::offsets_from_lengths(lengths);
+    CHECK(worst_relative(score(*gpu, view_of(b)), score(*cpu, view_of(b))) <= kTolerance);
+  }
+  SUBCASE("OFFSETS_MISMATCH: decreasing offsets are refused, as on the CPU") {
+    std::swap(b.sparse.offsets[1], b.sparse.offsets[2]);
+    Workspace ws;
+    std::vector<float> out(n);
+    CHECK(cpu->forward(view_of(b), ws, out).code() == StatusCode::kInvalidArgument);
+    CHECK(gpu->forward(view_of(b), ws, out).code() == StatusCode::kInvalidArgument);
+  }
+  SUBCASE("OUT_OF_BOUND_INDICES: a negative id is refused") {
+    b.sparse.indices[0] = -1;
+    Workspace ws;
+    std::vector<float> out(n);
+    CHECK(gpu->forward(view_of(b), ws, out).code() == StatusCode::kInvalidArgument);
+  }
+}
+
 TEST_CASE("every zoo spec in models/ loads on the GPU and matches the CPU") {
   for (const char* name : {"rmc1", "rmc2", "rmc3", "ncf", "wnd", "mtwnd", "din", "dien"}) {
     CAPTURE(name);
