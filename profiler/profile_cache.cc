@@ -155,21 +155,9 @@ Result<std::vector<CachedProfile>> parse_cache(const json& doc, const CacheIdent
   return parse_entries(*entries);
 }
 
-json to_json(const ProfilePoint& p) {
-  return {{"batch_size", p.batch_size},
-          {"p50_us", p.p50_us},
-          {"p95_us", p.p95_us},
-          {"items_per_s", p.items_per_s},
-          {"power_w", p.power_w},
-          {"energy_per_item_j", p.energy_per_item_j},
-          {"power_source", p.power_source},
-          {"best_sub_batch", p.best_sub_batch},
-          {"best_workers", p.best_workers}};
-}
-
 json to_json(const CachedProfile& e) {
   json points = json::array();
-  for (const ProfilePoint& p : e.points) points.push_back(to_json(p));
+  for (const ProfilePoint& p : e.points) points.push_back(profiler::to_json(p));
   return {{"model", e.model},
           {"spec_hash", e.spec_hash},
           {"device", e.device},
@@ -257,6 +245,18 @@ void sync_directory(const std::filesystem::path& dir) {
 }
 
 }  // namespace
+
+json to_json(const ProfilePoint& p) {
+  return {{"batch_size", p.batch_size},
+          {"p50_us", p.p50_us},
+          {"p95_us", p.p95_us},
+          {"items_per_s", p.items_per_s},
+          {"power_w", p.power_w},
+          {"energy_per_item_j", p.energy_per_item_j},
+          {"power_source", p.power_source},
+          {"best_sub_batch", p.best_sub_batch},
+          {"best_workers", p.best_workers}};
+}
 
 CacheLoad load_profile_cache(const std::string& path, const CacheIdentity& identity) {
   CacheLoad load;

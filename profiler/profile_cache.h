@@ -1,7 +1,8 @@
 // Profile cache: the measured profiles saved as JSON, so a restart on the same machine and
-// build can skip profiling. Depends on core/ only; nlohmann/json stays in the .cc.
+// build can skip profiling. Depends on core/ and nlohmann/json (json_fwd in this header).
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
 #include <span>
 #include <string>
 #include <string_view>
@@ -58,6 +59,9 @@ CacheLoad load_profile_cache(const std::string& path, const CacheIdentity& ident
 /// serves without a cache).
 Status save_profile_cache(const std::string& path, const CacheIdentity& identity,
                           std::span<const CachedProfile> entries);
+
+/// One point as the cache (and recsched-profile's JSON) writes it, fields in declaration order.
+nlohmann::ordered_json to_json(const ProfilePoint& point);
 
 /// FNV-1a 64-bit of `text` as 16 lowercase hex digits (spec hashes, fingerprints).
 std::string hash_hex(std::string_view text);

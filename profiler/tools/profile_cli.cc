@@ -187,18 +187,6 @@ json gpu_json(const GpuDevice& g) {
           {"backend", g.backend}};
 }
 
-json point_json(const ProfilePoint& p) {
-  return {{"batch_size", p.batch_size},
-          {"p50_us", p.p50_us},
-          {"p95_us", p.p95_us},
-          {"items_per_s", p.items_per_s},
-          {"power_w", p.power_w},
-          {"energy_per_item_j", p.energy_per_item_j},
-          {"power_source", p.power_source},
-          {"best_sub_batch", p.best_sub_batch},
-          {"best_workers", p.best_workers}};
-}
-
 std::string gib(uint64_t bytes) {
   std::ostringstream s;
   s << std::fixed << std::setprecision(1) << bytes / double(uint64_t{1} << 30) << " GiB";
@@ -450,7 +438,7 @@ int cmd_run(const std::map<std::string, std::string>& o, bool as_json, std::ostr
   json profiles = json::array();
   for (const Measured& m : results) {
     json points = json::array();
-    for (const ProfilePoint& p : m.points) points.push_back(point_json(p));
+    for (const ProfilePoint& p : m.points) points.push_back(to_json(p));
     profiles.push_back({{"model", m.model},
                         {"device", m.device},
                         {"spec_hash", m.spec_hash},

@@ -152,9 +152,9 @@ namespace recsched::profiler {
 namespace {
 
 TEST_CASE("pci_locality places a PCI device by its bus id") {
-  Topology t = std::move(Topology::from_xml(std::string(RECSCHED_SOURCE_DIR) +
-                                            "/../shared/topologies/nvidiaDGX2.xml")
-                             .value());
+  Topology t = std::move(
+      Topology::from_xml(std::string(RECSCHED_SOURCE_DIR) + "/../shared/topologies/nvidiaDGX2.xml")
+          .value());
   std::optional<GpuDevice> g = t.pci_locality("0000:34:00.0");
   REQUIRE(g.has_value());
   CHECK(g->numa_node == 0);
