@@ -438,7 +438,7 @@ int cmd_run(const std::map<std::string, std::string>& o, bool as_json, std::ostr
   json profiles = json::array();
   for (const Measured& m : results) {
     json points = json::array();
-    for (const ProfilePoint& p : m.points) points.push_back(to_json(p));
+    for (const ProfilePoint& p : m.points) points.push_back(json(to_json(p)));
     profiles.push_back({{"model", m.model},
                         {"device", m.device},
                         {"spec_hash", m.spec_hash},
