@@ -3,10 +3,26 @@
 #include <hwloc.h>
 
 #include <chrono>
+#include <future>
 
 #include "engine/dense.h"
 
 namespace recsched::profiler {
+
+// One query: its sub-batches are taken in order; the last one to finish reports.
+struct CpuRunner::Job {
+  const Model* model = nullptr;
+  BatchView batch;
+  uint32_t sub_batch = 0;
+  uint32_t num_subs = 0;
+  int max_workers = 0;
+  std::span<float> scores;
+  DoneFn done;
+  uint32_t next = 0;      // next sub-batch to hand out (under mu_)
+  uint32_t finished = 0;  // sub-batches done (under mu_)
+  int active = 0;         // workers on it now (under mu_)
+  Status first_error;     // (under mu_)
+};
 
 CpuRunner::CpuRunner(const Topology& topology, CpuDevice device)
     : topology_(topology), device_(std::move(device)) {}
@@ -43,7 +59,7 @@ Result<std::unique_ptr<CpuRunner>> CpuRunner::create(const Topology& topology,
   // Wait until every worker has bound itself (or failed to).
   {
     std::unique_lock<std::mutex> lock(r->mu_);
-    r->done_cv_.wait(lock, [&] { return r->started_ == workers; });
+    r->started_cv_.wait(lock, [&] { return r->started_ == workers; });
   }
   for (int w = 0; w < workers; ++w) {
     if (!r->bind_status_[w].is_ok()) {
@@ -77,51 +93,63 @@ void CpuRunner::worker_main(int index, const std::string& cpuset) {
     bindings_[index] = actual ? *actual : "";
     ++started_;
   }
-  done_cv_.notify_all();
+  started_cv_.notify_all();
   if (!bound.is_ok()) return;
 
   engine::Workspace ws;
-  uint64_t seen = 0;
+  std::unique_lock<std::mutex> lock(mu_);
   while (true) {
-    Job* job = nullptr;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      work_cv_.wait(lock,
-                    [&] { return stopping_ || (job_.generation != seen && index < job_.workers); });
-      if (stopping_) return;
-      seen = job_.generation;
-      job = &job_;
-    }
-    double busy = 0;
-    while (true) {
-      uint32_t sub;
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        if (job->next >= job->num_subs || !job->first_error.is_ok()) break;
-        sub = job->next++;
+    // The oldest query with a sub-batch left and room under its worker cap.
+    std::shared_ptr<Job> job;
+    work_cv_.wait(lock, [&] {
+      for (const auto& j : queue_) {
+        if (j->active < j->max_workers) {
+          job = j;
+          return true;
+        }
       }
+      // Stop only once every queued query has been handed out: nothing is dropped.
+      return stopping_ && queue_.empty();
+    });
+    if (!job) return;
+    const uint32_t sub = job->next++;
+    ++job->active;
+    ++busy_workers_;
+    if (job->next == job->num_subs) {
+      queue_.erase(std::find(queue_.begin(), queue_.end(), job));
+    }
+    lock.unlock();
+
+    Status st;
+    const auto t0 = std::chrono::steady_clock::now();
+    if (job->first_error.is_ok()) {  // a racy read only skips useless work
       const uint32_t begin = sub * job->sub_batch;
       const uint32_t count = std::min(job->sub_batch, job->batch.batch_size - begin);
       const size_t k = job->model->spec().num_outputs();
-      const auto t0 = std::chrono::steady_clock::now();
-      Status st = job->model->forward(job->batch.slice(begin, count), ws,
-                                      job->scores.subspan(begin * k, count * k));
-      busy += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      if (!st.is_ok()) {
-        std::lock_guard<std::mutex> lock(mu_);
-        if (job->first_error.is_ok()) job->first_error = st;
-      }
+      st = job->model->forward(job->batch.slice(begin, count), ws,
+                               job->scores.subspan(size_t(begin) * k, size_t(count) * k));
     }
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      busy_seconds_ += busy;
-      if (--job->active == 0) done_cv_.notify_all();
+    const double busy =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+    lock.lock();
+    busy_seconds_ += busy;
+    --busy_workers_;
+    --job->active;
+    if (!st.is_ok() && job->first_error.is_ok()) job->first_error = st;
+    const bool last = ++job->finished == job->num_subs;
+    if (last) --in_flight_;
+    if (job->active + 1 == job->max_workers || last) work_cv_.notify_all();
+    if (last) {
+      lock.unlock();
+      job->done(job->first_error);
+      lock.lock();
     }
   }
 }
 
-Status CpuRunner::run(const Model& model, const BatchView& batch, uint32_t sub_batch, int workers,
-                      std::span<float> scores) {
+Status CpuRunner::submit(const Model& model, const BatchView& batch, uint32_t sub_batch,
+                         int workers, std::span<float> scores, DoneFn done, size_t max_queued) {
   if (sub_batch == 0) return invalid_argument("sub-batch size must be at least 1");
   if (workers < 1 || workers > this->workers()) {
     return invalid_argument("workers must be in [1, " + std::to_string(this->workers()) + "]");
@@ -130,32 +158,48 @@ Status CpuRunner::run(const Model& model, const BatchView& batch, uint32_t sub_b
   if (scores.size() != size_t(batch.batch_size) * k) {
     return invalid_argument("scores buffer has the wrong size");
   }
-  if (batch.batch_size == 0) return Status::ok();
-  std::lock_guard<std::mutex> serial(run_mu_);
-  const uint32_t num_subs = (batch.batch_size + sub_batch - 1) / sub_batch;
-  workers = std::min<int>(workers, static_cast<int>(num_subs));
+  if (batch.batch_size == 0) {
+    done(Status::ok());
+    return Status::ok();
+  }
+  auto job = std::make_shared<Job>();
+  job->model = &model;
+  job->batch = batch;
+  job->sub_batch = sub_batch;
+  job->num_subs = (batch.batch_size + sub_batch - 1) / sub_batch;
+  job->max_workers = std::min<int>(workers, static_cast<int>(job->num_subs));
+  job->scores = scores;
+  job->done = std::move(done);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    job_.model = &model;
-    job_.batch = batch;
-    job_.sub_batch = sub_batch;
-    job_.num_subs = num_subs;
-    job_.workers = workers;
-    job_.scores = scores;
-    job_.next = 0;
-    job_.active = workers;
-    job_.first_error = Status::ok();
-    ++job_.generation;
+    if (stopping_) return unavailable("device " + device_.id + " is shutting down");
+    if (in_flight_ >= max_queued) {
+      return unavailable("device " + device_.id + " has " + std::to_string(in_flight_) +
+                         " queries queued (limit " + std::to_string(max_queued) + ")");
+    }
+    queue_.push_back(job);
+    ++in_flight_;
   }
   work_cv_.notify_all();
-  std::unique_lock<std::mutex> lock(mu_);
-  done_cv_.wait(lock, [&] { return job_.active == 0; });
-  return job_.first_error;
+  return Status::ok();
+}
+
+Status CpuRunner::run(const Model& model, const BatchView& batch, uint32_t sub_batch, int workers,
+                      std::span<float> scores) {
+  std::promise<Status> result;
+  RECSCHED_RETURN_IF_ERROR(submit(model, batch, sub_batch, workers, scores,
+                                  [&](Status st) { result.set_value(std::move(st)); }));
+  return result.get_future().get();
 }
 
 double CpuRunner::busy_seconds() const {
   std::lock_guard<std::mutex> lock(mu_);
   return busy_seconds_;
+}
+
+CpuRunner::Load CpuRunner::current_load() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return {in_flight_, busy_workers_};
 }
 
 Result<std::unique_ptr<Model>> CpuRunner::load(const ModelSpec& spec,

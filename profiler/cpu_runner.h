@@ -4,6 +4,8 @@
 #pragma once
 
 #include <condition_variable>
+#include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -22,10 +24,15 @@ using engine::LoadOptions;
 using engine::Model;
 using engine::ModelSpec;
 
-/// Lifecycle: create() -> run()* -> destruction joins the workers.
-/// Threading: run() may be called from several threads; calls are served one at a time.
+/// Lifecycle: create() -> submit()/run()* -> destruction, which finishes every queued
+/// query (each gets its callback) and joins the workers.
+/// Threading: submit() and run() are thread-safe; queries from many callers share the
+/// workers. Workers take sub-batches first come, first served: the oldest query with a
+/// sub-batch left and fewer than its `workers` cap busy on it.
 class CpuRunner {
  public:
+  using DoneFn = std::function<void(Status)>;
+
   /// Starts `workers` threads (0: one per core of the device). Worker w binds itself to
   /// core w % cores of the device (all of that core's PUs) before anything else; a failed
   /// bind fails create() with the OS's reason, it is never ignored. kInvalidArgument if
@@ -40,11 +47,17 @@ class CpuRunner {
   /// thread's memory is bound there, and pages are placed as they are first written).
   Result<std::unique_ptr<Model>> load(const ModelSpec& spec, const LoadOptions& options) const;
 
-  /// Scores `batch` as ceil(n / sub_batch) sub-batches of at most `sub_batch` items,
-  /// taken in order by the first `workers` workers from a shared queue; `scores`
-  /// [n, K] comes back in item order. Blocks until every sub-batch is done.
-  /// kInvalidArgument if sub_batch is 0, workers is outside [1, this->workers()] or
-  /// scores has the wrong size; otherwise the first failing sub-batch's status.
+  /// Queues `batch` as ceil(n / sub_batch) sub-batches of at most `sub_batch` items, run
+  /// by at most `workers` workers at a time; `scores` [n, K] is filled in item order and
+  /// `done` is called exactly once, from a worker thread, with the first failing
+  /// sub-batch's status or OK. The caller keeps `model`, the batch's memory and `scores`
+  /// alive until then. Never blocks. On an error return `done` is not called:
+  /// kInvalidArgument for sub_batch 0, workers outside [1, this->workers()] or a wrong
+  /// scores size; kUnavailable if `max_queued` queries are already waiting.
+  Status submit(const Model& model, const BatchView& batch, uint32_t sub_batch, int workers,
+                std::span<float> scores, DoneFn done, size_t max_queued = SIZE_MAX);
+
+  /// submit() and wait: the query's status.
   Status run(const Model& model, const BatchView& batch, uint32_t sub_batch, int workers,
              std::span<float> scores);
 
@@ -54,23 +67,17 @@ class CpuRunner {
   const std::vector<std::string>& bindings() const { return bindings_; }
   /// Worker-seconds spent running sub-batches since creation (for energy estimates).
   double busy_seconds() const;
+  /// Queries waiting or running, and workers busy now.
+  struct Load {
+    size_t queries = 0;
+    int busy_workers = 0;
+  };
+  Load current_load() const;
 
  private:
+  struct Job;
   CpuRunner(const Topology& topology, CpuDevice device);
   void worker_main(int index, const std::string& cpuset);
-
-  struct Job {
-    const Model* model = nullptr;
-    BatchView batch;
-    uint32_t sub_batch = 0;
-    uint32_t num_subs = 0;
-    int workers = 0;
-    std::span<float> scores;
-    uint32_t next = 0;  // next sub-batch to take (under mu_)
-    int active = 0;     // workers still on this job
-    Status first_error;
-    uint64_t generation = 0;
-  };
 
   const Topology& topology_;
   CpuDevice device_;
@@ -78,11 +85,12 @@ class CpuRunner {
   std::vector<std::string> bindings_;
   std::vector<Status> bind_status_;
 
-  std::mutex run_mu_;  // serialises run()
   mutable std::mutex mu_;
   std::condition_variable work_cv_;
-  std::condition_variable done_cv_;
-  Job job_;
+  std::condition_variable started_cv_;
+  std::deque<std::shared_ptr<Job>> queue_;  // queries with sub-batches not yet taken
+  size_t in_flight_ = 0;                    // queries submitted and not yet done
+  int busy_workers_ = 0;
   int started_ = 0;
   bool stopping_ = false;
   double busy_seconds_ = 0;

@@ -112,3 +112,54 @@ TEST_CASE("a runner needs this machine's topology") {
 
 }  // namespace
 }  // namespace recsched::profiler
+
+namespace recsched::profiler {
+namespace {
+
+TEST_CASE("submit runs whole queries side by side, one per worker, and bounds the queue") {
+  Topology topo = std::move(Topology::host().value());
+  const CpuDevice dev = topo.devices(Partition::kNuma)->cpus.at(0);
+  auto runner = std::move(CpuRunner::create(topo, dev).value());
+  const engine::ModelSpec spec = engine::load_model_spec(std::string(RECSCHED_SOURCE_DIR) +
+                                                         "/tests/fixtures/golden/wide.model.json")
+                                     .value();
+  auto model = std::move(runner->load(spec, {}).value());
+  constexpr int kQueries = 12;
+  std::vector<Batch> batches;
+  for (int q = 0; q < kQueries; ++q) batches.push_back(engine::random_batch(spec, 9 + q, q));
+  std::vector<std::vector<float>> scores(kQueries);
+  std::mutex mu;
+  std::condition_variable cv;
+  int done = 0;
+  std::vector<Status> statuses(kQueries);
+  for (int q = 0; q < kQueries; ++q) {
+    scores[q].resize(batches[q].batch_size);
+    REQUIRE(runner
+                ->submit(*model, view_of(batches[q]), batches[q].batch_size, 1, scores[q],
+                         [&, q](Status st) {
+                           std::lock_guard<std::mutex> lock(mu);
+                           statuses[q] = st;
+                           ++done;
+                           cv.notify_all();
+                         })
+                .is_ok());
+  }
+  std::unique_lock<std::mutex> lock(mu);
+  cv.wait(lock, [&] { return done == kQueries; });
+  for (int q = 0; q < kQueries; ++q) {
+    CHECK(statuses[q].is_ok());
+    engine::Workspace ws;
+    std::vector<float> want(batches[q].batch_size);
+    REQUIRE(model->forward(view_of(batches[q]), ws, want).is_ok());
+    CHECK(scores[q] == want);  // one worker ran it whole: same kernels, same floats
+  }
+  CHECK(runner->current_load().queries == 0);
+  std::vector<float> out(batches[0].batch_size);
+  CHECK(runner
+            ->submit(
+                *model, view_of(batches[0]), 4, 1, out, [](Status) {}, 0)
+            .code() == StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace recsched::profiler
