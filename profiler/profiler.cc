@@ -89,6 +89,8 @@ std::vector<Batch> inputs_for(const engine::ModelSpec& spec, uint32_t batch) {
 
 }  // namespace
 
+std::string build_id() { return std::string("recsched " RECSCHED_VERSION " gcc ") + __VERSION__; }
+
 ProfileOptions ProfileOptions::quick() {
   ProfileOptions o;
   o.batch_sizes = {1, 16, 256};

@@ -39,6 +39,9 @@ Result<std::vector<ProfilePoint>> profile_cpu(CpuRunner& runner, const engine::M
 
 /// The same for a model that runs whole (a GPU model): one configuration per size;
 /// an estimating meter counts the time inside forward() as the device's busy time.
+/// The build a profile was measured with, for the cache's key: "recsched 0.1.0 gcc 12.2.0".
+std::string build_id();
+
 Result<std::vector<ProfilePoint>> profile_whole(const engine::Model& model, PowerMeter& meter,
                                                 const ProfileOptions& options);
 

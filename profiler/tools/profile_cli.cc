@@ -264,14 +264,6 @@ struct Measured {
   bool from_cache = false;
 };
 
-std::string build_id() {
-  return std::string("recsched " RECSCHED_VERSION " gcc ") + __VERSION__ +
-#if defined(RECSCHED_WITH_CUDA)
-         " cuda";
-#else
-         " cpu";
-#endif
-}
 
 int cmd_run(const std::map<std::string, std::string>& o, bool as_json, std::ostream& out,
             std::ostream& err) {

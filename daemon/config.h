@@ -1,0 +1,148 @@
+// recschedd's configuration: the JSON file (/etc/recsched/recschedd.json), read and fully
+// validated at start, and the command-line overrides. Depends on core, engine (model specs),
+// profiler (partition, profiling and power options) and nlohmann/json.
+//
+// The keys. Only "models" is required. An unknown key anywhere is an error, and so is a key
+// given twice in one object. Relative paths are taken against the config file's directory.
+// systemd/recschedd.json writes out every key with its default. Key, meaning; default; range:
+//
+// listen.socket               unix socket path, "" = none; "/run/recsched/recschedd.sock"; <= 107 B
+// listen.tcp                  "HOST:PORT" or "[IPV6]:PORT", "" = none; "127.0.0.1:8000"; port
+//                             in [0, 65535], 0 = any free port. socket and tcp may not both be "".
+// models                      required; array of spec paths or of objects (keys below); >= 1 entry
+// models[i].spec              model spec file (models/*.json), loaded and validated; required; its
+//                             model name must differ from every other model's
+// models[i].weights           safetensors weights, "" = the spec's seeded weights; ""; a file
+// models[i].sla_ms            tail-latency target, ms; default_sla_ms(name) or 100; (0, 3600000]
+// models[i].sla_percentile    the percentile sla_ms bounds; 95; (0, 100)
+// partition                   how the CPUs are cut into devices; "numa"; numa, l3, core-kind, core
+// policy.name                 placement policy (the registry checks it later); "static"; non-empty
+// policy.params               the policy's own arguments (the policy checks them); {}; an object
+// state_dir                   profile cache and state; "/var/lib/recsched"; a non-empty path
+// token                       bearer token for state-changing routes over TCP, "" = none (they then
+//                             need the unix socket); ""; RFC 6750 characters A-Za-z0-9-._~+/ then =
+// gpus                        serve on CUDA GPUs too; true; true or false
+// profile.batch_sizes         batch sizes profiled; 1, 2, 4 ... 1024; distinct, in [1, 1048576]
+// profile.seconds_per_point   timed seconds per batch size and split; 0.05; (0, 60]
+// profile.quick               quick sweep (3 sizes, 10 ms each) in place of the two above; false
+// power.cpu_active_w_per_core estimated busy watts per core; 8; [0, 10000], >= the idle watts
+// power.cpu_idle_w_per_core   estimated idle watts per core; 1.5; [0, 10000]
+// power.gpu_active_w          estimated busy watts per GPU; 400; [0, 10000], >= the idle watts
+// power.gpu_idle_w            estimated idle watts per GPU; 70; [0, 10000]
+// power.powercap_root         where the RAPL zones are; "/sys/class/powercap"; a non-empty path
+// limits.max_body_bytes       largest request body; 67108864 (64 MiB); [1024, 1073741824]
+// limits.max_connections      open connections; 256; [1, 65536]
+// limits.read_timeout_ms      to read a whole request, headers and body; 10000; [1, 3600000]
+// limits.idle_timeout_ms      keep-alive idle time before closing; 60000; [1, 3600000]
+// limits.max_queue            queries waiting per device; 1024; [1, 1048576]
+// limits.max_items            items per query; 4096; [1, 1048576]
+// limits.reject_factor        reject if the predicted completion > factor x SLA; 2; [1, 1000]
+// limits.window               completed queries in the tail-latency window; 64; [1, 1048576]
+// limits.placement_log        placements kept for /v1/placements; 4096; [0, 1048576]
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/status.h"
+#include "engine/model_spec.h"
+#include "profiler/power.h"
+#include "profiler/profiler.h"
+#include "profiler/topology.h"
+
+namespace recsched::daemon {
+
+/// Where the HTTP API listens.
+struct ListenConfig {
+  std::string socket = "/run/recsched/recschedd.sock";  ///< "" = no unix socket
+  std::string tcp = "127.0.0.1:8000";  ///< "HOST:PORT", "" = no TCP; port 0 = any free port
+
+  friend bool operator==(const ListenConfig&, const ListenConfig&) = default;
+};
+
+/// One served model.
+struct ModelConfig {
+  std::string spec_path;       ///< resolved (relative paths against the config file's directory)
+  std::string weights_path;    ///< resolved; "" = the spec's seeded weights
+  engine::ModelSpec spec;      ///< loaded and validated at config load
+  double sla_ms = 0;           ///< the tail-latency target; default_sla_ms(name), else 100
+  double sla_percentile = 95;  ///< which percentile sla_ms bounds, in (0, 100)
+};
+
+/// Admission and connection limits.
+struct LimitsConfig {
+  uint64_t max_body_bytes = uint64_t{64} << 20;
+  uint32_t max_connections = 256;
+  uint32_t read_timeout_ms = 10000;  ///< whole request, headers and body
+  uint32_t idle_timeout_ms = 60000;  ///< keep-alive idle
+  uint32_t max_queue = 1024;         ///< queries waiting per device
+  uint32_t max_items = 4096;         ///< items per query
+  double reject_factor = 2.0;        ///< reject when predicted completion > factor x SLA
+  uint32_t window = 64;  ///< sliding window of completed queries for tail latency (DeepRecSched)
+  uint32_t placement_log = 4096;  ///< placements kept for /v1/placements
+
+  friend bool operator==(const LimitsConfig&, const LimitsConfig&) = default;
+};
+
+/// The placement policy: its registry name (not checked here) and its own arguments.
+struct PolicyConfig {
+  std::string name = "static";
+  nlohmann::json params = nlohmann::json::object();  ///< always an object
+
+  friend bool operator==(const PolicyConfig&, const PolicyConfig&) = default;
+};
+
+/// The whole validated configuration (the keys: see the top of this file).
+struct DaemonConfig {
+  std::string path;  ///< where it was read from
+  ListenConfig listen;
+  std::vector<ModelConfig> models;  ///< at least one; names unique
+  profiler::Partition partition = profiler::Partition::kNuma;
+  PolicyConfig policy;
+  std::string state_dir = "/var/lib/recsched";
+  /// Bearer token for state-changing routes over TCP; "" = none (they then need the socket).
+  std::string token;
+  bool gpus = true;
+  profiler::ProfileOptions profile;  ///< min_reps, max_reps: the defaults, or quick()'s
+  profiler::PowerConfig power;
+  LimitsConfig limits;
+};
+
+/// Reads and validates the config at `path`; relative paths in it are taken against its
+/// directory (made absolute). kNotFound "config PATH: cannot open file" if it cannot be
+/// opened; kInvalidArgument, one line "config PATH: key 'K': what is wrong" (K a key path
+/// such as "limits.window" or "models[2].sla_ms"), for anything else: not JSON, not an
+/// object, an unknown or repeated key, a wrong type, a value out of range, a model spec
+/// that is missing or invalid (K = "models[i]"), a weights path that is not a readable file.
+Result<DaemonConfig> load_config(const std::string& path);
+
+/// Parses a config from JSON text. `base_dir` resolves relative paths; `path_for_errors`
+/// starts each message and becomes DaemonConfig::path. Fails as load_config, never with
+/// kNotFound.
+Result<DaemonConfig> parse_config(std::string_view text, const std::string& base_dir,
+                                  const std::string& path_for_errors);
+
+/// Applies the command-line overrides --tcp HOST:PORT, --socket PATH and --state-dir DIR,
+/// checked as their keys are ("" turns a listener off); relative paths are made absolute
+/// against the current directory. kInvalidArgument "--OPTION: what is wrong" for a bad
+/// value, or if both listeners end up off; `config` is then unchanged.
+Status apply_overrides(DaemonConfig& config, const std::optional<std::string>& tcp,
+                       const std::optional<std::string>& socket,
+                       const std::optional<std::string>& state_dir);
+
+/// Splits "HOST:PORT" or "[IPV6]:PORT" into the host (brackets removed) and the port.
+/// kInvalidArgument unless the host is non-empty (with no space, control character, '/',
+/// '[' or ']'), an IPv6 address and only that is bracketed, and the port is a decimal
+/// number in 0-65535 (0: the OS picks a free port).
+Result<std::pair<std::string, uint16_t>> split_host_port(const std::string& text);
+
+/// DeepRecSys's tail-latency targets (ms) by model name: rmc1 100, rmc2 400, rmc3 100,
+/// ncf 5, wnd 25, mtwnd 25, din 100, dien 35; nullopt for any other name.
+std::optional<double> default_sla_ms(std::string_view model_name);
+
+}  // namespace recsched::daemon

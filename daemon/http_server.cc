@@ -1,0 +1,289 @@
+#include "daemon/http_server.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+namespace recsched::daemon {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using local = asio::local::stream_protocol;
+
+}  // namespace
+
+struct HttpServer::Impl {
+  ServerOptions options;
+  Handler handler;
+  asio::io_context io;
+  asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
+  std::unique_ptr<tcp::acceptor> tcp_acceptor;
+  std::unique_ptr<local::acceptor> unix_acceptor;
+  std::string unix_path;
+  std::vector<std::thread> threads;
+  std::atomic<uint32_t> open{0};
+  std::atomic<uint32_t> pending{0};  // requests handed to the handler, not yet answered
+  std::atomic<bool> stopping{false};
+  std::mutex mu;
+  std::condition_variable idle;
+
+  // Wakes stop(); taking the lock first means no wake-up falls between its check and wait.
+  void notify() {
+    { std::lock_guard<std::mutex> lock(mu); }
+    idle.notify_all();
+  }
+
+  template <class Protocol>
+  void accept(asio::basic_socket_acceptor<Protocol>& acceptor, bool is_unix);
+};
+
+namespace {
+
+// One connection: read a request, hand it to the handler, write its answer, repeat while
+// kept alive. All I/O errors end the session through fail().
+template <class Stream>
+class Session : public std::enable_shared_from_this<Session<Stream>> {
+ public:
+  Session(typename Stream::socket_type socket, HttpServer::Impl& server, bool is_unix)
+      : stream_(std::move(socket)), server_(server), is_unix_(is_unix) {}
+
+  void run() {
+    ++server_.open;
+    if (server_.open > server_.options.max_connections) {
+      reject(503, "too many connections (limit " + std::to_string(server_.options.max_connections) +
+                      ")");
+      return;
+    }
+    read(server_.options.idle_timeout_ms);
+  }
+
+  ~Session() {
+    --server_.open;
+    server_.notify();
+  }
+
+ private:
+  void read(uint32_t timeout_ms) {
+    parser_.emplace();
+    parser_->body_limit(server_.options.max_body_bytes);
+    parser_->header_limit(64 * 1024);
+    buffer_.consume(buffer_.size());
+    // The first byte may take idle_timeout; once it has come, the whole request must
+    // arrive within read_timeout (a slow client cannot hold the connection).
+    stream_.expires_after(std::chrono::milliseconds(timeout_ms));
+    http::async_read_header(
+        stream_, buffer_, *parser_,
+        beast::bind_front_handler(&Session::on_header, this->shared_from_this()));
+  }
+
+  void on_header(beast::error_code ec, size_t) {
+    if (ec) return fail(ec);
+    stream_.expires_after(std::chrono::milliseconds(server_.options.read_timeout_ms));
+    http::async_read(stream_, buffer_, *parser_,
+                     beast::bind_front_handler(&Session::on_read, this->shared_from_this()));
+  }
+
+  void on_read(beast::error_code ec, size_t) {
+    if (ec == http::error::body_limit) {
+      return reject(
+          413, "request body exceeds " + std::to_string(server_.options.max_body_bytes) + " bytes");
+    }
+    if (ec == http::error::header_limit) return reject(431, "request headers too large");
+    if (ec == beast::error::timeout) return reject(408, "request not received in time");
+    if (ec == http::error::bad_target || ec == http::error::bad_method ||
+        ec == http::error::bad_version || ec == http::error::bad_field ||
+        ec == http::error::bad_value || ec == http::error::bad_content_length ||
+        ec == http::error::bad_chunk) {
+      return reject(400, "malformed HTTP request: " + ec.message());
+    }
+    if (ec) return fail(ec);
+    auto& msg = parser_->get();
+    keep_alive_ = msg.keep_alive();
+    version_ = msg.version();
+    HttpRequest req;
+    req.method = std::string(msg.method_string());
+    req.target = std::string(msg.target());
+    for (const auto& field : msg) {
+      std::string name(field.name_string());
+      std::transform(name.begin(), name.end(), name.begin(), ::tolower);
+      req.headers[name] = std::string(field.value());
+    }
+    req.body = std::move(msg.body());
+    req.via_unix_socket = is_unix_;
+    stream_.expires_never();  // the handler may take as long as the query does
+    ++server_.pending;
+    auto self = this->shared_from_this();
+    auto executor = stream_.get_executor();
+    server_.handler(std::move(req), [self, executor](HttpResponse res) {
+      asio::post(executor, [self, res = std::move(res)]() mutable { self->write(std::move(res)); });
+    });
+  }
+
+  void write(HttpResponse r) {
+    auto res = std::make_shared<http::response<http::string_body>>(
+        static_cast<http::status>(r.status), version_);
+    res->set(http::field::server, "recschedd");
+    res->set(http::field::content_type, r.content_type);
+    for (const auto& [k, v] : r.headers) res->set(k, v);
+    const bool closing = !keep_alive_ || server_.stopping;
+    res->keep_alive(!closing);
+    res->body() = std::move(r.body);
+    res->prepare_payload();
+    stream_.expires_after(std::chrono::milliseconds(server_.options.read_timeout_ms));
+    http::async_write(stream_, *res,
+                      [self = this->shared_from_this(), res, closing](
+                          beast::error_code ec, size_t) { self->on_write(ec, closing); });
+  }
+
+  void on_write(beast::error_code ec, bool closing) {
+    if (--server_.pending == 0) server_.notify();
+    if (ec) return fail(ec);
+    if (closing) return close();
+    read(server_.options.idle_timeout_ms);
+  }
+
+  // Answers an error the HTTP layer found, then closes: the stream's state is unknown.
+  void reject(unsigned status, const std::string& why) {
+    keep_alive_ = false;
+    ++server_.pending;
+    HttpResponse r;
+    r.status = status;
+    r.body = std::string("{\"error\": \"") + why + "\"}";
+    write(std::move(r));
+  }
+
+  void fail(beast::error_code) { close(); }  // peer gone or timed out: nothing to answer
+
+  void close() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(Stream::socket_type::shutdown_send, ignored);
+    stream_.socket().close(ignored);
+  }
+
+  Stream stream_;
+  HttpServer::Impl& server_;
+  bool is_unix_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  bool keep_alive_ = true;
+  unsigned version_ = 11;
+};
+
+}  // namespace
+
+template <class Protocol>
+void HttpServer::Impl::accept(asio::basic_socket_acceptor<Protocol>& acceptor, bool is_unix) {
+  acceptor.async_accept(
+      asio::make_strand(io),
+      [this, &acceptor, is_unix](beast::error_code ec, typename Protocol::socket socket) {
+        if (stopping) return;
+        if (!ec) {
+          using Stream = beast::basic_stream<Protocol, asio::any_io_executor>;
+          std::make_shared<Session<Stream>>(std::move(socket), *this, is_unix)->run();
+        }
+        accept(acceptor, is_unix);
+      });
+}
+
+HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+std::unique_ptr<HttpServer> HttpServer::create(ServerOptions options, Handler handler) {
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  impl->handler = std::move(handler);
+  return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
+}
+
+HttpServer::~HttpServer() { stop(0); }
+
+Status HttpServer::listen_tcp(const std::string& host, uint16_t port) {
+  beast::error_code ec;
+  const auto address = asio::ip::make_address(host, ec);
+  if (ec) return invalid_argument("bad listen address '" + host + "': " + ec.message());
+  auto acceptor = std::make_unique<tcp::acceptor>(impl_->io);
+  const tcp::endpoint endpoint(address, port);
+  acceptor->open(endpoint.protocol(), ec);
+  if (!ec) acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor->bind(endpoint, ec);
+  if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return unavailable("cannot listen on " + host + ":" + std::to_string(port) + ": " +
+                       ec.message());
+  }
+  impl_->tcp_acceptor = std::move(acceptor);
+  return Status::ok();
+}
+
+Status HttpServer::listen_unix(const std::string& path) {
+  // A socket file left by a daemon that died is stale; anything else is not ours to remove.
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      return unavailable("cannot listen on " + path + ": it exists and is not a socket");
+    }
+    ::unlink(path.c_str());
+  }
+  beast::error_code ec;
+  auto acceptor = std::make_unique<local::acceptor>(impl_->io);
+  const local::endpoint endpoint(path);
+  acceptor->open(endpoint.protocol(), ec);
+  if (!ec) acceptor->bind(endpoint, ec);
+  if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return unavailable("cannot listen on " + path + ": " + ec.message());
+  ::chmod(path.c_str(), 0660);
+  impl_->unix_acceptor = std::move(acceptor);
+  impl_->unix_path = path;
+  return Status::ok();
+}
+
+uint16_t HttpServer::tcp_port() const {
+  if (!impl_->tcp_acceptor) return 0;
+  beast::error_code ec;
+  return impl_->tcp_acceptor->local_endpoint(ec).port();
+}
+
+uint32_t HttpServer::connections() const { return impl_->open; }
+
+void HttpServer::start() {
+  if (impl_->tcp_acceptor) impl_->accept(*impl_->tcp_acceptor, false);
+  if (impl_->unix_acceptor) impl_->accept(*impl_->unix_acceptor, true);
+  for (int i = 0; i < std::max(1, impl_->options.io_threads); ++i) {
+    impl_->threads.emplace_back([this] { impl_->io.run(); });
+  }
+}
+
+void HttpServer::stop(uint32_t grace_ms) {
+  if (impl_->stopping.exchange(true) && impl_->threads.empty()) return;
+  asio::post(impl_->io, [this] {
+    beast::error_code ignored;
+    if (impl_->tcp_acceptor) impl_->tcp_acceptor->close(ignored);
+    if (impl_->unix_acceptor) impl_->unix_acceptor->close(ignored);
+  });
+  {
+    // In-flight requests are answered (their connections then close after the write).
+    std::unique_lock<std::mutex> lock(impl_->mu);
+    impl_->idle.wait_for(lock, std::chrono::milliseconds(grace_ms),
+                         [&] { return impl_->pending == 0; });
+  }
+  impl_->work.reset();
+  impl_->io.stop();
+  for (std::thread& t : impl_->threads) t.join();
+  impl_->threads.clear();
+  if (!impl_->unix_path.empty()) ::unlink(impl_->unix_path.c_str());
+  impl_->unix_path.clear();
+}
+
+}  // namespace recsched::daemon

@@ -1,0 +1,73 @@
+// The HTTP/1.1 server of recschedd (Boost.Beast): a unix socket and a TCP listener,
+// keep-alive, a request body limit, read and idle timeouts, a bounded number of
+// connections. Sessions only do I/O; what a request means is the handler's business.
+// Boost stays out of this header.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+
+namespace recsched::daemon {
+
+struct HttpRequest {
+  std::string method;                          ///< "GET", "POST", ...
+  std::string target;                          ///< path and query, "/v1/placements?limit=5"
+  std::map<std::string, std::string> headers;  ///< names lower-cased
+  std::string body;
+  bool via_unix_socket = false;  ///< the unix socket is trusted for mutations
+};
+
+struct HttpResponse {
+  unsigned status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  ///< extra headers
+};
+
+/// Called once per request, from an I/O thread; must not block. `respond` must be called
+/// exactly once, from any thread, now or later (the connection waits for it).
+using Responder = std::function<void(HttpResponse)>;
+using Handler = std::function<void(HttpRequest, Responder)>;
+
+struct ServerOptions {
+  uint64_t max_body_bytes = 64u << 20;
+  uint32_t max_connections = 256;
+  uint32_t read_timeout_ms = 10000;  ///< a request's headers and body must arrive in time
+  uint32_t idle_timeout_ms = 60000;  ///< a kept-alive connection may wait this long
+  int io_threads = 2;
+};
+
+/// Lifecycle: create -> listen_*() -> start() -> stop() (stops accepting, lets in-flight
+/// requests finish and be answered, then closes) -> destruction.
+class HttpServer {
+ public:
+  static std::unique_ptr<HttpServer> create(ServerOptions options, Handler handler);
+  ~HttpServer();
+
+  /// Binds TCP; port 0 picks a free one (see tcp_port()). kUnavailable with the OS's reason.
+  Status listen_tcp(const std::string& host, uint16_t port);
+  /// Binds a unix socket at `path`, replacing a stale socket file; mode 0660.
+  Status listen_unix(const std::string& path);
+  uint16_t tcp_port() const;
+
+  void start();
+  /// Stops accepting, waits up to `grace_ms` for in-flight requests to be answered, closes.
+  void stop(uint32_t grace_ms = 30000);
+
+  /// Connections open now (for metrics).
+  uint32_t connections() const;
+
+  struct Impl;  ///< the Asio state; opaque outside http_server.cc
+
+ private:
+  explicit HttpServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace recsched::daemon

@@ -1,0 +1,104 @@
+// KServe v2 / Triton HTTP inference codec: infer request bodies (JSON, or JSON plus the
+// binary tensor data extension) to a validated Batch, scores to a response body, and model
+// metadata. Pure functions, no I/O. Depends on core, engine and nlohmann/json.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <nlohmann/json_fwd.hpp>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "core/batch.h"
+#include "core/status.h"
+#include "engine/model_spec.h"
+
+namespace recsched::daemon {
+
+/// HTTP header of the binary extension: the body's first H bytes are the JSON header.
+inline constexpr std::string_view kInferHeaderContentLength = "Inference-Header-Content-Length";
+/// Tensor names on the wire.
+inline constexpr std::string_view kDenseInput = "dense";             ///< FP32 [N, D]
+inline constexpr std::string_view kLengthsInput = "sparse_lengths";  ///< INT32 [T, N]
+inline constexpr std::string_view kIndicesInput = "sparse_indices";  ///< INT64 [L]
+inline constexpr std::string_view kScoresOutput = "scores";          ///< FP32 [N, K]
+
+/// Request limits (the daemon's config sets them).
+struct InferLimits {
+  uint32_t max_items = 4096;          ///< N per query
+  uint64_t max_elements = 64u << 20;  ///< elements across all input tensors
+  int max_json_depth = 32;            ///< nesting depth of the JSON header (top object = 1)
+};
+
+/// One parsed, validated infer request.
+struct InferRequest {
+  std::string id;                ///< the request's id, "" if none
+  Batch batch;                   ///< validated against the spec (engine::validate_batch)
+  std::optional<double> sla_ms;  ///< parameters.sla_ms (> 0)
+  int priority = 0;              ///< parameters.priority (integer, higher = more important)
+  bool binary_output = false;    ///< the response should carry scores as binary data
+};
+
+/// Parses and validates one infer request (POST /v2/models/{m}/infer) for `spec`.
+///
+/// The request is {"id"?, "parameters"?, "inputs", "outputs"?}. Inputs are "dense" (FP32
+/// [N, D]), "sparse_lengths" (INT32 [T, N], table-major bag lengths) and "sparse_indices"
+/// (INT64 [L], table by table). "dense" may be omitted when D = 0 and the sparse inputs when
+/// T = 0. Each input's "data" is flat (row-major) or nested exactly as its shape; with the
+/// binary extension an input instead has parameters.binary_data_size = B and its B bytes
+/// (little-endian) follow the JSON header, sections in the order the inputs appear.
+/// Known request parameters: sla_ms, priority, binary_data_output; other parameters and
+/// unknown keys are ignored, as Triton does. binary_output is parameters.binary_data_output,
+/// overridden by outputs[].parameters.binary_data of "scores".
+///
+/// `header_length` is the value of Inference-Header-Content-Length when the request had it.
+/// Nothing reads past `body`. Every error is kInvalidArgument with a one-line message that
+/// names the input (or key) and what is wrong:
+/// - header_length larger than the body; the JSON header is not JSON, not an object, or
+///   nests deeper than limits.max_json_depth (checked while parsing, before a deep tree is
+///   built); "id" not a string; "inputs" missing or not an array; an input that is not an
+///   object or has no "name";
+/// - an unknown or duplicate input; a missing required input; a datatype other than the one
+///   above; a shape that is not an array of non-negative integers or does not match
+///   [N, D] / [T, N] / [L] (wrong rank, D, T, or N differing between inputs); N = 0;
+///   N > limits.max_items; more than limits.max_elements elements over all inputs (checked
+///   before anything is allocated);
+/// - an input with both or neither of "data" and binary_data_size; binary_data_size without
+///   the header-length header, or not equal to elements x datatype size; binary sections
+///   longer than the bytes after the header ("truncated") or shorter ("trailing bytes");
+///   shared memory parameters (unsupported);
+/// - "data" whose count or nesting does not match the shape; a non-number in FP32 data or a
+///   value outside FP32's finite range (JSON or binary); a non-integer or out-of-range
+///   value in INT32/INT64 data; a negative bag length; lengths not adding up to L; an id
+///   outside its table (engine::validate_batch's message);
+/// - parameters not an object, sla_ms not a positive number, priority not an integer
+///   that fits in int, binary_data_output not a boolean; "outputs" not an array of objects,
+///   an output other than "scores", binary_data not a boolean, or an unsupported output
+///   parameter (shared memory, classification).
+Result<InferRequest> parse_infer_request(std::string_view body, std::optional<size_t> header_length,
+                                         const engine::ModelSpec& spec, const InferLimits& limits);
+
+/// An HTTP response body with the headers it needs.
+struct EncodedResponse {
+  std::string body;
+  std::optional<size_t> header_length;  ///< set for a binary response: its JSON's length
+  std::string content_type;             ///< "application/json" or "application/octet-stream"
+};
+
+/// The response for scores [n, k] (row-major): {"model_name", "model_version": "1", "id" (if
+/// non-empty), "outputs": [{"name": "scores", "datatype": "FP32", "shape": [n, k], ...}]}
+/// with "data" (flat; a non-finite score is written as null) or, when `binary`,
+/// "parameters": {"binary_data_size": n*k*4} and the little-endian bytes after the JSON.
+/// Requires scores.size() == n * k.
+EncodedResponse encode_infer_response(std::string_view model, std::string_view id,
+                                      std::span<const float> scores, uint32_t n, uint32_t k,
+                                      bool binary);
+
+/// GET /v2/models/{m}: {"name", "versions": ["1"], "platform": "recsched", "inputs",
+/// "outputs"} with each tensor's name, datatype and shape (-1 for the batch dim). Inputs the
+/// model does not need (dense when D = 0, the sparse pair when T = 0) are left out.
+nlohmann::json model_metadata(const engine::ModelSpec& spec);
+
+}  // namespace recsched::daemon

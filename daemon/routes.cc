@@ -1,0 +1,518 @@
+// Every route of recschedd, in one table (handle()), and what each one answers.
+//   KServe v2:  GET /v2, /v2/health/live, /v2/health/ready, /v2/models/{m},
+//               /v2/models/{m}/ready;  POST /v2/models/{m}/infer
+//   Control:    GET /v1/topology, /v1/devices, /v1/models, /v1/profiles,
+//               /v1/placements?limit=N, /v1/stats, /v1/policy;
+//               PUT /v1/policy, POST /v1/profile (unix socket, or TCP with the token)
+//   Metrics:    GET /metrics (Prometheus text)
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cmath>
+#include <iomanip>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "daemon/kserve.h"
+#include "daemon/service.h"
+#include "profiler/profile_cache.h"
+#include "profiler/profiler.h"
+
+namespace recsched::daemon {
+
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+HttpResponse json_response(unsigned status, const json& body) {
+  HttpResponse r;
+  r.status = status;
+  r.body = body.dump();
+  return r;
+}
+
+HttpResponse error_response(unsigned status, const std::string& message) {
+  return json_response(status, {{"error", message}});
+}
+
+// Only daemon/ maps status codes to HTTP.
+unsigned http_status(StatusCode code) {
+  switch (code) {
+    case StatusCode::kOk:
+      return 200;
+    case StatusCode::kInvalidArgument:
+      return 400;
+    case StatusCode::kNotFound:
+      return 404;
+    case StatusCode::kUnavailable:
+      return 503;
+    case StatusCode::kDeadlineExceeded:
+      return 504;
+    case StatusCode::kInternal:
+      return 500;
+  }
+  return 500;
+}
+
+std::vector<std::string> split_path(const std::string& path) {
+  std::vector<std::string> parts;
+  std::stringstream ss(path);
+  std::string part;
+  while (std::getline(ss, part, '/')) {
+    if (!part.empty()) parts.push_back(part);
+  }
+  return parts;
+}
+
+// Prometheus label values: backslash, quote and newline escaped.
+std::string label(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+}  // namespace
+
+void Service::handle(HttpRequest req, Responder respond) {
+  const size_t q = req.target.find('?');
+  const std::string path = req.target.substr(0, q);
+  const std::string query = q == std::string::npos ? "" : req.target.substr(q + 1);
+  const std::vector<std::string> p = split_path(path);
+  const bool get = req.method == "GET", post = req.method == "POST", put = req.method == "PUT";
+  auto reply = [&](HttpResponse r) { respond(std::move(r)); };
+  auto method_not_allowed = [&] {
+    reply(error_response(405, req.method + " not allowed on " + path));
+  };
+  // State-changing routes: the unix socket, or TCP with the configured bearer token.
+  auto may_mutate = [&] {
+    if (req.via_unix_socket) return true;
+    std::string token;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      token = config_.token;
+    }
+    auto it = req.headers.find("authorization");
+    return !token.empty() && it != req.headers.end() && it->second == "Bearer " + token;
+  };
+
+  if (p.size() >= 1 && p[0] == "v2") {
+    if (p.size() == 1) {
+      if (!get) return method_not_allowed();
+      return reply(json_response(200, {{"name", "recschedd"},
+                                       {"version", RECSCHED_VERSION},
+                                       {"extensions", {"binary_tensor_data", "parameters"}}}));
+    }
+    if (p.size() == 3 && p[1] == "health" && (p[2] == "live" || p[2] == "ready")) {
+      if (!get) return method_not_allowed();
+      if (p[2] == "live") return reply(json_response(200, {{"live", true}}));
+      return reply(json_response(ready() ? 200 : 503, {{"ready", ready()}}));
+    }
+    if (p.size() >= 3 && p[1] == "models") {
+      // Triton's clients may address a version: /v2/models/{m}/versions/{v}/...
+      std::vector<std::string> rest(p.begin() + 3, p.end());
+      if (rest.size() >= 2 && rest[0] == "versions") rest.erase(rest.begin(), rest.begin() + 2);
+      ModelState* m = find(p[2]);
+      if (m == nullptr) return reply(error_response(404, "unknown model '" + p[2] + "'"));
+      if (rest.empty()) {
+        if (!get) return method_not_allowed();
+        return reply(json_response(200, model_metadata(m->cfg.spec)));
+      }
+      if (rest.size() == 1 && rest[0] == "ready") {
+        if (!get) return method_not_allowed();
+        return reply(json_response(ready() ? 200 : 503, {{"name", p[2]}, {"ready", ready()}}));
+      }
+      if (rest.size() == 1 && rest[0] == "infer") {
+        if (!post) return method_not_allowed();
+        return infer(p[2], std::move(req), std::move(respond));
+      }
+    }
+  } else if (p.size() == 2 && p[0] == "v1") {
+    const std::string& r = p[1];
+    if (r == "policy" && put) {
+      if (!may_mutate())
+        return reply(
+            error_response(403, "changing the policy needs the unix socket or the bearer token"));
+      return reply(put_policy(req.body));
+    }
+    if (r == "profile" && post) {
+      if (!may_mutate())
+        return reply(error_response(403, "re-profiling needs the unix socket or the bearer token"));
+      return reply(post_profile());
+    }
+    if (!get) return method_not_allowed();
+    if (r == "topology") return reply(topology_json());
+    if (r == "devices") return reply(devices_json());
+    if (r == "models") return reply(models_json());
+    if (r == "profiles") return reply(profiles_json());
+    if (r == "stats") return reply(stats_json());
+    if (r == "policy") return reply(policy_json());
+    if (r == "placements") {
+      size_t limit = 100;
+      if (query.rfind("limit=", 0) == 0) {
+        try {
+          limit = std::stoul(query.substr(6));
+        } catch (const std::exception&) {
+          return reply(error_response(400, "limit must be a non-negative integer"));
+        }
+      }
+      return reply(placements_json(limit));
+    }
+  } else if (p.size() == 1 && p[0] == "metrics") {
+    if (!get) return method_not_allowed();
+    return reply(metrics());
+  }
+  reply(error_response(404, "no route " + req.method + " " + path));
+}
+
+void Service::infer(const std::string& name, HttpRequest req, Responder respond) {
+  ModelState* m = find(name);
+  const auto arrival = Clock::now();
+  std::optional<size_t> header_length;
+  if (auto it = req.headers.find("inference-header-content-length"); it != req.headers.end()) {
+    try {
+      size_t used = 0;
+      header_length = std::stoull(it->second, &used);
+      if (used != it->second.size()) throw std::invalid_argument("trailing characters");
+    } catch (const std::exception&) {
+      return respond(error_response(400, "Inference-Header-Content-Length is not a number"));
+    }
+  }
+  InferLimits limits;
+  double sla_ms;
+  double reject_factor;
+  size_t max_queue;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    limits.max_items = config_.limits.max_items;
+    sla_ms = m->cfg.sla_ms;
+    reject_factor = config_.limits.reject_factor;
+    max_queue = config_.limits.max_queue;
+    ++m->requests;
+  }
+  Result<InferRequest> parsed = parse_infer_request(req.body, header_length, m->cfg.spec, limits);
+  if (!parsed) {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++m->invalid;
+    return respond(error_response(http_status(parsed.status().code()), parsed.status().message()));
+  }
+  auto ctx = std::make_shared<InferRequest>(std::move(parsed).value());
+  if (ctx->sla_ms) sla_ms = *ctx->sla_ms;
+  const uint32_t n = ctx->batch.batch_size;
+  const uint32_t k = static_cast<uint32_t>(m->cfg.spec.num_outputs());
+
+  // Admission: the profile's prediction, stretched by the queries ahead of this one.
+  const profiler::CpuRunner::Load load = runner_->current_load();
+  const double service_ms = predict_ms(*m, n);
+  const double predicted_ms =
+      service_ms * (1.0 + double(load.queries) / std::max(1, runner_->workers()));
+  Placement placement;
+  placement.query_id = next_query_++;
+  placement.request_id = ctx->id;
+  placement.model = name;
+  placement.items = n;
+  placement.device = device_id_;
+  placement.sub_batch = n;
+  placement.workers = 1;
+  placement.predicted_ms = predicted_ms;
+  placement.policy = "static";
+  placement.reason = "static: whole query on one worker of " + device_id_;
+  if (predicted_ms > reject_factor * sla_ms) {
+    std::ostringstream why;
+    why << std::fixed << std::setprecision(1) << "rejected: predicted " << predicted_ms
+        << " ms with " << load.queries << " queries ahead exceeds " << reject_factor
+        << " x the SLA of " << sla_ms << " ms";
+    placement.outcome = why.str();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++m->rejected;
+    }
+    record(placement);
+    return respond(error_response(503, why.str()));
+  }
+
+  auto scores = std::make_shared<std::vector<float>>(size_t(n) * k);
+  ++in_flight_;
+  auto done = [this, m, ctx, scores, placement, arrival, sla_ms, n, k, respond](Status st) mutable {
+    const double ms = std::chrono::duration<double, std::milli>(Clock::now() - arrival).count();
+    placement.actual_ms = ms;
+    placement.outcome = st.is_ok() ? "ok" : st.message();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (st.is_ok()) {
+        ++m->ok;
+        m->items += n;
+        m->window.add(ms);
+        if (ms > sla_ms) ++m->sla_violations;
+        m->latency_sum_s += ms / 1e3;
+        const auto& b = latency_buckets();
+        for (size_t i = 0; i < b.size(); ++i) {
+          if (ms / 1e3 <= b[i]) ++m->buckets[i];
+        }
+      } else {
+        ++m->failed;
+      }
+    }
+    record(placement);
+    if (!st.is_ok()) {
+      respond(error_response(http_status(st.code()), st.message()));
+    } else {
+      EncodedResponse enc =
+          encode_infer_response(m->cfg.spec.name, ctx->id, *scores, n, k, ctx->binary_output);
+      HttpResponse r;
+      r.content_type = enc.content_type;
+      r.body = std::move(enc.body);
+      if (enc.header_length) {
+        r.headers.emplace_back("Inference-Header-Content-Length",
+                               std::to_string(*enc.header_length));
+      }
+      respond(std::move(r));
+    }
+    --in_flight_;
+  };
+  Status st = runner_->submit(*m->model, view_of(ctx->batch), n, 1, *scores, done, max_queue);
+  if (!st.is_ok()) {
+    --in_flight_;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++m->rejected;
+    }
+    placement.outcome = st.message();
+    record(placement);
+    respond(error_response(http_status(st.code()), st.message()));
+  }
+}
+
+HttpResponse Service::metrics() const {
+  std::ostringstream o;
+  o << std::setprecision(12);
+  std::lock_guard<std::mutex> lock(mu_);
+  o << "# HELP recsched_requests_total Inference requests by model and outcome.\n"
+       "# TYPE recsched_requests_total counter\n";
+  for (const auto& m : models_) {
+    const std::string l = "model=\"" + label(m->cfg.spec.name) + "\"";
+    o << "recsched_requests_total{" << l << ",outcome=\"ok\"} " << m->ok << "\n"
+      << "recsched_requests_total{" << l << ",outcome=\"invalid\"} " << m->invalid << "\n"
+      << "recsched_requests_total{" << l << ",outcome=\"rejected\"} " << m->rejected << "\n"
+      << "recsched_requests_total{" << l << ",outcome=\"failed\"} " << m->failed << "\n";
+  }
+  o << "# HELP recsched_items_total Items scored, by model.\n# TYPE recsched_items_total counter\n";
+  for (const auto& m : models_) {
+    o << "recsched_items_total{model=\"" << label(m->cfg.spec.name) << "\"} " << m->items << "\n";
+  }
+  o << "# HELP recsched_sla_violations_total Answered queries slower than the model's SLA.\n"
+       "# TYPE recsched_sla_violations_total counter\n";
+  for (const auto& m : models_) {
+    o << "recsched_sla_violations_total{model=\"" << label(m->cfg.spec.name) << "\"} "
+      << m->sla_violations << "\n";
+  }
+  o << "# HELP recsched_request_latency_seconds Latency of answered queries, arrival to "
+       "scores.\n# TYPE recsched_request_latency_seconds histogram\n";
+  for (const auto& m : models_) {
+    const std::string l =
+        "model=\"" + label(m->cfg.spec.name) + "\",device=\"" + label(device_id_) + "\"";
+    const auto& b = latency_buckets();
+    for (size_t i = 0; i < b.size(); ++i) {
+      o << "recsched_request_latency_seconds_bucket{" << l << ",le=\"" << b[i] << "\"} "
+        << m->buckets[i] << "\n";
+    }
+    o << "recsched_request_latency_seconds_bucket{" << l << ",le=\"+Inf\"} " << m->ok << "\n"
+      << "recsched_request_latency_seconds_sum{" << l << "} " << m->latency_sum_s << "\n"
+      << "recsched_request_latency_seconds_count{" << l << "} " << m->ok << "\n";
+  }
+  const profiler::CpuRunner::Load load = runner_->current_load();
+  o << "# HELP recsched_queue_depth Queries admitted and not yet answered, by device.\n"
+       "# TYPE recsched_queue_depth gauge\n"
+    << "recsched_queue_depth{device=\"" << label(device_id_) << "\"} " << load.queries << "\n"
+    << "# HELP recsched_busy_workers Workers running a sub-batch now, by device.\n"
+       "# TYPE recsched_busy_workers gauge\n"
+    << "recsched_busy_workers{device=\"" << label(device_id_) << "\"} " << load.busy_workers
+    << "\n";
+  Result<double> joules = meter_->energy_joules();
+  o << "# HELP recsched_energy_joules_total Energy drawn by the device since start; source "
+       "says whether it was measured (rapl, nvml) or estimated.\n"
+       "# TYPE recsched_energy_joules_total counter\n"
+    << "recsched_energy_joules_total{device=\"" << label(device_id_) << "\",source=\""
+    << meter_->source() << "\"} " << (joules ? *joules : 0.0) << "\n";
+  HttpResponse r;
+  r.content_type = "text/plain; version=0.0.4";
+  r.body = o.str();
+  return r;
+}
+
+HttpResponse Service::topology_json() const {
+  return json_response(200, {{"summary", topology_->summary()},
+                             {"fingerprint", topology_->fingerprint()},
+                             {"partition", std::string(profiler::to_string(config_.partition))}});
+}
+
+HttpResponse Service::devices_json() const {
+  json out = json::array();
+  const profiler::CpuRunner::Load load = runner_->current_load();
+  for (const auto& d : devices_.cpus) {
+    json j = {{"id", d.id},
+              {"kind", "cpu"},
+              {"cpuset", d.cpuset},
+              {"cores", d.cores},
+              {"numa_node", d.numa_node},
+              {"serving", d.id == device_id_}};
+    if (d.id == device_id_) {
+      j["workers"] = runner_->workers();
+      j["queued"] = load.queries;
+      j["busy_workers"] = load.busy_workers;
+      j["power"] = meter_note_;
+    }
+    out.push_back(j);
+  }
+  for (const auto& g : devices_.gpus) {
+    out.push_back({{"id", g.id},
+                   {"kind", "gpu"},
+                   {"pci_bus_id", g.pci_bus_id},
+                   {"model", g.model},
+                   {"numa_node", g.numa_node},
+                   {"serving", false}});
+  }
+  return json_response(200, {{"devices", out}});
+}
+
+HttpResponse Service::models_json() const {
+  json out = json::array();
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& m : models_) {
+    out.push_back({{"name", m->cfg.spec.name},
+                   {"type", std::string(engine::to_string(m->cfg.spec.type))},
+                   {"spec", m->cfg.spec_path},
+                   {"weights", m->cfg.weights_path.empty() ? "seeded" : m->cfg.weights_path},
+                   {"tables", m->cfg.spec.num_tables()},
+                   {"table_bytes", m->cfg.spec.table_bytes()},
+                   {"sla_ms", m->cfg.sla_ms},
+                   {"sla_percentile", m->cfg.sla_percentile},
+                   {"device", device_id_},
+                   {"kernels", m->model->kernels()}});
+  }
+  return json_response(200, {{"models", out}});
+}
+
+HttpResponse Service::profiles_json() const {
+  std::shared_ptr<const ProfileTable> table;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    table = profiles_;
+  }
+  json out = json::array();
+  for (const auto& [model, device] : table->keys()) {
+    json points = json::array();
+    for (const ProfilePoint& p : table->points(model, device)) {
+      points.push_back(json(profiler::to_json(p)));
+    }
+    out.push_back({{"model", model}, {"device", device}, {"points", points}});
+  }
+  return json_response(200, {{"profiles", out}, {"profiling_seconds", profile_seconds_}});
+}
+
+HttpResponse Service::placements_json(size_t limit) const {
+  json out = json::array();
+  std::lock_guard<std::mutex> lock(mu_);
+  const size_t start = placements_.size() > limit ? placements_.size() - limit : 0;
+  for (size_t i = start; i < placements_.size(); ++i) {
+    const Placement& p = placements_[i];
+    out.push_back({{"query", p.query_id},
+                   {"id", p.request_id},
+                   {"model", p.model},
+                   {"items", p.items},
+                   {"device", p.device},
+                   {"sub_batch", p.sub_batch},
+                   {"workers", p.workers},
+                   {"predicted_ms", p.predicted_ms},
+                   {"actual_ms", p.actual_ms},
+                   {"policy", p.policy},
+                   {"reason", p.reason},
+                   {"outcome", p.outcome}});
+  }
+  return json_response(200, {{"placements", out}});
+}
+
+HttpResponse Service::stats_json() const {
+  json out = json::array();
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& m : models_) {
+    out.push_back({{"model", m->cfg.spec.name},
+                   {"requests", m->requests},
+                   {"ok", m->ok},
+                   {"invalid", m->invalid},
+                   {"rejected", m->rejected},
+                   {"failed", m->failed},
+                   {"items", m->items},
+                   {"sla_ms", m->cfg.sla_ms},
+                   {"sla_violations", m->sla_violations},
+                   {"window", m->window.size()},
+                   {"p50_ms", m->window.percentile(50)},
+                   {"p95_ms", m->window.percentile(95)},
+                   {"p99_ms", m->window.percentile(99)}});
+  }
+  return json_response(200, {{"models", out}, {"in_flight", in_flight_.load()}});
+}
+
+HttpResponse Service::policy_json() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return json_response(200, {{"name", config_.policy.name},
+                             {"params", config_.policy.params},
+                             {"available", {"static"}}});
+}
+
+HttpResponse Service::put_policy(const std::string& body) {
+  json j = json::parse(body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    return error_response(400, "PUT /v1/policy takes {\"name\": ..., \"params\": {...}}");
+  }
+  const std::string name = j.value("name", std::string());
+  if (name != "static") {
+    return error_response(400, "unknown policy '" + name + "' (available: static)");
+  }
+  if (j.contains("params") && !j["params"].is_object()) {
+    return error_response(400, "params must be an object");
+  }
+  const json params = j.value("params", json::object());
+  if (params.contains("device") && params["device"] != device_id_) {
+    return error_response(400, "the static policy serves on " + device_id_ +
+                                   "; moving it to another device needs a restart");
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  config_.policy.name = name;
+  config_.policy.params = params;
+  spdlog::info("policy set to {} {}", name, params.dump());
+  return json_response(200, {{"name", name}, {"params", params}});
+}
+
+HttpResponse Service::post_profile() {
+  if (profiling_.exchange(true)) return error_response(409, "a profiling run is already going");
+  if (reprofile_.joinable()) reprofile_.join();
+  reprofile_ = std::thread([this] {
+    auto table = std::make_shared<ProfileTable>();
+    for (const auto& m : models_) {
+      auto points = profiler::profile_cpu(*runner_, *m->model, *meter_, config_.profile);
+      if (!points) {
+        spdlog::error("re-profiling {} failed: {}", m->cfg.spec.name, points.status().message());
+        profiling_ = false;
+        return;
+      }
+      for (const ProfilePoint& p : *points) table->add(m->cfg.spec.name, device_id_, p);
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      profiles_ = table;
+    }
+    spdlog::info("re-profiled {} models", models_.size());
+    profiling_ = false;
+  });
+  return json_response(202, {{"profiling", true}});
+}
+
+}  // namespace recsched::daemon
