@@ -25,6 +25,13 @@ using local = asio::local::stream_protocol;
 
 }  // namespace
 
+// What stop() needs of a session of any stream type.
+struct SessionBase {
+  virtual ~SessionBase() = default;
+  /// Closes the connection from its own executor (a kept-alive or half-read one).
+  virtual void close_soon() = 0;
+};
+
 struct HttpServer::Impl {
   ServerOptions options;
   Handler handler;
@@ -39,6 +46,13 @@ struct HttpServer::Impl {
   std::atomic<bool> stopping{false};
   std::mutex mu;
   std::condition_variable idle;
+  std::vector<std::weak_ptr<SessionBase>> sessions;  // under mu
+
+  void track(std::weak_ptr<SessionBase> s) {
+    std::lock_guard<std::mutex> lock(mu);
+    std::erase_if(sessions, [](const auto& w) { return w.expired(); });
+    sessions.push_back(std::move(s));
+  }
 
   // Wakes stop(); taking the lock first means no wake-up falls between its check and wait.
   void notify() {
@@ -55,8 +69,12 @@ namespace {
 // One connection: read a request, hand it to the handler, write its answer, repeat while
 // kept alive. All I/O errors end the session through fail().
 template <class Stream>
-class Session : public std::enable_shared_from_this<Session<Stream>> {
+class Session : public SessionBase, public std::enable_shared_from_this<Session<Stream>> {
  public:
+  void close_soon() override {
+    asio::post(stream_.get_executor(), [self = this->shared_from_this()] { self->close(); });
+  }
+
   Session(typename Stream::socket_type socket, HttpServer::Impl& server, bool is_unix)
       : stream_(std::move(socket)), server_(server), is_unix_(is_unix) {}
 
@@ -90,26 +108,35 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   }
 
   void on_header(beast::error_code ec, size_t) {
-    if (ec) return fail(ec);
+    if (ec) return on_error(ec);
     stream_.expires_after(std::chrono::milliseconds(server_.options.read_timeout_ms));
     http::async_read(stream_, buffer_, *parser_,
                      beast::bind_front_handler(&Session::on_read, this->shared_from_this()));
   }
 
-  void on_read(beast::error_code ec, size_t) {
+  // An error while reading: answer what HTTP lets us answer, drop the rest.
+  void on_error(beast::error_code ec) {
     if (ec == http::error::body_limit) {
       return reject(
           413, "request body exceeds " + std::to_string(server_.options.max_body_bytes) + " bytes");
     }
     if (ec == http::error::header_limit) return reject(431, "request headers too large");
-    if (ec == beast::error::timeout) return reject(408, "request not received in time");
+    if (ec == beast::error::timeout) {
+      // An idle kept-alive connection just closes; a request that started gets a 408.
+      if (!parser_->got_some()) return fail(ec);
+      return reject(408, "request not received in time");
+    }
     if (ec == http::error::bad_target || ec == http::error::bad_method ||
         ec == http::error::bad_version || ec == http::error::bad_field ||
         ec == http::error::bad_value || ec == http::error::bad_content_length ||
         ec == http::error::bad_chunk) {
       return reject(400, "malformed HTTP request: " + ec.message());
     }
-    if (ec) return fail(ec);
+    fail(ec);
+  }
+
+  void on_read(beast::error_code ec, size_t) {
+    if (ec) return on_error(ec);
     auto& msg = parser_->get();
     keep_alive_ = msg.keep_alive();
     version_ = msg.version();
@@ -151,8 +178,26 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   void on_write(beast::error_code ec, bool closing) {
     if (--server_.pending == 0) server_.notify();
     if (ec) return fail(ec);
-    if (closing) return close();
+    if (closing) return linger_close();
     read(server_.options.idle_timeout_ms);
+  }
+
+  // Closes after the response: stop sending, then read and drop what the client still
+  // sends (an oversized body, say) for up to a second. Closing with unread data would
+  // reset the connection and could destroy the response before the client reads it.
+  void linger_close() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(Stream::socket_type::shutdown_send, ignored);
+    stream_.expires_after(std::chrono::seconds(1));
+    drain();
+  }
+
+  void drain() {
+    stream_.async_read_some(asio::buffer(drain_buf_),
+                            [self = this->shared_from_this()](beast::error_code ec, size_t) {
+                              if (ec) return self->close();
+                              self->drain();
+                            });
   }
 
   // Answers an error the HTTP layer found, then closes: the stream's state is unknown.
@@ -180,6 +225,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   std::optional<http::request_parser<http::string_body>> parser_;
   bool keep_alive_ = true;
   unsigned version_ = 11;
+  char drain_buf_[4096];
 };
 
 }  // namespace
@@ -277,6 +323,21 @@ void HttpServer::stop(uint32_t grace_ms) {
     std::unique_lock<std::mutex> lock(impl_->mu);
     impl_->idle.wait_for(lock, std::chrono::milliseconds(grace_ms),
                          [&] { return impl_->pending == 0; });
+  }
+  // Connections still open are idle or half-read: close them, so no client waits on a
+  // server that has stopped reading.
+  std::vector<std::shared_ptr<SessionBase>> open;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    for (const auto& w : impl_->sessions) {
+      if (auto s = w.lock()) open.push_back(std::move(s));
+    }
+  }
+  for (const auto& s : open) s->close_soon();
+  open.clear();
+  {
+    std::unique_lock<std::mutex> lock(impl_->mu);
+    impl_->idle.wait_for(lock, std::chrono::milliseconds(1000), [&] { return impl_->open == 0; });
   }
   impl_->work.reset();
   impl_->io.stop();

@@ -181,8 +181,9 @@ Status read_outputs(const json& req, const engine::ModelSpec& spec, InferRequest
     }
     const auto params = o.find("parameters");
     if (params == o.end()) continue;
-    if (!params->is_object())
+    if (!params->is_object()) {
       return invalid_argument("output 'scores': 'parameters' must be an object");
+    }
     for (const char* unsupported : {"shared_memory_region", "classification"}) {
       if (params->contains(unsupported)) {
         return invalid_argument(std::string("output 'scores': ") + unsupported +
@@ -351,8 +352,10 @@ Status lay_out_binary(Inputs& in, std::span<const InputSlot> order, std::string_
     if (!has_header_length) {
       return input_error(slot, "binary_data_size needs the Inference-Header-Content-Length header");
     }
-    // elements <= max_elements (checked), so this product cannot overflow.
-    const uint64_t expected = d.elements * kSlots[slot].element_size;
+    uint64_t expected;
+    if (__builtin_mul_overflow(d.elements, kSlots[slot].element_size, &expected)) {
+      expected = std::numeric_limits<uint64_t>::max();  // then no binary_data_size matches
+    }
     if (*d.binary_size != expected) {
       return input_error(slot, "binary_data_size " + std::to_string(*d.binary_size) +
                                    " does not match shape " + shape_string(d.shape) + " of " +
@@ -395,21 +398,23 @@ void load_little_endian(std::string_view bytes, std::span<T> out) {
 // Converts one JSON value to T, or names what is wrong with element `index`.
 template <class T>
 Status convert(InputSlot slot, const json& v, uint64_t index, T& out) {
-  const std::string where = "element " + std::to_string(index);
+  // The message is built only on failure: this runs once per element of the request.
+  auto fail = [&](std::string_view what) {
+    return input_error(slot, "element " + std::to_string(index) + std::string(what));
+  };
   if constexpr (std::is_same_v<T, float>) {
-    if (!v.is_number()) return input_error(slot, where + " is not a number: " + echo_value(v));
+    if (!v.is_number()) return fail(" is not a number: " + echo_value(v));
     out = static_cast<float>(v.get<double>());
-    if (!std::isfinite(out)) return input_error(slot, where + " is outside the FP32 range");
+    if (!std::isfinite(out)) return fail(" is outside the FP32 range");
   } else {
-    if (!v.is_number_integer())
-      return input_error(slot, where + " is not an integer: " + echo_value(v));
+    if (!v.is_number_integer()) return fail(" is not an integer: " + echo_value(v));
     constexpr int64_t kMin = std::numeric_limits<T>::min();
     constexpr int64_t kMax = std::numeric_limits<T>::max();
     const bool fits = v.is_number_unsigned() ? v.get<uint64_t>() <= uint64_t(kMax)
                                              : v.get<int64_t>() >= kMin && v.get<int64_t>() <= kMax;
     if (!fits) {
-      return input_error(slot, where + " = " + echo_value(v) + " is outside the " +
-                                   std::string(kSlots[slot].datatype) + " range");
+      return fail(" = " + echo_value(v) + " is outside the " + std::string(kSlots[slot].datatype) +
+                  " range");
     }
     out = static_cast<T>(v.get<int64_t>());
   }

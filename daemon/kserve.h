@@ -55,7 +55,8 @@ struct InferRequest {
 ///
 /// `header_length` is the value of Inference-Header-Content-Length when the request had it.
 /// Nothing reads past `body`. Every error is kInvalidArgument with a one-line message that
-/// names the input (or key) and what is wrong:
+/// names the input (or key) and what is wrong; caller text quoted in it is cut short and
+/// reduced to printable ASCII. The errors:
 /// - header_length larger than the body; the JSON header is not JSON, not an object, or
 ///   nests deeper than limits.max_json_depth (checked while parsing, before a deep tree is
 ///   built); "id" not a string; "inputs" missing or not an array; an input that is not an

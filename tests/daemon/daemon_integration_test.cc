@@ -1,0 +1,473 @@
+// recschedd end to end: the service and the HTTP server in this process on a temporary
+// unix socket and TCP port 0, a tiny zoo, real HTTP requests; and the recschedd binary
+// itself for signals.
+#include <doctest/doctest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "daemon/config.h"
+#include "daemon/http_server.h"
+#include "daemon/service.h"
+
+namespace recsched::daemon {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::string golden(const std::string& c, const std::string& suffix) {
+  return std::string(RECSCHED_SOURCE_DIR) + "/tests/fixtures/golden/" + c + suffix;
+}
+
+json read_json(const std::string& path) {
+  std::ifstream in(path);
+  return json::parse(in);
+}
+
+struct Reply {
+  unsigned status = 0;
+  std::string body;
+  std::map<std::string, std::string> headers;
+  json json_body() const { return json::parse(body, nullptr, false); }
+};
+
+// One request on a fresh connection, TCP or unix socket.
+Reply request(const std::string& where, http::verb method, const std::string& target,
+              const std::string& body = "",
+              const std::vector<std::pair<std::string, std::string>>& headers = {}) {
+  asio::io_context io;
+  http::request<http::string_body> req(method, target, 11);
+  req.set(http::field::host, "localhost");
+  for (const auto& [k, v] : headers) req.set(k, v);
+  req.body() = body;
+  req.prepare_payload();
+  beast::flat_buffer buf;
+  http::response<http::string_body> res;
+  if (where.rfind("unix:", 0) == 0) {
+    asio::local::stream_protocol::socket s(io);
+    s.connect(asio::local::stream_protocol::endpoint(where.substr(5)));
+    http::write(s, req);
+    http::read(s, buf, res);
+  } else {
+    asio::ip::tcp::socket s(io);
+    s.connect({asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(std::stoi(where))});
+    http::write(s, req);
+    http::read(s, buf, res);
+  }
+  Reply r;
+  r.status = res.result_int();
+  r.body = res.body();
+  for (const auto& f : res) r.headers[std::string(f.name_string())] = std::string(f.value());
+  return r;
+}
+
+// The KServe v2 JSON body for a golden case's inputs.
+json infer_body(const std::string& c, bool binary_output = false) {
+  const json in = read_json(golden(c, ".inputs.json"));
+  const size_t n =
+      in["sparse_lengths"].empty() ? in["dense"].size() : in["sparse_lengths"][0].size();
+  const size_t d = in["dense"].empty() ? 0 : in["dense"][0].size();
+  json dense = json::array(), lengths = json::array();
+  for (const auto& row : in["dense"])
+    for (const auto& v : row) dense.push_back(v);
+  for (const auto& row : in["sparse_lengths"])
+    for (const auto& v : row) lengths.push_back(v);
+  json body = {{"id", "q-" + c},
+               {"inputs",
+                {{{"name", "dense"}, {"datatype", "FP32"}, {"shape", {n, d}}, {"data", dense}},
+                 {{"name", "sparse_lengths"},
+                  {"datatype", "INT32"},
+                  {"shape", {in["sparse_lengths"].size(), n}},
+                  {"data", lengths}},
+                 {{"name", "sparse_indices"},
+                  {"datatype", "INT64"},
+                  {"shape", {in["sparse_indices"].size()}},
+                  {"data", in["sparse_indices"]}}}}};
+  if (binary_output)
+    body["outputs"] = {{{"name", "scores"}, {"parameters", {{"binary_data", true}}}}};
+  return body;
+}
+
+std::vector<float> expected_scores(const std::string& c) {
+  std::vector<float> out;
+  const json doc = read_json(golden(c, ".expected.json"));  // outlives the loop
+  for (const auto& row : doc["scores"]) {
+    for (const auto& v : row) out.push_back(v.get<float>());
+  }
+  return out;
+}
+
+// A running daemon in this process.
+struct Daemon {
+  fs::path dir = fs::temp_directory_path() / ("recschedd_test_" + std::to_string(getpid()));
+  std::unique_ptr<Service> service;
+  std::unique_ptr<HttpServer> server;
+  std::string port, socket;
+
+  explicit Daemon(const std::string& token = "secret", uint64_t max_body = 1 << 20) {
+    fs::create_directories(dir);
+    socket = (dir / "s.sock").string();
+    const json cfg = {
+        {"listen", {{"socket", socket}, {"tcp", "127.0.0.1:0"}}},
+        {"models",
+         {{{"spec", golden("dot", ".model.json")}, {"weights", golden("dot", ".safetensors")}},
+          {{"spec", golden("dien", ".model.json")}, {"weights", golden("dien", ".safetensors")}},
+          {{"spec", golden("multiout", ".model.json")},
+           {"weights", golden("multiout", ".safetensors")}}}},
+        {"state_dir", (dir / "state").string()},
+        {"token", token},
+        {"gpus", false},
+        {"profile", {{"quick", true}}},
+        {"limits", {{"max_body_bytes", max_body}, {"read_timeout_ms", 1500}}}};
+    auto config = parse_config(cfg.dump(), dir.string(), (dir / "cfg.json").string());
+    REQUIRE_MESSAGE(config.has_value(), config.status().to_string());
+    auto s = Service::create(*config, [](const std::string&) {});
+    REQUIRE_MESSAGE(s.has_value(), s.status().to_string());
+    service = std::move(s).value();
+    ServerOptions so;
+    so.max_body_bytes = config->limits.max_body_bytes;
+    so.read_timeout_ms = config->limits.read_timeout_ms;
+    Service* svc = service.get();
+    server = HttpServer::create(
+        so, [svc](HttpRequest r, Responder done) { svc->handle(std::move(r), std::move(done)); });
+    REQUIRE(server->listen_tcp("127.0.0.1", 0).is_ok());
+    REQUIRE(server->listen_unix(socket).is_ok());
+    server->start();
+    port = std::to_string(server->tcp_port());
+  }
+  ~Daemon() {
+    server->stop(5000);
+    service.reset();
+    fs::remove_all(dir);
+  }
+};
+
+TEST_CASE("JSON and binary inference return PyTorch's golden scores") {
+  Daemon d;
+  for (const char* c : {"dot", "dien", "multiout"}) {
+    CAPTURE(c);
+    const std::vector<float> want = expected_scores(c);
+    const Reply r = request(d.port, http::verb::post,
+                            std::string("/v2/models/golden_") + c + "/infer", infer_body(c).dump());
+    REQUIRE_MESSAGE(r.status == 200, r.body);
+    const json j = r.json_body();
+    CHECK(j["model_name"] == std::string("golden_") + c);
+    CHECK(j["id"] == std::string("q-") + c);
+    const auto got = j["outputs"][0]["data"].get<std::vector<float>>();
+    REQUIRE(got.size() == want.size());
+    for (size_t i = 0; i < got.size(); ++i) CHECK(got[i] == doctest::Approx(want[i]).epsilon(1e-4));
+
+    // Binary output over the unix socket: the JSON header, then raw little-endian floats.
+    const Reply b =
+        request("unix:" + d.socket, http::verb::post,
+                std::string("/v2/models/golden_") + c + "/infer", infer_body(c, true).dump());
+    REQUIRE_MESSAGE(b.status == 200, b.body);
+    const size_t header = std::stoul(b.headers.at("Inference-Header-Content-Length"));
+    REQUIRE(b.body.size() == header + want.size() * 4);
+    std::vector<float> raw(want.size());
+    std::memcpy(raw.data(), b.body.data() + header, raw.size() * 4);
+    for (size_t i = 0; i < raw.size(); ++i) CHECK(raw[i] == got[i]);
+  }
+}
+
+TEST_CASE("binary input tensors give the same scores as JSON ones") {
+  Daemon d;
+  json body = infer_body("dot");
+  std::string blob;
+  auto append = [&](const json& input, auto tag) {
+    using T = decltype(tag);
+    for (const auto& v : input["data"]) {
+      const T x = v.get<T>();
+      blob.append(reinterpret_cast<const char*>(&x), sizeof x);
+    }
+  };
+  append(body["inputs"][0], float{});
+  append(body["inputs"][1], int32_t{});
+  append(body["inputs"][2], int64_t{});
+  for (auto& input : body["inputs"]) {
+    const size_t elem = input["datatype"] == "FP32" || input["datatype"] == "INT32" ? 4 : 8;
+    input["parameters"] = {{"binary_data_size", input["data"].size() * elem}};
+    input.erase("data");
+  }
+  const std::string header = body.dump();
+  const Reply r = request(d.port, http::verb::post, "/v2/models/golden_dot/infer", header + blob,
+                          {{"Inference-Header-Content-Length", std::to_string(header.size())}});
+  REQUIRE_MESSAGE(r.status == 200, r.body);
+  const auto got = r.json_body()["outputs"][0]["data"].get<std::vector<float>>();
+  const std::vector<float> want = expected_scores("dot");
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < got.size(); ++i) CHECK(got[i] == doctest::Approx(want[i]).epsilon(1e-4));
+}
+
+TEST_CASE("health, metadata, control and metrics routes answer") {
+  Daemon d;
+  CHECK(request(d.port, http::verb::get, "/v2/health/live").status == 200);
+  CHECK(request(d.port, http::verb::get, "/v2/health/ready").json_body()["ready"] == true);
+  CHECK(request(d.port, http::verb::get, "/v2").json_body()["name"] == "recschedd");
+  CHECK(request(d.port, http::verb::get, "/v2/models/golden_dot").json_body()["inputs"].size() ==
+        3);
+  CHECK(request(d.port, http::verb::get, "/v2/models/golden_dot/ready").status == 200);
+  CHECK(request(d.port, http::verb::get, "/v2/models/nope").status == 404);
+  for (const char* route : {"/v1/topology", "/v1/devices", "/v1/models", "/v1/profiles",
+                            "/v1/stats", "/v1/policy", "/v1/placements?limit=3"}) {
+    CAPTURE(route);
+    const Reply r = request(d.port, http::verb::get, route);
+    CHECK(r.status == 200);
+    CHECK_FALSE(r.json_body().is_discarded());
+  }
+  CHECK(request(d.port, http::verb::get, "/v1/models").json_body()["models"].size() == 3);
+  request(d.port, http::verb::post, "/v2/models/golden_dot/infer", infer_body("dot").dump());
+  const json placements = request(d.port, http::verb::get, "/v1/placements?limit=1").json_body();
+  REQUIRE(placements["placements"].size() == 1);
+  CHECK(placements["placements"][0]["model"] == "golden_dot");
+  CHECK(placements["placements"][0]["outcome"] == "ok");
+  const Reply m = request(d.port, http::verb::get, "/metrics");
+  CHECK(m.status == 200);
+  CHECK(m.body.find("recsched_requests_total{model=\"golden_dot\",outcome=\"ok\"} 1") !=
+        std::string::npos);
+  CHECK(m.body.find("recsched_energy_joules_total{device=\"cpu0\",source=\"") != std::string::npos);
+  CHECK(request(d.port, http::verb::get, "/nowhere").status == 404);
+  CHECK(request(d.port, http::verb::delete_, "/v1/stats").status == 405);
+}
+
+TEST_CASE("state-changing routes need the unix socket or the bearer token") {
+  Daemon d("s3cret");
+  const std::string body = R"({"name": "static", "params": {}})";
+  CHECK(request(d.port, http::verb::put, "/v1/policy", body).status == 403);
+  CHECK(request(d.port, http::verb::put, "/v1/policy", body, {{"Authorization", "Bearer wrong"}})
+            .status == 403);
+  CHECK(request(d.port, http::verb::put, "/v1/policy", body, {{"Authorization", "Bearer s3cret"}})
+            .status == 200);
+  CHECK(request("unix:" + d.socket, http::verb::put, "/v1/policy", body).status == 200);
+  CHECK(
+      request("unix:" + d.socket, http::verb::put, "/v1/policy", R"({"name": "psychic"})").status ==
+      400);
+  CHECK(request(d.port, http::verb::post, "/v1/profile").status == 403);
+}
+
+TEST_CASE("stopping the server answers every query in flight") {
+  Daemon d;
+  std::vector<std::future<Reply>> replies;
+  for (int i = 0; i < 16; ++i) {
+    replies.push_back(std::async(std::launch::async, [&] {
+      return request(d.port, http::verb::post, "/v2/models/golden_dien/infer",
+                     infer_body("dien").dump());
+    }));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  d.server->stop(10000);
+  int answered = 0;
+  for (auto& f : replies) {
+    try {
+      const Reply r = f.get();
+      CHECK(r.status == 200);
+      ++answered;
+    } catch (const std::exception&) {
+      // Connected after the listener closed: refused, never accepted and dropped.
+    }
+  }
+  CHECK(answered >= 1);
+  CHECK(d.service->in_flight() == 0);
+}
+
+// A table of bad requests: each gets a 4xx JSON error, and the next good one is served.
+TEST_CASE("bad requests get a 4xx JSON error and the daemon keeps serving") {
+  Daemon d("secret", 64 * 1024);
+  const json good = infer_body("dot");
+  auto edit = [&](auto f) {
+    json b = good;
+    f(b);
+    return b.dump();
+  };
+  struct Case {
+    const char* name;
+    std::string target;
+    std::string body;
+    std::vector<std::pair<std::string, std::string>> headers;
+    unsigned status;
+  };
+  const std::string infer = "/v2/models/golden_dot/infer";
+  const std::vector<Case> cases = {
+      {"malformed JSON", infer, "{\"inputs\": [", {}, 400},
+      {"not an object", infer, "[1, 2]", {}, 400},
+      {"empty body", infer, "", {}, 400},
+      {"unknown model", "/v2/models/nope/infer", good.dump(), {}, 404},
+      {"inputs not array", infer, edit([](json& b) { b["inputs"] = 3; }), {}, 400},
+      {"missing input", infer, edit([](json& b) { b["inputs"].erase(2); }), {}, 400},
+      {"unknown input", infer, edit([](json& b) { b["inputs"][0]["name"] = "densest"; }), {}, 400},
+      {"duplicate input",
+       infer,
+       edit([](json& b) { b["inputs"].push_back(b["inputs"][0]); }),
+       {},
+       400},
+      {"wrong dtype", infer, edit([](json& b) { b["inputs"][0]["datatype"] = "FP64"; }), {}, 400},
+      {"wrong rank", infer, edit([](json& b) { b["inputs"][0]["shape"] = {45}; }), {}, 400},
+      {"wrong width",
+       infer,
+       edit([](json& b) {
+         b["inputs"][0]["shape"] = {5, 9};
+       }),
+       {},
+       400},
+      {"wrong table count", infer, edit([](json& b) { b["inputs"][1]["shape"][0] = 3; }), {}, 400},
+      {"data count", infer, edit([](json& b) { b["inputs"][0]["data"].erase(0); }), {}, 400},
+      {"string in data", infer, edit([](json& b) { b["inputs"][0]["data"][0] = "x"; }), {}, 400},
+      {"float id", infer, edit([](json& b) { b["inputs"][2]["data"][0] = 1.5; }), {}, 400},
+      {"negative length", infer, edit([](json& b) { b["inputs"][1]["data"][0] = -1; }), {}, 400},
+      {"lengths vs ids",
+       infer,
+       edit([](json& b) {
+         b["inputs"][2]["data"].push_back(0);
+         b["inputs"][2]["shape"][0] = b["inputs"][2]["data"].size();
+       }),
+       {},
+       400},
+      {"id out of range",
+       infer,
+       edit([](json& b) { b["inputs"][2]["data"][0] = 100000; }),
+       {},
+       400},
+      {"negative id", infer, edit([](json& b) { b["inputs"][2]["data"][0] = -3; }), {}, 400},
+      {"zero items", infer, edit([](json& b) { b["inputs"][0]["shape"][0] = 0; }), {}, 400},
+      {"bad sla",
+       infer,
+       edit([](json& b) {
+         b["parameters"] = {{"sla_ms", -5}};
+       }),
+       {},
+       400},
+      {"bad priority",
+       infer,
+       edit([](json& b) {
+         b["parameters"] = {{"priority", "high"}};
+       }),
+       {},
+       400},
+      {"header length not a number",
+       infer,
+       good.dump(),
+       {{"Inference-Header-Content-Length", "ten"}},
+       400},
+      {"header length past body",
+       infer,
+       good.dump(),
+       {{"Inference-Header-Content-Length", "999999"}},
+       400},
+      {"truncated binary",
+       infer,
+       edit([](json& b) {
+         b["inputs"][0].erase("data");
+         b["inputs"][0]["parameters"] = {{"binary_data_size", 180}};
+       }),
+       {{"Inference-Header-Content-Length", "0"}},
+       400},
+      {"oversized body", infer, std::string(70 * 1024, ' '), {}, 413},
+      {"wrong method", infer, "", {}, 405},
+      {"bad placements limit", "/v1/placements?limit=many", "", {}, 400},
+  };
+  for (const Case& c : cases) {
+    const std::string name = c.name;
+    CAPTURE(name);
+    http::verb verb =
+        std::string(c.name) == "wrong method" || std::string(c.name) == "bad placements limit"
+            ? http::verb::get
+            : http::verb::post;
+    std::vector<std::pair<std::string, std::string>> headers = c.headers;
+    std::string body = c.body;
+    if (std::string(c.name) == "truncated binary") {
+      headers = {{"Inference-Header-Content-Length", std::to_string(body.size())}};
+      body += std::string(10, '\0');  // 180 bytes promised, 10 sent
+    }
+    const Reply r = request(d.port, verb, c.target, body, headers);
+    CHECK(r.status == c.status);
+    const json j = r.json_body();
+    CHECK_MESSAGE((!j.is_discarded() && j.contains("error")), r.body);
+    // ... and the daemon still serves a good request.
+    CHECK(request(d.port, http::verb::post, infer, good.dump()).status == 200);
+  }
+  CHECK(cases.size() >= 25);
+}
+
+TEST_CASE("a slow client is cut off by the read timeout and the daemon keeps serving") {
+  Daemon d;
+  asio::io_context io;
+  asio::ip::tcp::socket s(io);
+  s.connect({asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(std::stoi(d.port))});
+  const std::string partial =
+      "POST /v2/models/golden_dot/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{";
+  asio::write(s, asio::buffer(partial));
+  const auto t0 = std::chrono::steady_clock::now();
+  beast::flat_buffer buf;
+  http::response<http::string_body> res;
+  beast::error_code ec;
+  http::read(s, buf, res, ec);  // the server answers 408 (or closes) after read_timeout_ms
+  const double waited =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  CHECK(waited < 10.0);
+  if (!ec) CHECK(res.result_int() == 408);
+  CHECK(request(d.port, http::verb::get, "/v2/health/live").status == 200);
+}
+
+#if defined(RECSCHED_DAEMON_BINARY)
+// The binary: SIGHUP with a bad config keeps serving with the old one; SIGTERM exits 0.
+TEST_CASE("recschedd keeps serving after a SIGHUP with a bad config, and exits 0 on SIGTERM") {
+  const fs::path dir = fs::temp_directory_path() / ("recschedd_bin_" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  const std::string socket = (dir / "s.sock").string();
+  const json cfg = {{"listen", {{"socket", socket}, {"tcp", ""}}},
+                    {"models", {golden("dot", ".model.json")}},
+                    {"state_dir", (dir / "state").string()},
+                    {"gpus", false},
+                    {"profile", {{"quick", true}}}};
+  std::ofstream(dir / "cfg.json") << cfg.dump();
+  const std::string log = (dir / "log.txt").string();
+  const pid_t pid = fork();
+  if (pid == 0) {
+    freopen(log.c_str(), "w", stderr);
+    execl(RECSCHED_DAEMON_BINARY, "recschedd", "--config", (dir / "cfg.json").c_str(), nullptr);
+    _exit(127);
+  }
+  bool up = false;
+  for (int i = 0; i < 200 && !up; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    try {
+      up = request("unix:" + socket, http::verb::get, "/v2/health/ready").status == 200;
+    } catch (const std::exception&) {
+    }
+  }
+  REQUIRE(up);
+  std::ofstream(dir / "cfg.json") << "{\"models\": [], \"colour\": 1}";
+  kill(pid, SIGHUP);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(request("unix:" + socket, http::verb::post, "/v2/models/golden_dot/infer",
+                infer_body("dot").dump())
+            .status == 200);
+  kill(pid, SIGTERM);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  std::ifstream in(log);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK(text.find("reload refused") != std::string::npos);
+  fs::remove_all(dir);
+}
+#endif
+
+}  // namespace
+}  // namespace recsched::daemon
