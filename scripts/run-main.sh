@@ -1,18 +1,42 @@
 #!/usr/bin/env bash
-# The README's main job: installs dependencies, builds, then loads each model of the
-# default zoo (models/*.json) with the engine, scores a query, and prints its latency
-# per batch size on one core. (The daemon takes over this job once it exists.)
+# The README's main job: installs dependencies, builds, starts recschedd on the default
+# zoo (models/*.json) on a private socket, drives a short load through it (recsched-smoke:
+# 20 queries per model, DeepRecInfra's query sizes) and prints each model's latencies and
+# the daemon's placements, then stops the daemon with SIGTERM.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 bash scripts/build.sh >/dev/null
-ENGINE="${BUILD_DIR:-build}/engine/tools/recsched-engine"
-SECONDS_PER_SIZE="${SECONDS_PER_SIZE:-1}"
+BUILD="${BUILD_DIR:-build}"
+RUN="$PWD/$BUILD/main-job"
+mkdir -p "$RUN"
+rm -f "$RUN/recschedd.sock"
 
-echo
-echo "recsched engine on the default zoo ($(nproc) cores here; one thread per model)"
-for spec in models/*.json; do
-  echo
-  "$ENGINE" bench --model "$spec" --batch-sizes 1,16,64,256,1024 --threads 1 \
-    --min-seconds "$SECONDS_PER_SIZE" --format table
+# The default zoo with DeepRecSys's SLA targets (recschedd fills them in by model name).
+models=""
+for spec in models/*.json; do models="$models\"$PWD/$spec\","; done
+cat > "$RUN/recschedd.json" <<JSON
+{"listen": {"socket": "$RUN/recschedd.sock", "tcp": ""},
+ "models": [${models%,}],
+ "state_dir": "$RUN/state",
+ "gpus": false}
+JSON
+
+"$BUILD/daemon/recschedd" --config "$RUN/recschedd.json" 2> "$RUN/recschedd.log" &
+DAEMON=$!
+trap 'kill -TERM $DAEMON 2>/dev/null || true' EXIT
+echo "recschedd (pid $DAEMON) is loading and profiling the zoo; log: $RUN/recschedd.log"
+for _ in $(seq 1 600); do
+  if [ -S "$RUN/recschedd.sock" ]; then break; fi
+  if ! kill -0 $DAEMON 2>/dev/null; then cat "$RUN/recschedd.log" >&2; exit 1; fi
+  sleep 0.5
 done
+[ -S "$RUN/recschedd.sock" ] || { echo "recschedd did not come up" >&2; exit 1; }
+grep -E "profiles:|ready" "$RUN/recschedd.log" || true
+echo
+"$BUILD/bench/recsched-smoke" --socket "$RUN/recschedd.sock" --queries "${QUERIES:-20}"
+kill -TERM $DAEMON
+wait $DAEMON
+trap - EXIT
+echo
+echo "recschedd stopped cleanly (SIGTERM); its log: $RUN/recschedd.log"
