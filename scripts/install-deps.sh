@@ -14,12 +14,31 @@ PACKAGES=(
   libgomp1                           # oneDNN's OpenMP runtime
 )
 
+# promtool (from Debian's prometheus package) checks /metrics in the tests. The package
+# would also install and start a Prometheus server, so only its promtool is unpacked,
+# into .tools/ of this checkout.
+fetch_promtool() {
+  local root
+  root="$(cd "$(dirname "$0")/.." && pwd)"
+  [ -x "$root/.tools/promtool" ] && return 0
+  local tmp
+  tmp="$(mktemp -d)"
+  (cd "$tmp" && apt-get download prometheus >/dev/null 2>&1 && dpkg -x prometheus_*.deb x) ||
+    { [ "$(id -u)" -eq 0 ] && apt-get update -qq && (cd "$tmp" && apt-get download prometheus >/dev/null && dpkg -x prometheus_*.deb x); } ||
+    { echo "install-deps: could not fetch promtool (Debian package prometheus)" >&2; rm -rf "$tmp"; return 1; }
+  mkdir -p "$root/.tools"
+  cp "$tmp/x/usr/bin/promtool" "$root/.tools/promtool"
+  rm -rf "$tmp"
+  echo "install-deps: promtool unpacked into .tools/"
+}
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#PACKAGES[@]} packages present"
+  fetch_promtool
   exit 0
 fi
 
@@ -32,3 +51,4 @@ echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fetch_promtool

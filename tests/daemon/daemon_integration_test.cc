@@ -471,3 +471,32 @@ TEST_CASE("recschedd keeps serving after a SIGHUP with a bad config, and exits 0
 
 }  // namespace
 }  // namespace recsched::daemon
+
+namespace recsched::daemon {
+namespace {
+
+// /metrics must be what Prometheus accepts: promtool (scripts/install-deps.sh unpacks it
+// into .tools/) checks it after some traffic, errors and rejections included.
+TEST_CASE("GET /metrics passes promtool check metrics") {
+  const std::string promtool = std::string(RECSCHED_SOURCE_DIR) + "/.tools/promtool";
+  REQUIRE_MESSAGE(fs::exists(promtool), "no " << promtool << ": run scripts/install-deps.sh");
+  Daemon d;
+  request(d.port, http::verb::post, "/v2/models/golden_dot/infer", infer_body("dot").dump());
+  request(d.port, http::verb::post, "/v2/models/golden_dot/infer", "{bad json");
+  const Reply m = request(d.port, http::verb::get, "/metrics");
+  REQUIRE(m.status == 200);
+  const std::string file = (d.dir / "metrics.txt").string();
+  std::ofstream(file) << m.body;
+  const std::string cmd = promtool + " check metrics < " + file + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  std::string out;
+  char buf[512];
+  while (fgets(buf, sizeof buf, p) != nullptr) out += buf;
+  const int rc = pclose(p);
+  CHECK_MESSAGE(rc == 0, out);
+  CHECK_MESSAGE(out.empty(), out);  // promtool prints lint problems even when it exits 0
+}
+
+}  // namespace
+}  // namespace recsched::daemon
