@@ -76,9 +76,7 @@ Result<std::unique_ptr<Service>> Service::create(DaemonConfig config,
     state->cfg = mc;
     state->model = std::move(model).value();
     state->window = LatencyWindow(c.limits.window);
-    std::ifstream in(mc.spec_path);
-    state->spec_hash = profiler::hash_hex(nlohmann::json::parse(in, nullptr, false).dump() + "|" +
-                                          mc.weights_path);
+    RECSCHED_ASSIGN_OR_RETURN(state->spec_hash, profiler::spec_hash(mc.spec_path, mc.weights_path));
     spdlog::info("model {}: {} tables, {:.2f} GiB of embeddings, SLA p{:g} {:g} ms", mc.spec.name,
                  mc.spec.num_tables(), mc.spec.table_bytes() / double(1 << 30), mc.sla_percentile,
                  mc.sla_ms);

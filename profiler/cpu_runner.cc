@@ -113,6 +113,8 @@ void CpuRunner::worker_main(int index, const std::string& cpuset) {
     });
     if (!job) return;
     const uint32_t sub = job->next++;
+    // Once a sub-batch has failed the query's answer is that error: skip the rest.
+    const bool skip = !job->first_error.is_ok();
     ++job->active;
     ++busy_workers_;
     if (job->next == job->num_subs) {
@@ -122,7 +124,7 @@ void CpuRunner::worker_main(int index, const std::string& cpuset) {
 
     Status st;
     const auto t0 = std::chrono::steady_clock::now();
-    if (job->first_error.is_ok()) {  // a racy read only skips useless work
+    if (!skip) {
       const uint32_t begin = sub * job->sub_batch;
       const uint32_t count = std::min(job->sub_batch, job->batch.batch_size - begin);
       const size_t k = job->model->spec().num_outputs();

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -320,6 +321,14 @@ Status save_profile_cache(const std::string& path, const CacheIdentity& identity
   }
   sync_directory(dir);
   return Status::ok();
+}
+
+Result<std::string> spec_hash(const std::string& spec_path, const std::string& weights_path) {
+  std::ifstream in(spec_path);
+  if (!in) return not_found("model spec " + spec_path + ": cannot open file");
+  const nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+  if (j.is_discarded()) return invalid_argument("model spec " + spec_path + ": not valid JSON");
+  return hash_hex(j.dump() + "|" + weights_path);
 }
 
 std::string hash_hex(std::string_view text) {

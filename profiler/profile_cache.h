@@ -63,6 +63,11 @@ Status save_profile_cache(const std::string& path, const CacheIdentity& identity
 /// One point as the cache (and recsched-profile's JSON) writes it, fields in declaration order.
 nlohmann::ordered_json to_json(const ProfilePoint& point);
 
+/// What identifies a model for the cache: the hash of its spec file's JSON (reformatting
+/// does not change it, any value does) and its weights path. kNotFound / kInvalidArgument
+/// if the spec file cannot be read or is not JSON.
+Result<std::string> spec_hash(const std::string& spec_path, const std::string& weights_path);
+
 /// FNV-1a 64-bit of `text` as 16 lowercase hex digits (spec hashes, fingerprints).
 std::string hash_hex(std::string_view text);
 

@@ -264,7 +264,6 @@ struct Measured {
   bool from_cache = false;
 };
 
-
 int cmd_run(const std::map<std::string, std::string>& o, bool as_json, std::ostream& out,
             std::ostream& err) {
   if (!o.count("config")) throw UsageError{"missing --config"};
@@ -300,9 +299,12 @@ int cmd_run(const std::map<std::string, std::string>& o, bool as_json, std::ostr
       err << "recsched-profile: " << spec.status().message() << "\n";
       return 1;
     }
-    std::ifstream in(e.spec_path);
-    const std::string canonical = json::parse(in).dump();
-    models.push_back({e, *spec, hash_hex(canonical + "|" + e.weights_path)});
+    Result<std::string> hash = spec_hash(e.spec_path, e.weights_path);
+    if (!hash) {
+      err << "recsched-profile: " << hash.status().message() << "\n";
+      return 1;
+    }
+    models.push_back({e, *spec, *hash});
   }
 
   const CacheIdentity identity{topo->fingerprint(), build_id()};
