@@ -43,6 +43,7 @@ ProfilePoint interpolate(const ProfilePoint& lo, const ProfilePoint& hi, uint32_
   p.batch_size = batch_size;
   p.p50_us = lerp(lo.p50_us, hi.p50_us, t);
   p.p95_us = lerp(lo.p95_us, hi.p95_us, t);
+  p.p50_single_us = lerp(lo.p50_single_us, hi.p50_single_us, t);
   // Recomputed rather than interpolated so that items_per_s == batch_size / p50 still holds;
   // a zero latency (never measured, only hand-built) falls back to interpolation.
   p.items_per_s = p.p50_us > 0 ? static_cast<double>(batch_size) * 1e6 / p.p50_us

@@ -15,7 +15,8 @@ namespace recsched {
 /// Measured cost of one query of `batch_size` items of one model on one device.
 struct ProfilePoint {
   uint32_t batch_size = 0;
-  double p50_us = 0;  ///< median latency of one query
+  double p50_us = 0;         ///< median latency of one query (with the best split)
+  double p50_single_us = 0;  ///< median latency run whole on one worker (one GPU stream)
   double p95_us = 0;
   double items_per_s = 0;        ///< batch_size / p50
   double power_w = 0;            ///< mean power drawn while it ran (the device's share)

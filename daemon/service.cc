@@ -144,13 +144,10 @@ double Service::predict_ms(const ModelState& m, uint32_t items) const {
     std::lock_guard<std::mutex> lock(mu_);
     table = profiles_;
   }
-  // A query runs whole on one worker (static policy): the profile's single-worker point is
-  // not kept, so scale the best point by its worker count, a conservative estimate.
+  // A query runs whole on one worker (static policy): the profile's single-worker latency.
   const auto& points = table->points(m.cfg.spec.name, device_id_);
   if (points.empty()) return 0;
-  auto per_item_ms = [](const ProfilePoint& p) {
-    return p.p50_us * 1e-3 * std::max<uint32_t>(1, p.best_workers) / p.batch_size;
-  };
+  auto per_item_ms = [](const ProfilePoint& p) { return p.p50_single_us * 1e-3 / p.batch_size; };
   if (auto p = table->estimate(m.cfg.spec.name, device_id_, items)) {
     return per_item_ms(*p) * items;
   }

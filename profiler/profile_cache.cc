@@ -80,6 +80,7 @@ Result<ProfilePoint> parse_point(const json& j, const std::string& path) {
   RECSCHED_ASSIGN_OR_RETURN(p.batch_size, get_uint32(j, "batch_size", 1, where));
   RECSCHED_ASSIGN_OR_RETURN(p.p50_us, get_number(j, "p50_us", where));
   RECSCHED_ASSIGN_OR_RETURN(p.p95_us, get_number(j, "p95_us", where));
+  RECSCHED_ASSIGN_OR_RETURN(p.p50_single_us, get_number(j, "p50_single_us", where));
   RECSCHED_ASSIGN_OR_RETURN(p.items_per_s, get_number(j, "items_per_s", where));
   RECSCHED_ASSIGN_OR_RETURN(p.power_w, get_number(j, "power_w", where));
   RECSCHED_ASSIGN_OR_RETURN(p.energy_per_item_j, get_number(j, "energy_per_item_j", where));
@@ -251,6 +252,7 @@ json to_json(const ProfilePoint& p) {
   return {{"batch_size", p.batch_size},
           {"p50_us", p.p50_us},
           {"p95_us", p.p95_us},
+          {"p50_single_us", p.p50_single_us},
           {"items_per_s", p.items_per_s},
           {"power_w", p.power_w},
           {"energy_per_item_j", p.energy_per_item_j},

@@ -14,7 +14,7 @@
 namespace recsched::profiler {
 
 /// The "format" number this code writes and the only one it reads.
-inline constexpr int kProfileCacheFormat = 1;
+inline constexpr int kProfileCacheFormat = 2;  // 2: points carry p50_single_us
 
 /// What a cache must match to be used: the machine and the build that measured it.
 struct CacheIdentity {

@@ -58,6 +58,7 @@ ProfilePoint make_point(uint32_t batch_size, double p50_us, std::string power_so
   p.batch_size = batch_size;
   p.p50_us = p50_us;
   p.p95_us = p50_us * 1.37;
+  p.p50_single_us = p50_us * 1.61;
   p.items_per_s = batch_size * 1e6 / p50_us;
   p.power_w = 1.0 / 3.0 + batch_size;  // not exactly representable in decimal
   p.energy_per_item_j = p.power_w * p50_us * 1e-6 / batch_size;
@@ -87,6 +88,7 @@ void check_same(const ProfilePoint& got, const ProfilePoint& want) {
   CHECK(got.batch_size == want.batch_size);
   CHECK(got.p50_us == want.p50_us);
   CHECK(got.p95_us == want.p95_us);
+  CHECK(got.p50_single_us == want.p50_single_us);
   CHECK(got.items_per_s == want.items_per_s);
   CHECK(got.power_w == want.power_w);
   CHECK(got.energy_per_item_j == want.energy_per_item_j);
@@ -146,9 +148,11 @@ TEST_CASE("save_profile_cache then load_profile_cache round-trips every entry an
 
   // The file is the documented format, in the documented order.
   const std::string text = read_text(path);
-  CHECK(text.rfind("{\n  \"format\": 1,\n  \"hardware\": ", 0) == 0);
+  CHECK(text.rfind(
+            "{\n  \"format\": " + std::to_string(kProfileCacheFormat) + ",\n  \"hardware\": ", 0) ==
+        0);
   const json doc = json::parse(text);
-  CHECK(doc["format"] == 1);
+  CHECK(doc["format"] == kProfileCacheFormat);
   CHECK(doc["hardware"] == kIdentity.hardware);
   CHECK(doc["build"] == kIdentity.build);
   CHECK(doc["entries"][1]["points"][0]["power_source"] == "nvml");
@@ -217,8 +221,8 @@ TEST_CASE("a malformed profile cache is ignored whole with a warning naming the 
   const Case cases[] = {
       {"the file is not a JSON object", [](json& j) { j = json::array(); }},
       {"format is missing", [](json& j) { j.erase("format"); }},
-      {"format is 2, expected 1", [](json& j) { j["format"] = 2; }},
-      {"format is not an integer", [](json& j) { j["format"] = "1"; }},
+      {"format is 1, expected 2", [](json& j) { j["format"] = 1; }},
+      {"format is not an integer", [](json& j) { j["format"] = "2"; }},
       {"hardware is missing", [](json& j) { j.erase("hardware"); }},
       {"build is not a string", [](json& j) { j["build"] = 7; }},
       {"entries is missing", [](json& j) { j.erase("entries"); }},

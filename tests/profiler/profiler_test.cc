@@ -29,6 +29,8 @@ TEST_CASE("a CPU sweep measures every batch size, the best split and labelled en
     CHECK(p.batch_size == o.batch_sizes[i]);
     CHECK(p.p50_us > 0);
     CHECK(p.p95_us >= p.p50_us);
+    // The best split is the fastest of the splits tried, one worker among them.
+    CHECK(p.p50_single_us >= p.p50_us);
     CHECK(p.items_per_s == doctest::Approx(p.batch_size / (p.p50_us * 1e-6)));
     CHECK(p.best_workers >= 1);
     CHECK(p.best_workers <= static_cast<uint32_t>(runner->workers()));
@@ -53,6 +55,7 @@ TEST_CASE("a whole-model sweep labels its energy with the meter's source") {
   CHECK((*points)[1].power_source == "estimated");
   CHECK((*points)[1].best_workers == 1);
   CHECK((*points)[1].best_sub_batch == 8);
+  CHECK((*points)[1].p50_single_us == (*points)[1].p50_us);
 }
 
 }  // namespace
