@@ -102,6 +102,22 @@ def _pos_int_list(spec: Mapping[str, Any], key: str, where: str, allow_empty: bo
     return list(v)
 
 
+def check_common_keys(out: dict[str, Any], where: str) -> None:
+    """Checks the keys every model type shares: row_scale (set to its float value,
+    default 1), lookups_per_table and seed."""
+    rs = out.get("row_scale", 1.0)
+    if not isinstance(rs, (int, float)) or isinstance(rs, bool) or not 0 < rs <= 1:
+        raise SpecError(f"{where}: 'row_scale' must be a number in (0, 1], got {rs!r}")
+    out["row_scale"] = float(rs)
+    if "lookups_per_table" in out:
+        lpt = out["lookups_per_table"]
+        if not _is_int(lpt) or lpt < 0:
+            raise SpecError(
+                f"{where}: 'lookups_per_table' must be a non-negative integer, got {lpt!r}")
+    if "seed" in out and not _is_int(out["seed"]):
+        raise SpecError(f"{where}: 'seed' must be an integer, got {out['seed']!r}")
+
+
 def validate_spec(spec: Mapping[str, Any], where: str = "model spec") -> dict[str, Any]:
     """Check a spec dict and return a copy with defaults filled in.
 
@@ -131,18 +147,7 @@ def validate_spec(spec: Mapping[str, Any], where: str = "model spec") -> dict[st
     inter = out.setdefault("interaction", "dot")
     if inter not in ("cat", "dot"):
         raise SpecError(f"{where}: 'interaction' must be \"cat\" or \"dot\", got {inter!r}")
-    rs = out.get("row_scale", 1.0)
-    if (not isinstance(rs, (int, float)) or isinstance(rs, bool)
-            or not 0 < rs <= 1):
-        raise SpecError(f"{where}: 'row_scale' must be a number in (0, 1], got {rs!r}")
-    out["row_scale"] = float(rs)
-    if "lookups_per_table" in out:
-        lpt = out["lookups_per_table"]
-        if not _is_int(lpt) or lpt < 0:
-            raise SpecError(
-                f"{where}: 'lookups_per_table' must be a non-negative integer, got {lpt!r}")
-    if "seed" in out and not _is_int(out["seed"]):
-        raise SpecError(f"{where}: 'seed' must be an integer, got {out['seed']!r}")
+    check_common_keys(out, where)
     return out
 
 

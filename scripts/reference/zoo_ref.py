@@ -182,17 +182,7 @@ def validate_spec(spec: Mapping[str, Any], where: str = "model spec") -> dict[st
                 f"{where}: 'dense_features' must be a non-negative integer, got {d!r}")
     dim = dlrm_ref._pos_int(out, "embedding_dim", where)
     tables = dlrm_ref._pos_int_list(out, "tables", where, allow_empty=True)
-    rs = out.get("row_scale", 1.0)
-    if not isinstance(rs, (int, float)) or isinstance(rs, bool) or not 0 < rs <= 1:
-        raise SpecError(f"{where}: 'row_scale' must be a number in (0, 1], got {rs!r}")
-    out["row_scale"] = float(rs)
-    if "lookups_per_table" in out:
-        lpt = out["lookups_per_table"]
-        if not _is_int(lpt) or lpt < 0:
-            raise SpecError(
-                f"{where}: 'lookups_per_table' must be a non-negative integer, got {lpt!r}")
-    if "seed" in out and not _is_int(out["seed"]):
-        raise SpecError(f"{where}: 'seed' must be an integer, got {out['seed']!r}")
+    dlrm_ref.check_common_keys(out, where)
     del dim
 
     # Type-specific keys.
