@@ -335,7 +335,7 @@ HttpResponse Service::metrics() const {
        "# TYPE recsched_busy_workers gauge\n"
     << "recsched_busy_workers{device=\"" << label(device_id_) << "\"} " << load.busy_workers
     << "\n";
-  Result<double> joules = meter_->energy_joules();
+  Result<double> joules = energy_joules();
   o << "# HELP recsched_energy_joules_total Energy drawn by the device since start; source "
        "says whether it was measured (rapl, nvml) or estimated.\n"
        "# TYPE recsched_energy_joules_total counter\n"
@@ -496,6 +496,7 @@ HttpResponse Service::post_profile() {
   if (profiling_.exchange(true)) return error_response(409, "a profiling run is already going");
   if (reprofile_.joinable()) reprofile_.join();
   reprofile_ = std::thread([this] {
+    (void)energy_joules();  // bring the estimate up to date: the sweep feeds its own busy time
     auto table = std::make_shared<ProfileTable>();
     for (const auto& m : models_) {
       auto points = profiler::profile_cpu(*runner_, *m->model, *meter_, config_.profile);
@@ -509,6 +510,11 @@ HttpResponse Service::post_profile() {
     {
       std::lock_guard<std::mutex> lock(mu_);
       profiles_ = table;
+    }
+    {
+      // The sweep reported its busy time itself; serving meanwhile is left out, not counted twice.
+      std::lock_guard<std::mutex> lock(energy_mu_);
+      busy_fed_s_ = runner_->busy_seconds();
     }
     spdlog::info("re-profiled {} models", models_.size());
     profiling_ = false;

@@ -118,6 +118,7 @@ Result<std::unique_ptr<Service>> Service::create(DaemonConfig config,
     if (!st.is_ok()) spdlog::warn("serving without a profile cache: {}", st.message());
   }
   s->profiles_ = table;
+  s->busy_fed_s_ = s->runner_->busy_seconds();  // the sweeps fed their own busy time
   s->profile_seconds_ =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   spdlog::info("profiles: {} measured, {} from the cache, in {:.1f} s", measured,
@@ -153,6 +154,17 @@ double Service::predict_ms(const ModelState& m, uint32_t items) const {
   }
   const ProfilePoint& edge = items < points.front().batch_size ? points.front() : points.back();
   return per_item_ms(edge) * items;
+}
+
+Result<double> Service::energy_joules() const {
+  std::lock_guard<std::mutex> lock(energy_mu_);
+  if (auto* estimator = dynamic_cast<profiler::EstimatedMeter*>(meter_.get())) {
+    const double busy = runner_->busy_seconds();
+    const double cores = std::max(1, runner_->workers());
+    estimator->add_busy((busy - busy_fed_s_) / cores);
+    busy_fed_s_ = busy;
+  }
+  return meter_->energy_joules();
 }
 
 void Service::record(Placement p) {

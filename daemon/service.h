@@ -92,6 +92,9 @@ class Service {
   HttpResponse post_profile();
 
   ModelState* find(const std::string& name) const;
+  /// Reads the device's meter; an estimating one is first fed the runner's busy time since
+  /// the last reading (serving work, which no sweep reports).
+  Result<double> energy_joules() const;
   void record(Placement p);
   double predict_ms(const ModelState& m, uint32_t items) const;
 
@@ -113,6 +116,8 @@ class Service {
   std::atomic<bool> ready_{false};
   std::atomic<bool> profiling_{false};
   std::thread reprofile_;
+  mutable std::mutex energy_mu_;
+  mutable double busy_fed_s_ = 0;  // runner busy seconds already given to the estimator
 };
 
 /// Upper bounds (seconds) of the latency histogram buckets in /metrics.
