@@ -15,6 +15,7 @@ struct Entry {
 // The only list of policies.
 constexpr Entry kRegistry[] = {
     {"static", &create_static},
+    {"deeprecsched", &create_deeprecsched},
     {"earliest-finish", &create_earliest_finish},
     {"min-energy", &create_min_energy},
 };
