@@ -7,6 +7,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "policies/policy.h"
 #include "profiler/profile_cache.h"
 #include "profiler/profiler.h"
 
@@ -145,15 +146,9 @@ double Service::predict_ms(const ModelState& m, uint32_t items) const {
     std::lock_guard<std::mutex> lock(mu_);
     table = profiles_;
   }
-  // A query runs whole on one worker (static policy): the profile's single-worker latency.
-  const auto& points = table->points(m.cfg.spec.name, device_id_);
-  if (points.empty()) return 0;
-  auto per_item_ms = [](const ProfilePoint& p) { return p.p50_single_us * 1e-3 / p.batch_size; };
-  if (auto p = table->estimate(m.cfg.spec.name, device_id_, items)) {
-    return per_item_ms(*p) * items;
-  }
-  const ProfilePoint& edge = items < points.front().batch_size ? points.front() : points.back();
-  return per_item_ms(edge) * items;
+  // A query runs whole on one worker (static placement); 0 when there is no profile.
+  return policies::predict_service_ms(*table, m.cfg.spec.name, device_id_, items, items, 1)
+      .value_or(0.0);
 }
 
 Result<double> Service::energy_joules() const {
