@@ -30,6 +30,8 @@ struct SessionBase {
   virtual ~SessionBase() = default;
   /// Closes the connection from its own executor (a kept-alive or half-read one).
   virtual void close_soon() = 0;
+  /// Closes the connection now; only once no I/O thread runs.
+  virtual void close_now() = 0;
 };
 
 struct HttpServer::Impl {
@@ -47,6 +49,15 @@ struct HttpServer::Impl {
   std::mutex mu;
   std::condition_variable idle;
   std::vector<std::weak_ptr<SessionBase>> sessions;  // under mu
+
+  std::vector<std::shared_ptr<SessionBase>> live_sessions() {
+    std::lock_guard<std::mutex> lock(mu);
+    std::vector<std::shared_ptr<SessionBase>> out;
+    for (const auto& w : sessions) {
+      if (auto s = w.lock()) out.push_back(std::move(s));
+    }
+    return out;
+  }
 
   void track(std::weak_ptr<SessionBase> s) {
     std::lock_guard<std::mutex> lock(mu);
@@ -71,6 +82,7 @@ namespace {
 template <class Stream>
 class Session : public SessionBase, public std::enable_shared_from_this<Session<Stream>> {
  public:
+  void close_now() override { close(); }
   void close_soon() override {
     asio::post(stream_.get_executor(), [self = this->shared_from_this()] { self->close(); });
   }
@@ -326,15 +338,7 @@ void HttpServer::stop(uint32_t grace_ms) {
   }
   // Connections still open are idle or half-read: close them, so no client waits on a
   // server that has stopped reading.
-  std::vector<std::shared_ptr<SessionBase>> open;
-  {
-    std::lock_guard<std::mutex> lock(impl_->mu);
-    for (const auto& w : impl_->sessions) {
-      if (auto s = w.lock()) open.push_back(std::move(s));
-    }
-  }
-  for (const auto& s : open) s->close_soon();
-  open.clear();
+  for (const auto& s : impl_->live_sessions()) s->close_soon();
   {
     std::unique_lock<std::mutex> lock(impl_->mu);
     impl_->idle.wait_for(lock, std::chrono::milliseconds(1000), [&] { return impl_->open == 0; });
@@ -343,6 +347,9 @@ void HttpServer::stop(uint32_t grace_ms) {
   impl_->io.stop();
   for (std::thread& t : impl_->threads) t.join();
   impl_->threads.clear();
+  // A session accepted just as stop() began may have escaped the sweep above, and its
+  // handlers will never run now: close what is left, so its client sees the end.
+  for (const auto& s : impl_->live_sessions()) s->close_now();
   if (!impl_->unix_path.empty()) ::unlink(impl_->unix_path.c_str());
   impl_->unix_path.clear();
 }

@@ -269,7 +269,23 @@ TEST_CASE("stopping the server answers every query in flight") {
                      infer_body("dien").dump());
     }));
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  // Stop once the service has taken at least one query (so the test is never vacuous),
+  // while the others are still connecting, queued or running.
+  auto requests_seen = [&] {
+    std::promise<HttpResponse> stats;
+    HttpRequest get;
+    get.method = "GET";
+    get.target = "/v1/stats";
+    d.service->handle(get, [&](HttpResponse r) { stats.set_value(std::move(r)); });
+    int total = 0;
+    for (const json& m : json::parse(stats.get_future().get().body)["models"]) {
+      total += m["requests"].get<int>();
+    }
+    return total;
+  };
+  for (int i = 0; i < 5000 && requests_seen() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   d.server->stop(10000);
   int answered = 0;
   for (auto& f : replies) {
