@@ -16,12 +16,14 @@
 #include <system_error>
 #include <utility>
 
+#include "profiler/file_io.h"
+
 namespace recsched::profiler {
 namespace {
 
 // ---- small file reads (sysfs) ----
 
-// Reads a small file whole with read(2), so a failure carries its errno.
+// Reads a small sysfs file whole, without trailing whitespace.
 // kUnavailable "cannot read PATH: <errno text>" + hint.
 Result<std::string> read_small_file(const std::string& path, std::string_view hint = {}) {
   auto fail = [&](int err) {
@@ -29,22 +31,8 @@ Result<std::string> read_small_file(const std::string& path, std::string_view hi
     if (!hint.empty()) msg += " (" + std::string(hint) + ")";
     return unavailable(std::move(msg));
   };
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return fail(errno);
   std::string text;
-  char buf[256];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      return fail(err);
-    }
-    if (n == 0) break;
-    text.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
+  if (const int err = read_whole_file(path, text)) return fail(err);
   while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
   return text;
 }

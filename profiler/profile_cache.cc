@@ -15,6 +15,8 @@
 #include <set>
 #include <utility>
 
+#include "profiler/file_io.h"
+
 namespace recsched::profiler {
 namespace {
 
@@ -168,26 +170,10 @@ json to_json(const CachedProfile& e) {
 
 // Reads the whole file; ENOENT is reported as kNotFound so the caller can stay quiet.
 Result<std::string> read_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const int err = errno;
-    if (err == ENOENT) return not_found(path);
-    return unavailable(std::string("cannot be read: ") + std::strerror(err));
-  }
   std::string text;
-  char buf[1 << 16];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      return unavailable(std::string("cannot be read: ") + std::strerror(err));
-    }
-    if (n == 0) break;
-    text.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
+  const int err = read_whole_file(path, text);
+  if (err == ENOENT) return not_found(path);
+  if (err != 0) return unavailable(std::string("cannot be read: ") + std::strerror(err));
   return text;
 }
 
