@@ -186,6 +186,19 @@ def top_input_width(num_tables: int, dim: int, interaction: str) -> int:
 # Model
 # --------------------------------------------------------------------------
 
+def check_forward_inputs(num_tables: int, dense_features: int, dense: torch.Tensor,
+                         offsets_per_table: Sequence[torch.Tensor],
+                         indices_per_table: Sequence[torch.Tensor]) -> None:
+    """Raises InputError unless there is one offsets and one indices tensor per table and
+    dense is [N, dense_features]."""
+    if len(offsets_per_table) != num_tables or len(indices_per_table) != num_tables:
+        raise InputError(
+            f"expected {num_tables} offsets/indices tensors, got "
+            f"{len(offsets_per_table)}/{len(indices_per_table)}")
+    if dense.dim() != 2 or dense.shape[1] != dense_features:
+        raise InputError(f"dense must be [N, {dense_features}], got {list(dense.shape)}")
+
+
 class DLRM(nn.Module):
     """DLRM in the style of facebookresearch/dlrm's DLRM_Net (inference only).
 
@@ -246,14 +259,8 @@ class DLRM(nn.Module):
 
     def forward(self, dense: torch.Tensor, offsets_per_table: Sequence[torch.Tensor],
                 indices_per_table: Sequence[torch.Tensor]) -> torch.Tensor:
-        nt = len(self.emb_l)
-        if len(offsets_per_table) != nt or len(indices_per_table) != nt:
-            raise InputError(
-                f"expected {nt} offsets/indices tensors, got "
-                f"{len(offsets_per_table)}/{len(indices_per_table)}")
-        if dense.dim() != 2 or dense.shape[1] != self.dense_features:
-            raise InputError(
-                f"dense must be [B, {self.dense_features}], got {list(dense.shape)}")
+        check_forward_inputs(len(self.emb_l), self.dense_features, dense, offsets_per_table,
+                             indices_per_table)
         x = self.bot_l(dense)
         ly = [emb(idx, off) for emb, off, idx in
               zip(self.emb_l, offsets_per_table, indices_per_table)]

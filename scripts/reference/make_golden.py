@@ -227,6 +227,46 @@ def write_json(path: str, obj) -> None:
         f.write("\n")
 
 
+def write_and_check(out_dir: str, case: str, spec: dict, weights: dict, inputs: dict,
+                    scores: np.ndarray, rescore, reference,
+                    tol: float) -> tuple[np.ndarray, float]:
+    """Writes a case's four files and checks them; returns the expected scores and the
+    largest relative error against the numpy reference.
+
+    Checks: (1) `rescore(prefix)` re-computes the scores from the files on disk exactly;
+    (2) `reference(spec, weights, inputs)`, an independent float64 numpy forward pass,
+    agrees within `tol`; (3) the files are small and the scores neither all ~0.5 nor
+    all saturated.
+    """
+    prefix = os.path.join(out_dir, case)
+    write_json(prefix + ".model.json", spec)
+    dlrm_ref.write_safetensors(prefix + ".safetensors", weights)
+    write_json(prefix + ".inputs.json", inputs)
+    write_json(prefix + ".expected.json",
+               {"scores": [[float(v) for v in row] for row in scores]})
+
+    with open(prefix + ".expected.json", encoding="utf-8") as f:
+        expected = np.array(json.load(f)["scores"], dtype=np.float64)
+    again = rescore(prefix).astype(np.float64)
+    if not np.array_equal(again, expected):
+        raise AssertionError(f"{case}: scores re-computed from files differ from expected.json")
+    with open(prefix + ".inputs.json", encoding="utf-8") as f:
+        inputs_again = json.load(f)
+    ref = reference(spec, dlrm_ref.read_safetensors(prefix + ".safetensors"), inputs_again)
+    rel = np.abs(expected - ref) / np.maximum(np.abs(ref), 1e-30)
+    if not (rel.max(initial=0.0) <= tol):
+        raise AssertionError(f"{case}: torch vs numpy max relative error {rel.max():.3g}")
+    for ext in (".model.json", ".safetensors", ".inputs.json", ".expected.json"):
+        size = os.path.getsize(prefix + ext)
+        if size > MAX_FILE_BYTES:
+            raise AssertionError(f"{prefix + ext} is {size} bytes (> {MAX_FILE_BYTES})")
+    if np.all(np.abs(expected - 0.5) < 1e-3):
+        raise AssertionError(f"{case}: all scores are ~0.5; weights too small")
+    if np.all((expected < 1e-6) | (expected > 1 - 1e-6)):
+        raise AssertionError(f"{case}: all scores are saturated")
+    return expected, float(rel.max(initial=0.0))
+
+
 def generate_case(out_dir: str, case: str, fields: dict, batch: int, seed: int) -> str:
     torch.manual_seed(seed)
     rng = np.random.RandomState(seed)
@@ -244,36 +284,11 @@ def generate_case(out_dir: str, case: str, fields: dict, batch: int, seed: int) 
     k = spec["top_mlp"][-1]
     assert scores.shape == (batch, k) and scores.dtype == np.float32
 
-    prefix = os.path.join(out_dir, case)
-    write_json(prefix + ".model.json", spec)
-    dlrm_ref.write_safetensors(prefix + ".safetensors", weights)
-    write_json(prefix + ".inputs.json", inputs)
-    write_json(prefix + ".expected.json",
-               {"scores": [[float(v) for v in row] for row in scores]})
-
-    # Self-checks: (1) re-score from the files on disk and compare exactly.
-    with open(prefix + ".expected.json", encoding="utf-8") as f:
-        expected = np.array(json.load(f)["scores"], dtype=np.float64)
-    again = torch_scores_from_files(prefix).astype(np.float64)
-    if not np.array_equal(again, expected):
-        raise AssertionError(f"{case}: scores re-computed from files differ from expected.json")
-    # (2) independent float64 numpy forward pass.
-    ref = numpy_forward(spec, dlrm_ref.read_safetensors(prefix + ".safetensors"), inputs)
-    rel = np.abs(expected - ref) / np.maximum(np.abs(ref), 1e-30)
-    if not (rel.max(initial=0.0) <= REL_TOL):
-        raise AssertionError(f"{case}: torch vs numpy max relative error {rel.max():.3g}")
-    # (3) fixtures must be small and scores must not be degenerate.
-    for ext in (".model.json", ".safetensors", ".inputs.json", ".expected.json"):
-        size = os.path.getsize(prefix + ext)
-        if size > MAX_FILE_BYTES:
-            raise AssertionError(f"{prefix + ext} is {size} bytes (> {MAX_FILE_BYTES})")
-    if np.all(np.abs(expected - 0.5) < 1e-3):
-        raise AssertionError(f"{case}: all scores are ~0.5; weights too small")
-    if np.all((expected < 1e-6) | (expected > 1 - 1e-6)):
-        raise AssertionError(f"{case}: all scores are saturated")
+    expected, max_rel = write_and_check(out_dir, case, spec, weights, inputs, scores,
+                                        torch_scores_from_files, numpy_forward, REL_TOL)
     return (f"{case:9s} B={batch:<3d} K={k} rows={rows} scores in "
             f"[{expected.min():.4f}, {expected.max():.4f}] max rel err vs numpy "
-            f"{rel.max(initial=0.0):.2e}")
+            f"{max_rel:.2e}")
 
 
 # --------------------------------------------------------------------------
@@ -539,44 +554,16 @@ def generate_zoo_case(out_dir: str, case: str, fields: dict, batch: int, seed: i
     k = zoo_ref.output_width(spec)
     assert scores.shape == (batch, k) and scores.dtype == np.float32
 
-    prefix = os.path.join(out_dir, case)
-    write_json(prefix + ".model.json", spec)
-    dlrm_ref.write_safetensors(prefix + ".safetensors", weights)
-    write_json(prefix + ".inputs.json", inputs)
-    write_json(prefix + ".expected.json",
-               {"scores": [[float(v) for v in row] for row in scores]})
-
-    # Self-checks: (1) re-score from the files on disk and compare exactly.
-    with open(prefix + ".expected.json", encoding="utf-8") as f:
-        expected = np.array(json.load(f)["scores"], dtype=np.float64)
-    again = zoo_scores_from_files(prefix).astype(np.float64)
-    if not np.array_equal(again, expected):
-        raise AssertionError(f"{case}: scores re-computed from files differ from expected.json")
-    # (2) independent float64 numpy forward pass.
-    with open(prefix + ".inputs.json", encoding="utf-8") as f:
-        inputs_again = json.load(f)
-    ref = numpy_forward_zoo(spec, dlrm_ref.read_safetensors(prefix + ".safetensors"),
-                            inputs_again)
-    rel = np.abs(expected - ref) / np.maximum(np.abs(ref), 1e-30)
-    tol = ZOO_REL_TOL.get(case, REL_TOL)
-    if not (rel.max(initial=0.0) <= tol):
-        raise AssertionError(f"{case}: torch vs numpy max relative error {rel.max():.3g}")
-    # (3) fixtures must be small and scores spread: no output column may be (nearly)
-    # constant across the batch, all ~0.5, or all saturated.
-    for ext in (".model.json", ".safetensors", ".inputs.json", ".expected.json"):
-        size = os.path.getsize(prefix + ext)
-        if size > MAX_FILE_BYTES:
-            raise AssertionError(f"{prefix + ext} is {size} bytes (> {MAX_FILE_BYTES})")
-    if np.all(np.abs(expected - 0.5) < 1e-3):
-        raise AssertionError(f"{case}: all scores are ~0.5; weights too small")
-    if np.all((expected < 1e-6) | (expected > 1 - 1e-6)):
-        raise AssertionError(f"{case}: all scores are saturated")
+    expected, max_rel = write_and_check(out_dir, case, spec, weights, inputs, scores,
+                                        zoo_scores_from_files, numpy_forward_zoo,
+                                        ZOO_REL_TOL.get(case, REL_TOL))
+    # Every output column must be spread across the batch, not (nearly) constant.
     spread = float((expected.max(axis=0) - expected.min(axis=0)).min())
     if spread < 0.05:
         raise AssertionError(f"{case}: an output column spans only {spread:.3g} over the batch")
     return (f"{case:9s} B={batch:<3d} K={k} rows={rows} scores in "
             f"[{expected.min():.4f}, {expected.max():.4f}] max rel err vs numpy "
-            f"{rel.max(initial=0.0):.2e}")
+            f"{max_rel:.2e}")
 
 
 def main(argv=None) -> int:

@@ -348,13 +348,8 @@ class _ZooModel(nn.Module):
               indices_per_table: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Check the inputs and return e_t [N, dim] for every table t."""
         nt = len(self.emb_l)
-        if len(offsets_per_table) != nt or len(indices_per_table) != nt:
-            raise InputError(
-                f"expected {nt} offsets/indices tensors, got "
-                f"{len(offsets_per_table)}/{len(indices_per_table)}")
-        if dense.dim() != 2 or dense.shape[1] != self.dense_features:
-            raise InputError(
-                f"dense must be [N, {self.dense_features}], got {list(dense.shape)}")
+        dlrm_ref.check_forward_inputs(nt, self.dense_features, dense, offsets_per_table,
+                                      indices_per_table)
         n = dense.shape[0]
         for t, off in enumerate(offsets_per_table):
             if off.shape != (n,):
