@@ -31,7 +31,8 @@ placing each query on this host's devices by its size and model.
   -h, --help         this text
 
 Signals: SIGTERM/SIGINT stop accepting, answer every query in flight, exit 0;
-SIGHUP re-reads the config (SLA targets, limits, token, policy parameters).
+SIGHUP re-reads the config (SLA targets, admission limits, token, policy parameters;
+listeners, models and server limits need a restart, and the log says which changed).
 )";
 
 }  // namespace

@@ -182,10 +182,24 @@ std::string Service::reload(const DaemonConfig& next) {
       ignored.push_back("models[" + mc.spec.name + "]");
     }
   }
-  config_.limits = next.limits;
+  // The HTTP server's limits and the latency windows were sized at start.
+  const LimitsConfig& a = config_.limits;
+  const LimitsConfig& b = next.limits;
+  if (a.max_body_bytes != b.max_body_bytes || a.max_connections != b.max_connections ||
+      a.read_timeout_ms != b.read_timeout_ms || a.idle_timeout_ms != b.idle_timeout_ms ||
+      a.window != b.window) {
+    ignored.push_back(
+        "limits.{max_body_bytes,max_connections,read_timeout_ms,idle_timeout_ms,window}");
+  }
+  config_.limits.max_queue = b.max_queue;
+  config_.limits.max_items = b.max_items;
+  config_.limits.reject_factor = b.reject_factor;
+  config_.limits.placement_log = b.placement_log;
   config_.token = next.token;
   config_.policy.params = next.policy.params;
-  std::string out = "reloaded SLA targets, limits, token and policy parameters";
+  std::string out =
+      "reloaded SLA targets, admission limits (max_queue, max_items, reject_factor, "
+      "placement_log), token and policy parameters";
   if (!ignored.empty()) {
     out += "; needs a restart to change:";
     for (const std::string& k : ignored) out += " " + k;

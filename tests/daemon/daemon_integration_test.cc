@@ -301,6 +301,35 @@ TEST_CASE("stopping the server answers every query in flight") {
   CHECK(d.service->in_flight() == 0);
 }
 
+TEST_CASE("reload applies SLA targets and admission limits, and names what needs a restart") {
+  Daemon d;
+  const json cfg = {
+      {"listen", {{"socket", d.socket}, {"tcp", "127.0.0.1:0"}}},
+      {"models",
+       {{{"spec", golden("dot", ".model.json")},
+         {"weights", golden("dot", ".safetensors")},
+         {"sla_ms", 7}},
+        {{"spec", golden("dien", ".model.json")}, {"weights", golden("dien", ".safetensors")}},
+        {{"spec", golden("multiout", ".model.json")},
+         {"weights", golden("multiout", ".safetensors")}}}},
+      {"state_dir", (d.dir / "state").string()},
+      {"gpus", false},
+      {"limits", {{"max_items", 4}, {"max_body_bytes", 2048}}}};
+  auto next = parse_config(cfg.dump(), d.dir.string(), "reload.json");
+  REQUIRE_MESSAGE(next.has_value(), next.status().to_string());
+  const std::string said = d.service->reload(*next);
+  CHECK(said.find("needs a restart") != std::string::npos);
+  CHECK(said.find("max_body_bytes") != std::string::npos);
+  for (const json& m : request(d.port, http::verb::get, "/v1/models").json_body()["models"]) {
+    if (m["name"] == "golden_dot") CHECK(m["sla_ms"] == 7.0);
+  }
+  // max_items 4 now refuses the 9-item golden query; the body limit is still the old one.
+  const Reply r =
+      request(d.port, http::verb::post, "/v2/models/golden_dot/infer", infer_body("dot").dump());
+  CHECK(r.status == 400);
+  CHECK(r.body.find("4") != std::string::npos);
+}
+
 // A table of bad requests: each gets a 4xx JSON error, and the next good one is served.
 TEST_CASE("bad requests get a 4xx JSON error and the daemon keeps serving") {
   Daemon d("secret", 64 * 1024);
