@@ -19,36 +19,49 @@ Status unknown_keys(const nlohmann::json& params, std::initializer_list<const ch
   return Status::ok();
 }
 
-// Waiting time before a new query starts on `d`: its backlog spread over its workers.
-double wait_ms(const DeviceView& d) { return d.backlog_ms / std::max(1, d.workers); }
+// Workers of `d` that take work: the awake ones.
+int awake(const DeviceView& d) {
+  return d.active_workers > 0 ? std::min(d.active_workers, d.workers) : d.workers;
+}
+
+// Waiting time before a new query starts on `d` if `k` workers are awake: its backlog
+// spread over them.
+double wait_ms(const DeviceView& d, int k) { return d.backlog_ms / std::max(1, k); }
+
+// 1, 2, 4, ... up to and including `last`.
+int next_count(int k, int last) { return k >= last ? last + 1 : std::min(k * 2, last); }
 
 struct Candidate {
   const DeviceView* device = nullptr;
   uint32_t sub_batch = 0;
-  int workers = 1;
+  int workers = 1;       // splits across this many workers
+  int awake = 0;         // workers to keep awake on the device (0: leave as is)
   double finish_ms = 0;  // wait + service
   double service_ms = 0;
 };
 
-// Every device with a profile for the model, and on CPUs every split over 1, 2, 4, ...
-// and all workers; GPUs run queries whole.
-std::vector<Candidate> candidates(const QueryInfo& q, const ClusterView& view) {
-  std::vector<Candidate> out;
+// Calls fn(candidate) for every device with a profile for the model and, on CPUs, every
+// split over 1, 2, 4, ... and all awake workers (GPUs run queries whole). With `parking`,
+// each CPU is also tried with only 1, 2, 4, ... workers awake: the wait then spreads the
+// backlog over those alone. Allocates nothing: decision time is part of every query's.
+template <class Fn>
+void for_each_candidate(const QueryInfo& q, const ClusterView& view, bool parking, Fn&& fn) {
   for (const DeviceView& d : view.devices) {
-    std::vector<int> counts = {1};
-    if (d.kind == DeviceKind::kCpu) {
-      for (int w = 2; w < d.workers; w *= 2) counts.push_back(w);
-      if (d.workers > 1) counts.push_back(d.workers);
-    }
-    for (int w : counts) {
-      if (w > static_cast<int>(q.items)) break;
-      const uint32_t sub = (q.items + w - 1) / w;
-      auto service = predict_service_ms(view.profiles, q.model->name, d.id, q.items, sub, w);
-      if (!service) break;
-      out.push_back({&d, sub, w, wait_ms(d) + *service, *service});
+    const bool cpu = d.kind == DeviceKind::kCpu;
+    const bool park = parking && cpu;
+    const int last_k = park ? d.workers : awake(d);
+    for (int k = park ? 1 : last_k; k <= last_k; k = next_count(k, last_k)) {
+      const double wait = wait_ms(d, k);
+      const int last_w = cpu ? k : 1;
+      for (int w = 1; w <= last_w; w = next_count(w, last_w)) {
+        if (w > static_cast<int>(q.items)) break;
+        const uint32_t sub = (q.items + w - 1) / w;
+        auto service = predict_service_ms(view.profiles, q.model->name, d.id, q.items, sub, w);
+        if (!service) break;
+        fn(Candidate{&d, sub, w, park ? k : 0, wait + *service, *service});
+      }
     }
   }
-  return out;
 }
 
 std::string describe(const Candidate& c, const char* why) {
@@ -59,7 +72,17 @@ std::string describe(const Candidate& c, const char* why) {
 }
 
 Placement to_placement(const Candidate& c, const char* why) {
-  return {c.device->id, c.sub_batch, c.workers, c.finish_ms, describe(c, why)};
+  return {c.device->id, c.sub_batch, c.workers, c.finish_ms, describe(c, why), c.awake};
+}
+
+// The candidate that finishes first (ties: fewer workers, as enumerated first).
+template <class Pred>
+std::optional<Candidate> earliest(const QueryInfo& q, const ClusterView& view, Pred&& ok) {
+  std::optional<Candidate> best;
+  for_each_candidate(q, view, false, [&](const Candidate& c) {
+    if (ok(c) && (!best || c.finish_ms < best->finish_ms)) best = c;
+  });
+  return best;
 }
 
 // See builtin.h. The baseline: request-level parallelism only.
@@ -71,7 +94,7 @@ class StaticPolicy final : public Policy {
       if (d.id != device_) continue;
       const double service =
           predict_service_ms(view.profiles, q.model->name, d.id, q.items, q.items, 1).value_or(0);
-      return Placement{d.id, q.items, 1, wait_ms(d) + service,
+      return Placement{d.id, q.items, 1, wait_ms(d, awake(d)) + service,
                        "static: whole query on one worker of " + d.id};
     }
     return unavailable("static: device " + device_ + " is not in the view");
@@ -96,71 +119,83 @@ class EarliestFinishPolicy final : public Policy {
  public:
   std::string_view name() const override { return "earliest-finish"; }
   Result<Placement> place(const QueryInfo& q, const ClusterView& view) override {
-    const std::vector<Candidate> all = candidates(q, view);
-    if (all.empty())
-      return unavailable("earliest-finish: no device has a profile for " + q.model->name);
-    const auto best = std::min_element(all.begin(), all.end(), [](const auto& a, const auto& b) {
-      return a.finish_ms < b.finish_ms;
-    });
+    const auto best = earliest(q, view, [](const Candidate&) { return true; });
+    if (!best) return unavailable("earliest-finish: no device has a profile for " + q.model->name);
     return to_placement(*best, "earliest-finish");
   }
   nlohmann::json params() const override { return nlohmann::json::object(); }
   Status configure(const nlohmann::json& p) override { return unknown_keys(p, {}); }
 };
 
+// Among the placements predicted to finish within (1 - margin) x the SLA, the one with
+// the least predicted energy; with `park`, CPUs may also keep fewer workers awake, which
+// the prediction charges as longer waits and fewer idle cores. Nothing feasible: the
+// earliest finish with every worker awake.
 class MinEnergyPolicy final : public Policy {
  public:
   std::string_view name() const override { return "min-energy"; }
   Result<Placement> place(const QueryInfo& q, const ClusterView& view) override {
-    const std::vector<Candidate> all = candidates(q, view);
-    if (all.empty()) return unavailable("min-energy: no device has a profile for " + q.model->name);
     const double budget = q.sla_ms * (1.0 - margin_);
-    const Candidate* best = nullptr;
+    std::optional<Candidate> best;
     double best_j = std::numeric_limits<double>::infinity();
-    for (const Candidate& c : all) {
-      if (c.finish_ms > budget) continue;
+    for_each_candidate(q, view, park_, [&](const Candidate& c) {
+      if (c.finish_ms > budget) return;
       const double j = energy_j(c, q, view);
-      if (j < best_j) best_j = j, best = &c;
-    }
-    if (best == nullptr) {
-      const auto fastest =
-          std::min_element(all.begin(), all.end(),
-                           [](const auto& a, const auto& b) { return a.finish_ms < b.finish_ms; });
+      if (j < best_j || (j == best_j && c.finish_ms < best->finish_ms)) best_j = j, best = c;
+    });
+    if (!best) {
+      // Wake everything: with parking on, the fallback also unparks the chosen CPU.
+      auto fastest = earliest(q, view, [](const Candidate&) { return true; });
+      if (!fastest) return unavailable("min-energy: no device has a profile for " + q.model->name);
+      if (park_ && fastest->device->kind == DeviceKind::kCpu) {
+        fastest->awake = fastest->device->workers;
+        fastest->finish_ms = wait_ms(*fastest->device, fastest->awake) + fastest->service_ms;
+      }
       return to_placement(*fastest, "min-energy (nothing meets the SLA): earliest finish");
     }
     Placement p = to_placement(*best, "min-energy");
-    char buf[48];
-    std::snprintf(buf, sizeof buf, ", %.3g J", best_j);
+    char buf[64];
+    if (best->awake > 0 && best->awake < best->device->workers) {
+      std::snprintf(buf, sizeof buf, ", %.3g J, %d of %d workers awake", best_j, best->awake,
+                    best->device->workers);
+    } else {
+      std::snprintf(buf, sizeof buf, ", %.3g J", best_j);
+    }
     p.reason += buf;
     return p;
   }
-  nlohmann::json params() const override { return {{"margin", margin_}}; }
+  nlohmann::json params() const override { return {{"margin", margin_}, {"park", park_}}; }
   Status configure(const nlohmann::json& p) override {
-    RECSCHED_RETURN_IF_ERROR(unknown_keys(p, {"margin"}));
-    if (p.contains("margin")) {
-      if (!p["margin"].is_number() || p["margin"] < 0 || p["margin"] >= 1) {
-        return invalid_argument("params: key 'margin' must be a number in [0, 1)");
-      }
-      margin_ = p["margin"].get<double>();
+    RECSCHED_RETURN_IF_ERROR(unknown_keys(p, {"margin", "park"}));
+    if (p.contains("margin") && (!p["margin"].is_number() || p["margin"] < 0 || p["margin"] >= 1)) {
+      return invalid_argument("params: key 'margin' must be a number in [0, 1)");
     }
+    if (p.contains("park") && !p["park"].is_boolean()) {
+      return invalid_argument("params: key 'park' must be true or false");
+    }
+    if (p.contains("margin")) margin_ = p["margin"].get<double>();
+    if (p.contains("park")) park_ = p["park"].get<bool>();
     return Status::ok();
   }
 
  private:
   // Profiled power per busy worker x the workers it keeps busy x the service time, plus
-  // the idle power of the device's other cores over the same time.
+  // the idle power of the device's other awake workers over the same time (parked ones
+  // draw next to nothing and are not counted).
   static double energy_j(const Candidate& c, const QueryInfo& q, const ClusterView& view) {
     auto p = view.profiles.estimate(q.model->name, c.device->id, q.items);
     const auto& pts = view.profiles.points(q.model->name, c.device->id);
     const ProfilePoint& ref =
         p ? *p : (q.items < pts.front().batch_size ? pts.front() : pts.back());
     const double per_worker_w = ref.power_w / std::max<uint32_t>(1, ref.best_workers);
+    const int awake_workers = c.awake > 0 ? c.awake : awake(*c.device);
     const double idle_per_worker = c.device->idle_w / std::max(1, c.device->workers);
     const double busy_w = per_worker_w * c.workers;
-    const double idle_w = idle_per_worker * std::max(0, c.device->workers - c.workers);
+    const double idle_w = idle_per_worker * std::max(0, awake_workers - c.workers);
     return (busy_w + idle_w) * c.service_ms / 1e3;
   }
   double margin_ = 0.2;
+  bool park_ = true;
 };
 
 template <class P>

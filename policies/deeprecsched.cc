@@ -1,12 +1,17 @@
 // DeepRecSched (Gupta et al., ISCA 2020; ../shared/reference/deeprecinfra.md): a query of
 // N items runs on the CPU as ceil(N / b) sub-batches of b items across all workers, or
-// whole on the accelerator when N >= the offload threshold. b is tuned per model online by
-// hill-climbing: each candidate size, in DeepRecSys's order (512, 384, 256, ... 32), is
-// tried for one window of completions; the search keeps going while the window's p95
-// improves and settles on the best size at the first that does worse.
-// The threshold: configured, or else the smallest profiled size from which the
-// accelerator's predicted service time beats the CPU's (DeepRecSys tunes it online too;
-// here the profiles give the crossover directly).
+// whole on the accelerator when N >= the offload threshold. Both knobs are tuned per model
+// online by hill-climbing on the p95 of a window of completions:
+//   1. the sub-batch size b: each candidate in DeepRecSys's order (512, 384, 256, ... 32)
+//      runs for one window; the search goes on while the p95 improves and settles on the
+//      best size at the first that does worse;
+//   2. then, where there is an accelerator and no threshold is configured, the threshold:
+//      it starts at the profiles' crossover (the smallest profiled size from which the
+//      accelerator's predicted service time beats the CPU's split one) and steps through
+//      the accelerator's profiled sizes, first down (more offload) and, if the first step
+//      down is worse, up; it settles at the first step that does worse.
+// Only completions of queries placed under the knob value being tried count towards its
+// window (a query placed before a change does not speak for the new value).
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -15,6 +20,14 @@
 
 namespace recsched::policies {
 namespace {
+
+constexpr uint32_t kNever = UINT32_MAX;  // a threshold no query reaches
+
+double window_p95(std::vector<double>& window) {
+  std::sort(window.begin(), window.end());
+  const size_t rank = static_cast<size_t>(std::ceil(0.95 * window.size()));
+  return window[std::clamp<size_t>(rank, 1, window.size()) - 1];
+}
 
 class DeepRecSchedPolicy final : public Policy {
  public:
@@ -29,48 +42,84 @@ class DeepRecSchedPolicy final : public Policy {
     }
     if (cpu == nullptr && gpu == nullptr) return unavailable("deeprecsched: no device in the view");
     const std::string& model = q.model->name;
-    if (gpu != nullptr && (cpu == nullptr || q.items >= threshold(model, *cpu, *gpu, view))) {
+    Tuning& t = tuning_[model];
+    if (t.next_id == 0) t.next_id = q.id;  // the first query this policy places
+    last_id_seen_ = std::max(last_id_seen_, q.id);
+    if (gpu != nullptr && (cpu == nullptr || q.items >= threshold(t, model, *cpu, *gpu, view))) {
       const double service =
           predict_service_ms(view.profiles, model, gpu->id, q.items, q.items, 1).value_or(0);
       return Placement{gpu->id, q.items, 1, gpu->backlog_ms + service,
                        "deeprecsched: " + std::to_string(q.items) + " items >= offload threshold"};
     }
-    const uint32_t b = sub_batch(model);
+    const uint32_t b = candidates_[t.index];
+    const int workers = cpu->active_workers > 0 ? cpu->active_workers : cpu->workers;
     const double service =
-        predict_service_ms(view.profiles, model, cpu->id, q.items, b, cpu->workers).value_or(0);
-    return Placement{cpu->id, b, cpu->workers,
-                     cpu->backlog_ms / std::max(1, cpu->workers) + service,
+        predict_service_ms(view.profiles, model, cpu->id, q.items, b, workers).value_or(0);
+    return Placement{cpu->id, b, workers, cpu->backlog_ms / std::max(1, workers) + service,
                      "deeprecsched: sub-batches of " + std::to_string(b) + " on " + cpu->id};
   }
 
   void observe(const Completion& done) override {
     if (!tune_ || !done.ok) return;
-    Tuning& t = tuning_[done.model];
-    if (t.settled || done.placement.sub_batch != candidates_[t.index]) return;
-    t.window.push_back(done.latency_ms);
-    if (t.window.size() < window_) return;
-    std::sort(t.window.begin(), t.window.end());
-    const double p95 = t.window[std::min(
-        t.window.size() - 1, static_cast<size_t>(std::ceil(0.95 * t.window.size())) - 1)];
-    t.window.clear();
-    if (p95 < t.best_p95) {
-      t.best_p95 = p95;
-      t.best = t.index;
-      if (t.index + 1 < candidates_.size()) {
-        ++t.index;  // keep climbing
+    auto it = tuning_.find(done.model);
+    if (it == tuning_.end()) return;
+    Tuning& t = it->second;
+    if (done.id < t.next_id) return;  // placed under an earlier knob value
+    if (!t.settled) {
+      // Sub-batch phase: the CPU's completions under the size being tried.
+      if (done.placement.device == gpu_id_ || done.placement.sub_batch != candidates_[t.index])
+        return;
+      t.window.push_back(done.latency_ms);
+      if (t.window.size() < window_) return;
+      const double p95 = window_p95(t.window);
+      t.window.clear();
+      if (p95 < t.best_p95) {
+        t.best_p95 = p95;
+        t.best = t.index;
+        if (t.index + 1 < candidates_.size()) {
+          ++t.index;  // keep climbing
+        } else {
+          t.settled = true;
+        }
       } else {
+        t.index = t.best;  // the first that does worse ends the search
         t.settled = true;
       }
-    } else {
-      t.index = t.best;  // the first that does worse ends the search
-      t.settled = true;
+      t.next_id = last_id_seen_ + 1;
+      return;
     }
+    // Threshold phase: every completion of the model under the threshold being tried.
+    if (t.th_dir == 0 || t.th.empty()) return;
+    t.window.push_back(done.latency_ms);
+    if (t.window.size() < window_) return;
+    const double p95 = window_p95(t.window);
+    t.window.clear();
+    if (p95 < t.th_best_p95) {
+      t.th_best_p95 = p95;
+      t.th_best = t.th_index;
+      step(t);
+    } else if (t.th_dir < 0 && t.th_best == t.th_start && !t.turned) {
+      t.turned = true;  // the first step down did worse: try up from the start
+      t.th_dir = +1;
+      t.th_index = t.th_start;
+      step(t);
+    } else {
+      t.th_index = t.th_best;
+      t.th_dir = 0;
+    }
+    t.next_id = last_id_seen_ + 1;
   }
 
   nlohmann::json params() const override {
     nlohmann::json tuned = nlohmann::json::object();
     for (const auto& [model, t] : tuning_) {
-      tuned[model] = {{"sub_batch", candidates_[t.index]}, {"settled", t.settled}};
+      nlohmann::json j = {{"sub_batch", candidates_[t.index]}, {"settled", t.settled}};
+      if (!t.th.empty()) {
+        const uint32_t th = t.th[t.th_index];
+        j["threshold"] = th == kNever ? nlohmann::json("never") : nlohmann::json(th);
+        j["threshold_settled"] = t.th_dir == 0;
+      }
+      tuned[model] = j;
     }
     return {{"threshold", threshold_},
             {"window", window_},
@@ -82,9 +131,11 @@ class DeepRecSchedPolicy final : public Policy {
   Status configure(const nlohmann::json& p) override {
     for (const auto& [key, value] : p.items()) {
       if (key == "threshold") {
-        if (!value.is_number_integer() || value.get<int64_t>() < 0) {
+        if (!value.is_number_integer() || value.get<int64_t>() < 0 ||
+            value.get<int64_t>() > (int64_t{1} << 20)) {
           return invalid_argument(
-              "params: key 'threshold' must be a non-negative integer (0: from the profiles)");
+              "params: key 'threshold' must be an integer in [0, 1048576] (0: from the "
+              "profiles, tuned online)");
         }
       } else if (key == "window") {
         if (!value.is_number_integer() || value.get<int64_t>() < 1 ||
@@ -120,34 +171,65 @@ class DeepRecSchedPolicy final : public Policy {
 
  private:
   struct Tuning {
+    uint64_t next_id = 0;  // completions of queries before this id are not counted
+    std::vector<double> window;
+    // Sub-batch search.
     size_t index = 0;  // candidate in use
     size_t best = 0;
     double best_p95 = INFINITY;
     bool settled = false;
-    std::vector<double> window;
+    // Threshold search: th holds the accelerator's profiled sizes and kNever, ascending.
+    std::vector<uint32_t> th;
+    size_t th_index = 0, th_start = 0, th_best = 0;
+    double th_best_p95 = INFINITY;
+    int th_dir = -1;  // -1 stepping down, +1 up, 0 settled
+    bool turned = false;
   };
 
-  uint32_t sub_batch(const std::string& model) { return candidates_[tuning_[model].index]; }
-
-  uint32_t threshold(const std::string& model, const DeviceView& cpu, const DeviceView& gpu,
-                     const ClusterView& view) {
-    if (threshold_ > 0) return threshold_;
-    const uint32_t b = sub_batch(model);
-    for (const ProfilePoint& p : view.profiles.points(model, gpu.id)) {
-      const auto on_gpu =
-          predict_service_ms(view.profiles, model, gpu.id, p.batch_size, p.batch_size, 1);
-      const auto on_cpu =
-          predict_service_ms(view.profiles, model, cpu.id, p.batch_size, b, cpu.workers);
-      if (on_gpu && (!on_cpu || *on_gpu < *on_cpu)) return p.batch_size;
+  // One step in the threshold search's direction, or settle at the best at the edge.
+  static void step(Tuning& t) {
+    const bool can = t.th_dir < 0 ? t.th_index > 0 : t.th_index + 1 < t.th.size();
+    if (!can) {
+      t.th_index = t.th_best;
+      t.th_dir = 0;
+      return;
     }
-    return UINT32_MAX;  // the accelerator never wins
+    t.th_index = t.th_dir < 0 ? t.th_index - 1 : t.th_index + 1;
+  }
+
+  uint32_t threshold(Tuning& t, const std::string& model, const DeviceView& cpu,
+                     const DeviceView& gpu, const ClusterView& view) {
+    gpu_id_ = gpu.id;
+    if (threshold_ > 0) return threshold_;
+    if (t.th.empty()) {
+      // The accelerator's profiled sizes, and where the profiles cross over.
+      const uint32_t b = candidates_[t.index];
+      const int workers = cpu.active_workers > 0 ? cpu.active_workers : cpu.workers;
+      for (const ProfilePoint& p : view.profiles.points(model, gpu.id)) t.th.push_back(p.batch_size);
+      t.th.push_back(kNever);
+      t.th_start = t.th.size() - 1;
+      for (size_t i = 0; i + 1 < t.th.size(); ++i) {
+        const auto on_gpu = predict_service_ms(view.profiles, model, gpu.id, t.th[i], t.th[i], 1);
+        const auto on_cpu = predict_service_ms(view.profiles, model, cpu.id, t.th[i], b, workers);
+        if (on_gpu && (!on_cpu || *on_gpu < *on_cpu)) {
+          t.th_start = i;
+          break;
+        }
+      }
+      t.th_index = t.th_best = t.th_start;
+      if (!tune_) t.th_dir = 0;
+    }
+    // The threshold is tuned only once the sub-batch size has settled.
+    return t.th[t.settled ? t.th_index : t.th_start];
   }
 
   uint32_t threshold_ = 0;
   size_t window_ = 64;
   bool tune_ = true;
   std::vector<uint32_t> candidates_ = {512, 384, 256, 192, 128, 96, 64, 32};
-  std::map<std::string, Tuning> tuning_;
+  std::map<std::string, Tuning, std::less<>> tuning_;
+  std::string gpu_id_;
+  uint64_t last_id_seen_ = 0;
 };
 
 }  // namespace

@@ -31,6 +31,7 @@ struct DeviceView {
   size_t queued = 0;      ///< queries waiting or running
   double backlog_ms = 0;  ///< predicted time to finish what is queued (see Dispatcher)
   double idle_w = 0;      ///< power it draws idle (for min-energy), whole device
+  int active_workers = 0;  ///< workers kept awake (the rest parked); 0 = all
 };
 
 /// Per-model facts a policy may use.
@@ -62,6 +63,9 @@ struct Placement {
   int workers = 1;          ///< at most this many workers on it at once
   double predicted_ms = 0;  ///< the policy's estimate, for the placement log and admission
   std::string reason;       ///< one short line for the placement log
+  /// Workers of `device` to keep awake from now on, the rest parked (they take no work,
+  /// so their cores can sleep); 0 leaves the device as it is. Only min-energy parks.
+  int active_workers = 0;
 };
 
 /// A finished query, fed back to the policy that placed it.

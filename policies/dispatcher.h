@@ -1,0 +1,84 @@
+// The dispatcher: what recschedd and the simulator both run between a query's arrival
+// and its device. It holds the active policy, keeps each device's backlog (predicted
+// work admitted and not yet done), asks the policy for a placement, admits or rejects
+// it against the SLA, and feeds completions back. Swapping the policy (PUT /v1/policy)
+// never touches a query already placed: its completion still settles its backlog, and
+// only the policy that placed it observes it.
+// Depends on policies/policy.h and the registry; no threads (the caller serialises calls
+// or holds the daemon's lock).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "policies/policy.h"
+
+namespace recsched::policies {
+
+/// The live part of a device that the caller measures (the runner's queue); the
+/// dispatcher adds the backlog it tracks.
+struct DeviceLoad {
+  int busy_workers = 0;
+  size_t queued = 0;
+  int active_workers = 0;  ///< 0 = all awake
+};
+
+/// One device the dispatcher may place on.
+struct DeviceInfo {
+  std::string id;
+  DeviceKind kind = DeviceKind::kCpu;
+  int workers = 1;
+  double idle_w = 0;
+};
+
+/// The outcome of dispatch(): a placement, admitted or not.
+struct Decision {
+  Placement placement;
+  bool admitted = false;
+  std::string policy;      ///< the name of the policy that decided
+  uint64_t generation = 0;  ///< which policy instance: hand back to complete()
+  double service_ms = 0;   ///< predicted service time, without the wait
+  std::string why;         ///< why it was rejected ("" if admitted)
+  size_t device_index = 0;  ///< into the dispatcher's devices()
+  double backlog_added_ms = 0;  ///< worker-milliseconds added to that device's backlog
+};
+
+class Dispatcher {
+ public:
+  /// `reject_factor`: reject a query whose predicted completion exceeds this times its SLA.
+  Dispatcher(std::vector<DeviceInfo> devices, std::unique_ptr<Policy> policy,
+             double reject_factor);
+
+  /// Places one query. `loads` has one entry per device, in the constructor's order.
+  /// An admitted decision adds its predicted work to its device's backlog until
+  /// complete() is called with it (exactly once). A rejected one needs no complete().
+  Decision dispatch(const QueryInfo& query, const std::vector<DeviceLoad>& loads,
+                    const ProfileTable& profiles, Clock::time_point now);
+
+  /// A query placed by dispatch() finished (or failed): settles its device's backlog and,
+  /// if the policy that placed it is still the active one, lets it observe.
+  void complete(const Decision& decision, const Completion& done);
+
+  /// Replaces the policy (live): queries in flight keep their placements.
+  void set_policy(std::unique_ptr<Policy> policy);
+  Policy& policy() { return *policy_; }
+  const Policy& policy() const { return *policy_; }
+
+  void set_reject_factor(double f) { reject_factor_ = f; }
+  const std::vector<DeviceInfo>& devices() const { return devices_; }
+  /// Predicted milliseconds of work admitted and not finished, per device (constructor order).
+  const std::vector<double>& backlog_ms() const { return backlog_ms_; }
+
+ private:
+  std::vector<DeviceInfo> devices_;
+  std::unique_ptr<Policy> policy_;
+  uint64_t generation_ = 1;
+  double reject_factor_;
+  std::vector<double> backlog_ms_;
+  std::vector<DeviceView> views_;  // reused by every dispatch()
+};
+
+}  // namespace recsched::policies
