@@ -205,7 +205,8 @@ class DeepRecSchedPolicy final : public Policy {
       // The accelerator's profiled sizes, and where the profiles cross over.
       const uint32_t b = candidates_[t.index];
       const int workers = cpu.active_workers > 0 ? cpu.active_workers : cpu.workers;
-      for (const ProfilePoint& p : view.profiles.points(model, gpu.id)) t.th.push_back(p.batch_size);
+      for (const ProfilePoint& p : view.profiles.points(model, gpu.id))
+        t.th.push_back(p.batch_size);
       t.th.push_back(kNever);
       t.th_start = t.th.size() - 1;
       for (size_t i = 0; i + 1 < t.th.size(); ++i) {

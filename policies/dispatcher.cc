@@ -41,11 +41,11 @@ Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLo
   out.device_index = static_cast<size_t>(it - devices_.begin());
   const int awake = out.placement.active_workers > 0 ? out.placement.active_workers : it->workers;
   out.placement.workers = std::clamp(out.placement.workers, 1, std::max(1, awake));
-  out.placement.sub_batch = std::clamp<uint32_t>(out.placement.sub_batch, 1,
-                                                 std::max<uint32_t>(1, query.items));
+  out.placement.sub_batch =
+      std::clamp<uint32_t>(out.placement.sub_batch, 1, std::max<uint32_t>(1, query.items));
   const std::string model = query.model != nullptr ? query.model->name : std::string();
-  out.service_ms = predict_service_ms(profiles, model, it->id, query.items,
-                                      out.placement.sub_batch, out.placement.workers)
+  out.service_ms = predict_service_ms(profiles, model, it->id, query.items, out.placement.sub_batch,
+                                      out.placement.workers)
                        .value_or(0.0);
   const double sla = query.sla_ms > 0 ? query.sla_ms : (query.model ? query.model->sla_ms : 0);
   if (sla > 0 && out.placement.predicted_ms > reject_factor_ * sla) {

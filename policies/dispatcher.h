@@ -38,19 +38,18 @@ struct DeviceInfo {
 struct Decision {
   Placement placement;
   bool admitted = false;
-  std::string policy;      ///< the name of the policy that decided
-  uint64_t generation = 0;  ///< which policy instance: hand back to complete()
-  double service_ms = 0;   ///< predicted service time, without the wait
-  std::string why;         ///< why it was rejected ("" if admitted)
-  size_t device_index = 0;  ///< into the dispatcher's devices()
+  std::string policy;           ///< the name of the policy that decided
+  uint64_t generation = 0;      ///< which policy instance: hand back to complete()
+  double service_ms = 0;        ///< predicted service time, without the wait
+  std::string why;              ///< why it was rejected ("" if admitted)
+  size_t device_index = 0;      ///< into the dispatcher's devices()
   double backlog_added_ms = 0;  ///< worker-milliseconds added to that device's backlog
 };
 
 class Dispatcher {
  public:
   /// `reject_factor`: reject a query whose predicted completion exceeds this times its SLA.
-  Dispatcher(std::vector<DeviceInfo> devices, std::unique_ptr<Policy> policy,
-             double reject_factor);
+  Dispatcher(std::vector<DeviceInfo> devices, std::unique_ptr<Policy> policy, double reject_factor);
 
   /// Places one query. `loads` has one entry per device, in the constructor's order.
   /// An admitted decision adds its predicted work to its device's backlog until

@@ -28,9 +28,9 @@ struct DeviceView {
   DeviceKind kind = DeviceKind::kCpu;
   int workers = 1;  ///< CPU: pinned workers; GPU: streams
   int busy_workers = 0;
-  size_t queued = 0;      ///< queries waiting or running
-  double backlog_ms = 0;  ///< predicted time to finish what is queued (see Dispatcher)
-  double idle_w = 0;      ///< power it draws idle (for min-energy), whole device
+  size_t queued = 0;       ///< queries waiting or running
+  double backlog_ms = 0;   ///< predicted time to finish what is queued (see Dispatcher)
+  double idle_w = 0;       ///< power it draws idle (for min-energy), whole device
   int active_workers = 0;  ///< workers kept awake (the rest parked); 0 = all
 };
 

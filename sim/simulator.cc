@@ -1,0 +1,470 @@
+#include "sim/simulator.h"
+
+#include <algorithm>
+#include <cmath>
+#include <deque>
+#include <fstream>
+#include <memory>
+#include <queue>
+#include <set>
+#include <sstream>
+
+#include "policies/registry.h"
+
+namespace recsched::sim {
+namespace {
+
+// Uniform in (0, 1) from 53 random bits.
+double uniform(std::mt19937_64& rng) { return ((rng() >> 11) + 0.5) * 0x1.0p-53; }
+
+// Standard normal by Box-Muller (one of the pair; simple and portable).
+double normal(std::mt19937_64& rng) {
+  const double u1 = uniform(rng), u2 = uniform(rng);
+  return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+}
+
+uint32_t draw_size(const SizeDistribution& d, std::mt19937_64& rng) {
+  double x = d.fixed;
+  switch (d.kind) {
+    case SizeDistribution::Kind::kLognormal:
+      x = std::exp(d.mu + d.sigma * normal(rng));
+      break;
+    case SizeDistribution::Kind::kNormal:
+      x = d.mu + d.sigma * normal(rng);
+      break;
+    case SizeDistribution::Kind::kFixed:
+      break;
+  }
+  return static_cast<uint32_t>(std::clamp(std::round(x), 1.0, double(std::max(1u, d.cap))));
+}
+
+double percentile(std::vector<double>& v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t rank = static_cast<size_t>(std::ceil(p / 100.0 * v.size()));
+  return v[std::clamp<size_t>(rank, 1, v.size()) - 1];
+}
+
+policies::Clock::time_point at(double ms) {
+  return policies::Clock::time_point(std::chrono::duration_cast<policies::Clock::duration>(
+      std::chrono::duration<double, std::milli>(ms)));
+}
+
+// A query admitted to a device: the runner's job.
+struct Job {
+  size_t query = 0;
+  policies::Decision decision;
+  uint32_t items = 0, sub = 1, taken = 0, finished = 0;
+  int cap = 1, running = 0;
+};
+
+enum class WorkerState { kIdle, kBusy, kParked };
+
+struct Worker {
+  WorkerState state = WorkerState::kIdle;
+  double since_ms = 0;
+  double busy_w = 0;  // power while this sub-batch runs
+  std::shared_ptr<Job> job;
+  uint32_t count = 0;  // items in the running sub-batch
+};
+
+struct SimDevice {
+  Device d;
+  std::deque<std::shared_ptr<Job>> queue;  // admitted, not finished, in arrival order
+  std::vector<Worker> workers;
+  int active = 0;  // awake workers
+  double energy_j = 0;
+  uint64_t queries = 0;
+};
+
+struct Event {
+  double t = 0;
+  uint64_t seq = 0;
+  size_t device = 0;
+  size_t worker = 0;
+  bool operator>(const Event& o) const { return t != o.t ? t > o.t : seq > o.seq; }
+};
+
+class Simulation {
+ public:
+  Simulation(const std::vector<Query>& trace, const std::vector<Device>& devices,
+             const ProfileTable& profiles, const std::vector<ModelTarget>& targets,
+             std::unique_ptr<policies::Policy> policy, const Options& options)
+      : trace_(trace), profiles_(profiles), options_(options), rng_(options.seed) {
+    std::vector<policies::DeviceInfo> infos;
+    for (const Device& d : devices) {
+      SimDevice s;
+      s.d = d;
+      s.workers.resize(std::max(1, d.info.workers));
+      s.active = static_cast<int>(s.workers.size());
+      devices_.push_back(std::move(s));
+      infos.push_back(d.info);
+    }
+    dispatcher_ = std::make_unique<policies::Dispatcher>(std::move(infos), std::move(policy),
+                                                         options.reject_factor);
+    for (const ModelTarget& t : targets) {
+      models_[t.model].view = {t.model, t.sla_ms, 0.0};
+    }
+  }
+
+  Report run() {
+    const double span = trace_.empty() ? 0 : trace_.back().arrival_ms;
+    warmup_ms_ = span * options_.warmup_fraction;
+    size_t next = 0;
+    while (next < trace_.size() || !events_.empty()) {
+      if (next < trace_.size() && (events_.empty() || trace_[next].arrival_ms <= events_.top().t)) {
+        arrive(next++);
+      } else {
+        const Event e = events_.top();
+        events_.pop();
+        finish(e);
+      }
+    }
+    return report(span);
+  }
+
+ private:
+  struct ModelState {
+    policies::ModelView view;
+    std::vector<double> latencies;  // after warm-up
+    std::vector<double> recent;     // the last 64, for the view's recent p95
+    uint64_t offered = 0, rejected = 0;
+  };
+
+  double worker_w(const SimDevice& s, WorkerState st, double busy_w) const {
+    switch (st) {
+      case WorkerState::kBusy:
+        return busy_w;
+      case WorkerState::kIdle:
+        return s.d.info.idle_w / s.workers.size();
+      case WorkerState::kParked:
+        return s.d.parked_w_per_worker;
+    }
+    return 0;
+  }
+
+  void set_state(SimDevice& s, Worker& w, WorkerState st, double now) {
+    s.energy_j += worker_w(s, w.state, w.busy_w) * (now - w.since_ms) / 1e3;
+    w.state = st;
+    w.since_ms = now;
+  }
+
+  // Parks or wakes idle workers to match s.active (busy ones finish first).
+  void apply_active(SimDevice& s, double now) {
+    for (size_t i = 0; i < s.workers.size(); ++i) {
+      Worker& w = s.workers[i];
+      if (w.state == WorkerState::kBusy) continue;
+      const WorkerState want =
+          static_cast<int>(i) < s.active ? WorkerState::kIdle : WorkerState::kParked;
+      if (w.state != want) set_state(s, w, want, now);
+    }
+  }
+
+  void arrive(size_t index) {
+    const Query& q = trace_[index];
+    ModelState& m = models_.at(q.model);
+    const bool counted = q.arrival_ms >= warmup_ms_;
+    if (counted) ++m.offered;
+    loads_.clear();
+    for (const SimDevice& s : devices_) {
+      int busy = 0;
+      for (const Worker& w : s.workers) busy += w.state == WorkerState::kBusy;
+      loads_.push_back(
+          {busy, s.queue.size(), s.active < static_cast<int>(s.workers.size()) ? s.active : 0});
+    }
+    const policies::QueryInfo info{index + 1, &m.view, q.items, m.view.sla_ms};
+    policies::Decision decision = dispatcher_->dispatch(info, loads_, profiles_, at(q.arrival_ms));
+    if (!decision.admitted) {
+      if (counted) ++m.rejected;
+      return;
+    }
+    SimDevice& s = devices_[decision.device_index];
+    ++s.queries;
+    if (decision.placement.active_workers > 0) {
+      s.active = std::min<int>(decision.placement.active_workers, s.workers.size());
+      apply_active(s, q.arrival_ms);
+    }
+    auto job = std::make_shared<Job>();
+    job->query = index;
+    job->items = q.items;
+    job->sub = std::max<uint32_t>(1, decision.placement.sub_batch);
+    job->cap = std::max(1, decision.placement.workers);
+    job->decision = std::move(decision);
+    s.queue.push_back(std::move(job));
+    start_work(job_device(s), q.arrival_ms);
+  }
+
+  size_t job_device(const SimDevice& s) const { return &s - devices_.data(); }
+
+  // Every free awake worker takes a sub-batch of the oldest query that has one left and
+  // fewer than its cap running (CpuRunner's rule).
+  void start_work(size_t device, double now) {
+    SimDevice& s = devices_[device];
+    for (size_t i = 0; i < s.workers.size() && static_cast<int>(i) < s.active; ++i) {
+      Worker& w = s.workers[i];
+      if (w.state != WorkerState::kIdle) continue;
+      std::shared_ptr<Job> job;
+      for (const auto& j : s.queue) {
+        if (j->taken < j->items && j->running < j->cap) {
+          job = j;
+          break;
+        }
+      }
+      if (!job) return;
+      const Query& q = trace_[job->query];
+      const uint32_t count = std::min(job->sub, job->items - job->taken);
+      job->taken += count;
+      ++job->running;
+      double ms = policies::predict_service_ms(profiles_, q.model, s.d.info.id, count, count, 1)
+                      .value_or(0);
+      if (options_.noise > 0) {
+        const double sg = options_.noise;
+        ms *= std::exp(sg * normal(rng_) - sg * sg / 2);
+      }
+      set_state(s, w, WorkerState::kBusy, now);
+      w.busy_w = busy_power(q.model, s, count);
+      w.job = job;
+      w.count = count;
+      events_.push({now + ms, seq_++, device, i});
+    }
+  }
+
+  // The profile's power per busy worker at this size (the nearest measured end outside).
+  double busy_power(const std::string& model, const SimDevice& s, uint32_t count) const {
+    const auto& pts = profiles_.points(model, s.d.info.id);
+    if (pts.empty()) return 0;
+    auto p = profiles_.estimate(model, s.d.info.id, count);
+    const ProfilePoint& ref = p ? *p : (count < pts.front().batch_size ? pts.front() : pts.back());
+    return ref.power_w / std::max<uint32_t>(1, ref.best_workers);
+  }
+
+  void finish(const Event& e) {
+    SimDevice& s = devices_[e.device];
+    Worker& w = s.workers[e.worker];
+    std::shared_ptr<Job> job = std::move(w.job);
+    set_state(s, w,
+              static_cast<int>(e.worker) < s.active ? WorkerState::kIdle : WorkerState::kParked,
+              e.t);
+    --job->running;
+    job->finished += w.count;
+    if (job->finished == job->items) {
+      s.queue.erase(std::find(s.queue.begin(), s.queue.end(), job));
+      const Query& q = trace_[job->query];
+      const double latency = e.t - q.arrival_ms;
+      ModelState& m = models_.at(q.model);
+      if (q.arrival_ms >= warmup_ms_) m.latencies.push_back(latency);
+      m.recent.push_back(latency);
+      if (m.recent.size() > 64) m.recent.erase(m.recent.begin());
+      if (++completions_ % 16 == 0) {
+        std::vector<double> r = m.recent;
+        m.view.recent_p95_ms = percentile(r, 95);
+      }
+      end_ms_ = std::max(end_ms_, e.t);
+      dispatcher_->complete(job->decision, {job->query + 1, q.model, q.items,
+                                            job->decision.placement, latency, true});
+    }
+    start_work(e.device, e.t);
+  }
+
+  Report report(double span) {
+    Report r;
+    r.policy = std::string(dispatcher_->policy().name());
+    const double end = std::max(end_ms_, span);
+    uint64_t offered = 0, rejected = 0, completed = 0;
+    bool ok = true;
+    for (auto& [name, m] : models_) {
+      if (m.offered == 0) continue;
+      ModelReport mr;
+      mr.model = name;
+      mr.sla_ms = m.view.sla_ms;
+      mr.offered = m.offered;
+      mr.rejected = m.rejected;
+      mr.completed = m.latencies.size();
+      mr.violations = m.latencies.empty()
+                          ? 0
+                          : double(std::count_if(m.latencies.begin(), m.latencies.end(),
+                                                 [&](double l) { return l > m.view.sla_ms; })) /
+                                m.latencies.size();
+      mr.p50_ms = percentile(m.latencies, 50);
+      mr.p95_ms = percentile(m.latencies, 95);
+      mr.p99_ms = percentile(m.latencies, 99);
+      mr.max_ms = m.latencies.empty() ? 0 : m.latencies.back();
+      ok = ok && mr.completed > 0 && mr.p95_ms <= mr.sla_ms;
+      offered += mr.offered;
+      rejected += mr.rejected;
+      completed += mr.completed;
+      r.models.push_back(mr);
+    }
+    for (SimDevice& s : devices_) {
+      for (Worker& w : s.workers) set_state(s, w, w.state, end);
+      r.energy_j += s.energy_j;
+      r.queries_per_device[s.d.info.id] = s.queries;
+    }
+    const double counted_s = (span - warmup_ms_) / 1e3;
+    r.offered_qps = counted_s > 0 ? offered / counted_s : 0;
+    r.achieved_qps = counted_s > 0 ? completed / counted_s : 0;
+    uint64_t admitted = 0;
+    for (const SimDevice& s : devices_) admitted += s.queries;
+    r.energy_per_query_j = r.energy_j / std::max<uint64_t>(1, admitted);
+    r.seconds = end / 1e3;
+    r.meets_sla = ok && offered > 0 && rejected <= 0.01 * offered;
+    return r;
+  }
+
+  const std::vector<Query>& trace_;
+  const ProfileTable& profiles_;
+  Options options_;
+  std::mt19937_64 rng_;
+  std::vector<SimDevice> devices_;
+  std::unique_ptr<policies::Dispatcher> dispatcher_;
+  std::map<std::string, ModelState> models_;
+  std::priority_queue<Event, std::vector<Event>, std::greater<>> events_;
+  std::vector<policies::DeviceLoad> loads_;
+  uint64_t seq_ = 0, completions_ = 0;
+  double warmup_ms_ = 0, end_ms_ = 0;
+};
+
+}  // namespace
+
+std::vector<Query> poisson_trace(const TraceOptions& o) {
+  std::mt19937_64 rng(o.seed);
+  double total = 0;
+  for (const auto& [m, w] : o.mix) total += w;
+  std::vector<Query> out;
+  if (o.qps <= 0 || total <= 0) return out;
+  double t = 0;
+  while (true) {
+    t += -std::log(uniform(rng)) / o.qps * 1e3;
+    if (t > o.seconds * 1e3) break;
+    double pick = uniform(rng) * total;
+    size_t i = 0;
+    while (i + 1 < o.mix.size() && pick >= o.mix[i].second) pick -= o.mix[i++].second;
+    out.push_back({t, o.mix[i].first, draw_size(o.sizes, rng)});
+  }
+  return out;
+}
+
+Result<Report> simulate(const std::vector<Query>& trace, const std::vector<Device>& devices,
+                        const ProfileTable& profiles, const std::vector<ModelTarget>& targets,
+                        std::unique_ptr<policies::Policy> policy, const Options& options) {
+  std::set<std::string> ids;
+  for (const Device& d : devices) {
+    if (!ids.insert(d.info.id).second)
+      return invalid_argument("simulate: device '" + d.info.id + "' given twice");
+  }
+  std::set<std::string> known;
+  for (const ModelTarget& t : targets) known.insert(t.model);
+  for (const Query& q : trace) {
+    if (!known.count(q.model))
+      return invalid_argument("simulate: model '" + q.model + "' in the trace has no target");
+  }
+  if (policy == nullptr) return invalid_argument("simulate: no policy");
+  return Simulation(trace, devices, profiles, targets, std::move(policy), options).run();
+}
+
+Result<Report> find_max_qps(TraceOptions trace, const std::vector<Device>& devices,
+                            const ProfileTable& profiles, const std::vector<ModelTarget>& targets,
+                            const std::string& policy, const nlohmann::json& params,
+                            const Options& options, double start_qps) {
+  auto run = [&](double qps) -> Result<Report> {
+    trace.qps = qps;
+    RECSCHED_ASSIGN_OR_RETURN(auto p, policies::create_policy(policy, params));
+    return simulate(poisson_trace(trace), devices, profiles, targets, std::move(p), options);
+  };
+  Report best;
+  double lo = 0, hi = start_qps;
+  while (true) {  // ramp: double until a run fails
+    RECSCHED_ASSIGN_OR_RETURN(Report r, run(hi));
+    if (!r.meets_sla) break;
+    best = r;
+    lo = hi;
+    hi *= 2;
+    if (hi > 1e7) return invalid_argument("find_max_qps: no failure below 10M qps");
+  }
+  while (hi - lo > 0.02 * hi) {  // bisect to within 2 %
+    const double mid = (lo + hi) / 2;
+    RECSCHED_ASSIGN_OR_RETURN(Report r, run(mid));
+    if (r.meets_sla) {
+      best = r;
+      lo = mid;
+    } else {
+      hi = mid;
+    }
+  }
+  if (best.policy.empty()) best.policy = policy;
+  return best;
+}
+
+nlohmann::json Report::to_json() const {
+  nlohmann::json ms = nlohmann::json::array();
+  for (const ModelReport& m : models) {
+    ms.push_back({{"model", m.model},
+                  {"sla_ms", m.sla_ms},
+                  {"offered", m.offered},
+                  {"completed", m.completed},
+                  {"rejected", m.rejected},
+                  {"p50_ms", m.p50_ms},
+                  {"p95_ms", m.p95_ms},
+                  {"p99_ms", m.p99_ms},
+                  {"max_ms", m.max_ms},
+                  {"violations", m.violations}});
+  }
+  return {{"policy", policy},
+          {"offered_qps", offered_qps},
+          {"achieved_qps", achieved_qps},
+          {"energy_j", energy_j},
+          {"energy_per_query_j", energy_per_query_j},
+          {"seconds", seconds},
+          {"meets_sla", meets_sla},
+          {"queries_per_device", queries_per_device},
+          {"models", ms}};
+}
+
+Result<ProfileTable> load_profiles(const std::string& path, std::string* note) {
+  std::ifstream f(path);
+  if (!f) return not_found("cannot open profiles " + path);
+  nlohmann::json j = nlohmann::json::parse(f, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return invalid_argument(path + ": not a JSON object");
+  const char* key = j.contains("profiles") ? "profiles" : "entries";
+  if (!j.contains(key) || !j[key].is_array())
+    return invalid_argument(path + ": no 'profiles' or 'entries' array");
+  ProfileTable table;
+  size_t derived = 0;
+  try {
+    for (const auto& e : j[key]) {
+      const std::string model = e.at("model"), device = e.at("device");
+      for (const auto& p : e.at("points")) {
+        ProfilePoint pt;
+        pt.batch_size = p.at("batch_size");
+        pt.p50_us = p.at("p50_us");
+        pt.p95_us = p.value("p95_us", pt.p50_us);
+        pt.items_per_s = p.value("items_per_s", 0.0);
+        pt.power_w = p.value("power_w", 0.0);
+        pt.energy_per_item_j = p.value("energy_per_item_j", 0.0);
+        pt.power_source = p.value("power_source", std::string("estimated"));
+        pt.best_sub_batch = p.value("best_sub_batch", pt.batch_size);
+        pt.best_workers = std::max<uint32_t>(1, p.value("best_workers", 1u));
+        if (p.contains("p50_single_us")) {
+          pt.p50_single_us = p.at("p50_single_us");
+        } else {
+          pt.p50_single_us = pt.p50_us * pt.best_workers;
+          ++derived;
+        }
+        if (pt.batch_size < 1 || !(pt.p50_single_us > 0))
+          return invalid_argument(path + ": " + model + " on " + device + ": bad point");
+        table.add(model, device, pt);
+      }
+    }
+  } catch (const nlohmann::json::exception& ex) {
+    return invalid_argument(path + ": " + ex.what());
+  }
+  if (note != nullptr) {
+    *note = derived == 0 ? ""
+                         : std::to_string(derived) +
+                               " points had no p50_single_us (written before it existed): "
+                               "taken as p50_us x best_workers";
+  }
+  return table;
+}
+
+}  // namespace recsched::sim

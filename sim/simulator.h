@@ -1,0 +1,128 @@
+// The cluster-free simulator: replays a query trace through any policy on devices whose
+// service times come from a profile table (this machine's, a recorded one of hardware
+// we do not have, or a scaled one), with a manual clock, and reports tail latency per
+// model, throughput and energy. Deterministic: the same inputs and seed give the same
+// report, bit for bit.
+//
+// What it models, and what it does not:
+// - Devices run exactly as profiler::CpuRunner does: a FIFO of queries, each cut into
+//   sub-batches of the placement's size; a free, awake worker takes a sub-batch of the
+//   oldest query that has one left and fewer than its worker cap running. GPUs have
+//   `workers` streams, each running whole queries.
+// - A sub-batch of s items takes the profile's single-worker median at s (interpolated;
+//   per item beyond the measured range), times a lognormal noise factor (mean 1,
+//   sigma `noise`) drawn per sub-batch. Contention between workers (shared memory
+//   bandwidth) is not modelled beyond what the profile measured.
+// - Admission and placement go through policies::Dispatcher, the code recschedd runs.
+// - Energy: each worker is busy (the profile's power per worker at that size), awake
+//   and idle (the device's idle watts per worker) or parked (parked_w per worker), and
+//   the report sums power x time per state over the run.
+// Depends on core, policies and nlohmann/json.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/profile.h"
+#include "core/status.h"
+#include "policies/dispatcher.h"
+#include "policies/policy.h"
+
+namespace recsched::sim {
+
+/// One query of a trace.
+struct Query {
+  double arrival_ms = 0;
+  std::string model;
+  uint32_t items = 0;
+};
+
+/// Query sizes: DeepRecInfra's lognormal (the default), normal, or fixed.
+struct SizeDistribution {
+  enum class Kind { kLognormal, kNormal, kFixed } kind = Kind::kLognormal;
+  double mu = 5.1, sigma = 0.2;  ///< lognormal: of log(items); normal: of items
+  uint32_t fixed = 164;
+  uint32_t cap = 1024;  ///< sizes are clamped to [1, cap]
+};
+
+/// A Poisson trace: exponential gaps at `qps`, a weighted model mix, sizes drawn per query.
+struct TraceOptions {
+  double qps = 100;
+  double seconds = 10;
+  std::vector<std::pair<std::string, double>> mix;  ///< (model, weight)
+  SizeDistribution sizes;
+  uint64_t seed = 1;
+};
+
+/// Deterministic on every platform: the generator and the distributions are our own
+/// arithmetic on std::mt19937_64's output (the standard library's distributions differ
+/// between implementations).
+std::vector<Query> poisson_trace(const TraceOptions& options);
+
+/// One simulated device.
+struct Device {
+  policies::DeviceInfo info;       ///< id (the profile table's key), kind, workers, idle watts
+  double parked_w_per_worker = 0;  ///< power of a parked worker (a core in a deep C-state)
+};
+
+struct ModelTarget {
+  std::string model;
+  double sla_ms = 100;  ///< p95 target
+};
+
+struct Options {
+  double reject_factor = 2;
+  double noise = 0.1;  ///< sigma of the per-sub-batch lognormal noise; 0 = exact profile
+  uint64_t seed = 7;
+  /// Queries at the start whose latency is not counted (warm-up while policies tune).
+  double warmup_fraction = 0.1;
+};
+
+struct ModelReport {
+  std::string model;
+  double sla_ms = 0;
+  uint64_t offered = 0, completed = 0, rejected = 0;
+  double p50_ms = 0, p95_ms = 0, p99_ms = 0, max_ms = 0;
+  double violations = 0;  ///< fraction of completed queries slower than the SLA
+};
+
+struct Report {
+  std::string policy;
+  std::vector<ModelReport> models;
+  double offered_qps = 0;
+  double achieved_qps = 0;  ///< completed queries per second of trace
+  double energy_j = 0;      ///< over the whole run, all devices
+  double energy_per_query_j = 0;
+  double seconds = 0;  ///< simulated: first arrival to last completion
+  std::map<std::string, uint64_t> queries_per_device;
+  /// Every model's p95 within its SLA and at most 1 % of queries rejected.
+  bool meets_sla = false;
+  nlohmann::json to_json() const;
+};
+
+/// Replays `trace` through `policy`. kInvalidArgument for a model in the trace without a
+/// target or devices with duplicate ids.
+Result<Report> simulate(const std::vector<Query>& trace, const std::vector<Device>& devices,
+                        const ProfileTable& profiles, const std::vector<ModelTarget>& targets,
+                        std::unique_ptr<policies::Policy> policy, const Options& options);
+
+/// Latency-bounded throughput: the highest offered QPS whose run meets_sla. Doubles the
+/// rate from `start_qps` until a run fails, then bisects until the bracket is within 2 %;
+/// every run replays a fresh trace of `trace.seconds` at the rate tried (same seed) with a
+/// fresh policy from the registry. Returns the best passing report (offered_qps = 0 when
+/// not even start_qps passes).
+Result<Report> find_max_qps(TraceOptions trace, const std::vector<Device>& devices,
+                            const ProfileTable& profiles, const std::vector<ModelTarget>& targets,
+                            const std::string& policy, const nlohmann::json& params,
+                            const Options& options, double start_qps = 10);
+
+/// Reads profiles from recsched-profile's JSON (`profiles`: [{model, device, points}]) or
+/// the daemon's cache (`entries`: [...]). A point without p50_single_us (files written
+/// before it existed) takes p50_us x best_workers, and the note says so.
+Result<ProfileTable> load_profiles(const std::string& path, std::string* note);
+
+}  // namespace recsched::sim

@@ -1,0 +1,380 @@
+#include "sim/tools/sim_cli.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <ostream>
+#include <sstream>
+
+#include "policies/registry.h"
+#include "sim/simulator.h"
+
+namespace recsched::sim::tools {
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kUsage = R"(usage: recsched-sim --profiles FILE [OPTIONS]
+
+Replays a Poisson trace of recommendation queries (DeepRecInfra's lognormal sizes, a
+model mix) through recsched's policies on simulated devices whose service times come
+from profiles, and prints tail latency, throughput and energy per policy side by side.
+Deterministic: the same arguments give the same numbers.
+
+devices:
+  --profiles FILE      recsched-profile --json output or a daemon profile cache
+                       (state_dir/profiles.json); every device in it is simulated
+  --gpu-profiles FILE  also take the GPU entries (gpu*) of FILE (e.g. a recorded
+                       profile of an accelerator this host does not have)
+  --cpu-workers N      workers of each CPU device (default: its cores in FILE, else 1);
+                       a larger N models a bigger host from this one's per-core profile
+  --gpu-streams N      concurrent queries per GPU (default 1)
+  --no-gpu             leave the GPUs out
+  --cpu-idle-w W       idle watts per CPU core (default 1.5); --cpu-parked-w W parked
+                       (default 0.2); --gpu-idle-w W idle watts per GPU (default 70)
+workload:
+  --models a,b,...     the mix, equal weights (default: every model in the profiles);
+                       a=2,b=1 gives weights
+  --targets T          p95 targets: low, medium, high (2x, 4x, 8x the single-core
+                       latency of a 164-item query of each model, from the profile),
+                       deeprecsys (DeepRecSys's published targets), or m=ms,...
+                       (default medium)
+  --seconds S          simulated seconds per run (default 20); --seed N (default 1)
+  --noise X            sigma of per-sub-batch lognormal noise (default 0.1)
+what to run (one of):
+  --qps Q              one run per policy at Q queries/s
+  --find-max           latency-bounded throughput per policy (doubling, then bisection
+                       to 2 %; a run passes when every model's p95 meets its target and
+                       at most 1 % of queries are rejected)
+  --suite              find-max at the low, medium and high targets, and energy per
+                       query at 30, 60 and 90 % of static's capacity (medium targets)
+  --policies a,b,...   which policies (default: every registered one)
+  --json               JSON instead of tables
+Exit status: 0 ok, 1 failure, 2 bad usage.
+)";
+
+struct UsageError {
+  std::string message;
+};
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string part;
+  while (std::getline(ss, part, sep)) {
+    if (!part.empty()) out.push_back(part);
+  }
+  return out;
+}
+
+double number(const std::string& flag, const std::string& v, double lo, double hi) {
+  try {
+    size_t used = 0;
+    const double x = std::stod(v, &used);
+    if (used == v.size() && x >= lo && x <= hi) return x;
+  } catch (const std::exception&) {
+  }
+  throw UsageError{flag + " takes a number in [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                   "], not '" + v + "'"};
+}
+
+// DeepRecSys's p95 targets (ms), as in ../shared/reference/deeprecinfra.md.
+const std::map<std::string, double> kDeepRecSysTargets = {
+    {"rmc1", 100}, {"rmc2", 400}, {"rmc3", 100}, {"ncf", 5},
+    {"wnd", 25},   {"mtwnd", 25}, {"din", 100},  {"dien", 35}};
+
+struct Setup {
+  ProfileTable profiles;
+  std::vector<Device> devices;
+  std::vector<std::pair<std::string, double>> mix;
+  std::string cpu;  // the CPU device relative targets are taken on
+};
+
+Result<std::vector<ModelTarget>> targets_for(const std::string& spec, const Setup& s) {
+  std::vector<ModelTarget> out;
+  double factor = 0;
+  if (spec == "low") factor = 2;
+  if (spec == "medium") factor = 4;
+  if (spec == "high") factor = 8;
+  std::map<std::string, double> explicit_ms;
+  if (factor == 0 && spec != "deeprecsys") {
+    for (const std::string& kv : split(spec, ',')) {
+      const size_t eq = kv.find('=');
+      if (eq == std::string::npos) throw UsageError{"--targets: '" + kv + "' is not m=ms"};
+      explicit_ms[kv.substr(0, eq)] = number("--targets", kv.substr(eq + 1), 1e-3, 1e7);
+    }
+  }
+  for (const auto& [model, w] : s.mix) {
+    double sla = 0;
+    if (factor > 0) {
+      auto single = policies::predict_service_ms(s.profiles, model, s.cpu, 164, 164, 1);
+      if (!single) return invalid_argument(model + " has no profile on " + s.cpu);
+      sla = factor * *single;
+    } else if (spec == "deeprecsys") {
+      auto it = kDeepRecSysTargets.find(model);
+      sla = it == kDeepRecSysTargets.end() ? 100 : it->second;
+    } else {
+      auto it = explicit_ms.find(model);
+      if (it == explicit_ms.end()) throw UsageError{"--targets names no target for " + model};
+      sla = it->second;
+    }
+    out.push_back({model, sla});
+  }
+  return out;
+}
+
+std::string fmt(double v, int prec = 1) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.*f", prec, v);
+  return buf;
+}
+
+void print_reports(const std::vector<Report>& reports, const std::string& title,
+                   std::ostream& out) {
+  out << title << "\n";
+  if (reports.empty()) return;
+  out << "  policy            qps      energy/q  sla  p95 ms per model (target)\n";
+  for (const Report& r : reports) {
+    char head[96];
+    std::snprintf(head, sizeof head, "  %-16s %8.1f %9.4f J  %-4s", r.policy.c_str(), r.offered_qps,
+                  r.energy_per_query_j, r.meets_sla ? "met" : "MISS");
+    out << head;
+    for (const ModelReport& m : r.models) {
+      out << " " << m.model << " " << fmt(m.p95_ms, 2) << " (" << fmt(m.sla_ms, 2) << ")";
+    }
+    out << "\n";
+  }
+}
+
+int run(const std::map<std::string, std::string>& o, std::ostream& out, std::ostream& err) {
+  if (!o.count("profiles")) throw UsageError{"--profiles FILE is required"};
+  Setup s;
+  std::string note;
+  auto table = load_profiles(o.at("profiles"), &note);
+  if (!table) {
+    err << "recsched-sim: " << table.status().message() << "\n";
+    return 1;
+  }
+  if (!note.empty()) err << "recsched-sim: " << o.at("profiles") << ": " << note << "\n";
+  // Device facts from the file when it has them (recsched-profile's "devices").
+  std::map<std::string, int> cores;
+  {
+    std::ifstream f(o.at("profiles"));
+    json j = json::parse(f, nullptr, false);
+    if (j.is_object() && j.contains("devices") && j["devices"].is_array()) {
+      for (const auto& d : j["devices"]) {
+        if (d.contains("id") && d.contains("cores")) cores[d["id"]] = d["cores"].get<int>();
+      }
+    }
+  }
+  ProfileTable merged;
+  for (const auto& [model, device] : table->keys()) {
+    for (const ProfilePoint& p : table->points(model, device)) merged.add(model, device, p);
+  }
+  if (o.count("gpu-profiles")) {
+    auto gpu = load_profiles(o.at("gpu-profiles"), &note);
+    if (!gpu) {
+      err << "recsched-sim: " << gpu.status().message() << "\n";
+      return 1;
+    }
+    if (!note.empty()) err << "recsched-sim: " << o.at("gpu-profiles") << ": " << note << "\n";
+    for (const auto& [model, device] : gpu->keys()) {
+      if (device.rfind("gpu", 0) != 0) continue;
+      for (const ProfilePoint& p : gpu->points(model, device)) merged.add(model, device, p);
+    }
+  }
+  s.profiles = std::move(merged);
+
+  const double cpu_idle =
+      o.count("cpu-idle-w") ? number("--cpu-idle-w", o.at("cpu-idle-w"), 0, 1e4) : 1.5;
+  const double cpu_parked =
+      o.count("cpu-parked-w") ? number("--cpu-parked-w", o.at("cpu-parked-w"), 0, 1e4) : 0.2;
+  const double gpu_idle =
+      o.count("gpu-idle-w") ? number("--gpu-idle-w", o.at("gpu-idle-w"), 0, 1e4) : 70;
+  const int gpu_streams =
+      o.count("gpu-streams") ? int(number("--gpu-streams", o.at("gpu-streams"), 1, 64)) : 1;
+  std::vector<std::string> device_ids;
+  std::map<std::string, std::vector<std::string>> models_on;
+  for (const auto& [model, device] : s.profiles.keys()) {
+    if (std::find(device_ids.begin(), device_ids.end(), device) == device_ids.end())
+      device_ids.push_back(device);
+    models_on[model].push_back(device);
+  }
+  for (const std::string& id : device_ids) {
+    const bool gpu = id.rfind("gpu", 0) == 0;
+    if (gpu && o.count("no-gpu")) continue;
+    Device d;
+    d.info.id = id;
+    d.info.kind = gpu ? policies::DeviceKind::kGpu : policies::DeviceKind::kCpu;
+    if (gpu) {
+      d.info.workers = gpu_streams;
+      d.info.idle_w = gpu_idle;
+    } else {
+      d.info.workers = o.count("cpu-workers")
+                           ? int(number("--cpu-workers", o.at("cpu-workers"), 1, 4096))
+                           : (cores.count(id) ? cores.at(id) : 1);
+      d.info.idle_w = cpu_idle * d.info.workers;
+      d.parked_w_per_worker = cpu_parked;
+      if (s.cpu.empty()) s.cpu = id;
+    }
+    s.devices.push_back(d);
+  }
+  if (s.cpu.empty()) {
+    err << "recsched-sim: the profiles have no CPU device\n";
+    return 1;
+  }
+  if (o.count("models")) {
+    for (const std::string& m : split(o.at("models"), ',')) {
+      const size_t eq = m.find('=');
+      const std::string name = m.substr(0, eq);
+      if (!models_on.count(name)) throw UsageError{"--models: no profile for '" + name + "'"};
+      s.mix.push_back(
+          {name, eq == std::string::npos ? 1.0 : number("--models", m.substr(eq + 1), 1e-9, 1e9)});
+    }
+  } else {
+    for (const auto& [model, devs] : models_on) s.mix.push_back({model, 1.0});
+  }
+  std::vector<std::string> policies =
+      o.count("policies") ? split(o.at("policies"), ',') : policies::policy_names();
+  for (const std::string& p : policies) {
+    if (!policies::create_policy(p, json::object()))
+      throw UsageError{"--policies: unknown policy '" + p + "'"};
+  }
+  TraceOptions trace;
+  trace.mix = s.mix;
+  trace.seconds = o.count("seconds") ? number("--seconds", o.at("seconds"), 0.1, 36000) : 20;
+  trace.seed = o.count("seed") ? uint64_t(number("--seed", o.at("seed"), 0, 1e18)) : 1;
+  Options options;
+  options.noise = o.count("noise") ? number("--noise", o.at("noise"), 0, 2) : 0.1;
+  const bool as_json = o.count("json") > 0;
+
+  auto targets = [&](const std::string& spec) {
+    auto t = targets_for(spec, s);
+    if (!t) throw UsageError{t.status().message()};
+    return *t;
+  };
+  auto find_max = [&](const std::string& policy, const std::vector<ModelTarget>& t) {
+    auto r = sim::find_max_qps(trace, s.devices, s.profiles, t, policy, json::object(), options);
+    if (!r) throw std::runtime_error(r.status().message());
+    return *r;
+  };
+  auto at_qps = [&](const std::string& policy, const std::vector<ModelTarget>& t, double qps) {
+    TraceOptions tr = trace;
+    tr.qps = qps;
+    auto p = policies::create_policy(policy, json::object());
+    auto r =
+        sim::simulate(poisson_trace(tr), s.devices, s.profiles, t, std::move(p).value(), options);
+    if (!r) throw std::runtime_error(r.status().message());
+    return *r;
+  };
+
+  json doc = {{"devices", json::array()}, {"mix", json::array()}};
+  for (const Device& d : s.devices) {
+    doc["devices"].push_back({{"id", d.info.id},
+                              {"kind", d.info.kind == policies::DeviceKind::kGpu ? "gpu" : "cpu"},
+                              {"workers", d.info.workers},
+                              {"idle_w", d.info.idle_w},
+                              {"parked_w_per_worker", d.parked_w_per_worker}});
+  }
+  for (const auto& [m, w] : s.mix) doc["mix"].push_back({{"model", m}, {"weight", w}});
+  doc["seconds_per_run"] = trace.seconds;
+  doc["noise"] = options.noise;
+  if (!as_json) {
+    out << "devices:";
+    for (const Device& d : s.devices) out << " " << d.info.id << " (" << d.info.workers << ")";
+    out << "; " << trace.seconds << " s per run, noise " << options.noise << "\n";
+  }
+  try {
+    if (o.count("suite")) {
+      json levels = json::object();
+      for (const char* level : {"low", "medium", "high"}) {
+        const auto t = targets(level);
+        std::vector<Report> rs;
+        for (const std::string& p : policies) rs.push_back(find_max(p, t));
+        json j = json::object();
+        for (const Report& r : rs) j[r.policy] = r.to_json();
+        levels[level] = j;
+        if (!as_json)
+          print_reports(rs, std::string("latency-bounded throughput, ") + level + " targets:", out);
+      }
+      doc["max_qps"] = levels;
+      const auto t = targets("medium");
+      const double capacity = levels["medium"].contains("static")
+                                  ? levels["medium"]["static"]["offered_qps"].get<double>()
+                                  : find_max("static", t).offered_qps;
+      doc["static_capacity_qps"] = capacity;
+      json energy = json::object();
+      for (double f : {0.3, 0.6, 0.9}) {
+        std::vector<Report> rs;
+        for (const std::string& p : policies) rs.push_back(at_qps(p, t, f * capacity));
+        json j = json::object();
+        for (const Report& r : rs) j[r.policy] = r.to_json();
+        energy[std::to_string(int(f * 100 + 0.5))] = j;
+        if (!as_json)
+          print_reports(rs,
+                        "at " + std::to_string(int(f * 100 + 0.5)) + " % of static's capacity (" +
+                            fmt(f * capacity) + " qps), medium targets:",
+                        out);
+      }
+      doc["energy"] = energy;
+    } else {
+      const auto t = targets(o.count("targets") ? o.at("targets") : "medium");
+      std::vector<Report> rs;
+      if (o.count("find-max")) {
+        for (const std::string& p : policies) rs.push_back(find_max(p, t));
+      } else if (o.count("qps")) {
+        const double q = number("--qps", o.at("qps"), 1e-3, 1e8);
+        for (const std::string& p : policies) rs.push_back(at_qps(p, t, q));
+      } else {
+        throw UsageError{"say what to run: --qps Q, --find-max or --suite"};
+      }
+      doc["runs"] = json::array();
+      for (const Report& r : rs) doc["runs"].push_back(r.to_json());
+      if (!as_json)
+        print_reports(rs, o.count("find-max") ? "latency-bounded throughput:" : "runs:", out);
+    }
+  } catch (const std::runtime_error& e) {
+    err << "recsched-sim: " << e.what() << "\n";
+    return 1;
+  }
+  if (as_json) out << doc.dump(2) << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int run_sim_cli(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  static const std::vector<std::string> kValued = {
+      "profiles",     "gpu-profiles", "cpu-workers", "gpu-streams", "cpu-idle-w",
+      "cpu-parked-w", "gpu-idle-w",   "models",      "targets",     "seconds",
+      "seed",         "noise",        "qps",         "policies"};
+  static const std::vector<std::string> kFlags = {"no-gpu", "find-max", "suite", "json"};
+  try {
+    std::map<std::string, std::string> o;
+    for (size_t i = 0; i < args.size(); ++i) {
+      const std::string& a = args[i];
+      if (a == "-h" || a == "--help") {
+        out << kUsage;
+        return 0;
+      }
+      if (a.rfind("--", 0) != 0) throw UsageError{"unexpected argument '" + a + "'"};
+      const std::string key = a.substr(2);
+      if (std::find(kFlags.begin(), kFlags.end(), key) != kFlags.end()) {
+        o[key] = "";
+      } else if (std::find(kValued.begin(), kValued.end(), key) != kValued.end()) {
+        if (i + 1 >= args.size()) throw UsageError{a + " needs a value"};
+        o[key] = args[++i];
+      } else {
+        throw UsageError{"unknown option '" + a + "'"};
+      }
+    }
+    return run(o, out, err);
+  } catch (const UsageError& e) {
+    err << "recsched-sim: " << e.message << " (see recsched-sim --help)\n";
+    return 2;
+  }
+}
+
+}  // namespace recsched::sim::tools
