@@ -396,7 +396,7 @@ Status read_listen(const json& v, const std::string& key, const fs::path& base, 
   return Status::ok();
 }
 
-Status read_policy(const json& v, const std::string& key, PolicyConfig& out) {
+Status read_policy(const json& v, const std::string& key, const fs::path& base, PolicyConfig& out) {
   return read_object(v, key,
                      {{"name",
                        [&](const json& n, const std::string& k) -> Status {
@@ -404,9 +404,15 @@ Status read_policy(const json& v, const std::string& key, PolicyConfig& out) {
                          if (out.name.empty()) return key_error(k, "must be a non-empty string");
                          return Status::ok();
                        }},
-                      {"params", [&](const json& p, const std::string& k) -> Status {
+                      {"params",
+                       [&](const json& p, const std::string& k) -> Status {
                          if (!p.is_object()) return key_error(k, "must be an object");
                          out.params = p;
+                         return Status::ok();
+                       }},
+                      {"plugin_dir", [&](const json& d, const std::string& k) -> Status {
+                         RECSCHED_ASSIGN_OR_RETURN(out.plugin_dir, read_string(d, k));
+                         out.plugin_dir = resolve(base, out.plugin_dir);
                          return Status::ok();
                        }}});
 }
@@ -427,7 +433,22 @@ Status read_config(const json& root, const fs::path& base, DaemonConfig& c) {
           c.partition = *p;
           return Status::ok();
         }},
-       {"policy", [&](const json& v, const std::string& k) { return read_policy(v, k, c.policy); }},
+       {"policy",
+        [&](const json& v, const std::string& k) { return read_policy(v, k, base, c.policy); }},
+       {"devices",
+        [&](const json& v, const std::string& k) -> Status {
+          if (!v.is_array()) return key_error(k, "must be an array of device ids");
+          c.devices.clear();
+          for (size_t i = 0; i < v.size(); ++i) {
+            const std::string ki = k + "[" + std::to_string(i) + "]";
+            RECSCHED_ASSIGN_OR_RETURN(std::string id, read_string(v[i], ki));
+            if (id.empty()) return key_error(ki, "must be a device id such as \"cpu0\"");
+            if (std::find(c.devices.begin(), c.devices.end(), id) != c.devices.end())
+              return key_error(ki, "'" + id + "' is listed twice");
+            c.devices.push_back(id);
+          }
+          return Status::ok();
+        }},
        {"state_dir",
         [&](const json& v, const std::string& k) -> Status {
           RECSCHED_ASSIGN_OR_RETURN(c.state_dir, read_string(v, k));

@@ -18,6 +18,11 @@
 // partition                   how the CPUs are cut into devices; "numa"; numa, l3, core-kind, core
 // policy.name                 placement policy (the registry checks it later); "static"; non-empty
 // policy.params               the policy's own arguments (the policy checks them); {}; an object
+// policy.plugin_dir           directory of external policy plugins (*.so), "" = none; ""; a
+//                             directory owned by root or the daemon's user, writable by no one else
+// devices                     device ids to serve on ("cpu0", "gpu0"; see recsched-profile
+//                             topology), [] = every CPU device of the partition and, with
+//                             gpus, every GPU; []; ids of this host, each once
 // state_dir                   profile cache and state; "/var/lib/recsched"; a non-empty path
 // token                       bearer token for state-changing routes over TCP, "" = none (they then
 //                             need the unix socket); ""; RFC 6750 characters A-Za-z0-9-._~+/ then =
@@ -93,6 +98,7 @@ struct LimitsConfig {
 struct PolicyConfig {
   std::string name = "static";
   nlohmann::json params = nlohmann::json::object();  ///< always an object
+  std::string plugin_dir;                            ///< "" = no external policies
 
   friend bool operator==(const PolicyConfig&, const PolicyConfig&) = default;
 };
@@ -104,6 +110,7 @@ struct DaemonConfig {
   std::vector<ModelConfig> models;  ///< at least one; names unique
   profiler::Partition partition = profiler::Partition::kNuma;
   PolicyConfig policy;
+  std::vector<std::string> devices;  ///< empty = every CPU device (and GPU, with gpus)
   std::string state_dir = "/var/lib/recsched";
   /// Bearer token for state-changing routes over TCP; "" = none (they then need the socket).
   std::string token;

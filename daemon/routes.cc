@@ -187,13 +187,11 @@ void Service::infer(const std::string& name, HttpRequest req, Responder respond)
   }
   InferLimits limits;
   double sla_ms;
-  double reject_factor;
   size_t max_queue;
   {
     std::lock_guard<std::mutex> lock(mu_);
     limits.max_items = config_.limits.max_items;
     sla_ms = m->cfg.sla_ms;
-    reject_factor = config_.limits.reject_factor;
     max_queue = config_.limits.max_queue;
     ++m->requests;
   }
@@ -208,44 +206,75 @@ void Service::infer(const std::string& name, HttpRequest req, Responder respond)
   const uint32_t n = ctx->batch.batch_size;
   const uint32_t k = static_cast<uint32_t>(m->cfg.spec.num_outputs());
 
-  // Admission: the profile's prediction, stretched by the queries ahead of this one.
-  const profiler::CpuRunner::Load load = runner_->current_load();
-  const double service_ms = predict_ms(*m, n);
-  const double predicted_ms =
-      service_ms * (1.0 + double(load.queries) / std::max(1, runner_->workers()));
+  // Placement: the dispatcher asks the active policy, then admits against the SLA.
+  policies::ModelView view;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    view = {name, sla_ms, m->window.percentile(95)};
+  }
+  std::vector<policies::DeviceLoad> loads;
+  loads.reserve(devices_.size());
+  for (const auto& d : devices_) loads.push_back(d->load());
+  const std::shared_ptr<const ProfileTable> table = profiles();
+  const uint64_t query_id = next_query_++;
+  policies::Decision decision;
+  {
+    std::lock_guard<std::mutex> lock(dispatch_mu_);
+    decision = dispatcher_->dispatch({query_id, &view, n, sla_ms}, loads, *table, Clock::now());
+  }
   Placement placement;
-  placement.query_id = next_query_++;
+  placement.query_id = query_id;
   placement.request_id = ctx->id;
   placement.model = name;
   placement.items = n;
-  placement.device = device_id_;
-  placement.sub_batch = n;
-  placement.workers = 1;
-  placement.predicted_ms = predicted_ms;
-  placement.policy = "static";
-  placement.reason = "static: whole query on one worker of " + device_id_;
-  if (predicted_ms > reject_factor * sla_ms) {
-    std::ostringstream why;
-    why << std::fixed << std::setprecision(1) << "rejected: predicted " << predicted_ms
-        << " ms with " << load.queries << " queries ahead exceeds " << reject_factor
-        << " x the SLA of " << sla_ms << " ms";
-    placement.outcome = why.str();
+  placement.device = decision.placement.device;
+  placement.sub_batch = decision.placement.sub_batch;
+  placement.workers = decision.placement.workers;
+  placement.predicted_ms = decision.placement.predicted_ms;
+  placement.policy = decision.policy;
+  placement.reason = decision.placement.reason;
+  ServingDevice* device = decision.admitted ? devices_[decision.device_index].get() : nullptr;
+  const engine::Model* model = device != nullptr ? m->on[decision.device_index].get() : nullptr;
+  if (device != nullptr && model == nullptr) {
+    // The policy chose a device without the model (it had no profile there): a policy bug,
+    // answered as unavailable rather than crashing.
+    {
+      std::lock_guard<std::mutex> lock(dispatch_mu_);
+      dispatcher_->complete(decision, {query_id, name, n, decision.placement, 0, false});
+    }
+    decision.admitted = false;
+    decision.why =
+        decision.policy + " placed " + name + " on " + device->id() + ", which does not hold it";
+  }
+  if (!decision.admitted) {
+    placement.outcome = decision.why;
     {
       std::lock_guard<std::mutex> lock(mu_);
       ++m->rejected;
     }
     record(placement);
-    return respond(error_response(503, why.str()));
+    return respond(error_response(503, decision.why));
+  }
+  if (decision.placement.active_workers > 0) {
+    device->set_active_workers(decision.placement.active_workers);
   }
 
   auto scores = std::make_shared<std::vector<float>>(size_t(n) * k);
+  auto shared_decision = std::make_shared<policies::Decision>(std::move(decision));
   ++in_flight_;
-  auto done = [this, m, ctx, scores, placement, arrival, sla_ms, n, k, respond](Status st) mutable {
+  auto done = [this, m, ctx, scores, placement, arrival, sla_ms, n, k, respond,
+               shared_decision](Status st) mutable {
     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - arrival).count();
     placement.actual_ms = ms;
     placement.outcome = st.is_ok() ? "ok" : st.message();
     {
+      std::lock_guard<std::mutex> lock(dispatch_mu_);
+      dispatcher_->complete(*shared_decision, {placement.query_id, placement.model, n,
+                                               shared_decision->placement, ms, st.is_ok()});
+    }
+    {
       std::lock_guard<std::mutex> lock(mu_);
+      ++m->per_device[shared_decision->device_index];
       if (st.is_ok()) {
         ++m->ok;
         m->items += n;
@@ -277,9 +306,15 @@ void Service::infer(const std::string& name, HttpRequest req, Responder respond)
     }
     --in_flight_;
   };
-  Status st = runner_->submit(*m->model, view_of(ctx->batch), n, 1, *scores, done, max_queue);
+  const policies::Placement& pl = shared_decision->placement;
+  Status st = device->submit(*model, view_of(ctx->batch), pl.sub_batch, pl.workers, *scores, done,
+                             max_queue);
   if (!st.is_ok()) {
     --in_flight_;
+    {
+      std::lock_guard<std::mutex> lock(dispatch_mu_);
+      dispatcher_->complete(*shared_decision, {query_id, name, n, pl, 0, false});
+    }
     {
       std::lock_guard<std::mutex> lock(mu_);
       ++m->rejected;
@@ -316,8 +351,7 @@ HttpResponse Service::metrics() const {
   o << "# HELP recsched_request_latency_seconds Latency of answered queries, arrival to "
        "scores.\n# TYPE recsched_request_latency_seconds histogram\n";
   for (const auto& m : models_) {
-    const std::string l =
-        "model=\"" + label(m->cfg.spec.name) + "\",device=\"" + label(device_id_) + "\"";
+    const std::string l = "model=\"" + label(m->cfg.spec.name) + "\"";
     const auto& b = latency_buckets();
     for (size_t i = 0; i < b.size(); ++i) {
       o << "recsched_request_latency_seconds_bucket{" << l << ",le=\"" << b[i] << "\"} "
@@ -327,20 +361,45 @@ HttpResponse Service::metrics() const {
       << "recsched_request_latency_seconds_sum{" << l << "} " << m->latency_sum_s << "\n"
       << "recsched_request_latency_seconds_count{" << l << "} " << m->ok << "\n";
   }
-  const profiler::CpuRunner::Load load = runner_->current_load();
+  o << "# HELP recsched_device_queries_total Queries answered by each device, by model.\n"
+       "# TYPE recsched_device_queries_total counter\n";
+  for (const auto& m : models_) {
+    for (size_t i = 0; i < devices_.size(); ++i) {
+      o << "recsched_device_queries_total{model=\"" << label(m->cfg.spec.name) << "\",device=\""
+        << label(devices_[i]->id()) << "\"} " << m->per_device[i] << "\n";
+    }
+  }
+  o << "# HELP recsched_policy_info The active placement policy.\n"
+       "# TYPE recsched_policy_info gauge\n"
+    << "recsched_policy_info{policy=\"" << label(config_.policy.name) << "\"} 1\n";
   o << "# HELP recsched_queue_depth Queries admitted and not yet answered, by device.\n"
-       "# TYPE recsched_queue_depth gauge\n"
-    << "recsched_queue_depth{device=\"" << label(device_id_) << "\"} " << load.queries << "\n"
-    << "# HELP recsched_busy_workers Workers running a sub-batch now, by device.\n"
-       "# TYPE recsched_busy_workers gauge\n"
-    << "recsched_busy_workers{device=\"" << label(device_id_) << "\"} " << load.busy_workers
-    << "\n";
-  Result<double> joules = energy_joules();
+       "# TYPE recsched_queue_depth gauge\n";
+  std::vector<policies::DeviceLoad> loads;
+  for (const auto& d : devices_) loads.push_back(d->load());
+  for (size_t i = 0; i < devices_.size(); ++i) {
+    o << "recsched_queue_depth{device=\"" << label(devices_[i]->id()) << "\"} " << loads[i].queued
+      << "\n";
+  }
+  o << "# HELP recsched_busy_workers Workers running a sub-batch now, by device.\n"
+       "# TYPE recsched_busy_workers gauge\n";
+  for (size_t i = 0; i < devices_.size(); ++i) {
+    o << "recsched_busy_workers{device=\"" << label(devices_[i]->id()) << "\"} "
+      << loads[i].busy_workers << "\n";
+  }
+  o << "# HELP recsched_awake_workers Workers taking work (the others are parked), by device.\n"
+       "# TYPE recsched_awake_workers gauge\n";
+  for (size_t i = 0; i < devices_.size(); ++i) {
+    o << "recsched_awake_workers{device=\"" << label(devices_[i]->id()) << "\"} "
+      << (loads[i].active_workers > 0 ? loads[i].active_workers : devices_[i]->workers()) << "\n";
+  }
   o << "# HELP recsched_energy_joules_total Energy drawn by the device since start; source "
        "says whether it was measured (rapl, nvml) or estimated.\n"
-       "# TYPE recsched_energy_joules_total counter\n"
-    << "recsched_energy_joules_total{device=\"" << label(device_id_) << "\",source=\""
-    << meter_->source() << "\"} " << (joules ? *joules : 0.0) << "\n";
+       "# TYPE recsched_energy_joules_total counter\n";
+  for (const auto& d : devices_) {
+    Result<double> joules = d->energy_joules();
+    o << "recsched_energy_joules_total{device=\"" << label(d->id()) << "\",source=\""
+      << d->power_source() << "\"} " << (joules ? *joules : 0.0) << "\n";
+  }
   HttpResponse r;
   r.content_type = "text/plain; version=0.0.4";
   r.body = o.str();
@@ -355,29 +414,50 @@ HttpResponse Service::topology_json() const {
 
 HttpResponse Service::devices_json() const {
   json out = json::array();
-  const profiler::CpuRunner::Load load = runner_->current_load();
-  for (const auto& d : devices_.cpus) {
-    json j = {{"id", d.id},
-              {"kind", "cpu"},
-              {"cpuset", d.cpuset},
-              {"cores", d.cores},
-              {"numa_node", d.numa_node},
-              {"serving", d.id == device_id_}};
-    if (d.id == device_id_) {
-      j["workers"] = runner_->workers();
-      j["queued"] = load.queries;
-      j["busy_workers"] = load.busy_workers;
-      j["power"] = meter_note_;
+  auto served = [&](const std::string& id) -> const ServingDevice* {
+    for (const auto& d : devices_) {
+      if (d->id() == id) return d.get();
     }
+    return nullptr;
+  };
+  auto with_load = [&](json j, const ServingDevice& d) {
+    const policies::DeviceLoad load = d.load();
+    j["serving"] = true;
+    j["workers"] = d.workers();
+    j["awake_workers"] = load.active_workers > 0 ? load.active_workers : d.workers();
+    j["queued"] = load.queued;
+    j["busy_workers"] = load.busy_workers;
+    j["power"] = d.power_note();
+    return j;
+  };
+  for (const auto& c : hardware_.cpus) {
+    json j = {{"id", c.id},
+              {"kind", "cpu"},
+              {"cpuset", c.cpuset},
+              {"cores", c.cores},
+              {"numa_node", c.numa_node},
+              {"serving", false}};
+    if (const ServingDevice* d = served(c.id)) j = with_load(j, *d);
     out.push_back(j);
   }
-  for (const auto& g : devices_.gpus) {
-    out.push_back({{"id", g.id},
-                   {"kind", "gpu"},
-                   {"pci_bus_id", g.pci_bus_id},
-                   {"model", g.model},
-                   {"numa_node", g.numa_node},
-                   {"serving", false}});
+  for (const auto& d : devices_) {
+    if (d->kind() != policies::DeviceKind::kGpu) continue;
+    json j = d->describe();
+    j["id"] = d->id();
+    out.push_back(with_load(j, *d));
+  }
+  // GPUs hwloc sees that are not served (no CUDA in this build, or left out by config).
+  for (const auto& g : hardware_.gpus) {
+    if (std::none_of(devices_.begin(), devices_.end(), [&](const auto& d) {
+          return d->describe().value("pci_bus_id", "") == g.pci_bus_id;
+        })) {
+      out.push_back({{"id", g.id},
+                     {"kind", "gpu"},
+                     {"pci_bus_id", g.pci_bus_id},
+                     {"model", g.model},
+                     {"numa_node", g.numa_node},
+                     {"serving", false}});
+    }
   }
   return json_response(200, {{"devices", out}});
 }
@@ -395,8 +475,7 @@ HttpResponse Service::models_json() const {
                    {"table_bytes", m->cfg.spec.table_bytes()},
                    {"sla_ms", m->cfg.sla_ms},
                    {"sla_percentile", m->cfg.sla_percentile},
-                   {"device", device_id_},
-                   {"kernels", m->model->kernels()}});
+                   {"devices", served_on(*m)}});
   }
   return json_response(200, {{"models", out}});
 }
@@ -462,64 +541,79 @@ HttpResponse Service::stats_json() const {
 }
 
 HttpResponse Service::policy_json() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return json_response(200, {{"name", config_.policy.name},
-                             {"params", config_.policy.params},
-                             {"available", {"static"}}});
+  json j;
+  {
+    std::lock_guard<std::mutex> lock(dispatch_mu_);
+    j = {{"name", std::string(dispatcher_->policy().name())},
+         {"params", dispatcher_->policy().params()}};
+  }
+  j["available"] = policy_names();
+  json plugins = json::array();
+  for (const auto& o : plugin_outcomes_) {
+    plugins.push_back({{"path", o.path}, {"policy", o.name}, {"error", o.error}});
+  }
+  j["plugins"] = plugins;
+  return json_response(200, j);
 }
 
 HttpResponse Service::put_policy(const std::string& body) {
   json j = json::parse(body, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) {
-    return error_response(400, "PUT /v1/policy takes {\"name\": ..., \"params\": {...}}");
+  if (j.is_discarded() || !j.is_object() || !j.contains("name") || !j["name"].is_string()) {
+    return error_response(400, "PUT /v1/policy takes {\"name\": \"...\", \"params\": {...}}");
   }
-  const std::string name = j.value("name", std::string());
-  if (name != "static") {
-    return error_response(400, "unknown policy '" + name + "' (available: static)");
+  for (const auto& [key, value] : j.items()) {
+    if (key != "name" && key != "params")
+      return error_response(400, "PUT /v1/policy: unknown key '" + key + "'");
   }
   if (j.contains("params") && !j["params"].is_object()) {
     return error_response(400, "params must be an object");
   }
+  const std::string name = j["name"];
   const json params = j.value("params", json::object());
-  if (params.contains("device") && params["device"] != device_id_) {
-    return error_response(400, "the static policy serves on " + device_id_ +
-                                   "; moving it to another device needs a restart");
-  }
-  std::lock_guard<std::mutex> lock(mu_);
-  config_.policy.name = name;
-  config_.policy.params = params;
+  Status st = set_policy(name, params);
+  if (!st.is_ok()) return error_response(400, st.message());
   spdlog::info("policy set to {} {}", name, params.dump());
-  return json_response(200, {{"name", name}, {"params", params}});
+  return policy_json();
 }
 
 HttpResponse Service::post_profile() {
   if (profiling_.exchange(true)) return error_response(409, "a profiling run is already going");
   if (reprofile_.joinable()) reprofile_.join();
   reprofile_ = std::thread([this] {
-    (void)energy_joules();  // bring the estimate up to date: the sweep feeds its own busy time
+    // Bring estimates up to date: a sweep feeds its own busy time.
+    for (auto& d : devices_) (void)d->energy_joules();
     auto table = std::make_shared<ProfileTable>();
     for (const auto& m : models_) {
-      auto points = profiler::profile_cpu(*runner_, *m->model, *meter_, config_.profile);
-      if (!points) {
-        spdlog::error("re-profiling {} failed: {}", m->cfg.spec.name, points.status().message());
-        profiling_ = false;
-        return;
+      for (size_t i = 0; i < devices_.size(); ++i) {
+        if (!m->on[i]) continue;
+        auto points = devices_[i]->profile(*m->on[i], config_.profile);
+        if (!points) {
+          spdlog::error("re-profiling {} on {} failed: {}", m->cfg.spec.name, devices_[i]->id(),
+                        points.status().message());
+          profiling_ = false;
+          return;
+        }
+        for (const ProfilePoint& p : *points) table->add(m->cfg.spec.name, devices_[i]->id(), p);
       }
-      for (const ProfilePoint& p : *points) table->add(m->cfg.spec.name, device_id_, p);
     }
     {
       std::lock_guard<std::mutex> lock(mu_);
       profiles_ = table;
     }
-    {
-      // The sweep reported its busy time itself; serving meanwhile is left out, not counted twice.
-      std::lock_guard<std::mutex> lock(energy_mu_);
-      busy_fed_s_ = runner_->busy_seconds();
-    }
-    spdlog::info("re-profiled {} models", models_.size());
+    // Serving meanwhile is left out of the estimate rather than counted twice.
+    for (auto& d : devices_) d->mark_busy_fed();
+    spdlog::info("re-profiled {} models on {} devices", models_.size(), devices_.size());
     profiling_ = false;
   });
   return json_response(202, {{"profiling", true}});
+}
+
+json Service::served_on(const ModelState& m) const {
+  json out = json::array();
+  for (size_t i = 0; i < devices_.size(); ++i) {
+    if (m.on[i]) out.push_back({{"device", devices_[i]->id()}, {"kernels", m.on[i]->kernels()}});
+  }
+  return out;
 }
 
 }  // namespace recsched::daemon

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "policies/policy.h"
+#include "policies/registry.h"
 #include "profiler/profile_cache.h"
 #include "profiler/profiler.h"
 
@@ -42,41 +43,103 @@ Result<std::unique_ptr<Service>> Service::create(DaemonConfig config,
   progress("discovering topology");
   RECSCHED_ASSIGN_OR_RETURN(profiler::Topology topo, profiler::Topology::host());
   s->topology_ = std::make_unique<profiler::Topology>(std::move(topo));
-  RECSCHED_ASSIGN_OR_RETURN(s->devices_, s->topology_->devices(c.partition));
+  RECSCHED_ASSIGN_OR_RETURN(s->hardware_, s->topology_->devices(c.partition));
   spdlog::info("topology: {} (fingerprint {})", s->topology_->summary(),
                s->topology_->fingerprint());
 
-  // The static policy serves every query on one device, cpu0 unless its params say.
-  s->device_id_ = c.policy.params.value("device", std::string("cpu0"));
-  const profiler::CpuDevice* device = nullptr;
-  for (const auto& d : s->devices_.cpus) {
-    if (d.id == s->device_id_) device = &d;
+  // External policies first: the configured policy may be one of them.
+  if (!c.policy.plugin_dir.empty()) {
+    auto outcomes = s->plugins_.load_dir(c.policy.plugin_dir, policies::policy_names());
+    if (!outcomes) {
+      spdlog::error("{}", outcomes.status().message());
+    } else {
+      for (const auto& o : *outcomes) {
+        if (o.error.empty()) {
+          spdlog::info("policy plugin {}: loaded '{}'", o.path, o.name);
+        } else {
+          spdlog::error("policy plugin {} refused: {}", o.path, o.error);
+        }
+      }
+      s->plugin_outcomes_ = std::move(outcomes).value();
+    }
   }
-  if (device == nullptr) {
-    return invalid_argument("policy device '" + s->device_id_ + "' is not a CPU device here");
+  auto policy = s->make_policy(c.policy.name, c.policy.params);
+  if (!policy) return invalid_argument("policy: " + policy.status().message());
+
+  // The devices to serve on: the configured ones, or every CPU device (and GPU).
+  std::string gpu_why;
+  std::vector<std::unique_ptr<ServingDevice>> gpus;
+  const bool want_gpus =
+      c.gpus && (c.devices.empty() || std::any_of(c.devices.begin(), c.devices.end(),
+                                                  [](auto& d) { return d.rfind("gpu", 0) == 0; }));
+  if (want_gpus) {
+    progress("looking for GPUs");
+    gpus = make_gpu_devices(*s->topology_, c.power, &gpu_why);
+    if (gpus.empty()) spdlog::info("GPUs: none served ({})", gpu_why);
   }
-  RECSCHED_ASSIGN_OR_RETURN(s->runner_, profiler::CpuRunner::create(*s->topology_, *device));
-  spdlog::info("{}: {} workers on CPUs {} (NUMA node {})", device->id, s->runner_->workers(),
-               device->cpuset, device->numa_node);
-  profiler::MeterChoice meter =
-      profiler::cpu_meter(c.power, {}, static_cast<int>(std::max<uint32_t>(1, device->cores)));
-  s->meter_ = std::move(meter.meter);
-  s->meter_note_ = meter.note;
-  spdlog::info("{} power: {}", device->id, meter.note);
+  auto wanted = [&](const std::string& id) {
+    return c.devices.empty() ||
+           std::find(c.devices.begin(), c.devices.end(), id) != c.devices.end();
+  };
+  for (const std::string& id : c.devices) {
+    const bool cpu = std::any_of(s->hardware_.cpus.begin(), s->hardware_.cpus.end(),
+                                 [&](const auto& d) { return d.id == id; });
+    const bool gpu =
+        std::any_of(gpus.begin(), gpus.end(), [&](const auto& d) { return d->id() == id; });
+    if (!cpu && !gpu) {
+      std::string have;
+      for (const auto& d : s->hardware_.cpus) have += " " + d.id;
+      for (const auto& d : gpus) have += " " + d->id();
+      return invalid_argument("devices: '" + id + "' is not a device of this host with partition " +
+                              std::string(profiler::to_string(c.partition)) + " (have:" + have +
+                              (gpu_why.empty() ? "" : "; GPUs: " + gpu_why) + ")");
+    }
+  }
+  for (const profiler::CpuDevice& d : s->hardware_.cpus) {
+    if (!wanted(d.id)) continue;
+    RECSCHED_ASSIGN_OR_RETURN(auto dev, make_cpu_device(*s->topology_, d, c.power));
+    spdlog::info("{}: {} workers on CPUs {} (NUMA node {}); power: {}", d.id, dev->workers(),
+                 d.cpuset, d.numa_node, dev->power_note());
+    s->devices_.push_back(std::move(dev));
+  }
+  for (auto& g : gpus) {
+    if (!wanted(g->id())) continue;
+    spdlog::info("{}: {}; power: {}", g->id(), g->describe().dump(), g->power_note());
+    s->devices_.push_back(std::move(g));
+  }
+  if (s->devices_.empty()) return invalid_argument("devices: nothing to serve on");
+  // A policy pinned to one device (static's "device") must name a served one.
+  if (c.policy.params.contains("device") && c.policy.params["device"].is_string()) {
+    const std::string want = c.policy.params["device"];
+    if (std::none_of(s->devices_.begin(), s->devices_.end(),
+                     [&](const auto& d) { return d->id() == want; })) {
+      return invalid_argument("policy.params.device: '" + want + "' is not a served device");
+    }
+  }
 
   for (size_t i = 0; i < c.models.size(); ++i) {
     const ModelConfig& mc = c.models[i];
     progress("loading " + mc.spec.name + " (" + std::to_string(i + 1) + "/" +
              std::to_string(c.models.size()) + ")");
-    engine::LoadOptions lo;
-    lo.weights_path = mc.weights_path;
-    auto model = s->runner_->load(mc.spec, lo);
-    if (!model)
-      return Status(model.status().code(), mc.spec.name + ": " + model.status().message());
     auto state = std::make_unique<ModelState>();
     state->cfg = mc;
-    state->model = std::move(model).value();
     state->window = LatencyWindow(c.limits.window);
+    state->per_device.assign(s->devices_.size(), 0);
+    engine::LoadOptions lo;
+    lo.weights_path = mc.weights_path;
+    for (const auto& dev : s->devices_) {
+      auto model = dev->load_model(mc.spec, lo);
+      if (!model && dev->kind() == policies::DeviceKind::kCpu) {
+        return Status(model.status().code(), mc.spec.name + ": " + model.status().message());
+      }
+      if (!model) {
+        // A model that does not fit one GPU is still served on the CPUs.
+        spdlog::warn("{} not on {}: {}", mc.spec.name, dev->id(), model.status().message());
+        state->on.push_back(nullptr);
+        continue;
+      }
+      state->on.push_back(std::move(model).value());
+    }
     RECSCHED_ASSIGN_OR_RETURN(state->spec_hash, profiler::spec_hash(mc.spec_path, mc.weights_path));
     spdlog::info("model {}: {} tables, {:.2f} GiB of embeddings, SLA p{:g} {:g} ms", mc.spec.name,
                  mc.spec.num_tables(), mc.spec.table_bytes() / double(1 << 30), mc.sla_percentile,
@@ -92,45 +155,65 @@ Result<std::unique_ptr<Service>> Service::create(DaemonConfig config,
   for (const std::string& w : cached.warnings) spdlog::warn("{}", w);
   auto table = std::make_shared<ProfileTable>();
   std::vector<profiler::CachedProfile> entries;
-  size_t measured = 0;
+  size_t measured = 0, from_cache = 0;
+  const size_t total = s->models_.size() * s->devices_.size();
   for (size_t i = 0; i < s->models_.size(); ++i) {
     ModelState& m = *s->models_[i];
-    const profiler::CachedProfile* hit = nullptr;
-    for (const auto& e : cached.entries) {
-      if (e.model == m.cfg.spec.name && e.spec_hash == m.spec_hash && e.device == device->id) {
-        hit = &e;
+    for (size_t di = 0; di < s->devices_.size(); ++di) {
+      ServingDevice& dev = *s->devices_[di];
+      if (!m.on[di]) continue;
+      const profiler::CachedProfile* hit = nullptr;
+      for (const auto& e : cached.entries) {
+        if (e.model == m.cfg.spec.name && e.spec_hash == m.spec_hash && e.device == dev.id()) {
+          hit = &e;
+        }
       }
+      std::vector<ProfilePoint> points;
+      if (hit != nullptr) {
+        points = hit->points;
+        ++from_cache;
+      } else {
+        progress("profiling " + m.cfg.spec.name + " on " + dev.id() + " (" +
+                 std::to_string(measured + from_cache + 1) + "/" + std::to_string(total) + ")");
+        RECSCHED_ASSIGN_OR_RETURN(points, dev.profile(*m.on[di], c.profile));
+        ++measured;
+      }
+      for (const ProfilePoint& p : points) table->add(m.cfg.spec.name, dev.id(), p);
+      entries.push_back({m.cfg.spec.name, m.spec_hash, dev.id(), points});
     }
-    std::vector<ProfilePoint> points;
-    if (hit != nullptr) {
-      points = hit->points;
-    } else {
-      progress("profiling " + m.cfg.spec.name + " (" + std::to_string(i + 1) + "/" +
-               std::to_string(s->models_.size()) + ")");
-      RECSCHED_ASSIGN_OR_RETURN(
-          points, profiler::profile_cpu(*s->runner_, *m.model, *s->meter_, c.profile));
-      ++measured;
+  }
+  // Entries of devices not served this time stay in the cache for the next start.
+  for (const auto& e : cached.entries) {
+    if (std::none_of(entries.begin(), entries.end(),
+                     [&](const auto& x) { return x.model == e.model && x.device == e.device; })) {
+      entries.push_back(e);
     }
-    for (const ProfilePoint& p : points) table->add(m.cfg.spec.name, device->id, p);
-    entries.push_back({m.cfg.spec.name, m.spec_hash, device->id, points});
   }
   if (measured > 0) {
     Status st = profiler::save_profile_cache(cache_path, identity, entries);
     if (!st.is_ok()) spdlog::warn("serving without a profile cache: {}", st.message());
   }
   s->profiles_ = table;
-  s->busy_fed_s_ = s->runner_->busy_seconds();  // the sweeps fed their own busy time
+  for (auto& dev : s->devices_) dev->mark_busy_fed();  // the sweeps fed their own busy time
   s->profile_seconds_ =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  spdlog::info("profiles: {} measured, {} from the cache, in {:.1f} s", measured,
-               s->models_.size() - measured, s->profile_seconds_);
+  spdlog::info("profiles: {} measured, {} from the cache, in {:.1f} s", measured, from_cache,
+               s->profile_seconds_);
+
+  std::vector<policies::DeviceInfo> infos;
+  for (const auto& dev : s->devices_) {
+    infos.push_back({dev->id(), dev->kind(), dev->workers(), dev->idle_w()});
+  }
+  s->dispatcher_ = std::make_unique<policies::Dispatcher>(
+      std::move(infos), std::move(policy).value(), c.limits.reject_factor);
+  spdlog::info("policy: {} {}", c.policy.name, s->dispatcher_->policy().params().dump());
   s->ready_ = true;
   return s;
 }
 
 Service::~Service() {
   if (reprofile_.joinable()) reprofile_.join();
-  runner_.reset();  // finishes every queued query first
+  devices_.clear();  // each runner finishes every queued query first
 }
 
 Service::ModelState* Service::find(const std::string& name) const {
@@ -140,26 +223,51 @@ Service::ModelState* Service::find(const std::string& name) const {
   return nullptr;
 }
 
-double Service::predict_ms(const ModelState& m, uint32_t items) const {
-  std::shared_ptr<const ProfileTable> table;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    table = profiles_;
-  }
-  // A query runs whole on one worker (static placement); 0 when there is no profile.
-  return policies::predict_service_ms(*table, m.cfg.spec.name, device_id_, items, items, 1)
-      .value_or(0.0);
+std::shared_ptr<const ProfileTable> Service::profiles() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return profiles_;
 }
 
-Result<double> Service::energy_joules() const {
-  std::lock_guard<std::mutex> lock(energy_mu_);
-  if (auto* estimator = dynamic_cast<profiler::EstimatedMeter*>(meter_.get())) {
-    const double busy = runner_->busy_seconds();
-    const double cores = std::max(1, runner_->workers());
-    estimator->add_busy((busy - busy_fed_s_) / cores);
-    busy_fed_s_ = busy;
+std::vector<std::string> Service::policy_names() const {
+  std::vector<std::string> names = policies::policy_names();
+  for (const std::string& n : plugins_.names()) names.push_back(n);
+  return names;
+}
+
+Result<std::unique_ptr<policies::Policy>> Service::make_policy(const std::string& name,
+                                                               const nlohmann::json& params) const {
+  if (plugins_.has(name)) return plugins_.create(name, params);
+  auto p = policies::create_policy(name, params);
+  if (!p && p.status().message().rfind("unknown policy", 0) == 0) {
+    std::string known;
+    for (const std::string& n : policy_names()) known += (known.empty() ? "" : ", ") + n;
+    return invalid_argument("unknown policy '" + name + "' (available: " + known + ")");
   }
-  return meter_->energy_joules();
+  return p;
+}
+
+Status Service::set_policy(const std::string& name, const nlohmann::json& params) {
+  if (params.contains("device") && params["device"].is_string()) {
+    const std::string want = params["device"];
+    if (std::none_of(devices_.begin(), devices_.end(),
+                     [&](const auto& d) { return d->id() == want; })) {
+      return invalid_argument("params: device '" + want + "' is not a served device");
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(dispatch_mu_);
+    if (dispatcher_->policy().name() == name) {
+      // The same policy re-tuned in place: it keeps what it has learnt.
+      RECSCHED_RETURN_IF_ERROR(dispatcher_->policy().configure(params));
+    } else {
+      RECSCHED_ASSIGN_OR_RETURN(auto next, make_policy(name, params));
+      dispatcher_->set_policy(std::move(next));
+    }
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  config_.policy.name = name;
+  config_.policy.params = params;
+  return Status::ok();
 }
 
 void Service::record(Placement p) {
@@ -173,7 +281,7 @@ std::string Service::reload(const DaemonConfig& next) {
   if (!(next.listen == config_.listen)) ignored.push_back("listen");
   if (next.models.size() != config_.models.size()) ignored.push_back("models");
   if (next.partition != config_.partition) ignored.push_back("partition");
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   for (const ModelConfig& mc : next.models) {
     if (ModelState* m = find(mc.spec.name)) {
       m->cfg.sla_ms = mc.sla_ms;
@@ -196,10 +304,21 @@ std::string Service::reload(const DaemonConfig& next) {
   config_.limits.reject_factor = b.reject_factor;
   config_.limits.placement_log = b.placement_log;
   config_.token = next.token;
-  config_.policy.params = next.policy.params;
+  {
+    std::lock_guard<std::mutex> d(dispatch_mu_);
+    dispatcher_->set_reject_factor(b.reject_factor);
+  }
   std::string out =
       "reloaded SLA targets, admission limits (max_queue, max_items, reject_factor, "
-      "placement_log), token and policy parameters";
+      "placement_log), token";
+  if (!(next.policy.name == config_.policy.name && next.policy.params == config_.policy.params)) {
+    lock.unlock();
+    Status st = set_policy(next.policy.name, next.policy.params);
+    lock.lock();
+    out += st.is_ok() ? " and policy " + next.policy.name : "; policy kept (" + st.message() + ")";
+  }
+  if (next.policy.plugin_dir != config_.policy.plugin_dir) ignored.push_back("policy.plugin_dir");
+  if (next.devices != config_.devices) ignored.push_back("devices");
   if (!ignored.empty()) {
     out += "; needs a restart to change:";
     for (const std::string& k : ignored) out += " " + k;

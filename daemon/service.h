@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
@@ -17,10 +18,11 @@
 #include "core/profile.h"
 #include "core/status.h"
 #include "daemon/config.h"
+#include "daemon/device.h"
 #include "daemon/http_server.h"
 #include "engine/model.h"
-#include "profiler/cpu_runner.h"
-#include "profiler/power.h"
+#include "policies/dispatcher.h"
+#include "policies/plugin.h"
 #include "profiler/topology.h"
 
 namespace recsched::daemon {
@@ -92,22 +94,29 @@ class Service {
   HttpResponse post_profile();
 
   ModelState* find(const std::string& name) const;
-  /// Reads the device's meter; an estimating one is first fed the runner's busy time since
-  /// the last reading (serving work, which no sweep reports).
-  Result<double> energy_joules() const;
   void record(Placement p);
-  double predict_ms(const ModelState& m, uint32_t items) const;
+  /// [{device, kernels}] for each device holding `m`.
+  nlohmann::json served_on(const ModelState& m) const;
+  /// A new policy instance by name: a built-in or a loaded plugin.
+  Result<std::unique_ptr<policies::Policy>> make_policy(const std::string& name,
+                                                        const nlohmann::json& params) const;
+  /// Switches to `name` (or re-tunes it if it is the active one); the error names why not.
+  Status set_policy(const std::string& name, const nlohmann::json& params);
+  std::vector<std::string> policy_names() const;
+  std::shared_ptr<const ProfileTable> profiles() const;
 
   DaemonConfig config_;
   std::unique_ptr<profiler::Topology> topology_;
-  profiler::Devices devices_;
-  std::string device_id_;  ///< the static policy's device
-  std::unique_ptr<profiler::CpuRunner> runner_;
-  std::unique_ptr<profiler::PowerMeter> meter_;
-  std::string meter_note_;
+  profiler::Devices hardware_;  ///< every device the topology has, served or not
+  policies::Plugins plugins_;   ///< before the dispatcher: its policy may come from one
+  std::vector<policies::Plugins::Outcome> plugin_outcomes_;
+  std::vector<std::unique_ptr<ServingDevice>> devices_;  ///< the served ones
   std::vector<std::unique_ptr<ModelState>> models_;
   std::shared_ptr<const ProfileTable> profiles_;
   double profile_seconds_ = 0;
+
+  mutable std::mutex dispatch_mu_;  // guards dispatcher_ (and the policy inside it)
+  std::unique_ptr<policies::Dispatcher> dispatcher_;
 
   mutable std::mutex mu_;  // guards stats, the placement log, config_ fields that reload changes
   std::deque<Placement> placements_;
@@ -116,8 +125,6 @@ class Service {
   std::atomic<bool> ready_{false};
   std::atomic<bool> profiling_{false};
   std::thread reprofile_;
-  mutable std::mutex energy_mu_;
-  mutable double busy_fed_s_ = 0;  // runner busy seconds already given to the estimator
 };
 
 /// Upper bounds (seconds) of the latency histogram buckets in /metrics.
@@ -126,7 +133,10 @@ const std::vector<double>& latency_buckets();
 /// One served model and its statistics.
 struct Service::ModelState {
   ModelConfig cfg;
-  std::unique_ptr<engine::Model> model;
+  /// The model loaded on each served device (Service::devices_'s order); null where it
+  /// could not be (e.g. too large for a GPU's memory): the policy never sees that device's
+  /// profile for it, so never places it there.
+  std::vector<std::unique_ptr<engine::Model>> on;
   std::string spec_hash;
   // Statistics, under Service::mu_.
   LatencyWindow window{64};
@@ -134,6 +144,7 @@ struct Service::ModelState {
   uint64_t items = 0;
   std::vector<uint64_t> buckets = std::vector<uint64_t>(latency_buckets().size(), 0);
   double latency_sum_s = 0;
+  std::vector<uint64_t> per_device;  ///< queries placed on each served device
 };
 
 }  // namespace recsched::daemon

@@ -2,6 +2,7 @@
 
 #include <hwloc.h>
 
+#include <algorithm>
 #include <chrono>
 #include <future>
 
@@ -102,6 +103,8 @@ void CpuRunner::worker_main(int index, const std::string& cpuset) {
     // The oldest query with a sub-batch left and room under its worker cap.
     std::shared_ptr<Job> job;
     work_cv_.wait(lock, [&] {
+      // A parked worker takes no work (its core may sleep) until woken or stopping.
+      if (index >= active_workers_) return stopping_ && queue_.empty();
       for (const auto& j : queue_) {
         if (j->active < j->max_workers) {
           job = j;
@@ -192,6 +195,19 @@ Status CpuRunner::run(const Model& model, const BatchView& batch, uint32_t sub_b
   RECSCHED_RETURN_IF_ERROR(submit(model, batch, sub_batch, workers, scores,
                                   [&](Status st) { result.set_value(std::move(st)); }));
   return result.get_future().get();
+}
+
+void CpuRunner::set_active_workers(int n) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    active_workers_ = std::clamp(n, 1, workers());
+  }
+  work_cv_.notify_all();
+}
+
+int CpuRunner::active_workers() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return std::min(active_workers_, workers());
 }
 
 double CpuRunner::busy_seconds() const {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -62,6 +63,11 @@ class CpuRunner {
              std::span<float> scores);
 
   int workers() const { return static_cast<int>(threads_.size()); }
+  /// Parks workers: only workers 0 .. n-1 take sub-batches from now on (clamped to
+  /// [1, workers()]); the others finish what they run and then sleep, so their cores
+  /// can enter deep idle states. All are awake at creation.
+  void set_active_workers(int n);
+  int active_workers() const;
   const CpuDevice& device() const { return device_; }
   /// Each worker's CPU binding as the OS reports it, read by the worker after binding.
   const std::vector<std::string>& bindings() const { return bindings_; }
@@ -92,6 +98,7 @@ class CpuRunner {
   size_t in_flight_ = 0;                    // queries submitted and not yet done
   int busy_workers_ = 0;
   int started_ = 0;
+  int active_workers_ = INT32_MAX;  // clamped to workers() by set_active_workers
   bool stopping_ = false;
   double busy_seconds_ = 0;
 };

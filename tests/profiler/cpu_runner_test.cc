@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <thread>
 
 #include "engine/inputs.h"
@@ -159,6 +160,42 @@ TEST_CASE("submit runs whole queries side by side, one per worker, and bounds th
             ->submit(
                 *model, view_of(batches[0]), 4, 1, out, [](Status) {}, 0)
             .code() == StatusCode::kUnavailable);
+}
+
+TEST_CASE("parked workers take no sub-batches until woken") {
+  HostDevice host;
+  // Two workers even on a one-core device: parking is about workers, not cores.
+  auto runner = std::move(CpuRunner::create(host.topology, host.device, 2).value());
+  const engine::ModelSpec spec = golden_spec();
+  auto model = std::move(runner->load(spec, {}).value());
+  const Batch batch = engine::random_batch(spec, 3000, 5);
+  const std::vector<float> want = whole(*model, batch);
+  // Runs the query as 3000 one-item sub-batches on up to 2 workers; returns the most
+  // workers seen busy at once while it ran.
+  auto most_busy = [&] {
+    std::vector<float> got(want.size());
+    std::atomic<bool> done{false};
+    REQUIRE(runner
+                ->submit(*model, view_of(batch), 1, 2, got,
+                         [&](Status st) {
+                           CHECK(st.is_ok());
+                           done = true;
+                         })
+                .is_ok());
+    int most = 0;
+    while (!done) most = std::max(most, runner->current_load().busy_workers);
+    for (size_t i = 0; i < want.size(); ++i) REQUIRE(got[i] == doctest::Approx(want[i]));
+    return most;
+  };
+  CHECK(runner->active_workers() == 2);
+  runner->set_active_workers(1);
+  CHECK(runner->active_workers() == 1);
+  CHECK(most_busy() == 1);
+  runner->set_active_workers(0);  // clamped: one worker always takes work
+  CHECK(runner->active_workers() == 1);
+  runner->set_active_workers(5);
+  CHECK(runner->active_workers() == 2);
+  CHECK(most_busy() == 2);
 }
 
 }  // namespace
