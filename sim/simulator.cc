@@ -269,6 +269,7 @@ class Simulation {
   Report report(double span) {
     Report r;
     r.policy = std::string(dispatcher_->policy().name());
+    r.policy_params = dispatcher_->policy().params();
     const double end = std::max(end_ms_, span);
     uint64_t offered = 0, rejected = 0, completed = 0;
     bool ok = true;
@@ -366,9 +367,10 @@ Result<Report> find_max_qps(TraceOptions trace, const std::vector<Device>& devic
                             const ProfileTable& profiles, const std::vector<ModelTarget>& targets,
                             const std::string& policy, const nlohmann::json& params,
                             const Options& options, double start_qps) {
+  const nlohmann::json knobs = params.is_null() ? nlohmann::json::object() : params;
   auto run = [&](double qps) -> Result<Report> {
     trace.qps = qps;
-    RECSCHED_ASSIGN_OR_RETURN(auto p, policies::create_policy(policy, params));
+    RECSCHED_ASSIGN_OR_RETURN(auto p, policies::create_policy(policy, knobs));
     return simulate(poisson_trace(trace), devices, profiles, targets, std::move(p), options);
   };
   Report best;
@@ -381,7 +383,8 @@ Result<Report> find_max_qps(TraceOptions trace, const std::vector<Device>& devic
     hi *= 2;
     if (hi > 1e7) return invalid_argument("find_max_qps: no failure below 10M qps");
   }
-  while (hi - lo > 0.02 * hi) {  // bisect to within 2 %
+  // Bisect to within 2 %; below 1/100 of the starting rate, nothing passes.
+  while (hi - lo > 0.02 * hi && hi > start_qps / 100) {
     const double mid = (lo + hi) / 2;
     RECSCHED_ASSIGN_OR_RETURN(Report r, run(mid));
     if (r.meets_sla) {
@@ -410,6 +413,7 @@ nlohmann::json Report::to_json() const {
                   {"violations", m.violations}});
   }
   return {{"policy", policy},
+          {"policy_params", policy_params},
           {"offered_qps", offered_qps},
           {"achieved_qps", achieved_qps},
           {"energy_j", energy_j},

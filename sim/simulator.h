@@ -92,6 +92,7 @@ struct ModelReport {
 
 struct Report {
   std::string policy;
+  nlohmann::json policy_params;  ///< the policy's params() at the end (what it tuned)
   std::vector<ModelReport> models;
   double offered_qps = 0;
   double achieved_qps = 0;  ///< completed queries per second of trace
@@ -114,7 +115,7 @@ Result<Report> simulate(const std::vector<Query>& trace, const std::vector<Devic
 /// rate from `start_qps` until a run fails, then bisects until the bracket is within 2 %;
 /// every run replays a fresh trace of `trace.seconds` at the rate tried (same seed) with a
 /// fresh policy from the registry. Returns the best passing report (offered_qps = 0 when
-/// not even start_qps passes).
+/// nothing down to start_qps / 100 passes).
 Result<Report> find_max_qps(TraceOptions trace, const std::vector<Device>& devices,
                             const ProfileTable& profiles, const std::vector<ModelTarget>& targets,
                             const std::string& policy, const nlohmann::json& params,

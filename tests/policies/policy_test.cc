@@ -3,42 +3,13 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <functional>
 
 #include "policies/registry.h"
+#include "tests/policies/contract.h"
 
 namespace recsched::policies {
 namespace {
-
-ProfilePoint point(uint32_t batch, double single_ms, double power_w = 100, uint32_t workers = 1) {
-  ProfilePoint p;
-  p.batch_size = batch;
-  p.p50_single_us = single_ms * 1e3;
-  p.p50_us = single_ms * 1e3 / workers;
-  p.p95_us = p.p50_us * 1.2;
-  p.items_per_s = batch / (p.p50_us * 1e-6);
-  p.power_w = power_w;
-  p.energy_per_item_j = power_w * p.p50_us * 1e-6 / batch;
-  p.power_source = "estimated";
-  p.best_sub_batch = batch;
-  p.best_workers = workers;
-  return p;
-}
-
-// A CPU whose single-worker time grows linearly (0.1 ms/item + 0.05 ms), and a GPU with a
-// 1 ms floor that wins only above 64 items (it is 8x faster per item).
-ProfileTable cpu_gpu_table() {
-  ProfileTable t;
-  for (uint32_t b : {1u, 4u, 16u, 64u, 256u, 1024u}) {
-    t.add("m", "cpu0", point(b, 0.05 + 0.1 * b, 20.0));
-    t.add("m", "gpu0", point(b, 1.0 + 0.0125 * b + (b <= 64 ? 6.0 : 0.0), 150.0));
-  }
-  return t;
-}
-
-std::vector<DeviceView> cpu_and_gpu(int cpu_workers = 1) {
-  return {{"cpu0", DeviceKind::kCpu, cpu_workers, 0, 0, 0, 10.0},
-          {"gpu0", DeviceKind::kGpu, 1, 0, 0, 0, 70.0}};
-}
 
 TEST_CASE("predict_service_ms spreads sub-batches over workers in rounds") {
   ProfileTable t;
@@ -57,34 +28,11 @@ TEST_CASE("predict_service_ms spreads sub-batches over workers in rounds") {
 
 // Every registered policy keeps the interface's contract.
 TEST_CASE("every registered policy keeps the contract") {
-  const ProfileTable table = cpu_gpu_table();
-  const ModelView model{"m", 50.0, 0.0};
   for (const std::string& name : policy_names()) {
     CAPTURE(name);
     auto policy = create_policy(name, nlohmann::json::object());
     REQUIRE_MESSAGE(policy.has_value(), policy.status().to_string());
-    CHECK((*policy)->name() == name);
-    CHECK((*policy)->params().is_object());
-    const std::vector<DeviceView> devices = cpu_and_gpu(4);
-    const ClusterView view{devices, table, Clock::now()};
-    Result<Placement> p = (*policy)->place({1, &model, 100, 50.0}, view);
-    REQUIRE_MESSAGE(p.has_value(), p.status().to_string());
-    CHECK((p->device == "cpu0" || p->device == "gpu0"));
-    CHECK(p->sub_batch >= 1);
-    CHECK(p->workers >= 1);
-    CHECK_FALSE(p->reason.empty());
-    // An empty view is an expected rejection, not a bug.
-    const ClusterView empty{{}, table, Clock::now()};
-    CHECK((*policy)->place({2, &model, 100, 50.0}, empty).status().code() ==
-          StatusCode::kUnavailable);
-    // All devices busy: still a placement (the backlog shows in the prediction).
-    std::vector<DeviceView> busy = cpu_and_gpu(4);
-    for (auto& d : busy) d.busy_workers = d.workers, d.queued = 10, d.backlog_ms = 500;
-    Result<Placement> q = (*policy)->place({3, &model, 100, 50.0}, {busy, table, Clock::now()});
-    REQUIRE(q.has_value());
-    CHECK(q->predicted_ms > p->predicted_ms);
-    (*policy)->observe({1, "m", 100, *p, 3.0, true});
-    CHECK((*policy)->configure({{"no-such-knob", 1}}).code() == StatusCode::kInvalidArgument);
+    check_contract(**policy, name);
   }
   CHECK(
       create_policy("psychic", nlohmann::json::object()).status().message().find("known: static") !=
@@ -196,6 +144,39 @@ TEST_CASE("deeprecsched's hill-climber settles on the sub-batch size with the lo
   CHECK(params["models"]["m"]["settled"] == true);
   CHECK(policy->configure({{"window", 0}}).code() == StatusCode::kInvalidArgument);
   CHECK(policy->configure({{"candidates", {64, 0}}}).code() == StatusCode::kInvalidArgument);
+}
+
+// Drives deeprecsched with synthetic latencies: while the sub-batch search runs, 512 is
+// best; then every completion takes g(threshold in use). Returns the thresholds tried.
+std::vector<std::string> climb_threshold(const std::function<double(double)>& g) {
+  const ProfileTable table = cpu_gpu_table();  // crossover: the GPU wins from 256 up
+  const ModelView model{"m", 1000.0, 0.0};
+  auto policy = std::move(create_policy("deeprecsched", {{"window", 8}}).value());
+  const std::vector<DeviceView> devices = cpu_and_gpu(1);
+  std::vector<std::string> tried;
+  for (uint64_t i = 1; i < 400; ++i) {
+    Result<Placement> p = policy->place({i, &model, 100, 1000.0}, {devices, table, Clock::now()});
+    REQUIRE(p.has_value());
+    const nlohmann::json m = policy->params()["models"]["m"];
+    double latency = p->sub_batch == 512 ? 10 : 20;
+    if (m["settled"] == true) {
+      const std::string th = m["threshold"].dump();
+      if (tried.empty() || tried.back() != th) tried.push_back(th);
+      latency = g(m["threshold"].is_number() ? m["threshold"].get<double>() : 1e6);
+    }
+    policy->observe({i, "m", 100, *p, latency, true});
+  }
+  CHECK(policy->params()["models"]["m"]["threshold_settled"] == true);
+  return tried;
+}
+
+TEST_CASE("deeprecsched tunes the offload threshold from the crossover, down then up") {
+  // Best at 16: stepping down from the crossover (256) improves until 4 does worse.
+  CHECK(climb_threshold([](double th) { return 5 + std::abs(std::log2(th) - 4); }) ==
+        std::vector<std::string>{"256", "64", "16", "4", "16"});
+  // Best at 1024: the first step down is worse, so it turns and climbs up.
+  CHECK(climb_threshold([](double th) { return 5 + std::abs(std::log2(th) - 10); }) ==
+        std::vector<std::string>{"256", "64", "1024", "\"never\"", "1024"});
 }
 
 }  // namespace

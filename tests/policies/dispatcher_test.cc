@@ -1,0 +1,124 @@
+// The dispatcher: backlog accounting, SLA admission, and live policy switching.
+#include "policies/dispatcher.h"
+
+#include <doctest/doctest.h>
+
+#include "policies/registry.h"
+#include "tests/policies/contract.h"
+
+namespace recsched::policies {
+namespace {
+
+std::unique_ptr<Policy> make(const std::string& name, const nlohmann::json& params = {}) {
+  return std::move(
+      create_policy(name, params.is_null() ? nlohmann::json::object() : params).value());
+}
+
+// A CPU with 2 workers where a query of n items takes 0.05 + 0.1 n ms on one worker.
+struct OneCpu {
+  ProfileTable table = cpu_gpu_table();
+  std::vector<DeviceInfo> devices = {{"cpu0", DeviceKind::kCpu, 2, 3.0}};
+  ModelView model{"m", 10.0, 0.0};
+};
+
+TEST_CASE("admitted work counts in the device's backlog until it completes") {
+  OneCpu c;
+  Dispatcher d(c.devices, make("static"), 2.0);
+  Decision a = d.dispatch({1, &c.model, 16, 10.0}, {{}}, c.table, Clock::now());
+  REQUIRE(a.admitted);
+  CHECK(a.placement.device == "cpu0");
+  CHECK(a.service_ms == doctest::Approx(0.05 + 1.6));
+  CHECK(d.backlog_ms()[0] == doctest::Approx(a.service_ms));
+  // The next query waits for half the backlog (two workers share it).
+  Decision b = d.dispatch({2, &c.model, 16, 10.0}, {{1, 1, 0}}, c.table, Clock::now());
+  REQUIRE(b.admitted);
+  CHECK(b.placement.predicted_ms == doctest::Approx(a.service_ms / 2 + b.service_ms));
+  d.complete(a, {1, "m", 16, a.placement, 1.7, true});
+  CHECK(d.backlog_ms()[0] == doctest::Approx(b.service_ms));
+  d.complete(b, {2, "m", 16, b.placement, 1.7, true});
+  CHECK(d.backlog_ms()[0] == doctest::Approx(0.0));
+}
+
+TEST_CASE("a query predicted beyond reject_factor x its SLA is rejected, with the reason") {
+  OneCpu c;
+  Dispatcher d(c.devices, make("static"), 2.0);
+  // 256 items: 25.65 ms on one worker > 2 x 10 ms.
+  Decision r = d.dispatch({1, &c.model, 256, 10.0}, {{}}, c.table, Clock::now());
+  CHECK_FALSE(r.admitted);
+  CHECK(r.why.find("exceeds 2 x the SLA of 10 ms") != std::string::npos);
+  CHECK(d.backlog_ms()[0] == 0.0);
+  // A looser per-query SLA admits it.
+  CHECK(d.dispatch({2, &c.model, 256, 100.0}, {{}}, c.table, Clock::now()).admitted);
+  // A policy's expected rejection (no device) is a rejection too.
+  Dispatcher none({}, make("earliest-finish"), 2.0);
+  Decision n = none.dispatch({3, &c.model, 8, 10.0}, {}, c.table, Clock::now());
+  CHECK_FALSE(n.admitted);
+  CHECK_FALSE(n.why.empty());
+}
+
+// Records what it observes.
+class Recorder final : public Policy {
+ public:
+  explicit Recorder(std::vector<uint64_t>* seen) : seen_(seen) {}
+  std::string_view name() const override { return "recorder"; }
+  Result<Placement> place(const QueryInfo& q, const ClusterView& v) override {
+    return Placement{v.devices[0].id, q.items, 1, 1.0, "recorder"};
+  }
+  void observe(const Completion& done) override { seen_->push_back(done.id); }
+  nlohmann::json params() const override { return nlohmann::json::object(); }
+  Status configure(const nlohmann::json&) override { return Status::ok(); }
+
+ private:
+  std::vector<uint64_t>* seen_;
+};
+
+TEST_CASE(
+    "switching policies keeps queries in flight and their backlog; only the placer observes") {
+  OneCpu c;
+  std::vector<uint64_t> first, second;
+  Dispatcher d(c.devices, std::make_unique<Recorder>(&first), 2.0);
+  Decision a = d.dispatch({1, &c.model, 8, 10.0}, {{}}, c.table, Clock::now());
+  REQUIRE(a.admitted);
+  d.set_policy(std::make_unique<Recorder>(&second));
+  Decision b = d.dispatch({2, &c.model, 8, 10.0}, {{}}, c.table, Clock::now());
+  REQUIRE(b.admitted);
+  CHECK(a.generation != b.generation);
+  d.complete(a, {1, "m", 8, a.placement, 1.0, true});
+  d.complete(b, {2, "m", 8, b.placement, 1.0, true});
+  CHECK(first.empty());  // the old policy is gone; its query still settled its backlog
+  CHECK(second == std::vector<uint64_t>{2});
+  CHECK(d.backlog_ms()[0] == doctest::Approx(0.0));
+}
+
+TEST_CASE("a placement on a device that is not served is refused, and workers are clamped") {
+  OneCpu c;
+  Dispatcher d(c.devices, make("static", {{"device", "cpu9"}}), 2.0);
+  Decision r = d.dispatch({1, &c.model, 8, 10.0}, {{}}, c.table, Clock::now());
+  CHECK_FALSE(r.admitted);
+  CHECK(r.why.find("cpu9") != std::string::npos);
+}
+
+TEST_CASE("min-energy parks workers at low load and wakes them when the SLA needs them") {
+  OneCpu c;
+  Dispatcher d(c.devices, make("min-energy"), 2.0);
+  // Idle device: one worker awake meets the SLA and burns no idle power beside it.
+  Decision a = d.dispatch({1, &c.model, 16, 10.0}, {{}}, c.table, Clock::now());
+  REQUIRE(a.admitted);
+  CHECK(a.placement.active_workers == 1);
+  CHECK(a.placement.workers == 1);
+  CHECK(a.placement.reason.find("1 of 2 workers awake") != std::string::npos);
+  // A backlog that one worker cannot clear in time: both are woken.
+  std::vector<Decision> held;
+  for (uint64_t i = 2; i < 6; ++i) {
+    held.push_back(d.dispatch({i, &c.model, 40, 20.0}, {{1, i, 1}}, c.table, Clock::now()));
+  }
+  CHECK(held.back().placement.active_workers == 2);
+  // With parking off it never parks.
+  Dispatcher off(c.devices, make("min-energy", {{"park", false}}), 2.0);
+  CHECK(
+      off.dispatch({9, &c.model, 16, 10.0}, {{}}, c.table, Clock::now()).placement.active_workers ==
+      0);
+}
+
+}  // namespace
+}  // namespace recsched::policies

@@ -1,0 +1,230 @@
+// The simulator: its traces, its runner semantics and energy, exactly, on hand-made
+// profiles; determinism; and the policies' relative behaviour it is used to show.
+#include "sim/simulator.h"
+
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "policies/registry.h"
+#include "sim/tools/sim_cli.h"
+#include "tests/policies/contract.h"
+
+namespace recsched::sim {
+namespace {
+
+using policies::cpu_gpu_table;
+using policies::DeviceKind;
+
+std::unique_ptr<policies::Policy> make(const std::string& name, const nlohmann::json& p = {}) {
+  return std::move(
+      policies::create_policy(name, p.is_null() ? nlohmann::json::object() : p).value());
+}
+
+Device cpu(int workers, double idle_w_per_worker = 1.5, double parked = 0.2) {
+  return {{"cpu0", DeviceKind::kCpu, workers, idle_w_per_worker * workers}, parked};
+}
+
+Options exact() {
+  Options o;
+  o.noise = 0;
+  o.warmup_fraction = 0;
+  o.reject_factor = 1000;
+  return o;
+}
+
+TEST_CASE("Poisson traces are deterministic and have the asked rate, sizes and mix") {
+  TraceOptions o;
+  o.qps = 1000;
+  o.seconds = 20;
+  o.mix = {{"a", 3}, {"b", 1}};
+  const auto t = poisson_trace(o);
+  CHECK(t.size() == poisson_trace(o).size());
+  CHECK(t[100].arrival_ms == poisson_trace(o)[100].arrival_ms);
+  CHECK(std::abs(double(t.size()) / 20000 - 1) < 0.03);
+  double log_sum = 0, log_sq = 0;
+  size_t as = 0;
+  for (const Query& q : t) {
+    REQUIRE(q.items >= 1);
+    REQUIRE(q.items <= 1024);
+    log_sum += std::log(q.items);
+    log_sq += std::log(q.items) * std::log(q.items);
+    as += q.model == "a";
+  }
+  const double mean = log_sum / t.size();
+  CHECK(mean == doctest::Approx(5.1).epsilon(0.005));
+  CHECK(std::sqrt(log_sq / t.size() - mean * mean) == doctest::Approx(0.2).epsilon(0.05));
+  CHECK(double(as) / t.size() == doctest::Approx(0.75).epsilon(0.03));
+  // Gaps are exponential: the fraction longer than the mean is 1/e.
+  size_t longer = 0;
+  for (size_t i = 1; i < t.size(); ++i) longer += t[i].arrival_ms - t[i - 1].arrival_ms > 1.0;
+  CHECK(double(longer) / t.size() == doctest::Approx(std::exp(-1.0)).epsilon(0.05));
+  o.sizes.kind = SizeDistribution::Kind::kFixed;
+  o.sizes.fixed = 5000;
+  CHECK(poisson_trace(o)[0].items == 1024);  // capped
+  o.seed = 2;
+  CHECK(poisson_trace(o)[0].arrival_ms != t[0].arrival_ms);
+}
+
+TEST_CASE("a single worker serves queries first come, first served, at the profile's time") {
+  // cpu_gpu_table's CPU: 0.05 + 0.1 n ms for n items on one worker, 20 W busy.
+  const ProfileTable table = cpu_gpu_table();
+  const std::vector<Query> trace = {{0.0, "m", 10}, {0.1, "m", 10}, {5.0, "m", 20}};
+  auto r = simulate(trace, {cpu(1)}, table, {{"m", 100}}, make("static"), exact());
+  REQUIRE_MESSAGE(r.has_value(), r.status().to_string());
+  REQUIRE(r->models.size() == 1);
+  const ModelReport& m = r->models[0];
+  CHECK(m.completed == 3);
+  // Latencies: 1.05; waits until 1.05 then 1.05 more: 2.0; alone: 2.05.
+  CHECK(m.max_ms == doctest::Approx(2.05));
+  CHECK(m.p50_ms == doctest::Approx(2.0));
+  CHECK(r->seconds == doctest::Approx(7.05 / 1e3));
+  // Energy: busy 1.05 + 1.05 + 2.05 ms at 20 W, idle the rest of 7.05 ms at 1.5 W.
+  const double busy = 4.15, idle = 7.05 - busy;
+  CHECK(r->energy_j == doctest::Approx((20 * busy + 1.5 * idle) / 1e3));
+  CHECK(r->energy_per_query_j == doctest::Approx(r->energy_j / 3));
+  CHECK(r->meets_sla);
+}
+
+TEST_CASE("a query split over workers runs its sub-batches side by side") {
+  const ProfileTable table = cpu_gpu_table();
+  // earliest-finish on an idle 4-worker CPU splits 64 items 4 ways: 16 items each, 1.65 ms.
+  auto r =
+      simulate({{0.0, "m", 64}}, {cpu(4)}, table, {{"m", 100}}, make("earliest-finish"), exact());
+  REQUIRE(r.has_value());
+  CHECK(r->models[0].max_ms == doctest::Approx(1.65));
+  // static keeps it whole: 6.45 ms.
+  r = simulate({{0.0, "m", 64}}, {cpu(4)}, table, {{"m", 100}}, make("static"), exact());
+  CHECK(r->models[0].max_ms == doctest::Approx(6.45));
+}
+
+TEST_CASE("simulations are deterministic, noise included") {
+  const ProfileTable table = cpu_gpu_table();
+  TraceOptions t;
+  t.qps = 300;
+  t.seconds = 5;
+  t.mix = {{"m", 1}};
+  const auto trace = poisson_trace(t);
+  Options o;
+  auto a = simulate(trace, {cpu(4)}, table, {{"m", 50}}, make("deeprecsched"), o);
+  auto b = simulate(trace, {cpu(4)}, table, {{"m", 50}}, make("deeprecsched"), o);
+  REQUIRE(a.has_value());
+  CHECK(a->to_json() == b->to_json());
+  CHECK(simulate(trace, {cpu(4)}, table, {}, make("static"), o).status().code() ==
+        StatusCode::kInvalidArgument);  // no target for m
+  CHECK(simulate(trace, {cpu(4), cpu(2)}, table, {{"m", 50}}, make("static"), o).status().code() ==
+        StatusCode::kInvalidArgument);  // cpu0 twice
+}
+
+TEST_CASE("size-aware policies send small queries to the CPU and large ones to the GPU") {
+  const ProfileTable table = cpu_gpu_table();  // the GPU wins above 64 items
+  const std::vector<Device> devices = {cpu(1), {{"gpu0", DeviceKind::kGpu, 1, 70}, 0}};
+  for (const char* policy : {"earliest-finish", "deeprecsched"}) {
+    CAPTURE(policy);
+    auto small = simulate({{0.0, "m", 16}}, devices, table, {{"m", 100}}, make(policy), exact());
+    auto large = simulate({{0.0, "m", 512}}, devices, table, {{"m", 100}}, make(policy), exact());
+    REQUIRE(small.has_value());
+    CHECK(small->queries_per_device.at("cpu0") == 1);
+    CHECK(large->queries_per_device.at("gpu0") == 1);
+  }
+}
+
+TEST_CASE("splitting raises latency-bounded throughput over static, and parking saves energy") {
+  const ProfileTable table = cpu_gpu_table();
+  TraceOptions t;
+  t.seconds = 10;
+  t.mix = {{"m", 1}};
+  t.sizes.kind = SizeDistribution::Kind::kFixed;
+  t.sizes.fixed = 128;  // 12.85 ms whole; 3.25 ms split 4 ways
+  const std::vector<ModelTarget> targets = {{"m", 8.0}};
+  Options o;
+  auto st = find_max_qps(t, {cpu(4)}, table, targets, "static", {}, o);
+  auto ef = find_max_qps(t, {cpu(4)}, table, targets, "earliest-finish", {}, o);
+  REQUIRE(st.has_value());
+  REQUIRE(ef.has_value());
+  CHECK(st->offered_qps == 0);  // a whole query misses 8 ms even on an idle machine
+  CHECK(ef->offered_qps > 100);
+  CHECK(ef->meets_sla);
+
+  // At low load, min-energy with parking draws less than without, meeting the SLA.
+  t.sizes.fixed = 16;
+  t.qps = 20;
+  const auto trace = poisson_trace(t);
+  auto parked = simulate(trace, {cpu(4)}, table, {{"m", 20}}, make("min-energy"), o);
+  auto awake =
+      simulate(trace, {cpu(4)}, table, {{"m", 20}}, make("min-energy", {{"park", false}}), o);
+  REQUIRE(parked.has_value());
+  CHECK(parked->meets_sla);
+  CHECK(awake->meets_sla);
+  CHECK(parked->energy_j < 0.5 * awake->energy_j);
+}
+
+TEST_CASE("deeprecsched hill-climbs its sub-batch size in the simulator") {
+  const ProfileTable table = cpu_gpu_table();
+  TraceOptions t;
+  t.qps = 40;  // 20480 items/s on 4 workers of 10000 items/s each
+  t.seconds = 30;
+  t.mix = {{"m", 1}};
+  t.sizes.kind = SizeDistribution::Kind::kFixed;
+  t.sizes.fixed = 512;
+  // A 4-worker CPU: 512-item sub-batches leave 3 workers idle; the climber moves on.
+  auto r = simulate(poisson_trace(t), {cpu(4)}, table, {{"m", 100}},
+                    make("deeprecsched", {{"window", 32}}), Options{});
+  REQUIRE(r.has_value());
+  auto whole = simulate(poisson_trace(t), {cpu(4)}, table, {{"m", 100}},
+                        make("deeprecsched", {{"tune", false}}), Options{});
+  // The climb is greedy on a noisy p95 (32 queries a window): it settles somewhere
+  // below 512, and the tail is clearly better than never splitting.
+  CHECK(r->policy_params["models"]["m"]["settled"] == true);
+  CHECK(r->policy_params["models"]["m"]["sub_batch"] < 512);
+  CHECK(r->models[0].p95_ms < 0.8 * whole->models[0].p95_ms);
+}
+
+TEST_CASE("recsched-sim: help, usage errors and a run from a profile file") {
+  std::ostringstream out, err;
+  CHECK(tools::run_sim_cli({"--help"}, out, err) == 0);
+  CHECK(out.str().find("--find-max") != std::string::npos);
+  CHECK(tools::run_sim_cli({"--qps", "10"}, out, err) == 2);
+  CHECK(err.str().find("--profiles FILE is required") != std::string::npos);
+  CHECK(tools::run_sim_cli({"--bogus"}, out, err) == 2);
+  CHECK(tools::run_sim_cli({"--profiles", "/nonexistent.json", "--qps", "1"}, out, err) == 1);
+
+  const std::string path =
+      std::filesystem::temp_directory_path() / ("sim_profiles_" + std::to_string(getpid()));
+  {
+    nlohmann::json profiles = nlohmann::json::array();
+    const ProfileTable t = cpu_gpu_table();
+    for (const auto& [model, device] : t.keys()) {
+      nlohmann::json pts = nlohmann::json::array();
+      for (const ProfilePoint& p : t.points(model, device)) {
+        pts.push_back({{"batch_size", p.batch_size},
+                       {"p50_us", p.p50_us},
+                       {"p50_single_us", p.p50_single_us},
+                       {"power_w", p.power_w},
+                       {"best_workers", p.best_workers}});
+      }
+      profiles.push_back({{"model", model}, {"device", device}, {"points", pts}});
+    }
+    std::ofstream(path) << nlohmann::json{
+        {"devices", {{{"id", "cpu0"}, {"cores", 4}}}},
+        {"profiles", profiles}}.dump();
+  }
+  std::ostringstream o2, e2;
+  CHECK(tools::run_sim_cli(
+            {"--profiles", path, "--qps", "50", "--seconds", "2", "--targets", "m=20", "--json"},
+            o2, e2) == 0);
+  const auto doc = nlohmann::json::parse(o2.str());
+  CHECK(doc["devices"][0]["workers"] == 4);
+  CHECK(doc["devices"][1]["kind"] == "gpu");
+  CHECK(doc["runs"].size() == policies::policy_names().size());
+  CHECK(tools::run_sim_cli({"--profiles", path, "--qps", "5", "--policies", "psychic"}, o2, e2) ==
+        2);
+  std::filesystem::remove(path);
+}
+
+}  // namespace
+}  // namespace recsched::sim
