@@ -1,0 +1,197 @@
+// recsched-load against a real recschedd (the service and HTTP server in this process, on a
+// temporary unix socket and TCP port 0, three tiny golden models): model discovery, an
+// open-loop run with every query answered, admission rejections counted by kind, energy read
+// from /metrics, the generator's ceiling on a trivial route, and the tool's modes end to end.
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "bench/load/cli.h"
+#include "bench/load/client.h"
+#include "daemon/config.h"
+#include "daemon/http_server.h"
+#include "daemon/service.h"
+
+namespace recsched::load {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::string golden(const std::string& c, const std::string& suffix) {
+  return std::string(RECSCHED_SOURCE_DIR) + "/tests/fixtures/golden/" + c + suffix;
+}
+
+// A running daemon in this process (the pattern of tests/daemon/daemon_integration_test.cc).
+struct Daemon {
+  fs::path dir = fs::temp_directory_path() / ("recsched_load_test_" + std::to_string(getpid()));
+  std::unique_ptr<daemon::Service> service;
+  std::unique_ptr<daemon::HttpServer> server;
+  Endpoint unix_ep, tcp_ep;
+
+  Daemon() {
+    fs::create_directories(dir);
+    const std::string socket = (dir / "s.sock").string();
+    const json cfg = {{"listen", {{"socket", socket}, {"tcp", "127.0.0.1:0"}}},
+                      {"models",
+                       {{{"spec", golden("dot", ".model.json")}, {"sla_ms", 50}},
+                        {{"spec", golden("dien", ".model.json")}},
+                        {{"spec", golden("multiout", ".model.json")}}}},
+                      {"state_dir", (dir / "state").string()},
+                      {"token", "t0ken"},
+                      {"gpus", false},
+                      {"profile", {{"quick", true}}}};
+    auto config = daemon::parse_config(cfg.dump(), dir.string(), (dir / "cfg.json").string());
+    REQUIRE_MESSAGE(config.has_value(), config.status().to_string());
+    auto s = daemon::Service::create(*config, [](const std::string&) {});
+    REQUIRE_MESSAGE(s.has_value(), s.status().to_string());
+    service = std::move(s).value();
+    daemon::ServerOptions so;
+    daemon::Service* svc = service.get();
+    server = daemon::HttpServer::create(so, [svc](daemon::HttpRequest r, daemon::Responder done) {
+      svc->handle(std::move(r), std::move(done));
+    });
+    REQUIRE(server->listen_tcp("127.0.0.1", 0).is_ok());
+    REQUIRE(server->listen_unix(socket).is_ok());
+    server->start();
+    unix_ep.unix_path = socket;
+    tcp_ep.port = server->tcp_port();
+    tcp_ep.token = "t0ken";
+  }
+  ~Daemon() {
+    server->stop(5000);
+    service.reset();
+    fs::remove_all(dir);
+  }
+};
+
+TEST_CASE("recsched-load drives a real recschedd: every query answered, per model, with energy") {
+  Daemon d;
+  const std::vector<ModelInfo> models = fetch_models(d.unix_ep);
+  REQUIRE(models.size() == 3);
+  CHECK(models[0].name == "golden_dot");
+  CHECK(models[0].lookups == 3);  // read from the spec file the daemon names
+  CHECK(models[0].sla_ms == 50);
+  CHECK(models[1].dense == 0);
+
+  for (const Endpoint& ep : {d.unix_ep, d.tcp_ep}) {
+    CAPTURE(ep.describe());
+    RunOptions o;
+    o.qps = 150;
+    o.duration_s = 1.5;
+    o.warmup_s = 0.3;
+    o.sizes = SizeDistribution::parse("lognormal:3,0.3,64");
+    PoolOptions po;
+    po.max_items = 64;
+    const PayloadPool pool(models, o.sizes, po);
+    const RunResult r = run_load(ep, pool, o);
+    INFO(r.summary());
+    CHECK(r.scheduled > 100);
+    CHECK(r.all.ok == r.scheduled);
+    CHECK(r.errors.empty());
+    CHECK(r.rejections.empty());
+    CHECK(r.achieved_qps == doctest::Approx(150).epsilon(0.3));
+    for (const ModelResult& m : r.models) {
+      CHECK(m.ok > 10);
+      CHECK(m.latency_ns.percentile(95) > 0);
+      CHECK(m.latency_ns.percentile(95) < 1e9);
+    }
+    REQUIRE(r.energy_joules.has_value());
+    CHECK(*r.energy_joules >= 0);
+    CHECK_FALSE(r.energy_source.empty());
+    const json j = r.to_json();
+    CHECK(j["models"]["golden_dot"]["sla_ms"] == 50);
+    CHECK(j["energy"]["source"] == r.energy_source);
+  }
+  // The daemon counted what the generator sent.
+  const json stats = json::parse(http_call(d.unix_ep, "GET", "/v1/stats").body);
+  uint64_t ok = 0;
+  for (const json& m : stats["models"]) ok += m["ok"].get<uint64_t>();
+  CHECK(ok >= 200);
+}
+
+TEST_CASE("recsched-load counts admission rejections and JSON payloads work") {
+  Daemon d;
+  const std::vector<ModelInfo> models = fetch_models(d.unix_ep);
+  RunOptions o;
+  o.qps = 100;
+  o.duration_s = 0.6;
+  o.sizes = SizeDistribution::parse("fixed:16");
+  PoolOptions po;
+  po.max_items = 16;
+  po.sla_ms = 1e-6;  // no query can meet this: admission turns each one away with a 503
+  const PayloadPool tight(models, o.sizes, po);
+  const RunResult r = run_load(d.unix_ep, tight, o);
+  CHECK(r.all.sent > 20);
+  CHECK(r.all.ok == 0);
+  CHECK(r.rejections.at("admission") == r.all.sent);
+  CHECK(r.reject_rate() == 1.0);
+  CHECK_FALSE(judge(r, 0.01).pass);
+
+  po.sla_ms.reset();
+  po.format = PayloadFormat::kJson;
+  po.json_pool = 4;
+  const PayloadPool json_pool(models, o.sizes, po);
+  const RunResult j = run_load(d.unix_ep, json_pool, o);
+  CHECK(j.all.ok == j.all.sent);
+  CHECK(judge(j, 0.01).pass);
+}
+
+TEST_CASE("the generator's ceiling on a trivial route is far above the rates it measures") {
+  Daemon d;
+  const std::string out = (d.dir / "ceiling.json").string();
+  REQUIRE(load_main({"--socket", d.unix_ep.unix_path, "--ceiling", "--qps", "20000", "--duration",
+                     "1", "--out", out}) == 0);
+  const json j = json::parse(std::ifstream(out));
+  INFO(j.dump());
+  CHECK(j["errors"].empty());
+  // Shared 2-core CI machines: a modest floor; an idle core does tens of thousands.
+  CHECK(j["ceiling_qps"].get<double>() > 2000);
+}
+
+TEST_CASE("recsched-load's modes: run, find-max-qps and a sweep over policies with a plot") {
+  Daemon d;
+  const std::string sock = d.unix_ep.unix_path;
+  const fs::path out = d.dir / "run.json";
+  REQUIRE(load_main({"--socket", sock, "--qps", "80", "--duration", "1", "--warmup", "0.2",
+                     "--models", "golden_dot:3,golden_dien", "--sla", "golden_dot=40", "--quiet",
+                     "--out", out.string()}) == 0);
+  const json run = json::parse(std::ifstream(out));
+  CHECK(run["mode"] == "run");
+  CHECK(run["models"].size() == 2);
+  CHECK(run["models"]["golden_dot"]["sla_ms"] == 40);
+  CHECK(run["models"]["golden_dot"]["sent"].get<int>() > run["models"]["golden_dien"]["sent"]);
+  CHECK(run["policy"] == "static");
+
+  const fs::path max_out = d.dir / "max.json";
+  REQUIRE(load_main({"--tcp", "127.0.0.1:" + std::to_string(d.tcp_ep.port), "--token", "t0ken",
+                     "--policy", "static", "--find-max-qps", "--start-qps", "40", "--max-qps",
+                     "100", "--step-duration", "0.4", "--step-warmup", "0.1", "--quiet", "--out",
+                     max_out.string()}) == 0);
+  const json max = json::parse(std::ifstream(max_out));
+  CHECK(max["max_qps"] == 100);  // tiny models: the bound passes
+  CHECK(max["hit_max"] == true);
+  CHECK(max["steps"].size() == 3);  // 40, 80, then the bound 100
+  CHECK(max.contains("best"));
+
+  const fs::path csv = d.dir / "sweep.csv", png = d.dir / "sweep.png";
+  REQUIRE(
+      load_main({"--socket", sock, "--sweep", "30,60", "--policies", "static", "--duration", "0.5",
+                 "--warmup", "0.1", "--quiet", "--csv", csv.string(), "--png", png.string()}) == 0);
+  std::ifstream in(csv);
+  std::string line;
+  int lines = 0;
+  while (std::getline(in, line)) ++lines;
+  CHECK(lines == 1 + 2 * 4);  // header, then (all + 3 models) per load
+  if (std::system("command -v gnuplot > /dev/null 2>&1") == 0) CHECK(fs::file_size(png) > 1000);
+
+  CHECK(load_main({"--socket", sock, "--sizes", "poisson"}) == 2);
+  CHECK(load_main({"--qps", "10"}) == 2);
+  CHECK(load_main({"--socket", sock, "--models", "nope", "--quiet"}) == 1);
+}
+
+}  // namespace
+}  // namespace recsched::load

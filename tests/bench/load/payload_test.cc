@@ -1,0 +1,116 @@
+// Payloads decode, with recschedd's own KServe parser, into valid batches for the model
+// spec they were made for: binary tensors and JSON, every model type of the golden zoo.
+#include "bench/load/payload.h"
+
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "daemon/kserve.h"
+#include "engine/model_spec.h"
+
+namespace recsched::load {
+namespace {
+
+using nlohmann::json;
+
+engine::ModelSpec golden_spec(const std::string& name) {
+  auto spec = engine::load_model_spec(std::string(RECSCHED_SOURCE_DIR) + "/tests/fixtures/golden/" +
+                                      name + ".model.json");
+  REQUIRE_MESSAGE(spec.has_value(), spec.status().to_string());
+  return *spec;
+}
+
+// What the daemon answers for this spec on /v1/models and /v2/models/{m}.
+ModelInfo info_for(const engine::ModelSpec& spec) {
+  const json v1 = {
+      {"name", spec.name}, {"table_rows", spec.table_rows}, {"sla_ms", 7.5}, {"spec", "x"}};
+  return model_info_from_json(v1, daemon::model_metadata(spec), spec.lookups_per_table);
+}
+
+std::string flatten(const EncodedQuery& q) {
+  std::string body = q.json;
+  for (std::string_view s : q.sections) body.append(s);
+  return body;
+}
+
+TEST_CASE("binary and JSON payloads parse into valid batches of the requested size") {
+  const char* kNames[] = {"dot", "cat",  "ncf",      "wnd",     "mtwnd",
+                          "din", "dien", "multiout", "notables"};
+  std::vector<engine::ModelSpec> specs;
+  std::vector<ModelInfo> infos;
+  for (const char* n : kNames) {
+    specs.push_back(golden_spec(n));
+    infos.push_back(info_for(specs.back()));
+    CHECK(infos.back().dense == specs.back().dense_features);
+    CHECK(infos.back().table_rows.size() == specs.back().table_rows.size());
+    CHECK(infos.back().outputs == specs.back().num_outputs());
+    CHECK(infos.back().sla_ms == 7.5);
+  }
+  const SizeDistribution sizes = SizeDistribution::parse("lognormal:3,0.5,64");
+  daemon::InferLimits limits;
+  for (PayloadFormat format : {PayloadFormat::kBinary, PayloadFormat::kJson}) {
+    PoolOptions o;
+    o.format = format;
+    o.max_items = 64;
+    o.json_pool = 4;
+    o.per_model_sla = true;
+    const PayloadPool pool(infos, sizes, o);
+    CHECK(pool.bytes() > 0);
+    std::mt19937_64 rng(9);
+    for (uint32_t m = 0; m < infos.size(); ++m) {
+      for (int k = 0; k < 12; ++k) {
+        CAPTURE(infos[m].name);
+        CAPTURE(k);
+        const uint32_t n = k == 0 ? 64 : k == 1 ? 1 : sizes.draw(rng);
+        const EncodedQuery q = pool.encode(m, n, rng());
+        const std::string body = flatten(q);
+        CHECK(body.size() == q.body_bytes);
+        const auto header =
+            q.header_length > 0 ? std::optional<size_t>(q.header_length) : std::nullopt;
+        CHECK((format == PayloadFormat::kBinary) == header.has_value());
+        auto parsed = daemon::parse_infer_request(body, header, specs[m], limits);
+        REQUIRE_MESSAGE(parsed.has_value(), parsed.status().to_string());
+        CHECK(parsed->batch.batch_size == q.items);
+        if (format == PayloadFormat::kBinary) {
+          CHECK(q.items == n);
+          CHECK(parsed->binary_output);
+        }
+        CHECK(parsed->sla_ms.value_or(0) == 7.5);
+        // Every bag has the spec's lookups.
+        const auto& off = parsed->batch.sparse.offsets;
+        for (size_t b = 1; b < off.size(); ++b)
+          CHECK(off[b] - off[b - 1] == specs[m].lookups_per_table);
+        for (float v : parsed->batch.dense) CHECK((v >= 0.0f && v < 1.0f));
+      }
+    }
+  }
+}
+
+TEST_CASE("binary payloads send the pool's bytes without copying, windows vary with pick") {
+  const engine::ModelSpec spec = golden_spec("dot");
+  PoolOptions o;
+  o.max_items = 32;
+  const PayloadPool pool({info_for(spec)}, SizeDistribution::parse("fixed:32"), o);
+  const EncodedQuery a = pool.encode(0, 8, 1), b = pool.encode(0, 8, uint64_t{1} << 20);
+  REQUIRE(a.sections.size() == 2 + spec.table_rows.size());  // dense, lengths, one per table
+  CHECK(a.sections[0].size() == 8 * 5 * 4);
+  CHECK(std::memcmp(a.sections[0].data(), b.sections[0].data(), a.sections[0].size()) != 0);
+}
+
+TEST_CASE("model info is checked against the metadata") {
+  const engine::ModelSpec spec = golden_spec("dot");
+  json v1 = {{"name", spec.name}, {"table_rows", {1, 2}}, {"sla_ms", 5}};
+  CHECK_THROWS_AS(model_info_from_json(v1, daemon::model_metadata(spec), 1), std::invalid_argument);
+  CHECK_THROWS_AS(model_info_from_json(json::object(), daemon::model_metadata(spec), 1),
+                  std::invalid_argument);
+  v1["table_rows"] = spec.table_rows;
+  CHECK_THROWS_AS(model_info_from_json(v1, daemon::model_metadata(spec), 0), std::invalid_argument);
+  CHECK(read_spec_lookups(std::string(RECSCHED_SOURCE_DIR) +
+                          "/tests/fixtures/golden/dot.model.json") == 3);
+  CHECK_FALSE(read_spec_lookups("/nonexistent.json").has_value());
+}
+
+}  // namespace
+}  // namespace recsched::load
