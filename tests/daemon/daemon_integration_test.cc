@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -15,6 +16,7 @@
 #include <fstream>
 #include <future>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "daemon/config.h"
@@ -119,10 +121,11 @@ struct Daemon {
   std::unique_ptr<HttpServer> server;
   std::string port, socket;
 
-  explicit Daemon(const std::string& token = "secret", uint64_t max_body = 1 << 20) {
+  explicit Daemon(const std::string& token = "secret", uint64_t max_body = 1 << 20,
+                  const json& extra = json::object()) {
     fs::create_directories(dir);
     socket = (dir / "s.sock").string();
-    const json cfg = {
+    json cfg = {
         {"listen", {{"socket", socket}, {"tcp", "127.0.0.1:0"}}},
         {"models",
          {{{"spec", golden("dot", ".model.json")}, {"weights", golden("dot", ".safetensors")}},
@@ -134,6 +137,7 @@ struct Daemon {
         {"gpus", false},
         {"profile", {{"quick", true}}},
         {"limits", {{"max_body_bytes", max_body}, {"read_timeout_ms", 1500}}}};
+    cfg.merge_patch(extra);
     auto config = parse_config(cfg.dump(), dir.string(), (dir / "cfg.json").string());
     REQUIRE_MESSAGE(config.has_value(), config.status().to_string());
     auto s = Service::create(*config, [](const std::string&) {});
@@ -258,6 +262,144 @@ TEST_CASE("state-changing routes need the unix socket or the bearer token") {
       request("unix:" + d.socket, http::verb::put, "/v1/policy", R"({"name": "psychic"})").status ==
       400);
   CHECK(request(d.port, http::verb::post, "/v1/profile").status == 403);
+}
+
+TEST_CASE("GET /v1/policy lists every policy; PUT validates and switches") {
+  Daemon d;
+  const std::string sock = "unix:" + d.socket;
+  json p = request(d.port, http::verb::get, "/v1/policy").json_body();
+  CHECK(p["name"] == "static");
+  CHECK(p["params"]["device"] == "cpu0");
+  CHECK(p["available"] == json::array({"static", "deeprecsched", "earliest-finish", "min-energy"}));
+  Reply r = request(sock, http::verb::put, "/v1/policy",
+                    R"({"name": "deeprecsched", "params": {"window": 16}})");
+  REQUIRE_MESSAGE(r.status == 200, r.body);
+  CHECK(r.json_body()["name"] == "deeprecsched");
+  CHECK(r.json_body()["params"]["window"] == 16);
+  // Same policy, new params: re-tuned in place.
+  r = request(sock, http::verb::put, "/v1/policy",
+              R"({"name": "deeprecsched", "params": {"threshold": 64}})");
+  CHECK(r.json_body()["params"]["window"] == 16);
+  CHECK(r.json_body()["params"]["threshold"] == 64);
+  // Each bad request names what is wrong, and the policy stays.
+  for (const auto& [body, want] : std::vector<std::pair<std::string, std::string>>{
+           {R"({"name": "psychic"})", "unknown policy 'psychic' (available: static,"},
+           {R"({"name": "min-energy", "params": {"margin": 2}})", "margin"},
+           {R"({"name": "static", "params": {"device": "gpu7"}})", "gpu7"},
+           {R"({"name": "static", "params": []})", "params must be an object"},
+           {R"({"name": "static", "extra": 1})", "unknown key 'extra'"},
+           {R"(["static"])", "takes {"},
+           {"{", "takes {"}}) {
+    CAPTURE(body);
+    r = request(sock, http::verb::put, "/v1/policy", body);
+    CHECK(r.status == 400);
+    CHECK(r.json_body()["error"].get<std::string>().find(want) != std::string::npos);
+  }
+  CHECK(request(d.port, http::verb::get, "/v1/policy").json_body()["name"] == "deeprecsched");
+}
+
+TEST_CASE("switching policies under load fails no query, and every answer is right") {
+  // One device per core: on a multi-core host the policies have devices to choose from.
+  Daemon d("secret", 1 << 20, {{"partition", "core"}});
+  const json devices = request(d.port, http::verb::get, "/v1/devices").json_body()["devices"];
+  size_t served = 0;
+  for (const auto& dev : devices) served += dev["serving"] == true;
+  CHECK(served == devices.size());
+  const std::vector<float> want_dot = expected_scores("dot"), want_dien = expected_scores("dien");
+  std::atomic<bool> stop{false};
+  std::atomic<int> answered{0}, wrong{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 4; ++t) {
+    clients.emplace_back([&, t] {
+      for (int i = 0; !stop || i < 10; ++i) {
+        const char* c = (i + t) % 2 ? "dot" : "dien";
+        const Reply r =
+            request(d.port, http::verb::post, std::string("/v2/models/golden_") + c + "/infer",
+                    infer_body(c).dump());
+        const std::vector<float>& want = (i + t) % 2 ? want_dot : want_dien;
+        bool ok = r.status == 200;
+        if (ok) {
+          const auto got = r.json_body()["outputs"][0]["data"].get<std::vector<float>>();
+          ok = got.size() == want.size();
+          for (size_t k = 0; ok && k < got.size(); ++k) ok = std::abs(got[k] - want[k]) < 1e-4;
+        }
+        if (!ok) {
+          ++wrong;
+          MESSAGE(r.status << " " << r.body);
+        }
+        ++answered;
+        if (i > 200) break;
+      }
+    });
+  }
+  const std::vector<std::string> names = {"deeprecsched", "earliest-finish", "min-energy",
+                                          "static"};
+  for (int round = 0; round < 5; ++round) {
+    for (const std::string& n : names) {
+      const Reply r =
+          request("unix:" + d.socket, http::verb::put, "/v1/policy", json{{"name", n}}.dump());
+      CHECK(r.status == 200);
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+  stop = true;
+  for (auto& c : clients) c.join();
+  CHECK(wrong == 0);
+  CHECK(answered >= 40);
+  // The placement log names the policies that placed them.
+  const json log = request(d.port, http::verb::get, "/v1/placements?limit=4096").json_body();
+  std::set<std::string> policies;
+  for (const auto& p : log["placements"]) {
+    policies.insert(p["policy"].get<std::string>());
+    CHECK(p["outcome"] == "ok");
+  }
+  CHECK(policies.size() >= 2);
+  // Per-device counts add up to the answered queries.
+  const std::string metrics = request(d.port, http::verb::get, "/metrics").body;
+  size_t total = 0;
+  for (size_t at = 0;
+       (at = metrics.find("recsched_device_queries_total{", at)) != std::string::npos;) {
+    at = metrics.find("} ", at) + 2;
+    total += std::stoul(metrics.substr(at));
+  }
+  CHECK(total == size_t(answered.load()));
+}
+
+TEST_CASE("a policy plugin from plugin_dir serves queries, across every device in turn") {
+  const fs::path plugins = fs::temp_directory_path() / ("recsched_pd_" + std::to_string(getpid()));
+  fs::create_directories(plugins);
+  fs::permissions(plugins, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                               fs::perms::others_read | fs::perms::others_exec);
+  fs::copy_file(RECSCHED_PLUGIN_ROUND_ROBIN, plugins / "round_robin.so",
+                fs::copy_options::overwrite_existing);
+  fs::permissions(plugins / "round_robin.so", fs::perms::owner_read | fs::perms::owner_write |
+                                                  fs::perms::group_read | fs::perms::others_read);
+  {
+    Daemon d("secret", 1 << 20,
+             {{"partition", "core"},
+              {"policy", {{"name", "round-robin"}, {"plugin_dir", plugins.string()}}}});
+    const json p = request(d.port, http::verb::get, "/v1/policy").json_body();
+    CHECK(p["name"] == "round-robin");
+    CHECK(p["available"].back() == "round-robin");
+    CHECK(p["plugins"][0]["error"] == "");
+    std::vector<std::string> order;
+    for (int i = 0; i < 4; ++i) {
+      REQUIRE(
+          request(d.port, http::verb::post, "/v2/models/golden_dot/infer", infer_body("dot").dump())
+              .status == 200);
+    }
+    const json log = request(d.port, http::verb::get, "/v1/placements?limit=4").json_body();
+    for (const auto& pl : log["placements"]) {
+      order.push_back(pl["device"]);
+      CHECK(pl["policy"] == "round-robin");
+    }
+    const size_t n_devices =
+        request(d.port, http::verb::get, "/v1/devices").json_body()["devices"].size();
+    REQUIRE(order.size() == 4);
+    for (size_t i = 0; i < order.size(); ++i)
+      CHECK(order[i] == "cpu" + std::to_string(i % n_devices));
+  }
+  fs::remove_all(plugins);
 }
 
 TEST_CASE("stopping the server answers every query in flight") {
