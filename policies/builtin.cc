@@ -2,6 +2,7 @@
 #include "policies/builtin.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -33,6 +34,7 @@ int next_count(int k, int last) { return k >= last ? last + 1 : std::min(k * 2, 
 
 struct Candidate {
   const DeviceView* device = nullptr;
+  const std::vector<ProfilePoint>* points = nullptr;  // the model's profile on `device`
   uint32_t sub_batch = 0;
   int workers = 1;       // splits across this many workers
   int awake = 0;         // workers to keep awake on the device (0: leave as is)
@@ -46,29 +48,62 @@ struct Candidate {
 // backlog over those alone. Allocates nothing: decision time is part of every query's.
 template <class Fn>
 void for_each_candidate(const QueryInfo& q, const ClusterView& view, bool parking, Fn&& fn) {
+  if (q.items == 0) return;
   for (const DeviceView& d : view.devices) {
+    const std::vector<ProfilePoint>& pts = view.profiles.points(q.model->name, d.id);
+    if (pts.empty()) continue;
     const bool cpu = d.kind == DeviceKind::kCpu;
     const bool park = parking && cpu;
     const int last_k = park ? d.workers : awake(d);
+    // Service times depend on the split only: compute each once, whatever k.
+    double service[32];
+    int splits = 0;
+    for (int w = 1; w <= (cpu ? last_k : 1) && splits < 32; w = next_count(w, cpu ? last_k : 1)) {
+      if (w > static_cast<int>(q.items)) break;
+      service[splits++] = predict_service_ms(pts, q.items, (q.items + w - 1) / w, w);
+    }
     for (int k = park ? 1 : last_k; k <= last_k; k = next_count(k, last_k)) {
       const double wait = wait_ms(d, k);
       const int last_w = cpu ? k : 1;
-      for (int w = 1; w <= last_w; w = next_count(w, last_w)) {
-        if (w > static_cast<int>(q.items)) break;
-        const uint32_t sub = (q.items + w - 1) / w;
-        auto service = predict_service_ms(view.profiles, q.model->name, d.id, q.items, sub, w);
-        if (!service) break;
-        fn(Candidate{&d, sub, w, park ? k : 0, wait + *service, *service});
+      int i = 0;
+      for (int w = 1; w <= last_w && i < splits; w = next_count(w, last_w), ++i) {
+        // Splits over 1, 2, 4, ... share their service time across k; the last (all k
+        // workers) is not a power of two in general, so computed when it differs.
+        const double ms =
+            w == (1 << i) ? service[i] : predict_service_ms(pts, q.items, (q.items + w - 1) / w, w);
+        fn(Candidate{&d, &pts, (q.items + w - 1) / w, w, park ? k : 0, wait + ms, ms});
       }
     }
   }
 }
 
+// The placement log's reason, built with to_chars: snprintf's float formatting was a
+// third of a decision's time.
+void append(std::string& out, double v, int precision) {
+  char buf[32];
+  auto r = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed, precision);
+  out.append(buf, r.ptr);
+}
+void append(std::string& out, long v) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
+}
+
 std::string describe(const Candidate& c, const char* why) {
-  char buf[160];
-  std::snprintf(buf, sizeof buf, "%s: %s, %d worker(s) x %u items, predicted %.2f ms", why,
-                c.device->id.c_str(), c.workers, c.sub_batch, c.finish_ms);
-  return buf;
+  std::string out;
+  out.reserve(96);
+  out += why;
+  out += ": ";
+  out += c.device->id;
+  out += ", ";
+  append(out, c.workers);
+  out += " worker(s) x ";
+  append(out, long(c.sub_batch));
+  out += " items, predicted ";
+  append(out, c.finish_ms, 2);
+  out += " ms";
+  return out;
 }
 
 Placement to_placement(const Candidate& c, const char* why) {
@@ -138,9 +173,12 @@ class MinEnergyPolicy final : public Policy {
     const double budget = q.sla_ms * (1.0 - margin_);
     std::optional<Candidate> best;
     double best_j = std::numeric_limits<double>::infinity();
+    const DeviceView* power_of = nullptr;  // per-worker power depends on the device only
+    double per_worker_w = 0;
     for_each_candidate(q, view, park_, [&](const Candidate& c) {
       if (c.finish_ms > budget) return;
-      const double j = energy_j(c, q, view);
+      if (c.device != power_of) power_of = c.device, per_worker_w = busy_w_per_worker(c, q);
+      const double j = energy_j(c, per_worker_w);
       if (j < best_j || (j == best_j && c.finish_ms < best->finish_ms)) best_j = j, best = c;
     });
     if (!best) {
@@ -154,14 +192,16 @@ class MinEnergyPolicy final : public Policy {
       return to_placement(*fastest, "min-energy (nothing meets the SLA): earliest finish");
     }
     Placement p = to_placement(*best, "min-energy");
-    char buf[64];
+    p.reason += ", ";
+    append(p.reason, best_j * 1e3, 2);
+    p.reason += " mJ";
     if (best->awake > 0 && best->awake < best->device->workers) {
-      std::snprintf(buf, sizeof buf, ", %.3g J, %d of %d workers awake", best_j, best->awake,
-                    best->device->workers);
-    } else {
-      std::snprintf(buf, sizeof buf, ", %.3g J", best_j);
+      p.reason += ", ";
+      append(p.reason, best->awake);
+      p.reason += " of ";
+      append(p.reason, best->device->workers);
+      p.reason += " workers awake";
     }
-    p.reason += buf;
     return p;
   }
   nlohmann::json params() const override { return {{"margin", margin_}, {"park", park_}}; }
@@ -182,12 +222,15 @@ class MinEnergyPolicy final : public Policy {
   // Profiled power per busy worker x the workers it keeps busy x the service time, plus
   // the idle power of the device's other awake workers over the same time (parked ones
   // draw next to nothing and are not counted).
-  static double energy_j(const Candidate& c, const QueryInfo& q, const ClusterView& view) {
-    auto p = view.profiles.estimate(q.model->name, c.device->id, q.items);
-    const auto& pts = view.profiles.points(q.model->name, c.device->id);
-    const ProfilePoint& ref =
-        p ? *p : (q.items < pts.front().batch_size ? pts.front() : pts.back());
-    const double per_worker_w = ref.power_w / std::max<uint32_t>(1, ref.best_workers);
+  // The profile's power per busy worker at the nearest measured size at or above.
+  static double busy_w_per_worker(const Candidate& c, const QueryInfo& q) {
+    const std::vector<ProfilePoint>& pts = *c.points;
+    auto it = std::lower_bound(pts.begin(), pts.end(), q.items,
+                               [](const ProfilePoint& p, uint32_t b) { return p.batch_size < b; });
+    const ProfilePoint& ref = it == pts.end() ? pts.back() : *it;
+    return ref.power_w / std::max<uint32_t>(1, ref.best_workers);
+  }
+  static double energy_j(const Candidate& c, double per_worker_w) {
     const int awake_workers = c.awake > 0 ? c.awake : awake(*c.device);
     const double idle_per_worker = c.device->idle_w / std::max(1, c.device->workers);
     const double busy_w = per_worker_w * c.workers;

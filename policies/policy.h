@@ -105,5 +105,8 @@ class Policy {
 std::optional<double> predict_service_ms(const ProfileTable& profiles, std::string_view model,
                                          std::string_view device, uint32_t items,
                                          uint32_t sub_batch, int workers);
+/// The same on one (model, device)'s points, which must be non-empty, with items >= 1.
+double predict_service_ms(const std::vector<ProfilePoint>& points, uint32_t items,
+                          uint32_t sub_batch, int workers);
 
 }  // namespace recsched::policies
