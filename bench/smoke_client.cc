@@ -6,6 +6,10 @@
 // (client side: request sent to response read) and the daemon's last placements.
 //
 //   recsched-smoke --socket /run/recsched/recschedd.sock [--queries 20] [--seed 1]
+//                  [--sizes 8,256,1024] [--policy NAME] [--placements 8]
+// --get PATH prints one GET's body and exits; --sizes cycles through fixed query sizes; --policy
+// switches the daemon's policy first (PUT /v1/policy); --placements says how many of the last
+// placements to print.
 #include <algorithm>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -16,7 +20,9 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <sstream>
 #include <string>
+#include <vector>
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -54,10 +60,14 @@ int main(int argc, char** argv) {
   std::string socket = "/run/recsched/recschedd.sock";
   int queries = 20;
   unsigned seed = 1;
+  std::vector<int> sizes;
+  std::string policy, get;
+  int show = 8;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--help" || a == "-h") {
-      std::cout << "usage: recsched-smoke [--socket PATH] [--queries N] [--seed N]\n";
+      std::cout << "usage: recsched-smoke [--socket PATH] [--queries N] [--seed N] [--sizes "
+                   "N,N,...] [--policy NAME] [--placements N] [--get PATH]\n";
       return 0;
     }
     if (i + 1 >= argc) {
@@ -71,12 +81,36 @@ int main(int argc, char** argv) {
       queries = std::max(1, std::stoi(v));
     else if (a == "--seed")
       seed = static_cast<unsigned>(std::stoul(v));
-    else {
+    else if (a == "--policy")
+      policy = v;
+    else if (a == "--get")
+      get = v;
+    else if (a == "--placements")
+      show = std::max(0, std::stoi(v));
+    else if (a == "--sizes") {
+      std::stringstream ss(v);
+      for (std::string part; std::getline(ss, part, ',');) {
+        sizes.push_back(std::clamp(std::stoi(part), 1, 1 << 20));
+      }
+    } else {
       std::cerr << "recsched-smoke: unknown option " << a << "\n";
       return 2;
     }
   }
   try {
+    if (!get.empty()) {
+      const Reply r = call(socket, http::verb::get, get);
+      std::cout << r.body << "\n";
+      return r.status == 200 ? 0 : 1;
+    }
+    if (!policy.empty()) {
+      const Reply r = call(socket, http::verb::put, "/v1/policy", json{{"name", policy}}.dump());
+      if (r.status != 200) {
+        std::cerr << "recsched-smoke: PUT /v1/policy: " << r.status << " " << r.body << "\n";
+        return 1;
+      }
+      std::printf("policy: %s\n", policy.c_str());
+    }
     const json models = json::parse(call(socket, http::verb::get, "/v1/models").body)["models"];
     std::mt19937 rng(seed);
     std::lognormal_distribution<double> size_dist(5.1, 0.2);
@@ -95,7 +129,9 @@ int main(int argc, char** argv) {
       int errors = 0;
       double items_sum = 0;
       for (int q = 0; q < queries; ++q) {
-        const int n = std::clamp(static_cast<int>(std::lround(size_dist(rng))), 1, 1024);
+        const int n = sizes.empty()
+                          ? std::clamp(static_cast<int>(std::lround(size_dist(rng))), 1, 1024)
+                          : sizes[q % sizes.size()];
         items_sum += n;
         // KServe v2 binary tensors (as Triton's clients send them): a JSON header, then
         // the raw little-endian values of each input in order.
@@ -143,9 +179,10 @@ int main(int argc, char** argv) {
       std::printf("%-8s %8d %10.0f %10.2f %10.2f %8.0f %6d\n", name.c_str(), queries,
                   items_sum / queries, pct(50), pct(95), m["sla_ms"].get<double>(), errors);
     }
-    std::printf("\nlast placements (GET /v1/placements?limit=8):\n");
+    std::printf("\nlast placements (GET /v1/placements?limit=%d):\n", show);
     const json p =
-        json::parse(call(socket, http::verb::get, "/v1/placements?limit=8").body)["placements"];
+        json::parse(call(socket, http::verb::get, "/v1/placements?limit=" + std::to_string(show))
+                        .body)["placements"];
     std::printf("%-6s %-8s %6s %-6s %9s %9s %s\n", "QUERY", "MODEL", "ITEMS", "DEVICE", "PRED_MS",
                 "ACTUAL_MS", "WHY");
     for (const json& e : p) {
