@@ -173,12 +173,9 @@ class MinEnergyPolicy final : public Policy {
     const double budget = q.sla_ms * (1.0 - margin_);
     std::optional<Candidate> best;
     double best_j = std::numeric_limits<double>::infinity();
-    const DeviceView* power_of = nullptr;  // per-worker power depends on the device only
-    double per_worker_w = 0;
     for_each_candidate(q, view, park_, [&](const Candidate& c) {
       if (c.finish_ms > budget) return;
-      if (c.device != power_of) power_of = c.device, per_worker_w = busy_w_per_worker(c, q);
-      const double j = energy_j(c, per_worker_w);
+      const double j = energy_j(c);
       if (j < best_j || (j == best_j && c.finish_ms < best->finish_ms)) best_j = j, best = c;
     });
     if (!best) {
@@ -222,15 +219,8 @@ class MinEnergyPolicy final : public Policy {
   // Profiled power per busy worker x the workers it keeps busy x the service time, plus
   // the idle power of the device's other awake workers over the same time (parked ones
   // draw next to nothing and are not counted).
-  // The profile's power per busy worker at the nearest measured size at or above.
-  static double busy_w_per_worker(const Candidate& c, const QueryInfo& q) {
-    const std::vector<ProfilePoint>& pts = *c.points;
-    auto it = std::lower_bound(pts.begin(), pts.end(), q.items,
-                               [](const ProfilePoint& p, uint32_t b) { return p.batch_size < b; });
-    const ProfilePoint& ref = it == pts.end() ? pts.back() : *it;
-    return ref.power_w / std::max<uint32_t>(1, ref.best_workers);
-  }
-  static double energy_j(const Candidate& c, double per_worker_w) {
+  static double energy_j(const Candidate& c) {
+    const double per_worker_w = busy_w_per_worker(*c.points, c.sub_batch);
     const int awake_workers = c.awake > 0 ? c.awake : awake(*c.device);
     const double idle_per_worker = c.device->idle_w / std::max(1, c.device->workers);
     const double busy_w = per_worker_w * c.workers;

@@ -3,8 +3,10 @@
 // whole on the accelerator when N >= the offload threshold. Both knobs are tuned per model
 // online by hill-climbing on the p95 of a window of completions:
 //   1. the sub-batch size b: each candidate in DeepRecSys's order (512, 384, 256, ... 32)
-//      runs for one window; the search goes on while the p95 improves and settles on the
-//      best size at the first that does worse;
+//      runs for one window; the search goes on while the p95 does not get worse (by more
+//      than `tolerance`, 5 %: window p95s are noisy) and settles on the best size at the
+//      first that does; sizes that would leave every query seen so far whole, as the
+//      previous one did, are skipped (they are the same setting);
 //   2. then, where there is an accelerator and no threshold is configured, the threshold:
 //      it starts at the profiles' crossover (the smallest profiled size from which the
 //      accelerator's predicted service time beats the CPU's split one) and steps through
@@ -44,6 +46,7 @@ class DeepRecSchedPolicy final : public Policy {
     const std::string& model = q.model->name;
     Tuning& t = tuning_[model];
     if (t.next_id == 0) t.next_id = q.id;  // the first query this policy places
+    t.max_items = std::max(t.max_items, q.items);
     last_id_seen_ = std::max(last_id_seen_, q.id);
     if (gpu != nullptr && (cpu == nullptr || q.items >= threshold(t, model, *cpu, *gpu, view))) {
       const double service =
@@ -76,14 +79,18 @@ class DeepRecSchedPolicy final : public Policy {
       if (p95 < t.best_p95) {
         t.best_p95 = p95;
         t.best = t.index;
-        if (t.index + 1 < candidates_.size()) {
-          ++t.index;  // keep climbing
-        } else {
-          t.settled = true;
-        }
-      } else {
-        t.index = t.best;  // the first that does worse ends the search
+      }
+      if (p95 > t.best_p95 * (1 + tolerance_) || t.index + 1 == candidates_.size()) {
+        t.index = t.best;  // the first that does worse (beyond noise) ends the search
         t.settled = true;
+      } else {
+        // Keep climbing (a tie within the tolerance too), past sizes that would run every
+        // query seen so far whole, exactly as the current one does.
+        ++t.index;
+        while (t.index + 1 < candidates_.size() && candidates_[t.index] >= t.max_items &&
+               candidates_[t.index - 1] >= t.max_items) {
+          ++t.index;
+        }
       }
       t.next_id = last_id_seen_ + 1;
       return;
@@ -98,6 +105,8 @@ class DeepRecSchedPolicy final : public Policy {
       t.th_best_p95 = p95;
       t.th_best = t.th_index;
       step(t);
+    } else if (p95 <= t.th_best_p95 * (1 + tolerance_) && t.th_index != t.th_start) {
+      step(t);  // a tie: keep going the same way
     } else if (t.th_dir < 0 && t.th_best == t.th_start && !t.turned) {
       t.turned = true;  // the first step down did worse: try up from the start
       t.th_dir = +1;
@@ -121,11 +130,8 @@ class DeepRecSchedPolicy final : public Policy {
       }
       tuned[model] = j;
     }
-    return {{"threshold", threshold_},
-            {"window", window_},
-            {"tune", tune_},
-            {"candidates", candidates_},
-            {"models", tuned}};
+    return {{"threshold", threshold_}, {"window", window_},         {"tolerance", tolerance_},
+            {"tune", tune_},           {"candidates", candidates_}, {"models", tuned}};
   }
 
   Status configure(const nlohmann::json& p) override {
@@ -141,6 +147,10 @@ class DeepRecSchedPolicy final : public Policy {
         if (!value.is_number_integer() || value.get<int64_t>() < 1 ||
             value.get<int64_t>() > 100000) {
           return invalid_argument("params: key 'window' must be an integer in [1, 100000]");
+        }
+      } else if (key == "tolerance") {
+        if (!value.is_number() || value.get<double>() < 0 || value.get<double>() > 1) {
+          return invalid_argument("params: key 'tolerance' must be a number in [0, 1]");
         }
       } else if (key == "tune") {
         if (!value.is_boolean())
@@ -162,6 +172,7 @@ class DeepRecSchedPolicy final : public Policy {
     if (p.contains("threshold")) threshold_ = p["threshold"].get<uint32_t>();
     if (p.contains("window")) window_ = p["window"].get<size_t>();
     if (p.contains("tune")) tune_ = p["tune"].get<bool>();
+    if (p.contains("tolerance")) tolerance_ = p["tolerance"].get<double>();
     if (p.contains("candidates")) {
       candidates_ = p["candidates"].get<std::vector<uint32_t>>();
       tuning_.clear();
@@ -171,7 +182,8 @@ class DeepRecSchedPolicy final : public Policy {
 
  private:
   struct Tuning {
-    uint64_t next_id = 0;  // completions of queries before this id are not counted
+    uint64_t next_id = 0;    // completions of queries before this id are not counted
+    uint32_t max_items = 0;  // the largest query placed
     std::vector<double> window;
     // Sub-batch search.
     size_t index = 0;  // candidate in use
@@ -226,6 +238,7 @@ class DeepRecSchedPolicy final : public Policy {
 
   uint32_t threshold_ = 0;
   size_t window_ = 64;
+  double tolerance_ = 0.05;  // a window's p95 this much above the best counts as worse
   bool tune_ = true;
   std::vector<uint32_t> candidates_ = {512, 384, 256, 192, 128, 96, 64, 32};
   std::map<std::string, Tuning, std::less<>> tuning_;

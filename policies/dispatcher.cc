@@ -41,8 +41,9 @@ Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLo
   out.device_index = static_cast<size_t>(it - devices_.begin());
   const int awake = out.placement.active_workers > 0 ? out.placement.active_workers : it->workers;
   out.placement.workers = std::clamp(out.placement.workers, 1, std::max(1, awake));
-  out.placement.sub_batch =
-      std::clamp<uint32_t>(out.placement.sub_batch, 1, std::max<uint32_t>(1, query.items));
+  // A sub-batch larger than the query means "whole"; kept as the policy said (deeprecsched
+  // recognises its own setting in the completions).
+  out.placement.sub_batch = std::max<uint32_t>(1, out.placement.sub_batch);
   const std::string model = query.model != nullptr ? query.model->name : std::string();
   out.service_ms = predict_service_ms(profiles, model, it->id, query.items, out.placement.sub_batch,
                                       out.placement.workers)

@@ -39,6 +39,20 @@ double predict_service_ms(const std::vector<ProfilePoint>& points, uint32_t item
   return (rounds - 1) * single_ms(points, sub) + single_ms(points, alone ? last : sub);
 }
 
+double busy_w_per_worker(const std::vector<ProfilePoint>& pts, uint32_t s) {
+  auto per_worker = [](const ProfilePoint& p) {
+    return p.power_w / std::max<uint32_t>(1, p.best_workers);
+  };
+  if (s <= pts.front().batch_size) return per_worker(pts.front());
+  if (s >= pts.back().batch_size) return per_worker(pts.back());
+  auto hi = std::lower_bound(pts.begin(), pts.end(), s,
+                             [](const ProfilePoint& p, uint32_t b) { return p.batch_size < b; });
+  if (hi->batch_size == s) return per_worker(*hi);
+  const ProfilePoint& lo = *(hi - 1);
+  const double t = double(s - lo.batch_size) / double(hi->batch_size - lo.batch_size);
+  return per_worker(lo) + t * (per_worker(*hi) - per_worker(lo));
+}
+
 std::optional<double> predict_service_ms(const ProfileTable& profiles, std::string_view model,
                                          std::string_view device, uint32_t items,
                                          uint32_t sub_batch, int workers) {

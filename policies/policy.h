@@ -109,4 +109,10 @@ std::optional<double> predict_service_ms(const ProfileTable& profiles, std::stri
 double predict_service_ms(const std::vector<ProfilePoint>& points, uint32_t items,
                           uint32_t sub_batch, int workers);
 
+/// Power (W) of one worker busy on a sub-batch of `sub_batch` items: the profile's power at
+/// that size (interpolated; the nearest end outside the measured range) over the workers
+/// it was measured with. What min-energy predicts with and the simulator charges.
+/// `points` must be non-empty.
+double busy_w_per_worker(const std::vector<ProfilePoint>& points, uint32_t sub_batch);
+
 }  // namespace recsched::policies

@@ -229,13 +229,11 @@ class Simulation {
     }
   }
 
-  // The profile's power per busy worker at this size (the nearest measured end outside).
+  // The profile's power per busy worker at this size (policies::busy_w_per_worker, which
+  // min-energy predicts with).
   double busy_power(const std::string& model, const SimDevice& s, uint32_t count) const {
     const auto& pts = profiles_.points(model, s.d.info.id);
-    if (pts.empty()) return 0;
-    auto p = profiles_.estimate(model, s.d.info.id, count);
-    const ProfilePoint& ref = p ? *p : (count < pts.front().batch_size ? pts.front() : pts.back());
-    return ref.power_w / std::max<uint32_t>(1, ref.best_workers);
+    return pts.empty() ? 0 : policies::busy_w_per_worker(pts, count);
   }
 
   void finish(const Event& e) {

@@ -50,6 +50,8 @@ what to run (one of):
                        at most 1 % of queries are rejected)
   --suite              find-max at the low, medium and high targets, and energy per
                        query at 30, 60 and 90 % of static's capacity (medium targets)
+  --per-model          with --suite: each model alone (as DeepRecSys measured), not
+                       the mix
   --policies a,b,...   which policies (default: every registered one)
   --json               JSON instead of tables
 Exit status: 0 ok, 1 failure, 2 bad usage.
@@ -288,37 +290,71 @@ int run(const std::map<std::string, std::string>& o, std::ostream& out, std::ost
   }
   try {
     if (o.count("suite")) {
-      json levels = json::object();
-      for (const char* level : {"low", "medium", "high"}) {
-        const auto t = targets(level);
-        std::vector<Report> rs;
-        for (const std::string& p : policies) rs.push_back(find_max(p, t));
-        json j = json::object();
-        for (const Report& r : rs) j[r.policy] = r.to_json();
-        levels[level] = j;
-        if (!as_json)
-          print_reports(rs, std::string("latency-bounded throughput, ") + level + " targets:", out);
+      // One suite per scope: the whole mix, or (--per-model) each model alone, as
+      // DeepRecSys measured them.
+      std::vector<std::pair<std::string, std::vector<std::pair<std::string, double>>>> scopes;
+      if (o.count("per-model")) {
+        for (const auto& [m, w] : s.mix) scopes.push_back({m, {{m, 1.0}}});
+      } else {
+        scopes.push_back({"mix", s.mix});
       }
-      doc["max_qps"] = levels;
-      const auto t = targets("medium");
-      const double capacity = levels["medium"].contains("static")
-                                  ? levels["medium"]["static"]["offered_qps"].get<double>()
-                                  : find_max("static", t).offered_qps;
-      doc["static_capacity_qps"] = capacity;
-      json energy = json::object();
-      for (double f : {0.3, 0.6, 0.9}) {
-        std::vector<Report> rs;
-        for (const std::string& p : policies) rs.push_back(at_qps(p, t, f * capacity));
-        json j = json::object();
-        for (const Report& r : rs) j[r.policy] = r.to_json();
-        energy[std::to_string(int(f * 100 + 0.5))] = j;
-        if (!as_json)
-          print_reports(rs,
-                        "at " + std::to_string(int(f * 100 + 0.5)) + " % of static's capacity (" +
-                            fmt(f * capacity) + " qps), medium targets:",
-                        out);
+      json suites = json::object();
+      for (const auto& [scope, mix] : scopes) {
+        Setup one = s;
+        one.mix = mix;
+        trace.mix = mix;
+        auto targets_of = [&](const std::string& level) {
+          auto t = targets_for(level, one);
+          if (!t) throw UsageError{t.status().message()};
+          return *t;
+        };
+        json suite = {{"max_qps", json::object()}, {"energy", json::object()}};
+        std::map<std::string, std::vector<double>> row;  // policy -> columns
+        for (const char* level : {"low", "medium", "high"}) {
+          const auto t = targets_of(level);
+          for (const std::string& p : policies) {
+            const Report r = find_max(p, t);
+            suite["max_qps"][level][p] = r.to_json();
+            row[p].push_back(r.offered_qps);
+          }
+        }
+        const double capacity =
+            suite["max_qps"]["medium"].contains("static")
+                ? suite["max_qps"]["medium"]["static"]["offered_qps"].get<double>()
+                : find_max("static", targets_of("medium")).offered_qps;
+        suite["static_capacity_qps"] = capacity;
+        for (double f : {0.3, 0.6, 0.9}) {
+          const std::string key = std::to_string(int(f * 100 + 0.5));
+          for (const std::string& p : policies) {
+            if (capacity <= 0) {
+              row[p].push_back(0);
+              continue;
+            }
+            const Report r = at_qps(p, targets_of("medium"), f * capacity);
+            suite["energy"][key][p] = r.to_json();
+            row[p].push_back(r.meets_sla ? r.energy_per_query_j : -r.energy_per_query_j);
+          }
+        }
+        suites[scope] = suite;
+        if (!as_json) {
+          out << scope
+              << ": max qps with every p95 within target (low / medium / high), and J per "
+                 "query at 30/60/90 % of static's medium-target capacity ("
+              << fmt(capacity) << " qps); '!' = SLA missed there\n";
+          for (const std::string& p : policies) {
+            char line[160];
+            const auto& c = row[p];
+            auto j = [](double v) { return std::abs(v); };
+            auto miss = [](double v) { return v < 0 ? '!' : ' '; };
+            std::snprintf(line, sizeof line,
+                          "  %-16s %9.1f %9.1f %9.1f   %8.4f%c %8.4f%c %8.4f%c\n", p.c_str(), c[0],
+                          c[1], c[2], j(c[3]), miss(c[3]), j(c[4]), miss(c[4]), j(c[5]),
+                          miss(c[5]));
+            out << line;
+          }
+        }
       }
-      doc["energy"] = energy;
+      doc["suites"] = suites;
     } else {
       const auto t = targets(o.count("targets") ? o.at("targets") : "medium");
       std::vector<Report> rs;
@@ -350,7 +386,8 @@ int run_sim_cli(const std::vector<std::string>& args, std::ostream& out, std::os
       "profiles",     "gpu-profiles", "cpu-workers", "gpu-streams", "cpu-idle-w",
       "cpu-parked-w", "gpu-idle-w",   "models",      "targets",     "seconds",
       "seed",         "noise",        "qps",         "policies"};
-  static const std::vector<std::string> kFlags = {"no-gpu", "find-max", "suite", "json"};
+  static const std::vector<std::string> kFlags = {"no-gpu", "find-max", "suite", "per-model",
+                                                  "json"};
   try {
     std::map<std::string, std::string> o;
     for (size_t i = 0; i < args.size(); ++i) {
