@@ -41,6 +41,8 @@ Load:
   --json-pool N          JSON bodies per model (default 32)
   --max-connections N    connections at most (default 128)
   --payload-mb N         memory for pre-generated features (default 512)
+  --min-queries N        lengthen each run (or step) so every model of the mix can expect
+                         N measured queries (default 0: the durations as given)
   --drain S              wait at most this long for answers after the last send (default 10)
   --seed N               schedule and payload seed (default 1)
   --policy NAME          PUT /v1/policy before the load; --policy-params JSON its params
@@ -75,7 +77,7 @@ struct Plan {
   std::vector<std::string> policies;
   std::vector<double> loads;
   SearchOptions search;
-  double step_duration = 5, step_warmup = 1, max_reject = 0.01;
+  double step_duration = 5, step_warmup = 1, max_reject = 0.01, min_queries = 0;
   std::string out, csv, png, path = "/v2/health/live";
   bool quiet = false, qps_set = false, duration_set = false;
 };
@@ -174,6 +176,9 @@ Plan parse(const std::vector<std::string>& args) {
       p.run.max_connections = uint32_t(positive(a, value()));
     } else if (a == "--payload-mb") {
       p.payload_mb = uint64_t(positive(a, value()));
+    } else if (a == "--min-queries") {
+      p.min_queries = number(a, value());
+      if (p.min_queries < 0) throw std::invalid_argument("--min-queries must be >= 0");
     } else if (a == "--drain") {
       p.run.drain_timeout_s = positive(a, value());
     } else if (a == "--seed") {
@@ -334,25 +339,52 @@ std::string gnuplot_quote(const std::string& s) {
   return out + "\"";
 }
 
-// The PNG of p95 (all models together) against offered load, one line per policy.
-void plot(const std::string& csv, const std::string& png,
-          const std::vector<std::string>& policies) {
-  std::string script =
-      "set datafile separator ','\nset terminal pngcairo size 900,560 noenhanced\n";
+// One point of a sweep's plot.
+struct SweepPoint {
+  double offered_qps = 0;
+  double p95_ms = 0;       // all models together
+  double worst_ratio = 0;  // max over models of p95 / target (<= 1: every target met)
+};
+
+// The PNG: p95 (all models) and the worst model's p95 over its target against offered load,
+// one line per policy. The data go to PNG.dat (one gnuplot index per policy) beside the
+// script PNG.gp, so the plot can be redrawn.
+void plot(const std::string& png, const std::vector<std::string>& policies,
+          const std::vector<std::vector<SweepPoint>>& points) {
+  std::string data;
+  for (size_t i = 0; i < policies.size(); ++i) {
+    data += "# " + policies[i] + ": offered_qps p95_ms worst_p95_over_target\n";
+    for (const SweepPoint& pt : points[i]) {
+      char line[128];
+      std::snprintf(line, sizeof line, "%.4f %.4f %.4f\n", pt.offered_qps, pt.p95_ms,
+                    pt.worst_ratio);
+      data += line;
+    }
+    data += "\n\n";
+  }
+  const std::string data_path = png + ".dat";
+  write_file(data_path, data);
+  std::string script = "set terminal pngcairo size 1200,520 noenhanced\n";
   script += "set output " + gnuplot_quote(png) + "\n";
   script +=
-      "set title 'recsched-load: p95 latency (all models) vs offered load'\n"
-      "set xlabel 'offered load (queries/s)'\nset ylabel 'p95 latency (ms)'\n"
-      "set logscale y\nset grid\nset key top left\n";
-  script += "plot ";
-  for (size_t i = 0; i < policies.size(); ++i) {
-    if (i) script += ", ";
-    // Columns: policy,model,offered_qps,achieved_qps,p50_ms,p95_ms (6th).
-    script += gnuplot_quote(csv) + " using ((strcol(1) eq " + gnuplot_quote(policies[i]) +
-              " && strcol(2) eq 'all') ? $3 : NaN):6 with linespoints title " +
+      "set multiplot layout 1,2 title 'recsched-load: tail latency vs offered load'\n"
+      "set xlabel 'offered load (queries/s)'\nset logscale y\nset grid\nset key top left\n"
+      "set ylabel 'p95 latency, all models (ms)'\n";
+  auto lines = [&](int column) {
+    std::string plot = "plot ";
+    for (size_t i = 0; i < policies.size(); ++i) {
+      if (i) plot += ", ";
+      plot += gnuplot_quote(data_path) + " index " + std::to_string(i) +
+              " using 1:" + std::to_string(column) + " with linespoints title " +
               gnuplot_quote(policies[i]);
-  }
-  script += "\n";
+    }
+    return plot;
+  };
+  script += lines(2) + "\n";
+  script +=
+      "set ylabel 'worst model: p95 / its target'\n"
+      "set arrow from graph 0, first 1 to graph 1, first 1 nohead dashtype 2\n";
+  script += lines(3) + "\nunset multiplot\n";
   const std::string script_path = png + ".gp";
   write_file(script_path, script);
   const std::string cmd = "gnuplot " + script_path;
@@ -393,7 +425,18 @@ int load_main_impl(const std::vector<std::string>& args) {
                  p.ep.describe().c_str());
   if (p.policy) set_policy(p.ep, *p.policy, p.policy_params);
 
+  // The smallest share of the mix: --min-queries lengthens a run so that even this model
+  // can expect that many measured queries (a p95 over a handful of queries means little).
+  double total_weight = 0, min_weight = 0;
+  for (double w : weights) total_weight += w;
+  for (double w : weights) {
+    if (w > 0 && (min_weight == 0 || w < min_weight)) min_weight = w;
+  }
   auto one_run = [&](RunOptions o) {
+    if (p.min_queries > 0) {
+      const double needed = p.min_queries / (o.qps * min_weight / total_weight);
+      if (o.duration_s - o.warmup_s < needed) o.duration_s = o.warmup_s + needed;
+    }
     o.progress = !p.quiet && o.duration_s >= 10;
     return run_load(p.ep, pool, o);
   };
@@ -450,7 +493,9 @@ int load_main_impl(const std::vector<std::string>& args) {
         "policy,model,offered_qps,achieved_qps,p50_ms,p95_ms,p99_ms,max_ms,"
         "sla_ms,sla_violation_rate,reject_rate,error_rate,energy_j_per_query,energy_source\n";
     json runs = json::array();
+    std::vector<std::vector<SweepPoint>> points;
     for (const std::string& pol : policies) {
+      points.emplace_back();
       if (!p.policies.empty()) set_policy(p.ep, pol, p.policy_params);
       for (double q : p.loads) {
         RunOptions o = p.run;
@@ -461,6 +506,12 @@ int load_main_impl(const std::vector<std::string>& args) {
                        pol.c_str(), q, r.achieved_qps, r.all.latency_ns.percentile(95) / 1e6,
                        100 * r.reject_rate());
         runs.push_back({{"policy", pol}, {"qps", q}, {"result", r.to_json()}});
+        SweepPoint pt{r.offered_qps, r.all.latency_ns.percentile(95) / 1e6, 0.0};
+        for (const ModelResult& m : r.models) {
+          if (m.sla_ms > 0 && m.ok > 0)
+            pt.worst_ratio = std::max(pt.worst_ratio, m.latency_ns.percentile(95) / 1e6 / m.sla_ms);
+        }
+        points.back().push_back(pt);
         std::vector<const ModelResult*> rows{&r.all};
         for (const ModelResult& m : r.models) rows.push_back(&m);
         for (const ModelResult* m : rows) {
@@ -485,7 +536,7 @@ int load_main_impl(const std::vector<std::string>& args) {
     write_file(csv_path, csv);
     std::printf("sweep: %zu runs, CSV %s\n", runs.size(), csv_path.c_str());
     if (!p.png.empty()) {
-      plot(csv_path, p.png, policies);
+      plot(p.png, policies, points);
       std::printf("plot: %s\n", p.png.c_str());
     }
   }

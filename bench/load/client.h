@@ -99,6 +99,7 @@ struct RunResult {
   double energy_seconds = 0;
   // The generator's own health: a late send means it could not keep up.
   Histogram send_lag_ns;
+  Histogram write_ns;  ///< from the send to the request's last byte written
   uint32_t connections_opened = 0;
   uint32_t max_waiting = 0;  ///< most queries waiting for a free connection at once
   double wall_s = 0;         ///< first send to last answer

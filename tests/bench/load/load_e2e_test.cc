@@ -157,14 +157,16 @@ TEST_CASE("recsched-load's modes: run, find-max-qps and a sweep over policies wi
   const std::string sock = d.unix_ep.unix_path;
   const fs::path out = d.dir / "run.json";
   REQUIRE(load_main({"--socket", sock, "--qps", "80", "--duration", "1", "--warmup", "0.2",
-                     "--models", "golden_dot:3,golden_dien", "--sla", "golden_dot=40", "--quiet",
-                     "--out", out.string()}) == 0);
+                     "--models", "golden_dot:3,golden_dien", "--sla", "golden_dot=40",
+                     "--min-queries", "30", "--quiet", "--out", out.string()}) == 0);
   const json run = json::parse(std::ifstream(out));
   CHECK(run["mode"] == "run");
   CHECK(run["models"].size() == 2);
   CHECK(run["models"]["golden_dot"]["sla_ms"] == 40);
   CHECK(run["models"]["golden_dot"]["sent"].get<int>() > run["models"]["golden_dien"]["sent"]);
   CHECK(run["policy"] == "static");
+  // --min-queries: golden_dien has a quarter of 80 q/s, so 30 of its queries need 1.5 s.
+  CHECK(run["duration_s"].get<double>() == doctest::Approx(1.7));
 
   const fs::path max_out = d.dir / "max.json";
   REQUIRE(load_main({"--tcp", "127.0.0.1:" + std::to_string(d.tcp_ep.port), "--token", "t0ken",
@@ -185,7 +187,8 @@ TEST_CASE("recsched-load's modes: run, find-max-qps and a sweep over policies wi
   std::string line;
   int lines = 0;
   while (std::getline(in, line)) ++lines;
-  CHECK(lines == 1 + 2 * 4);  // header, then (all + 3 models) per load
+  CHECK(lines == 1 + 2 * 4);                        // header, then (all + 3 models) per load
+  CHECK(fs::file_size(png.string() + ".dat") > 0);  // the plotted points, one index per policy
   if (std::system("command -v gnuplot > /dev/null 2>&1") == 0) CHECK(fs::file_size(png) > 1000);
 
   CHECK(load_main({"--socket", sock, "--sizes", "poisson"}) == 2);
