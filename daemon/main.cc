@@ -1,17 +1,23 @@
-// recschedd: config -> topology -> models -> profiles -> listeners -> serve; SIGTERM
-// drains and exits 0, SIGHUP reloads the config (a bad one is refused and the old kept).
+// recschedd: config -> topology -> models -> profiles -> listeners -> READY=1 -> serve;
+// SIGTERM drains and exits 0, SIGHUP reloads the config (a bad one is refused and the old
+// kept). Under systemd (Type=notify) every step is reported with sd_notify (sd_notify.h).
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
+#include <future>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 
 #include "daemon/config.h"
 #include "daemon/http_server.h"
+#include "daemon/sd_notify.h"
 #include "daemon/service.h"
 
 namespace {
@@ -33,7 +39,45 @@ placing each query on this host's devices by its size and model.
 Signals: SIGTERM/SIGINT stop accepting, answer every query in flight, exit 0;
 SIGHUP re-reads the config (SLA targets, admission limits, token, policy parameters;
 listeners, models and server limits need a restart, and the log says which changed).
+
+Under systemd (NOTIFY_SOCKET set) it reports STATUS= lines while starting and serving,
+READY=1 once the listeners are bound and the profiles loaded, RELOADING=1 on SIGHUP,
+STOPPING=1 on SIGTERM, and WATCHDOG=1 every WATCHDOG_USEC/2 when the unit sets WatchdogSec=.
 )";
+
+// How often the serving STATUS= line is refreshed.
+constexpr std::chrono::seconds kStatusPeriod{5};
+
+// Queries answered so far, from the service's own /v1/stats (the sum of each model's "ok");
+// nullopt if the route does not answer at once or its shape is not the expected one.
+std::optional<uint64_t> answered_queries(recsched::daemon::Service& service) {
+  using recsched::daemon::HttpRequest;
+  using recsched::daemon::HttpResponse;
+  auto reply = std::make_shared<std::promise<HttpResponse>>();
+  std::future<HttpResponse> got = reply->get_future();
+  HttpRequest req;
+  req.method = "GET";
+  req.target = "/v1/stats";
+  req.via_unix_socket = true;
+  service.handle(std::move(req), [reply](HttpResponse r) { reply->set_value(std::move(r)); });
+  if (got.wait_for(std::chrono::seconds(1)) != std::future_status::ready) return std::nullopt;
+  const nlohmann::json j = nlohmann::json::parse(got.get().body, nullptr, false);
+  if (!j.is_object() || !j.contains("models") || !j["models"].is_array()) return std::nullopt;
+  uint64_t ok = 0;
+  for (const auto& m : j["models"]) {
+    if (m.is_object() && m.contains("ok") && m["ok"].is_number_unsigned()) {
+      ok += m["ok"].get<uint64_t>();
+    }
+  }
+  return ok;
+}
+
+std::string serving_line(double qps, uint64_t in_flight) {
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "serving %.1f qps, %llu in flight", qps,
+                static_cast<unsigned long long>(in_flight));
+  return buf;
+}
 
 }  // namespace
 
@@ -81,21 +125,44 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
+  // sd_notify, and the watchdog from the first moment: a long first profiling run must not
+  // look like a hang. The pinger thread inherits the blocked signals.
+  auto notifier_or = Notifier::create(NotifyEnvironment::from_process());
+  if (!notifier_or) {
+    spdlog::error("not notifying systemd: {}", notifier_or.status().message());
+    notifier_or = Notifier::create(NotifyEnvironment{});
+  }
+  const Notifier notifier = std::move(notifier_or).value();
+  std::optional<WatchdogPinger> watchdog;
+  if (notifier.watchdog_period()) {
+    watchdog.emplace(notifier, *notifier.watchdog_period());
+    spdlog::info("watchdog: WATCHDOG=1 every {} ms", notifier.watchdog_period()->count() / 1000);
+  }
+  // A failed send is logged once: the manager's socket does not come back.
+  bool notify_warned = false;
+  auto notify = [&notify_warned](const recsched::Status& st) {
+    if (st.is_ok() || notify_warned) return;
+    notify_warned = true;
+    spdlog::warn("{} (further sd_notify failures are not logged)", st.message());
+  };
+  auto fail = [&](const std::string& why) {
+    spdlog::critical("{}", why);
+    notify(notifier.status("failed: " + why));
+    return 1;
+  };
+
+  notify(notifier.status("reading " + config_path));
   auto config = load_config(config_path);
   if (config) {
     recsched::Status st = apply_overrides(*config, tcp, socket, state_dir);
     if (!st.is_ok()) config = st;
   }
-  if (!config) {
-    spdlog::critical("{}", config.status().message());
-    return 1;
-  }
-  auto service =
-      Service::create(*config, [](const std::string& step) { spdlog::info("{}", step); });
-  if (!service) {
-    spdlog::critical("{}", service.status().message());
-    return 1;
-  }
+  if (!config) return fail(config.status().message());
+  auto service = Service::create(*config, [&](const std::string& step) {
+    spdlog::info("{}", step);
+    notify(notifier.status(step));
+  });
+  if (!service) return fail(service.status().message());
   ServerOptions so;
   so.max_body_bytes = config->limits.max_body_bytes;
   so.max_connections = config->limits.max_connections;
@@ -108,41 +175,71 @@ int main(int argc, char** argv) {
   if (!config->listen.tcp.empty()) {
     auto hp = split_host_port(config->listen.tcp);
     recsched::Status st = hp ? server->listen_tcp(hp->first, hp->second) : hp.status();
-    if (!st.is_ok()) {
-      spdlog::critical("{}", st.message());
-      return 1;
-    }
+    if (!st.is_ok()) return fail(st.message());
     spdlog::info("listening on {}:{}", hp->first, server->tcp_port());
   }
   if (!config->listen.socket.empty()) {
     recsched::Status st = server->listen_unix(config->listen.socket);
-    if (!st.is_ok()) {
-      spdlog::critical("{}", st.message());
-      return 1;
-    }
+    if (!st.is_ok()) return fail(st.message());
     spdlog::info("listening on {}", config->listen.socket);
   }
   server->start();
+  if (!svc->ready()) return fail("the service did not become ready");
   spdlog::info("ready: {} models", config->models.size());
+  // Listeners bound and accepting, profiles loaded: only now may systemd start dependants.
+  notify(notifier.ready());
+  notify(notifier.status("ready: " + std::to_string(config->models.size()) + " models"));
 
+  using SteadyClock = std::chrono::steady_clock;
+  auto last_tick = SteadyClock::now();
+  std::optional<uint64_t> last_answered;
+  if (notifier.enabled()) last_answered = answered_queries(*svc);
   while (true) {
     int sig = 0;
-    if (sigwait(&signals, &sig) != 0) continue;
+    if (notifier.enabled()) {
+      // Wake every kStatusPeriod to refresh the STATUS= line systemctl status shows.
+      const timespec wait{kStatusPeriod.count(), 0};
+      sig = sigtimedwait(&signals, nullptr, &wait);
+      if (sig < 0) {
+        const auto now = SteadyClock::now();
+        const std::optional<uint64_t> answered = answered_queries(*svc);
+        const double secs = std::chrono::duration<double>(now - last_tick).count();
+        if (answered && last_answered && secs > 0) {
+          notify(notifier.status(
+              serving_line(double(*answered - *last_answered) / secs, svc->in_flight())));
+        }
+        last_tick = now;
+        last_answered = answered;
+        continue;
+      }
+    } else if (sigwait(&signals, &sig) != 0) {
+      continue;
+    }
     if (sig == SIGHUP) {
+      notify(notifier.reloading());
+      notify(notifier.status("reloading " + config_path));
       auto next = load_config(config_path);
       if (next) {
         recsched::Status st = apply_overrides(*next, tcp, socket, state_dir);
         if (!st.is_ok()) next = st;
       }
+      std::string outcome;
       if (!next) {
-        spdlog::error("reload refused, keeping the running config: {}", next.status().message());
+        outcome = "reload refused, keeping the running config: " + next.status().message();
+        spdlog::error("{}", outcome);
       } else {
-        spdlog::info("{}", svc->reload(*next));
+        outcome = svc->reload(*next);
+        spdlog::info("{}", outcome);
       }
+      notify(notifier.ready());
+      notify(notifier.status(outcome));
       continue;
     }
     spdlog::info("{} received: stopping (answering {} queries in flight)", strsignal(sig),
                  svc->in_flight());
+    notify(notifier.stopping());
+    notify(notifier.status("stopping: answering " + std::to_string(svc->in_flight()) +
+                           " queries in flight"));
     server->stop(30000);
     service->reset();  // the runner finishes anything still queued
     spdlog::info("stopped");
