@@ -1,0 +1,60 @@
+// recschedctl stats: per-model counters and tail latency over the recent window.
+#include <ostream>
+
+#include "cli/commands.h"
+#include "cli/recschedctl.h"
+
+namespace recsched::cli {
+
+namespace {
+
+constexpr std::string_view kHelp = R"(usage: recschedctl stats [--json]
+
+Per model: requests, and how they ended (ok, invalid, rejected by admission, failed),
+items scored, the SLA and how many answered queries missed it, and the p50/p95/p99
+latency in ms over the last WINDOW answered queries (limits.window). Then the number of
+queries in flight.
+
+--json prints GET /v1/stats: {"models": [{"model", "requests", "ok", "invalid",
+"rejected", "failed", "items", "sla_ms", "sla_violations", "window", "p50_ms", "p95_ms",
+"p99_ms"}], "in_flight"}.
+)";
+
+int run(Context& ctx, const std::vector<std::string>& args) {
+  auto parsed = parse_command_args(args, {}, {});
+  if (!parsed) return usage_error(ctx, parsed.status().message());
+  if (!parsed->positional.empty()) {
+    return usage_error(ctx, "unexpected argument '" + parsed->positional[0] + "'");
+  }
+  auto stats = fetch(ctx, "GET", "/v1/stats");
+  if (!stats) return ctx.failure;
+  if (ctx.json()) {
+    print_json(ctx, *stats);
+    return kExitOk;
+  }
+  Table t({"MODEL", "REQUESTS", "OK", "INVALID", "REJECTED", "FAILED", "ITEMS", "SLA_MS",
+           "SLA_MISSES", "WINDOW", "P50_MS", "P95_MS", "P99_MS"});
+  for (const auto& m : array_at(*stats, "models")) {
+    // A p95 over the SLA is what an operator must see first.
+    Color p95 = Color::kNone;
+    if (m.value("window", 0) > 0 && m.contains("p95_ms") && m.contains("sla_ms") &&
+        m["p95_ms"].is_number() && m["sla_ms"].is_number()) {
+      p95 = m["p95_ms"].get<double>() > m["sla_ms"].get<double>() ? Color::kRed : Color::kGreen;
+    }
+    const bool misses = m.value("sla_violations", 0) > 0;
+    t.add_row({field(m, "model"), field(m, "requests"), field(m, "ok"), field(m, "invalid"),
+               field(m, "rejected"), field(m, "failed"), field(m, "items"), field(m, "sla_ms", 1),
+               Cell(field(m, "sla_violations"), misses ? Color::kYellow : Color::kNone),
+               field(m, "window"), field(m, "p50_ms"), Cell(field(m, "p95_ms"), p95),
+               field(m, "p99_ms")});
+  }
+  t.print(ctx.out, ctx.color);
+  ctx.out << "in flight: " << field(*stats, "in_flight") << "\n";
+  return kExitOk;
+}
+
+}  // namespace
+
+const Command kStatsCommand = {"stats", "per-model counters and tail latency", kHelp, &run};
+
+}  // namespace recsched::cli
