@@ -12,6 +12,7 @@ PACKAGES=(
   doctest-dev                        # tests
   libdnnl-dev                        # oneDNN sgemm for the dense layers
   libgomp1                           # oneDNN's OpenMP runtime
+  systemd dpkg-dev                   # systemd-analyze (unit check), dpkg-shlibdeps (.deb check)
 )
 
 # promtool (from Debian's prometheus package) checks /metrics in the tests. The package
