@@ -304,7 +304,7 @@ TEST_CASE("over TCP, changes need the token: 403 without it, done with --token o
   CHECK(ctl({"--url", url, "policy", "set", "static"}, env).code == kExitOk);
 }
 
-TEST_CASE("profile starts a re-profile and says so on stderr; --json prints the answer") {
+TEST_CASE("profile starts a re-profile and says so on stderr, and --json prints the answer") {
   const Run r = ctl_socket({"profile", "--json"});
   REQUIRE_MESSAGE(r.code == kExitOk, r.err);
   CHECK(r.json_out() == json{{"profiling", true}});

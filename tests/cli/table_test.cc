@@ -43,7 +43,7 @@ TEST_CASE("rows printed later keep the first table's columns") {
   CHECK(out.str() == "QUERY  MODEL\n    1  rmc1\n12345678  din\n");
 }
 
-TEST_CASE("fields align their values; an empty key continues the one above") {
+TEST_CASE("fields align their values, and an empty key continues the one above") {
   std::ostringstream out;
   print_fields(out, {{"policy", Cell("static")}, {"params", Cell("a=1")}, {"", Cell("b=2")}},
                false);
