@@ -122,11 +122,11 @@ TEST_CASE("the example config writes out every key with its default value") {
     return k;
   };
   using Keys = std::set<std::string>;
-  CHECK(keys(j) == Keys{"listen", "models", "partition", "policy", "state_dir", "token", "gpus",
-                        "profile", "power", "limits"});
+  CHECK(keys(j) == Keys{"listen", "models", "partition", "policy", "devices", "state_dir", "token",
+                        "gpus", "profile", "power", "limits"});
   CHECK(keys(j["listen"]) == Keys{"socket", "tcp"});
   CHECK(keys(j["models"][0]) == Keys{"spec", "weights", "sla_ms", "sla_percentile"});
-  CHECK(keys(j["policy"]) == Keys{"name", "params"});
+  CHECK(keys(j["policy"]) == Keys{"name", "params", "plugin_dir"});
   CHECK(keys(j["profile"]) == Keys{"batch_sizes", "seconds_per_point", "quick"});
   CHECK(keys(j["power"]) == Keys{"cpu_active_w_per_core", "cpu_idle_w_per_core", "gpu_active_w",
                                  "gpu_idle_w", "powercap_root"});
@@ -190,7 +190,9 @@ TEST_CASE("set keys override the defaults") {
       "models": ["$M/rmc1.json"],
       "listen": {"socket": "", "tcp": "[::1]:0"},
       "partition": "core-kind",
-      "policy": {"name": "deeprecsched", "params": {"step": 4, "nested": {"a": [1]}}},
+      "policy": {"name": "deeprecsched", "params": {"step": 4, "nested": {"a": [1]}},
+                 "plugin_dir": "plugins"},
+      "devices": ["cpu0", "gpu0"],
       "state_dir": "/srv/recsched", "token": "s3cr3t-Token_1.2~3+4/5==", "gpus": false,
       "profile": {"batch_sizes": [64, 1, 8], "seconds_per_point": 0.5},
       "power": {"gpu_active_w": 700, "gpu_idle_w": 700, "powercap_root": "/tmp/rapl"},
@@ -204,6 +206,8 @@ TEST_CASE("set keys override the defaults") {
   CHECK(c->partition == profiler::Partition::kCoreKind);
   CHECK(c->policy.name == "deeprecsched");
   CHECK(c->policy.params == json::parse(R"({"step": 4, "nested": {"a": [1]}})"));
+  CHECK(c->policy.plugin_dir == "/nowhere/plugins");  // relative to the config's directory
+  CHECK(c->devices == std::vector<std::string>{"cpu0", "gpu0"});
   CHECK(c->state_dir == "/srv/recsched");
   CHECK(c->token == "s3cr3t-Token_1.2~3+4/5==");
   CHECK_FALSE(c->gpus);
@@ -484,6 +488,14 @@ TEST_CASE("a bad config is refused with one line naming the key path") {
        "key 'policy.name': must be a non-empty string"},
       {"unknown key in policy", R"({"models": ["$M/ncf.json"], "policy": {"args": {}}})",
        "key 'policy.args': unknown key"},
+      {"plugin_dir not a string", R"({"models": ["$M/ncf.json"], "policy": {"plugin_dir": 1}})",
+       "key 'policy.plugin_dir': must be a string"},
+      {"devices not an array", R"({"models": ["$M/ncf.json"], "devices": "cpu0"})",
+       "key 'devices': must be an array of device ids"},
+      {"a device id empty", R"({"models": ["$M/ncf.json"], "devices": ["cpu0", ""]})",
+       "key 'devices[1]': must be a device id"},
+      {"a device listed twice", R"({"models": ["$M/ncf.json"], "devices": ["cpu0", "cpu0"]})",
+       "key 'devices[1]': 'cpu0' is listed twice"},
       {"state_dir empty", R"({"models": ["$M/ncf.json"], "state_dir": ""})",
        "key 'state_dir': must be a non-empty path"},
       {"a token with a space", R"({"models": ["$M/ncf.json"], "token": "open sesame"})",

@@ -264,6 +264,38 @@ TEST_CASE("state-changing routes need the unix socket or the bearer token") {
   CHECK(request(d.port, http::verb::post, "/v1/profile").status == 403);
 }
 
+TEST_CASE("startup refuses devices, policies and plugin directories it cannot use, by name") {
+  const fs::path dir = fs::temp_directory_path() / ("recsched_bad_" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  auto start = [&](const json& extra) {
+    json cfg = {{"listen", {{"socket", ""}, {"tcp", "127.0.0.1:0"}}},
+                {"models", {{{"spec", golden("dot", ".model.json")}}}},
+                {"state_dir", (dir / "state").string()},
+                {"gpus", false},
+                {"profile", {{"quick", true}}}};
+    cfg.merge_patch(extra);
+    auto config = parse_config(cfg.dump(), dir.string(), (dir / "cfg.json").string());
+    REQUIRE_MESSAGE(config.has_value(), config.status().to_string());
+    auto s = Service::create(*config, [](const std::string&) {});
+    return s ? std::string("started") : s.status().message();
+  };
+  CHECK(start({{"devices", {"cpu7"}}}).find("devices: 'cpu7' is not a device of this host") !=
+        std::string::npos);
+  CHECK(start({{"devices", {"cpu7"}}}).find("have: cpu0") != std::string::npos);
+  CHECK(start({{"policy", {{"name", "psychic"}}}}).find("unknown policy 'psychic'") !=
+        std::string::npos);
+  CHECK(start({{"policy", {{"name", "min-energy"}, {"params", {{"margin", 5}}}}}}).find("margin") !=
+        std::string::npos);
+  CHECK(start({{"policy", {{"name", "static"}, {"params", {{"device", "gpu3"}}}}}})
+            .find("'gpu3' is not a served device") != std::string::npos);
+  // An unusable plugin directory is logged, not fatal, unless the policy lives there.
+  CHECK(start({{"policy", {{"plugin_dir", (dir / "none").string()}}}}) == "started");
+  CHECK(start({{"policy", {{"name", "round-robin"}, {"plugin_dir", (dir / "none").string()}}}})
+            .find("unknown policy 'round-robin'") != std::string::npos);
+  CHECK(start({{"devices", {"cpu0"}}}) == "started");
+  fs::remove_all(dir);
+}
+
 TEST_CASE("GET /v1/policy lists every policy; PUT validates and switches") {
   Daemon d;
   const std::string sock = "unix:" + d.socket;
