@@ -12,8 +12,9 @@
 namespace recsched::load {
 
 /// Whether a step met every model's target: each model that was sent queries answered
-/// some, its p95 is within its target, and rejections plus errors are at most
-/// `max_reject` of what was sent.
+/// some, its tail (the percentile its target bounds, p95 unless the daemon's config says
+/// otherwise) is within its target, and rejections plus errors are at most `max_reject` of
+/// what was sent.
 StepOutcome judge(const RunResult& result, double max_reject);
 
 /// recsched-load's main; returns the exit status (0 ok, 1 failure, 2 bad usage).

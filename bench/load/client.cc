@@ -191,6 +191,7 @@ class Runner {
       mr.name = m.name;
       auto it = o_.sla_ms.find(m.name);
       mr.sla_ms = it != o_.sla_ms.end() ? it->second : m.sla_ms;
+      mr.sla_percentile = m.sla_percentile;
       r_.models.push_back(std::move(mr));
     }
     r_.all.name = "all";
@@ -557,7 +558,11 @@ json model_json(const ModelResult& m, double measured_s) {
             {"sla_violation_rate", m.ok ? double(m.sla_violations) / double(m.ok) : 0.0},
             // Answered within the target, over all sent (rejections and errors are misses).
             {"sla_attainment", m.sent ? double(m.ok - m.sla_violations) / double(m.sent) : 0.0}};
-  if (m.name != "all") j["sla_ms"] = m.sla_ms;
+  if (m.name != "all") {
+    j["sla_ms"] = m.sla_ms;
+    j["sla_percentile"] = m.sla_percentile;
+    j["sla_percentile_ms"] = ms(h.percentile(m.sla_percentile));
+  }
   return j;
 }
 

@@ -81,7 +81,8 @@ struct ModelResult {
   uint64_t sent = 0, ok = 0, rejected = 0, errors = 0, items = 0;
   uint64_t sla_violations = 0;  ///< ok queries slower than the target
   double sla_ms = 0;
-  Histogram latency_ns;  ///< ok queries, from the scheduled send time to the last byte
+  double sla_percentile = 95;  ///< the percentile sla_ms bounds (find-max-qps judges it)
+  Histogram latency_ns;        ///< ok queries, from the scheduled send time to the last byte
 };
 
 struct RunResult {

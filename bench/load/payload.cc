@@ -54,6 +54,7 @@ ModelInfo model_info_from_json(const json& v1, const json& v2, int32_t lookups) 
     if (r < 1) throw std::invalid_argument(where + "a table with no rows");
   }
   m.sla_ms = v1.value("sla_ms", 0.0);
+  m.sla_percentile = v1.value("sla_percentile", 95.0);
   m.spec_path = v1.value("spec", "");
   if (lookups < 1) throw std::invalid_argument(where + "lookups per table must be >= 1");
   m.lookups = lookups;

@@ -24,6 +24,7 @@ struct ModelInfo {
   int32_t lookups = 1;              ///< ids per bag (the spec's lookups_per_table)
   int32_t outputs = 1;              ///< K of scores [N, K]
   double sla_ms = 0;                ///< the daemon's target for this model
+  double sla_percentile = 95;       ///< the percentile the target bounds
   std::string spec_path;            ///< where the daemon read its spec ("" if unknown)
 };
 

@@ -3,12 +3,13 @@
 // synthetic latency curve with no daemon. Standard library only.
 //
 // The stopping rule. Each step runs the load for a fixed time (its warm-up excluded) and
-// passes when every model's p95 <= its target and rejections plus errors stay within a
-// threshold. From start_qps: while steps pass, multiply the load by `growth` (2) until one
-// fails or max_qps passes; if the first step fails, halve until one passes or the load
-// falls below min_qps (result 0). Then bisect between the highest pass and the lowest fail
-// until (fail - pass) <= tolerance x pass (5 %), or max_steps steps have run. The answer
-// is the highest load that passed.
+// passes when every model's p95 (or the percentile its target bounds) is within its target
+// and rejections plus errors stay within a threshold. From start_qps: while steps pass,
+// multiply the load by `growth` (2) until one fails or max_qps passes; if the first step
+// fails, divide by `growth` until one passes or the load falls below min_qps (result 0).
+// Then bisect between the highest pass and the lowest fail until (fail - pass) <=
+// tolerance x pass (5 %), or max_steps steps have run. The answer is the highest load that
+// passed.
 #pragma once
 
 #include <functional>
