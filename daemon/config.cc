@@ -341,6 +341,7 @@ Status read_power(const json& v, const std::string& key, profiler::PowerConfig& 
       read_object(v, key,
                   {number_field("cpu_active_w_per_core", out.cpu_active_w_per_core, watts),
                    number_field("cpu_idle_w_per_core", out.cpu_idle_w_per_core, watts),
+                   number_field("cpu_parked_w_per_core", out.cpu_parked_w_per_core, watts),
                    number_field("gpu_active_w", out.gpu_active_w, watts),
                    number_field("gpu_idle_w", out.gpu_idle_w, watts),
                    {"powercap_root", [&](const json& p, const std::string& k) -> Status {
@@ -354,6 +355,11 @@ Status read_power(const json& v, const std::string& key, profiler::PowerConfig& 
     return key_error(
         key + ".cpu_idle_w_per_core",
         "must not exceed cpu_active_w_per_core (" + number_text(out.cpu_active_w_per_core) + ")");
+  }
+  if (out.cpu_parked_w_per_core > out.cpu_idle_w_per_core) {
+    return key_error(
+        key + ".cpu_parked_w_per_core",
+        "must not exceed cpu_idle_w_per_core (" + number_text(out.cpu_idle_w_per_core) + ")");
   }
   if (out.gpu_idle_w > out.gpu_active_w) {
     return key_error(key + ".gpu_idle_w",

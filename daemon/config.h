@@ -32,6 +32,7 @@
 // profile.quick               quick sweep (3 sizes, 10 ms each) in place of the two above; false
 // power.cpu_active_w_per_core estimated busy watts per core; 8; [0, 10000], >= the idle watts
 // power.cpu_idle_w_per_core   estimated idle watts per core; 1.5; [0, 10000]
+// power.cpu_parked_w_per_core estimated watts of a parked core (min-energy); 0.2; [0, idle]
 // power.gpu_active_w          estimated busy watts per GPU; 400; [0, 10000], >= the idle watts
 // power.gpu_idle_w            estimated idle watts per GPU; 70; [0, 10000]
 // power.powercap_root         where the RAPL zones are; "/sys/class/powercap"; a non-empty path

@@ -90,6 +90,9 @@ Result<double> ServingDevice::energy_joules() {
     const double busy = busy_seconds();
     estimator->add_busy((busy - busy_fed_s_) / std::max(1, workers()));
     busy_fed_s_ = busy;
+    const double parked = parked_seconds();
+    estimator->add_parked((parked - parked_fed_s_) / std::max(1, workers()));
+    parked_fed_s_ = parked;
   }
   return meter_->energy_joules();
 }
@@ -118,6 +121,7 @@ class CpuServingDevice final : public ServingDevice {
   }
   void set_active_workers(int n) override { runner_->set_active_workers(n); }
   double busy_seconds() const override { return runner_->busy_seconds(); }
+  double parked_seconds() const override { return runner_->parked_seconds(); }
   Result<std::unique_ptr<engine::Model>> load_model(const engine::ModelSpec& spec,
                                                     const engine::LoadOptions& lo) override {
     return runner_->load(spec, lo);

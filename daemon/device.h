@@ -81,6 +81,8 @@ class ServingDevice {
   /// Keeps n workers awake (CPUs; a GPU ignores it).
   virtual void set_active_workers(int /*n*/) {}
   virtual double busy_seconds() const = 0;
+  /// Worker-seconds parked (CPUs); 0 for a device that never parks.
+  virtual double parked_seconds() const { return 0; }
   virtual Result<std::unique_ptr<engine::Model>> load_model(const engine::ModelSpec& spec,
                                                             const engine::LoadOptions& lo) = 0;
   /// Queues one query (see CpuRunner::submit; a GPU ignores sub_batch and workers).
@@ -93,7 +95,8 @@ class ServingDevice {
   virtual nlohmann::json describe() const = 0;
 
   /// Energy since start: the meter's reading; an estimating meter is first fed the
-  /// device's busy time since the last reading (serving work, which no sweep reports).
+  /// device's busy time since the last reading (serving work, which no sweep reports)
+  /// and the time its workers spent parked.
   Result<double> energy_joules();
   /// After a sweep (which fed the meter itself): count busy time from now on only.
   void mark_busy_fed();
@@ -112,6 +115,7 @@ class ServingDevice {
  private:
   std::mutex energy_mu_;
   double busy_fed_s_ = 0;
+  double parked_fed_s_ = 0;
 };
 
 /// A CPU device: a CpuRunner on the device's cores.

@@ -200,6 +200,7 @@ Status CpuRunner::run(const Model& model, const BatchView& batch, uint32_t sub_b
 void CpuRunner::set_active_workers(int n) {
   {
     std::lock_guard<std::mutex> lock(mu_);
+    (void)parked_seconds_locked();
     active_workers_ = std::clamp(n, 1, workers());
   }
   work_cv_.notify_all();
@@ -208,6 +209,19 @@ void CpuRunner::set_active_workers(int n) {
 int CpuRunner::active_workers() const {
   std::lock_guard<std::mutex> lock(mu_);
   return std::min(active_workers_, workers());
+}
+
+double CpuRunner::parked_seconds_locked() const {
+  const auto now = std::chrono::steady_clock::now();
+  const int parked = workers() - std::min(active_workers_, workers());
+  parked_seconds_ += parked * std::chrono::duration<double>(now - parked_since_).count();
+  parked_since_ = now;
+  return parked_seconds_;
+}
+
+double CpuRunner::parked_seconds() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return parked_seconds_locked();
 }
 
 double CpuRunner::busy_seconds() const {

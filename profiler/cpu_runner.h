@@ -3,6 +3,7 @@
 // chosen number of workers. What the profiler measures and the daemon serves with.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -68,6 +69,8 @@ class CpuRunner {
   /// can enter deep idle states. All are awake at creation.
   void set_active_workers(int n);
   int active_workers() const;
+  /// Worker-seconds spent parked since creation (workers() - active, over time).
+  double parked_seconds() const;
   const CpuDevice& device() const { return device_; }
   /// Each worker's CPU binding as the OS reports it, read by the worker after binding.
   const std::vector<std::string>& bindings() const { return bindings_; }
@@ -84,6 +87,7 @@ class CpuRunner {
   struct Job;
   CpuRunner(const Topology& topology, CpuDevice device);
   void worker_main(int index, const std::string& cpuset);
+  double parked_seconds_locked() const;  // brings the parked total up to now; mu_ held
 
   const Topology& topology_;
   CpuDevice device_;
@@ -99,6 +103,8 @@ class CpuRunner {
   int busy_workers_ = 0;
   int started_ = 0;
   int active_workers_ = INT32_MAX;  // clamped to workers() by set_active_workers
+  mutable double parked_seconds_ = 0;
+  mutable std::chrono::steady_clock::time_point parked_since_ = std::chrono::steady_clock::now();
   bool stopping_ = false;
   double busy_seconds_ = 0;
 };

@@ -335,11 +335,14 @@ Result<double> NvmlMeter::energy_joules() {
 
 EstimatedMeter::EstimatedMeter(EstimateOptions options, std::function<double()> now_seconds)
     : options_(std::move(options)), now_seconds_(std::move(now_seconds)), start_s_(now_seconds_()) {
+  if (options_.parked_w < 0) options_.parked_w = options_.idle_w;
   if (!std::isfinite(options_.active_w) || !std::isfinite(options_.idle_w) || options_.idle_w < 0 ||
-      options_.idle_w > options_.active_w) {
+      options_.idle_w > options_.active_w || !std::isfinite(options_.parked_w) ||
+      options_.parked_w > options_.idle_w) {
     throw std::invalid_argument(
         "power estimate for " + options_.what + ": need 0 <= idle_w <= active_w, got idle " +
-        format_watts(options_.idle_w) + ", active " + format_watts(options_.active_w));
+        format_watts(options_.idle_w) + ", active " + format_watts(options_.active_w) +
+        " (and parked <= idle, got parked " + format_watts(options_.parked_w) + ")");
   }
 }
 
@@ -352,6 +355,11 @@ void EstimatedMeter::add_busy(double busy_device_seconds) {
   busy_s_.fetch_add(busy_device_seconds, std::memory_order_relaxed);
 }
 
+void EstimatedMeter::add_parked(double parked_device_seconds) {
+  if (!(parked_device_seconds > 0)) return;
+  parked_s_.fetch_add(parked_device_seconds, std::memory_order_relaxed);
+}
+
 // See PowerMeter::describe.
 std::string EstimatedMeter::describe() const { return "estimated: " + estimate_text(options_); }
 
@@ -359,7 +367,9 @@ std::string EstimatedMeter::describe() const { return "estimated: " + estimate_t
 Result<double> EstimatedMeter::energy_joules() {
   const double wall = std::max(0.0, now_seconds_() - start_s_);
   const double busy = busy_s_.load(std::memory_order_relaxed);
-  return options_.idle_w * wall + (options_.active_w - options_.idle_w) * busy;
+  const double parked = parked_s_.load(std::memory_order_relaxed);
+  return options_.idle_w * wall + (options_.active_w - options_.idle_w) * busy -
+         (options_.idle_w - options_.parked_w) * parked;
 }
 
 // ---- factories ----
@@ -374,6 +384,7 @@ MeterChoice cpu_meter(const PowerConfig& config, std::vector<int> packages, int 
   }
   EstimateOptions options{.active_w = config.cpu_active_w_per_core * cores,
                           .idle_w = config.cpu_idle_w_per_core * cores,
+                          .parked_w = config.cpu_parked_w_per_core * cores,
                           .what = "CPU (" + std::to_string(cores) + " cores)"};
   std::string note =
       "RAPL unavailable (" + rapl.status().message() + "): estimating " + estimate_text(options);

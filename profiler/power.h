@@ -127,14 +127,17 @@ class NvmlMeter final : public PowerMeter {
 struct EstimateOptions {
   double active_w = 0.0;  ///< draw when fully busy
   double idle_w = 0.0;    ///< draw when idle; 0 <= idle_w <= active_w
-  std::string what;       ///< the device, for describe(), e.g. "CPU (64 cores)"
+  /// Draw when fully parked (every core asleep in a deep idle state); < 0: as idle_w.
+  double parked_w = -1.0;
+  std::string what;  ///< the device, for describe(), e.g. "CPU (64 cores)"
 };
 
 /// An estimate for when no counter is readable (no RAPL access, no GPU):
-///   energy = idle_w * wall + (active_w - idle_w) * busy
-/// where wall is the time since construction (by `now_seconds`) and busy the sum of
-/// add_busy() calls. Callers reach add_busy() through the PowerMeter returned by the
-/// factories with dynamic_cast<EstimatedMeter*> when source() == "estimated".
+///   energy = idle_w * wall + (active_w - idle_w) * busy - (idle_w - parked_w) * parked
+/// where wall is the time since construction (by `now_seconds`), busy the sum of
+/// add_busy() calls and parked the sum of add_parked() calls. Callers reach add_busy() through the
+/// PowerMeter returned by the factories with dynamic_cast<EstimatedMeter*> when source() ==
+/// "estimated".
 class EstimatedMeter final : public PowerMeter {
  public:
   /// Throws std::invalid_argument unless 0 <= idle_w <= active_w (both finite):
@@ -146,6 +149,9 @@ class EstimatedMeter final : public PowerMeter {
   /// this long (2 workers busy 0.5 s on a 4-core device: 0.25). Values that are not
   /// positive are ignored. Lock-free; any thread.
   void add_busy(double busy_device_seconds);
+  /// Adds device-seconds parked: workers kept asleep (min-energy's parking), counted at
+  /// parked_w instead of idle_w. Same rules as add_busy.
+  void add_parked(double parked_device_seconds);
 
   std::string_view source() const override { return "estimated"; }
   /// Says the watts assumed, e.g. "estimated: CPU (4 cores) at 32 W active, 6 W idle".
@@ -157,10 +163,11 @@ class EstimatedMeter final : public PowerMeter {
   static double steady_seconds();
 
  private:
-  const EstimateOptions options_;
+  EstimateOptions options_;  // parked_w settled by the constructor
   const std::function<double()> now_seconds_;
   const double start_s_;
   std::atomic<double> busy_s_{0.0};
+  std::atomic<double> parked_s_{0.0};
 };
 
 /// Power figures for the estimator, and where RAPL lives. The watts are rough values
@@ -171,6 +178,8 @@ struct PowerConfig {
   double cpu_active_w_per_core = 8.0;
   /// Such a package idles around 60-100 W, about 1-1.5 W per core.
   double cpu_idle_w_per_core = 1.5;
+  /// A core parked in a deep C-state (C6) draws a fraction of a watt.
+  double cpu_parked_w_per_core = 0.2;
   /// A100 SXM's board limit is 400 W (H100 PCIe 350 W, H100 SXM 700 W).
   double gpu_active_w = 400.0;
   /// Data-centre GPUs idle at about 50-90 W with memory clocks up.

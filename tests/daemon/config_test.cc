@@ -128,8 +128,9 @@ TEST_CASE("the example config writes out every key with its default value") {
   CHECK(keys(j["models"][0]) == Keys{"spec", "weights", "sla_ms", "sla_percentile"});
   CHECK(keys(j["policy"]) == Keys{"name", "params", "plugin_dir"});
   CHECK(keys(j["profile"]) == Keys{"batch_sizes", "seconds_per_point", "quick"});
-  CHECK(keys(j["power"]) == Keys{"cpu_active_w_per_core", "cpu_idle_w_per_core", "gpu_active_w",
-                                 "gpu_idle_w", "powercap_root"});
+  CHECK(keys(j["power"]) == Keys{"cpu_active_w_per_core", "cpu_idle_w_per_core",
+                                 "cpu_parked_w_per_core", "gpu_active_w", "gpu_idle_w",
+                                 "powercap_root"});
   CHECK(keys(j["limits"]) == Keys{"max_body_bytes", "max_connections", "read_timeout_ms",
                                   "idle_timeout_ms", "max_queue", "max_items", "reject_factor",
                                   "window", "placement_log"});
@@ -523,6 +524,9 @@ TEST_CASE("a bad config is refused with one line naming the key path") {
       {"cpu idle above active",
        R"({"models": ["$M/ncf.json"], "power": {"cpu_active_w_per_core": 1}})",
        "key 'power.cpu_idle_w_per_core': must not exceed cpu_active_w_per_core (1)"},
+      {"cpu parked above idle",
+       R"({"models": ["$M/ncf.json"], "power": {"cpu_parked_w_per_core": 2}})",
+       "key 'power.cpu_parked_w_per_core': must not exceed cpu_idle_w_per_core (1.5)"},
       {"unknown key in limits", R"({"models": ["$M/ncf.json"], "limits": {"max_body": 1}})",
        "key 'limits.max_body': unknown key"},
       {"limits not an object", R"({"models": ["$M/ncf.json"], "limits": 5})",

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <chrono>
 #include <thread>
 
 #include "engine/inputs.h"
@@ -109,6 +110,114 @@ TEST_CASE("a runner needs this machine's topology") {
   Topology t = std::move(Topology::synthetic("pack:1 core:2 pu:1").value());
   const CpuDevice d = t.devices(Partition::kNuma)->cpus.at(0);
   CHECK(CpuRunner::create(t, d).status().code() == StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace recsched::profiler
+
+namespace recsched::profiler {
+namespace {
+
+TEST_CASE("submit runs whole queries side by side, one per worker, and bounds the queue") {
+  Topology topo = std::move(Topology::host().value());
+  const CpuDevice dev = topo.devices(Partition::kNuma)->cpus.at(0);
+  auto runner = std::move(CpuRunner::create(topo, dev).value());
+  const engine::ModelSpec spec = engine::load_model_spec(std::string(RECSCHED_SOURCE_DIR) +
+                                                         "/tests/fixtures/golden/wide.model.json")
+                                     .value();
+  auto model = std::move(runner->load(spec, {}).value());
+  constexpr int kQueries = 12;
+  std::vector<Batch> batches;
+  for (int q = 0; q < kQueries; ++q) batches.push_back(engine::random_batch(spec, 9 + q, q));
+  std::vector<std::vector<float>> scores(kQueries);
+  std::mutex mu;
+  std::condition_variable cv;
+  int done = 0;
+  std::vector<Status> statuses(kQueries);
+  for (int q = 0; q < kQueries; ++q) {
+    scores[q].resize(batches[q].batch_size);
+    REQUIRE(runner
+                ->submit(*model, view_of(batches[q]), batches[q].batch_size, 1, scores[q],
+                         [&, q](Status st) {
+                           std::lock_guard<std::mutex> lock(mu);
+                           statuses[q] = st;
+                           ++done;
+                           cv.notify_all();
+                         })
+                .is_ok());
+  }
+  std::unique_lock<std::mutex> lock(mu);
+  cv.wait(lock, [&] { return done == kQueries; });
+  for (int q = 0; q < kQueries; ++q) {
+    CHECK(statuses[q].is_ok());
+    engine::Workspace ws;
+    std::vector<float> want(batches[q].batch_size);
+    REQUIRE(model->forward(view_of(batches[q]), ws, want).is_ok());
+    CHECK(scores[q] == want);  // one worker ran it whole: same kernels, same floats
+  }
+  CHECK(runner->current_load().queries == 0);
+  std::vector<float> out(batches[0].batch_size);
+  CHECK(runner
+            ->submit(
+                *model, view_of(batches[0]), 4, 1, out, [](Status) {}, 0)
+            .code() == StatusCode::kUnavailable);
+}
+
+// A model whose forward pass sleeps briefly and records how many ran at once: overlap
+// shows even on a loaded machine, since sleeping needs no CPU.
+class Overlap final : public Model {
+ public:
+  explicit Overlap(engine::ModelSpec spec) : spec_(std::move(spec)) {}
+  const engine::ModelSpec& spec() const override { return spec_; }
+  engine::Isa isa() const override { return engine::Isa::kGeneric; }
+  Status forward(const BatchView&, engine::Workspace&, std::span<float> scores) const override {
+    const int now = ++running_;
+    for (int seen = most_; now > seen && !most_.compare_exchange_weak(seen, now);) {
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(300));
+    std::fill(scores.begin(), scores.end(), 0.5f);
+    --running_;
+    return Status::ok();
+  }
+  std::vector<engine::TensorToWrite> tensors() const override { return {}; }
+  int most() const { return most_.exchange(0); }
+
+ private:
+  engine::ModelSpec spec_;
+  mutable std::atomic<int> running_{0};
+  mutable std::atomic<int> most_{0};
+};
+
+TEST_CASE("parked workers take no sub-batches until woken") {
+  HostDevice host;
+  // Two workers even on a one-core device: parking is about workers, not cores.
+  auto runner = std::move(CpuRunner::create(host.topology, host.device, 2).value());
+  const engine::ModelSpec spec = golden_spec();
+  const Overlap model(spec);
+  const Batch batch = engine::random_batch(spec, 200, 5);
+  // 200 one-item sub-batches on up to 2 workers: the most that ran at once.
+  auto most_at_once = [&] {
+    std::vector<float> scores(batch.batch_size * spec.num_outputs());
+    REQUIRE(runner->run(model, view_of(batch), 1, 2, scores).is_ok());
+    return model.most();
+  };
+  CHECK(runner->active_workers() == 2);
+  CHECK(most_at_once() == 2);
+  runner->set_active_workers(1);
+  CHECK(runner->active_workers() == 1);
+  CHECK(most_at_once() == 1);
+  runner->set_active_workers(0);  // clamped: one worker always takes work
+  CHECK(runner->active_workers() == 1);
+  // One of two workers parked for at least the sleep below.
+  const double parked0 = runner->parked_seconds();
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  CHECK(runner->parked_seconds() - parked0 >= 0.05);
+  runner->set_active_workers(5);
+  CHECK(runner->active_workers() == 2);
+  const double parked1 = runner->parked_seconds();
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  CHECK(runner->parked_seconds() == parked1);  // nobody parked: it stands still
+  CHECK(most_at_once() == 2);
 }
 
 }  // namespace

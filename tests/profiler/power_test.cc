@@ -291,6 +291,26 @@ TEST_CASE("estimated meter accepts add_busy from many threads") {
   CHECK(read_joules(meter) == 4.0 * 1000.0);  // 1000 device-seconds x 4 W, exact in binary
 }
 
+TEST_CASE("estimated meter counts parked time at the parked watts") {
+  double now = 0.0;
+  EstimatedMeter meter({.active_w = 10.0, .idle_w = 2.0, .parked_w = 0.5, .what = "test"},
+                       [&now] { return now; });
+  now = 10.0;
+  meter.add_busy(2.0);    // 2 s busy: +8 W over idle
+  meter.add_parked(4.0);  // 4 s parked: -1.5 W under idle
+  CHECK(read_joules(meter) == doctest::Approx(2.0 * 10 + 8.0 * 2 - 1.5 * 4));
+  meter.add_parked(-1.0);  // ignored, as add_busy ignores it
+  CHECK(read_joules(meter) == doctest::Approx(30.0));
+  // Without parked_w, parking costs what idling does.
+  double t = 0.0;
+  EstimatedMeter same({.active_w = 10.0, .idle_w = 2.0, .what = "test"}, [&t] { return t; });
+  t = 10.0;
+  same.add_parked(4.0);
+  CHECK(read_joules(same) == doctest::Approx(2.0 * 10));
+  CHECK_THROWS_AS(EstimatedMeter({.active_w = 3.0, .idle_w = 1.0, .parked_w = 2.0, .what = "t"}),
+                  std::invalid_argument);
+}
+
 TEST_CASE("estimated meter rejects idle watts above active watts or below zero") {
   CHECK_THROWS_AS(EstimatedMeter({.active_w = 1.0, .idle_w = 2.0, .what = "test"}),
                   std::invalid_argument);
