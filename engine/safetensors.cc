@@ -49,30 +49,11 @@ uint64_t TensorInfo::elements() const {
   return n;
 }
 
-Result<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
-  SafetensorsFile file;
-  file.path_ = path;
-  file.fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (file.fd_ < 0) return not_found("weights " + path + ": " + std::strerror(errno));
-  struct stat st {};
-  if (fstat(file.fd_, &st) != 0) return internal_error("weights " + path + ": cannot stat");
-  const uint64_t file_size = static_cast<uint64_t>(st.st_size);
-  auto bad = [&](const std::string& why) {
-    return invalid_argument("weights " + path + ": " + why);
-  };
-
-  if (file_size < 8) return bad("too short to be a safetensors file");
-  uint64_t header_len = 0;
-  RECSCHED_RETURN_IF_ERROR(read_exact(file.fd_, &header_len, 8, 0));
-  if (header_len > kMaxHeaderBytes) {
-    return bad("header length " + std::to_string(header_len) + " exceeds the 100 MB limit");
-  }
-  if (header_len > file_size - 8) return bad("header length runs past the end of the file");
-  std::string header(header_len, '\0');
-  RECSCHED_RETURN_IF_ERROR(read_exact(file.fd_, header.data(), header_len, 8));
-  const uint64_t data_start = 8 + header_len;
-  const uint64_t data_size = file_size - data_start;
-
+Result<std::vector<TensorInfo>> parse_safetensors_header(std::string_view header,
+                                                         uint64_t data_size) {
+  const uint64_t data_start = 8 + header.size();
+  auto bad = [](const std::string& why) { return invalid_argument(why); };
+  std::vector<TensorInfo> tensors;
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(header);
@@ -115,8 +96,35 @@ Result<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
     }
     t.begin = data_start + b;
     t.bytes = e - b;
-    file.tensors_.push_back(std::move(t));
+    tensors.push_back(std::move(t));
   }
+  return tensors;
+}
+
+Result<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
+  SafetensorsFile file;
+  file.path_ = path;
+  file.fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (file.fd_ < 0) return not_found("weights " + path + ": " + std::strerror(errno));
+  struct stat st {};
+  if (fstat(file.fd_, &st) != 0) return internal_error("weights " + path + ": cannot stat");
+  const uint64_t file_size = static_cast<uint64_t>(st.st_size);
+  auto bad = [&](const std::string& why) {
+    return invalid_argument("weights " + path + ": " + why);
+  };
+
+  if (file_size < 8) return bad("too short to be a safetensors file");
+  uint64_t header_len = 0;
+  RECSCHED_RETURN_IF_ERROR(read_exact(file.fd_, &header_len, 8, 0));
+  if (header_len > kMaxHeaderBytes) {
+    return bad("header length " + std::to_string(header_len) + " exceeds the 100 MB limit");
+  }
+  if (header_len > file_size - 8) return bad("header length runs past the end of the file");
+  std::string header(header_len, '\0');
+  RECSCHED_RETURN_IF_ERROR(read_exact(file.fd_, header.data(), header_len, 8));
+  auto tensors = parse_safetensors_header(header, file_size - 8 - header_len);
+  if (!tensors) return bad(tensors.status().message());
+  file.tensors_ = std::move(*tensors);
   return file;
 }
 

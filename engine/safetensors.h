@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -53,6 +54,15 @@ class SafetensorsFile {
   int fd_ = -1;
   std::vector<TensorInfo> tensors_;
 };
+
+/// Parses and checks a safetensors header: `header` is its JSON text (the file's bytes from
+/// 8 to 8 + header length) and `data_size` the number of bytes after it. Every tensor's
+/// byte range must lie inside the data and match its dtype and shape; TensorInfo::begin
+/// is the offset in the file (8 + header length + the tensor's data offset).
+/// kInvalidArgument naming the tensor or field. SafetensorsFile::open() calls this; the
+/// fuzzer (tests/fuzz/fuzz_safetensors.cc) calls it directly.
+Result<std::vector<TensorInfo>> parse_safetensors_header(std::string_view header,
+                                                         uint64_t data_size);
 
 /// A named F32 tensor to write.
 struct TensorToWrite {
