@@ -14,6 +14,11 @@ PACKAGES=(
   libgomp1                           # oneDNN's OpenMP runtime
   systemd dpkg-dev                   # systemd-analyze (unit check), dpkg-shlibdeps (.deb check)
 )
+# --fuzz: also clang 16 and libFuzzer for scripts/fuzz.sh (clang 14 cannot capture structured
+# bindings in lambdas); libomp-16-dev only for omp.h (the fuzz build links GCC's libgomp).
+if [ "${1:-}" = "--fuzz" ]; then
+  PACKAGES+=(clang-16 libclang-rt-16-dev libomp-16-dev)
+fi
 
 # promtool (from Debian's prometheus package) checks /metrics in the tests. The package
 # would also install and start a Prometheus server, so only its promtool is unpacked,

@@ -1,0 +1,44 @@
+// The KServe v2 harnesses' shared body: parse one infer request against both fixed specs
+// and check what a successful parse promises, then encode a response for it.
+#pragma once
+
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include "daemon/kserve.h"
+#include "engine/inputs.h"
+#include "tests/fuzz/fuzz_common.h"
+
+namespace recsched::fuzz {
+
+inline void parse_and_check(std::string_view body, std::optional<size_t> header_length) {
+  const daemon::InferLimits limits;  // the daemon's defaults
+  for (const engine::ModelSpec* spec : {&dlrm_spec(), &ncf_spec()}) {
+    auto req = daemon::parse_infer_request(body, header_length, *spec, limits);
+    if (!req) {
+      FUZZ_CHECK(req.status().code() == StatusCode::kInvalidArgument);
+      FUZZ_CHECK(!req.status().message().empty());
+      // The daemon sends the message back as {"error": message}: dump() throws (a crash
+      // here) on text that is not UTF-8.
+      (void)nlohmann::json{{"error", req.status().message()}}.dump();
+      continue;
+    }
+    const Batch& b = req->batch;
+    FUZZ_CHECK(b.batch_size >= 1 && b.batch_size <= limits.max_items);
+    FUZZ_CHECK(engine::validate_batch(*spec, b).is_ok());
+    FUZZ_CHECK(!req->sla_ms || *req->sla_ms > 0);
+    // The response echoes the caller's id: it must come out as valid JSON.
+    const uint32_t k = static_cast<uint32_t>(spec->num_outputs());
+    std::vector<float> scores(size_t{b.batch_size} * k, 0.5f);
+    auto res = daemon::encode_infer_response(spec->name, req->id, scores, b.batch_size, k,
+                                             req->binary_output);
+    const std::string_view json_part =
+        res.header_length ? std::string_view(res.body).substr(0, *res.header_length) : res.body;
+    auto j = nlohmann::json::parse(json_part, nullptr, false);
+    FUZZ_CHECK(!j.is_discarded());
+    FUZZ_CHECK(j.value("id", std::string()) == req->id);
+  }
+}
+
+}  // namespace recsched::fuzz
