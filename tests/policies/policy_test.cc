@@ -181,5 +181,25 @@ TEST_CASE("deeprecsched tunes the offload threshold from the crossover, down the
         std::vector<std::string>{"256", "64", "1024", "\"never\"", "1024"});
 }
 
+TEST_CASE("the same query size goes to different devices for different models") {
+  // "light": the CPU beats the GPU at every size (an MLP-light, gather-bound model);
+  // "heavy": the GPU wins from 64 items (cpu_gpu_table's model).
+  ProfileTable t = cpu_gpu_table();
+  for (uint32_t b : {1u, 4u, 16u, 64u, 256u, 1024u}) {
+    t.add("light", "cpu0", point(b, 0.01 + 0.002 * b, 20.0));
+    t.add("light", "gpu0", point(b, 1.0 + 0.01 * b, 150.0));
+  }
+  // A 20 ms target: "heavy" takes 51 ms whole on the one CPU worker, 7.4 ms on the GPU.
+  const ModelView light{"light", 20.0, 0.0}, heavy{"m", 20.0, 0.0};
+  const std::vector<DeviceView> devices = cpu_and_gpu(1);
+  for (const char* name : {"earliest-finish", "min-energy", "deeprecsched"}) {
+    CAPTURE(name);
+    auto policy = std::move(create_policy(name, nlohmann::json::object()).value());
+    const ClusterView view{devices, t, Clock::now()};
+    CHECK(policy->place({1, &light, 512, 20.0}, view)->device == "cpu0");
+    CHECK(policy->place({2, &heavy, 512, 20.0}, view)->device == "gpu0");
+  }
+}
+
 }  // namespace
 }  // namespace recsched::policies
