@@ -79,7 +79,8 @@ Result<std::vector<TensorInfo>> parse_safetensors_header(std::string_view header
     for (const auto& d : entry["shape"]) {
       if (!d.is_number_integer() || d.get<int64_t>() < 0) return tbad("bad dimension in shape");
       const uint64_t dim = d.get<uint64_t>();
-      if (dim != 0 && elements > (uint64_t{1} << 62) / dim) return tbad("shape is too large");
+      // At most 2^60 elements, so elements x 8 bytes (the widest dtype) cannot wrap.
+      if (dim != 0 && elements > (uint64_t{1} << 60) / dim) return tbad("shape is too large");
       elements *= dim;
       t.shape.push_back(static_cast<int64_t>(dim));
     }

@@ -70,6 +70,13 @@ TEST_CASE("open refuses malformed files with a message naming the problem") {
        "outside the file"},
       {"negative dim", R"({"t": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}})", 4,
        "bad dimension"},
+      // 2^62 elements x 8 bytes wraps to 0 in 64 bits: it must not pass as an empty range.
+      {"bytes overflow",
+       R"({"t": {"dtype": "F64", "shape": [4611686018427387904], "data_offsets": [0, 0]}})", 0,
+       "too large"},
+      {"bytes overflow in two dims",
+       R"({"t": {"dtype": "I64", "shape": [2147483648, 2147483648], "data_offsets": [0, 0]}})", 0,
+       "too large"},
   };
   for (const Case& c : cases) {
     CAPTURE(c.name);
