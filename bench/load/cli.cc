@@ -30,7 +30,8 @@ Where:
 Load:
   --qps Q                offered load, queries/s (default 100)
   --duration S           seconds of load, warm-up included (default 10)
-  --warmup S             seconds at the start sent but not counted (default 1)
+  --warmup S             seconds at the start sent but not counted (default 1, at most a
+                         tenth of --duration)
   --sizes DIST           items per query: lognormal[:MU,SIGMA[,CAP]] (default 5.1,0.2,1024),
                          normal:MEAN,SD[,CAP], fixed:N, file:PATH (sizes, one per line)
   --models M[:W],...     the mix and its weights (default: every served model, equal)
@@ -64,7 +65,6 @@ Output:
 )";
 
 struct Plan {
-  Plan() { run.warmup_s = 1; }
   Endpoint ep;
   RunOptions run;
   std::string mode = "run";  // run, find-max-qps, sweep, ceiling
@@ -80,7 +80,7 @@ struct Plan {
   SearchOptions search;
   double step_duration = 5, step_warmup = 1, max_reject = 0.01, min_queries = 0;
   std::string out, csv, png, path = "/v2/health/live";
-  bool quiet = false, qps_set = false, duration_set = false;
+  bool quiet = false, qps_set = false, duration_set = false, warmup_set = false;
 };
 
 std::vector<std::string> split(const std::string& s, char sep) {
@@ -153,6 +153,7 @@ Plan parse(const std::vector<std::string>& args) {
       p.duration_set = true;
     } else if (a == "--warmup") {
       p.run.warmup_s = number(a, value());
+      p.warmup_set = true;
       if (p.run.warmup_s < 0) throw std::invalid_argument("--warmup must be >= 0");
     } else if (a == "--sizes") {
       p.run.sizes = SizeDistribution::parse(value());
@@ -233,6 +234,7 @@ Plan parse(const std::vector<std::string>& args) {
   }
   if (p.ep.unix_path.empty() && p.ep.port == 0)
     throw std::invalid_argument("say where the daemon is: --socket PATH or --tcp HOST:PORT");
+  if (!p.warmup_set) p.run.warmup_s = std::min(1.0, p.run.duration_s / 10);
   if (p.run.warmup_s >= p.run.duration_s && p.mode == "run")
     throw std::invalid_argument("--warmup must be shorter than --duration");
   p.pool.max_items = p.run.sizes.max_size();
