@@ -472,6 +472,7 @@ HttpResponse Service::models_json() const {
                    {"weights", m->cfg.weights_path.empty() ? "seeded" : m->cfg.weights_path},
                    {"tables", m->cfg.spec.num_tables()},
                    {"table_rows", m->cfg.spec.table_rows},
+                   {"lookups_per_table", m->cfg.spec.lookups_per_table},
                    {"table_bytes", m->cfg.spec.table_bytes()},
                    {"sla_ms", m->cfg.sla_ms},
                    {"sla_percentile", m->cfg.sla_percentile},
