@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -343,13 +344,20 @@ Result<ModelSpec> parse_model_spec(const json& j) {
 }
 
 Result<ModelSpec> load_model_spec(const std::string& path) {
+  // A directory opens as a file on Linux, and reading it throws std::ios_base::failure
+  // out of the stream buffer (not a json::exception): refuse it before reading.
+  std::error_code dir_ec;
   std::ifstream in(path);
-  if (!in) return not_found("model spec " + path + ": cannot open file");
+  if (!in || std::filesystem::is_directory(path, dir_ec)) {
+    return not_found("model spec " + path + ": cannot open file");
+  }
   json j;
   try {
     j = json::parse(in);
   } catch (const json::exception& e) {
     return invalid_argument("model spec " + path + ": not valid JSON: " + e.what());
+  } catch (const std::exception& e) {  // a read error from the stream buffer
+    return invalid_argument("model spec " + path + ": cannot read: " + e.what());
   }
   Result<ModelSpec> spec = parse_model_spec(j);
   if (!spec) return invalid_argument("model spec " + path + ": " + spec.status().message());
