@@ -3,19 +3,48 @@
 // limit (64 KiB) and a 1 MiB body limit, fed the bytes in pieces whose sizes come from the
 // input's first byte (a client may send a request in any number of reads), then turned
 // into an HttpRequest the way Session::on_read does. An input may hold several pipelined
-// requests; each is parsed in turn until one fails.
+// requests; each is parsed in turn until one fails. Beast's own assertions are on.
 #include <algorithm>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <cctype>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
+#include <string_view>
 
 #include "daemon/http_server.h"
 #include "tests/fuzz/fuzz_common.h"
 
 namespace http = boost::beast::http;
+
+// BOOST_ENABLE_ASSERT_HANDLER (set for this harness in CMakeLists.txt) routes Boost's
+// assertions here. Boost 1.81's Beast asserts `n >= 5` in parse_chunk_header when the last
+// chunk's closing CRLF arrives a byte at a time ("0\r\n", then "\r", then "\n"): a false
+// assertion (the parser asks for more bytes and then finishes correctly; release builds
+// compile it out), fixed upstream in boostorg/beast#2861 (Boost 1.86). This harness found
+// it. That one is let through; every other Boost assertion aborts, as assert() would.
+namespace boost {
+
+void assertion_failed(char const* expr, char const* function, char const* file, long line) {
+  if (std::string_view(expr) == "n >= 5" &&
+      std::string_view(file).ends_with("beast/http/impl/basic_parser.ipp")) {
+    return;
+  }
+  std::fprintf(stderr, "%s:%ld: %s: Boost assertion '%s' failed\n", file, line, function, expr);
+  std::abort();
+}
+
+void assertion_failed_msg(char const* expr, char const* msg, char const* function, char const* file,
+                          long line) {
+  std::fprintf(stderr, "%s:%ld: %s: Boost assertion '%s' failed: %s\n", file, line, function, expr,
+               msg);
+  std::abort();
+}
+
+}  // namespace boost
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
