@@ -452,7 +452,8 @@ TEST_CASE("stopping the server answers every query in flight") {
     get.target = "/v1/stats";
     d.service->handle(get, [&](HttpResponse r) { stats.set_value(std::move(r)); });
     int total = 0;
-    for (const json& m : json::parse(stats.get_future().get().body)["models"]) {
+    const json stats_body = json::parse(stats.get_future().get().body);
+    for (const json& m : stats_body["models"]) {
       total += m["requests"].get<int>();
     }
     return total;
@@ -494,7 +495,8 @@ TEST_CASE("reload applies SLA targets and admission limits, and names what needs
   const std::string said = d.service->reload(*next);
   CHECK(said.find("needs a restart") != std::string::npos);
   CHECK(said.find("max_body_bytes") != std::string::npos);
-  for (const json& m : request(d.port, http::verb::get, "/v1/models").json_body()["models"]) {
+  const json models_body = request(d.port, http::verb::get, "/v1/models").json_body();
+  for (const json& m : models_body["models"]) {
     if (m["name"] == "golden_dot") CHECK(m["sla_ms"] == 7.0);
   }
   // max_items 4 now refuses the 9-item golden query; the body limit is still the old one.
