@@ -43,14 +43,15 @@ if [ "$BUILD_FIRST" = 1 ]; then
   # OpenMP: GCC's libgomp, the runtime oneDNN uses, so set_blas_threads reaches it (clang's
   # own libomp would be a second runtime; libomp-16-dev is there only for omp.h).
   [ -n "$CXX_CLANG" ] || { echo "fuzz.sh: clang++-16 not found (scripts/install-deps.sh --fuzz installs it)" >&2; exit 1; }
+  mkdir -p "$BUILD"
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_CXX_COMPILER="$CXX_CLANG" -DCMAKE_BUILD_TYPE=Debug \
-    -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" -DRECSCHED_FUZZ=ON -DRECSCHED_BUILD_TESTS=OFF \
+    -DCMAKE_CXX_FLAGS_DEBUG="-O1 -gline-tables-only" -DRECSCHED_FUZZ=ON -DRECSCHED_BUILD_TESTS=OFF \
     -DRECSCHED_BUILD_BENCH=OFF -DRECSCHED_WITH_CUDA=OFF \
     -DOpenMP_CXX_FLAGS=-fopenmp=libgomp -DOpenMP_CXX_LIB_NAMES=gomp \
-    -DOpenMP_gomp_LIBRARY="$(gcc -print-file-name=libgomp.so)" >"$BUILD.configure.log" 2>&1 ||
-    { cat "$BUILD.configure.log"; exit 1; }
-  cmake --build "$BUILD" -j "$(nproc)" --target "${HARNESSES[@]}" >"$BUILD.build.log" 2>&1 ||
-    { tail -n 60 "$BUILD.build.log"; exit 1; }
+    -DOpenMP_gomp_LIBRARY="$(gcc -print-file-name=libgomp.so)" >"$BUILD/configure.log" 2>&1 ||
+    { cat "$BUILD/configure.log"; exit 1; }
+  cmake --build "$BUILD" -j "$(nproc)" --target "${HARNESSES[@]}" >"$BUILD/build.log" 2>&1 ||
+    { tail -n 60 "$BUILD/build.log"; exit 1; }
   echo "fuzz.sh: built ${#HARNESSES[@]} harnesses in $((SECONDS - start)) s ($BUILD, $CXX_CLANG)"
 fi
 
