@@ -127,9 +127,10 @@ class CpuServingDevice final : public ServingDevice {
     return runner_->load(spec, lo);
   }
   Status submit(const engine::Model& model, const BatchView& batch, uint32_t sub_batch, int workers,
-                std::span<float> scores, DoneFn done, size_t max_queued) override {
+                std::span<float> scores, DoneFn done, size_t max_queued,
+                std::chrono::steady_clock::time_point deadline) override {
     return runner_->submit(model, batch, sub_batch, std::clamp(workers, 1, runner_->workers()),
-                           scores, std::move(done), max_queued);
+                           scores, std::move(done), max_queued, deadline);
   }
   Result<std::vector<ProfilePoint>> profile(const engine::Model& model,
                                             const profiler::ProfileOptions& o) override {
@@ -172,7 +173,8 @@ class GpuServingDevice final : public ServingDevice {
     return engine::cuda::load_cuda_model(spec, lo, co);
   }
   Status submit(const engine::Model& model, const BatchView& batch, uint32_t, int,
-                std::span<float> scores, DoneFn done, size_t max_queued) override {
+                std::span<float> scores, DoneFn done, size_t max_queued,
+                std::chrono::steady_clock::time_point) override {
     return runner_->submit(model, batch, scores, std::move(done), max_queued);
   }
   Result<std::vector<ProfilePoint>> profile(const engine::Model& model,

@@ -4,6 +4,7 @@
 // loads every model on every device and the dispatcher picks one per query.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -85,9 +86,11 @@ class ServingDevice {
   virtual double parked_seconds() const { return 0; }
   virtual Result<std::unique_ptr<engine::Model>> load_model(const engine::ModelSpec& spec,
                                                             const engine::LoadOptions& lo) = 0;
-  /// Queues one query (see CpuRunner::submit; a GPU ignores sub_batch and workers).
+  /// Queues one query (see CpuRunner::submit; a CPU serves the earliest `deadline` first,
+  /// a GPU first come, first served and ignores sub_batch, workers and deadline).
   virtual Status submit(const engine::Model& model, const BatchView& batch, uint32_t sub_batch,
-                        int workers, std::span<float> scores, DoneFn done, size_t max_queued) = 0;
+                        int workers, std::span<float> scores, DoneFn done, size_t max_queued,
+                        std::chrono::steady_clock::time_point deadline) = 0;
   /// Measures `model` here (profiler::profile_cpu or profile_whole).
   virtual Result<std::vector<ProfilePoint>> profile(const engine::Model& model,
                                                     const profiler::ProfileOptions& o) = 0;

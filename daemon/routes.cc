@@ -307,8 +307,15 @@ void Service::infer(const std::string& name, HttpRequest req, Responder respond)
     --in_flight_;
   };
   const policies::Placement& pl = shared_decision->placement;
+  // Its place in the device's queue: due at arrival + target, or at arrival (FIFO). A
+  // request's own target is unbounded: past 10^9 ms (11 days) it makes no difference.
+  const auto deadline =
+      arrival + (pl.order == policies::QueueOrder::kDeadline
+                     ? std::chrono::duration_cast<Clock::duration>(
+                           std::chrono::duration<double, std::milli>(std::min(sla_ms, 1e9)))
+                     : Clock::duration::zero());
   Status st = device->submit(*model, view_of(ctx->batch), pl.sub_batch, pl.workers, *scores, done,
-                             max_queue);
+                             max_queue, deadline);
   if (!st.is_ok()) {
     --in_flight_;
     {

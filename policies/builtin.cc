@@ -129,25 +129,38 @@ class StaticPolicy final : public Policy {
       if (d.id != device_) continue;
       const double service =
           predict_service_ms(view.profiles, q.model->name, d.id, q.items, q.items, 1).value_or(0);
-      return Placement{d.id, q.items, 1, wait_ms(d, awake(d)) + service,
-                       "static: whole query on one worker of " + d.id};
+      Placement pl{d.id, q.items, 1, wait_ms(d, awake(d)) + service,
+                   "static: whole query on one worker of " + d.id};
+      pl.order = order_;
+      return pl;
     }
     return unavailable("static: device " + device_ + " is not in the view");
   }
-  nlohmann::json params() const override { return {{"device", device_}}; }
+  nlohmann::json params() const override {
+    return {{"device", device_}, {"queue", order_ == QueueOrder::kArrival ? "fifo" : "edf"}};
+  }
   Status configure(const nlohmann::json& p) override {
-    RECSCHED_RETURN_IF_ERROR(unknown_keys(p, {"device"}));
+    RECSCHED_RETURN_IF_ERROR(unknown_keys(p, {"device", "queue"}));
     if (p.contains("device")) {
       if (!p["device"].is_string() || p["device"].get<std::string>().empty()) {
         return invalid_argument("params: key 'device' must be a device id such as \"cpu0\"");
       }
-      device_ = p["device"].get<std::string>();
+    }
+    if (p.contains("queue") && p["queue"] != "fifo" && p["queue"] != "edf") {
+      return invalid_argument("params: key 'queue' must be \"fifo\" or \"edf\"");
+    }
+    if (p.contains("device")) device_ = p["device"].get<std::string>();
+    if (p.contains("queue")) {
+      order_ = p["queue"] == "fifo" ? QueueOrder::kArrival : QueueOrder::kDeadline;
     }
     return Status::ok();
   }
 
  private:
   std::string device_ = "cpu0";
+  // DeepRecSys's baseline serves its queue first come, first served; "edf" shows what
+  // the queue order alone is worth.
+  QueueOrder order_ = QueueOrder::kArrival;
 };
 
 class EarliestFinishPolicy final : public Policy {

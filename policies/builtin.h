@@ -1,5 +1,6 @@
 // The built-in policies (one factory each; the registry lists them).
-//   static           every query whole on one worker of one device: the baseline
+//   static           every query whole on one worker of one device, queued first come,
+//                    first served (params queue "fifo", or "edf"): the baseline
 //   deeprecsched     DeepRecSched: CPU sub-batches tuned online, offload above a threshold
 //   earliest-finish  every device and split: backlog + profiled service time; the earliest
 //   min-energy       among placements predicted to meet the SLA with a margin, the least

@@ -56,6 +56,12 @@ struct QueryInfo {
   double sla_ms = 0;  ///< this query's target (the model's unless the request set one)
 };
 
+/// How a device's runner orders a query among those waiting for a worker.
+enum class QueueOrder : uint8_t {
+  kDeadline,  ///< by deadline, arrival + the query's SLA target: earliest first (EDF)
+  kArrival,   ///< by arrival: first come, first served (DeepRecSys's baseline)
+};
+
 /// Where and how a query runs.
 struct Placement {
   std::string device;       ///< an id from the view
@@ -66,6 +72,9 @@ struct Placement {
   /// Workers of `device` to keep awake from now on, the rest parked (they take no work,
   /// so their cores can sleep); 0 leaves the device as it is. Only min-energy parks.
   int active_workers = 0;
+  /// Its place in the runner's queue (CPU devices; a GPU's runner is first come, first
+  /// served). Every built-in policy but static orders by deadline.
+  QueueOrder order = QueueOrder::kDeadline;
 };
 
 /// A finished query, fed back to the policy that placed it.

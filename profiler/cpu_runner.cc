@@ -19,11 +19,18 @@ struct CpuRunner::Job {
   int max_workers = 0;
   std::span<float> scores;
   DoneFn done;
+  Clock::time_point deadline;  // the order key with seq (fixed before it is queued)
+  uint64_t seq = 0;
   uint32_t next = 0;      // next sub-batch to hand out (under mu_)
   uint32_t finished = 0;  // sub-batches done (under mu_)
   int active = 0;         // workers on it now (under mu_)
   Status first_error;     // (under mu_)
 };
+
+bool CpuRunner::EarlierDeadline::operator()(const std::shared_ptr<Job>& a,
+                                            const std::shared_ptr<Job>& b) const {
+  return a->deadline != b->deadline ? a->deadline < b->deadline : a->seq < b->seq;
+}
 
 CpuRunner::CpuRunner(const Topology& topology, CpuDevice device)
     : topology_(topology), device_(std::move(device)) {}
@@ -100,19 +107,16 @@ void CpuRunner::worker_main(int index, const std::string& cpuset) {
   engine::Workspace ws;
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
-    // The oldest query with a sub-batch left and room under its worker cap.
+    // The earliest-deadline query with a sub-batch left and room under its worker cap.
     std::shared_ptr<Job> job;
     work_cv_.wait(lock, [&] {
       // A parked worker takes no work (its core may sleep) until woken or stopping.
-      if (index >= active_workers_) return stopping_ && queue_.empty();
-      for (const auto& j : queue_) {
-        if (j->active < j->max_workers) {
-          job = j;
-          return true;
-        }
+      if (index < active_workers_ && !ready_.empty()) {
+        job = *ready_.begin();
+        return true;
       }
       // Stop only once every queued query has been handed out: nothing is dropped.
-      return stopping_ && queue_.empty();
+      return stopping_ && untaken_ == 0;
     });
     if (!job) return;
     const uint32_t sub = job->next++;
@@ -120,9 +124,8 @@ void CpuRunner::worker_main(int index, const std::string& cpuset) {
     const bool skip = !job->first_error.is_ok();
     ++job->active;
     ++busy_workers_;
-    if (job->next == job->num_subs) {
-      queue_.erase(std::find(queue_.begin(), queue_.end(), job));
-    }
+    if (job->next == job->num_subs) --untaken_;
+    if (job->next == job->num_subs || job->active == job->max_workers) ready_.erase(ready_.begin());
     lock.unlock();
 
     Status st;
@@ -140,11 +143,13 @@ void CpuRunner::worker_main(int index, const std::string& cpuset) {
     lock.lock();
     busy_seconds_ += busy;
     --busy_workers_;
-    --job->active;
+    // At its cap until now, with sub-batches left: it may be taken again.
+    const bool again = job->active-- == job->max_workers && job->next < job->num_subs;
+    if (again) ready_.insert(job);
     if (!st.is_ok() && job->first_error.is_ok()) job->first_error = st;
     const bool last = ++job->finished == job->num_subs;
     if (last) --in_flight_;
-    if (job->active + 1 == job->max_workers || last) work_cv_.notify_all();
+    if (again || last) work_cv_.notify_all();
     if (last) {
       lock.unlock();
       job->done(job->first_error);
@@ -154,7 +159,8 @@ void CpuRunner::worker_main(int index, const std::string& cpuset) {
 }
 
 Status CpuRunner::submit(const Model& model, const BatchView& batch, uint32_t sub_batch,
-                         int workers, std::span<float> scores, DoneFn done, size_t max_queued) {
+                         int workers, std::span<float> scores, DoneFn done, size_t max_queued,
+                         std::optional<Clock::time_point> deadline) {
   if (sub_batch == 0) return invalid_argument("sub-batch size must be at least 1");
   if (workers < 1 || workers > this->workers()) {
     return invalid_argument("workers must be in [1, " + std::to_string(this->workers()) + "]");
@@ -175,6 +181,7 @@ Status CpuRunner::submit(const Model& model, const BatchView& batch, uint32_t su
   job->max_workers = std::min<int>(workers, static_cast<int>(job->num_subs));
   job->scores = scores;
   job->done = std::move(done);
+  job->deadline = deadline.value_or(Clock::now());
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return unavailable("device " + device_.id + " is shutting down");
@@ -182,7 +189,9 @@ Status CpuRunner::submit(const Model& model, const BatchView& batch, uint32_t su
       return unavailable("device " + device_.id + " has " + std::to_string(in_flight_) +
                          " queries queued (limit " + std::to_string(max_queued) + ")");
     }
-    queue_.push_back(job);
+    job->seq = next_seq_++;
+    ready_.insert(job);
+    ++untaken_;
     ++in_flight_;
   }
   work_cv_.notify_all();

@@ -6,10 +6,11 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <thread>
@@ -29,11 +30,16 @@ using engine::ModelSpec;
 /// Lifecycle: create() -> submit()/run()* -> destruction, which finishes every queued
 /// query (each gets its callback) and joins the workers.
 /// Threading: submit() and run() are thread-safe; queries from many callers share the
-/// workers. Workers take sub-batches first come, first served: the oldest query with a
-/// sub-batch left and fewer than its `workers` cap busy on it.
+/// workers. Workers take sub-batches earliest deadline first (EDF): of the queries with a
+/// sub-batch left and fewer than their `workers` cap busy on them, the one whose deadline
+/// is earliest, submission order breaking ties; O(log n) per pick. A query without a
+/// deadline is due when submitted, so queries that all pass none (or each its arrival
+/// time) are served first come, first served. Non-preemptive: a sub-batch once started
+/// runs to its end.
 class CpuRunner {
  public:
   using DoneFn = std::function<void(Status)>;
+  using Clock = std::chrono::steady_clock;
 
   /// Starts `workers` threads (0: one per core of the device). Worker w binds itself to
   /// core w % cores of the device (all of that core's PUs) before anything else; a failed
@@ -55,9 +61,11 @@ class CpuRunner {
   /// sub-batch's status or OK. The caller keeps `model`, the batch's memory and `scores`
   /// alive until then. Never blocks. On an error return `done` is not called:
   /// kInvalidArgument for sub_batch 0, workers outside [1, this->workers()] or a wrong
-  /// scores size; kUnavailable if `max_queued` queries are already waiting.
+  /// scores size; kUnavailable if `max_queued` queries are already waiting. `deadline`
+  /// orders the query among the waiting ones (see the class comment); nullopt: now.
   Status submit(const Model& model, const BatchView& batch, uint32_t sub_batch, int workers,
-                std::span<float> scores, DoneFn done, size_t max_queued = SIZE_MAX);
+                std::span<float> scores, DoneFn done, size_t max_queued = SIZE_MAX,
+                std::optional<Clock::time_point> deadline = std::nullopt);
 
   /// submit() and wait: the query's status.
   Status run(const Model& model, const BatchView& batch, uint32_t sub_batch, int workers,
@@ -85,6 +93,10 @@ class CpuRunner {
 
  private:
   struct Job;
+  // Earliest deadline first, then submission order.
+  struct EarlierDeadline {
+    bool operator()(const std::shared_ptr<Job>& a, const std::shared_ptr<Job>& b) const;
+  };
   CpuRunner(const Topology& topology, CpuDevice device);
   void worker_main(int index, const std::string& cpuset);
   double parked_seconds_locked() const;  // brings the parked total up to now; mu_ held
@@ -98,8 +110,11 @@ class CpuRunner {
   mutable std::mutex mu_;
   std::condition_variable work_cv_;
   std::condition_variable started_cv_;
-  std::deque<std::shared_ptr<Job>> queue_;  // queries with sub-batches not yet taken
-  size_t in_flight_ = 0;                    // queries submitted and not yet done
+  // Queries a worker may take a sub-batch of now: one left and fewer than their cap busy.
+  std::set<std::shared_ptr<Job>, EarlierDeadline> ready_;
+  size_t untaken_ = 0;     // queries with sub-batches not yet taken (ready or at their cap)
+  uint64_t next_seq_ = 0;  // submission order, the tie-break
+  size_t in_flight_ = 0;   // queries submitted and not yet done
   int busy_workers_ = 0;
   int started_ = 0;
   int active_workers_ = INT32_MAX;  // clamped to workers() by set_active_workers

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <deque>
 #include <fstream>
 #include <memory>
 #include <queue>
@@ -56,6 +55,14 @@ struct Job {
   policies::Decision decision;
   uint32_t items = 0, sub = 1, taken = 0, finished = 0;
   int cap = 1, running = 0;
+  double key_ms = 0;  // its place in the queue: deadline (or arrival), then query index
+};
+
+// CpuRunner's order: earliest key first, then arrival.
+struct EarlierKey {
+  bool operator()(const std::shared_ptr<Job>& a, const std::shared_ptr<Job>& b) const {
+    return a->key_ms != b->key_ms ? a->key_ms < b->key_ms : a->query < b->query;
+  }
 };
 
 enum class WorkerState { kIdle, kBusy, kParked };
@@ -70,7 +77,9 @@ struct Worker {
 
 struct SimDevice {
   Device d;
-  std::deque<std::shared_ptr<Job>> queue;  // admitted, not finished, in arrival order
+  // Jobs with a sub-batch left and fewer than their cap running, in queue order.
+  std::set<std::shared_ptr<Job>, EarlierKey> ready;
+  size_t in_flight = 0;  // admitted, not finished
   std::vector<Worker> workers;
   int active = 0;  // awake workers
   double energy_j = 0;
@@ -170,7 +179,7 @@ class Simulation {
       int busy = 0;
       for (const Worker& w : s.workers) busy += w.state == WorkerState::kBusy;
       loads_.push_back(
-          {busy, s.queue.size(), s.active < static_cast<int>(s.workers.size()) ? s.active : 0});
+          {busy, s.in_flight, s.active < static_cast<int>(s.workers.size()) ? s.active : 0});
     }
     const policies::QueryInfo info{index + 1, &m.view, q.items, m.view.sla_ms};
     policies::Decision decision = dispatcher_->dispatch(info, loads_, profiles_, at(q.arrival_ms));
@@ -189,32 +198,34 @@ class Simulation {
     job->items = q.items;
     job->sub = std::max<uint32_t>(1, decision.placement.sub_batch);
     job->cap = std::max(1, decision.placement.workers);
+    bool by_deadline = decision.placement.order == policies::QueueOrder::kDeadline;
+    if (options_.queue != Options::Queue::kPolicy) {
+      by_deadline = options_.queue == Options::Queue::kDeadline;
+    }
+    if (s.d.info.kind != policies::DeviceKind::kCpu) by_deadline = false;  // GPU: FIFO
+    job->key_ms = q.arrival_ms + (by_deadline ? m.view.sla_ms : 0.0);
     job->decision = std::move(decision);
-    s.queue.push_back(std::move(job));
+    s.ready.insert(std::move(job));
+    ++s.in_flight;
     start_work(job_device(s), q.arrival_ms);
   }
 
   size_t job_device(const SimDevice& s) const { return &s - devices_.data(); }
 
-  // Every free awake worker takes a sub-batch of the oldest query that has one left and
-  // fewer than its cap running (CpuRunner's rule).
+  // Every free awake worker takes a sub-batch of the first query in queue order that has
+  // one left and fewer than its cap running (CpuRunner's rule).
   void start_work(size_t device, double now) {
     SimDevice& s = devices_[device];
     for (size_t i = 0; i < s.workers.size() && static_cast<int>(i) < s.active; ++i) {
       Worker& w = s.workers[i];
       if (w.state != WorkerState::kIdle) continue;
-      std::shared_ptr<Job> job;
-      for (const auto& j : s.queue) {
-        if (j->taken < j->items && j->running < j->cap) {
-          job = j;
-          break;
-        }
-      }
-      if (!job) return;
+      if (s.ready.empty()) return;
+      std::shared_ptr<Job> job = *s.ready.begin();
       const Query& q = trace_[job->query];
       const uint32_t count = std::min(job->sub, job->items - job->taken);
       job->taken += count;
       ++job->running;
+      if (job->taken == job->items || job->running == job->cap) s.ready.erase(s.ready.begin());
       double ms = policies::predict_service_ms(profiles_, q.model, s.d.info.id, count, count, 1)
                       .value_or(0);
       if (options_.noise > 0) {
@@ -243,10 +254,10 @@ class Simulation {
     set_state(s, w,
               static_cast<int>(e.worker) < s.active ? WorkerState::kIdle : WorkerState::kParked,
               e.t);
-    --job->running;
+    if (job->running-- == job->cap && job->taken < job->items) s.ready.insert(job);
     job->finished += w.count;
     if (job->finished == job->items) {
-      s.queue.erase(std::find(s.queue.begin(), s.queue.end(), job));
+      --s.in_flight;
       const Query& q = trace_[job->query];
       const double latency = e.t - q.arrival_ms;
       ModelState& m = models_.at(q.model);

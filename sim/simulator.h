@@ -5,10 +5,12 @@
 // report, bit for bit.
 //
 // What it models, and what it does not:
-// - Devices run exactly as profiler::CpuRunner does: a FIFO of queries, each cut into
-//   sub-batches of the placement's size; a free, awake worker takes a sub-batch of the
-//   oldest query that has one left and fewer than its worker cap running. GPUs have
-//   `workers` streams, each running whole queries.
+// - Devices run exactly as profiler::CpuRunner does: queries cut into sub-batches of the
+//   placement's size; a free, awake worker takes a sub-batch of the query with the
+//   earliest deadline (arrival + SLA target; or its arrival, for a placement that asks
+//   for FIFO order: Placement::order) that has one left and fewer than its worker cap
+//   running, ties in arrival order. GPUs have `workers` streams, each running whole
+//   queries first come, first served (as recschedd's GPU runner).
 // - A sub-batch of s items takes the profile's single-worker median at s (interpolated;
 //   per item beyond the measured range), times a lognormal noise factor (mean 1,
 //   sigma `noise`) drawn per sub-batch. Contention between workers (shared memory
@@ -80,6 +82,9 @@ struct Options {
   uint64_t seed = 7;
   /// Queries at the start whose latency is not counted (warm-up while policies tune).
   double warmup_fraction = 0.1;
+  /// CPU queue order: as each placement says (kPolicy), or every query by deadline or by
+  /// arrival whatever the policy says, to compare the two orders.
+  enum class Queue { kPolicy, kDeadline, kArrival } queue = Queue::kPolicy;
 };
 
 struct ModelReport {

@@ -43,6 +43,9 @@ workload:
                        (default medium)
   --seconds S          simulated seconds per run (default 20); --seed N (default 1)
   --noise X            sigma of per-sub-batch lognormal noise (default 0.1)
+  --queue ORDER        CPU queue order: policy (as each placement says: static FIFO,
+                       the others earliest deadline first; the default), edf or fifo
+                       (every query, whatever the policy says)
 what to run (one of):
   --qps Q              one run per policy at Q queries/s
   --find-max           latency-bounded throughput per policy (doubling, then bisection
@@ -250,6 +253,16 @@ int run(const std::map<std::string, std::string>& o, std::ostream& out, std::ost
   trace.seed = o.count("seed") ? uint64_t(number("--seed", o.at("seed"), 0, 1e18)) : 1;
   Options options;
   options.noise = o.count("noise") ? number("--noise", o.at("noise"), 0, 2) : 0.1;
+  if (o.count("queue")) {
+    const std::string& q = o.at("queue");
+    if (q == "edf") {
+      options.queue = Options::Queue::kDeadline;
+    } else if (q == "fifo") {
+      options.queue = Options::Queue::kArrival;
+    } else if (q != "policy") {
+      throw UsageError{"--queue takes policy, edf or fifo, not '" + q + "'"};
+    }
+  }
   const bool as_json = o.count("json") > 0;
 
   auto targets = [&](const std::string& spec) {
@@ -283,10 +296,12 @@ int run(const std::map<std::string, std::string>& o, std::ostream& out, std::ost
   for (const auto& [m, w] : s.mix) doc["mix"].push_back({{"model", m}, {"weight", w}});
   doc["seconds_per_run"] = trace.seconds;
   doc["noise"] = options.noise;
+  doc["queue"] = o.count("queue") ? o.at("queue") : "policy";
   if (!as_json) {
     out << "devices:";
     for (const Device& d : s.devices) out << " " << d.info.id << " (" << d.info.workers << ")";
-    out << "; " << trace.seconds << " s per run, noise " << options.noise << "\n";
+    out << "; " << trace.seconds << " s per run, noise " << options.noise << ", queue "
+        << doc["queue"].get<std::string>() << "\n";
   }
   try {
     if (o.count("suite")) {
@@ -385,7 +400,7 @@ int run_sim_cli(const std::vector<std::string>& args, std::ostream& out, std::os
   static const std::vector<std::string> kValued = {
       "profiles",     "gpu-profiles", "cpu-workers", "gpu-streams", "cpu-idle-w",
       "cpu-parked-w", "gpu-idle-w",   "models",      "targets",     "seconds",
-      "seed",         "noise",        "qps",         "policies"};
+      "seed",         "noise",        "qps",         "policies",   "queue"};
   static const std::vector<std::string> kFlags = {"no-gpu", "find-max", "suite", "per-model",
                                                   "json"};
   try {

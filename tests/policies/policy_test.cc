@@ -95,6 +95,14 @@ TEST_CASE("static keeps every query whole on its one device") {
     CHECK(p->workers == 1);
   }
   CHECK(policy->params()["device"] == "gpu0");
+  // Its queue is FIFO (DeepRecSys's baseline) unless asked for deadline order.
+  CHECK(policy->params()["queue"] == "fifo");
+  CHECK(policy->place({1, &model, 8, 50.0}, {devices, table, Clock::now()})->order ==
+        QueueOrder::kArrival);
+  CHECK(policy->configure({{"queue", "lifo"}}).code() == StatusCode::kInvalidArgument);
+  REQUIRE(policy->configure({{"queue", "edf"}}).is_ok());
+  CHECK(policy->place({1, &model, 8, 50.0}, {devices, table, Clock::now()})->order ==
+        QueueOrder::kDeadline);
   auto missing = std::move(create_policy("static", {{"device", "cpu9"}}).value());
   CHECK(missing->place({1, &model, 8, 50.0}, {devices, table, Clock::now()}).status().code() ==
         StatusCode::kUnavailable);

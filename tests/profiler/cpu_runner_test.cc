@@ -4,6 +4,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <semaphore>
+#include <string>
 #include <thread>
 
 #include "engine/inputs.h"
@@ -218,6 +223,117 @@ TEST_CASE("parked workers take no sub-batches until woken") {
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
   CHECK(runner->parked_seconds() == parked1);  // nobody parked: it stands still
   CHECK(most_at_once() == 2);
+}
+
+// A model whose every forward pass waits for a permit from the test: while the one worker
+// of a runner is held inside it, the test queues queries, then releases the permits and
+// reads the order in which the queries were answered. Deterministic: no sleeps.
+class Gate final : public Model {
+ public:
+  explicit Gate(engine::ModelSpec spec) : spec_(std::move(spec)) {}
+  const engine::ModelSpec& spec() const override { return spec_; }
+  engine::Isa isa() const override { return engine::Isa::kGeneric; }
+  Status forward(const BatchView&, engine::Workspace&, std::span<float> scores) const override {
+    entered_.fetch_add(1);
+    entered_.notify_all();
+    permits_.acquire();
+    std::fill(scores.begin(), scores.end(), 0.5f);
+    return Status::ok();
+  }
+  std::vector<engine::TensorToWrite> tensors() const override { return {}; }
+  void wait_entered(int n) const {
+    for (int seen = entered_.load(); seen < n; seen = entered_.load()) entered_.wait(seen);
+  }
+  void release(int n) const { permits_.release(n); }
+
+ private:
+  engine::ModelSpec spec_;
+  mutable std::atomic<int> entered_{0};
+  mutable std::counting_semaphore<1024> permits_{0};
+};
+
+// Queries submitted to a one-worker runner whose worker is held on a first query; the
+// names in the order their callbacks ran.
+struct Ordered {
+  HostDevice host;
+  engine::ModelSpec spec = golden_spec();
+  Gate model{spec};
+  std::vector<Batch> batches;
+  std::vector<std::vector<float>> scores;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::string> order;
+  int submitted = 0;
+  // Last, so it is destroyed (its worker joined) before anything its callbacks touch.
+  std::unique_ptr<CpuRunner> runner =
+      std::move(CpuRunner::create(host.topology, host.device, 1).value());
+
+  Ordered() {
+    batches.reserve(16);
+    scores.reserve(16);
+  }
+  void submit(const std::string& name, uint32_t items, uint32_t sub,
+              std::optional<CpuRunner::Clock::time_point> deadline) {
+    batches.push_back(engine::random_batch(spec, items, batches.size()));
+    scores.emplace_back(items * spec.num_outputs());
+    ++submitted;
+    REQUIRE(runner
+                ->submit(
+                    model, view_of(batches.back()), sub, 1, scores.back(),
+                    [this, name](Status st) {
+                      CHECK(st.is_ok());
+                      std::lock_guard<std::mutex> lock(mu);
+                      order.push_back(name);
+                      cv.notify_all();
+                    },
+                    SIZE_MAX, deadline)
+                .is_ok());
+  }
+  // Lets every forward pass through and waits for every answer.
+  std::vector<std::string> finish() {
+    model.release(1024);
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return static_cast<int>(order.size()) == submitted; });
+    return order;
+  }
+};
+
+TEST_CASE("the runner takes the earliest deadline first; equal deadlines stay in order") {
+  Ordered o;
+  const auto t0 = CpuRunner::Clock::now();
+  const auto ms = [](int n) { return std::chrono::milliseconds(n); };
+  o.submit("hold", 1, 1, t0);  // the worker takes it and waits inside
+  o.model.wait_entered(1);
+  o.submit("loose", 1, 1, t0 + ms(100));
+  o.submit("tight", 1, 1, t0 + ms(10));  // later, tighter: overtakes "loose"
+  o.submit("tight-2", 1, 1, t0 + ms(10));  // same deadline as "tight": after it
+  o.submit("mid", 1, 1, t0 + ms(50));
+  o.submit("mid-2", 1, 1, t0 + ms(50));
+  o.submit("mid-3", 1, 1, t0 + ms(50));
+  CHECK(o.runner->current_load().queries == 7);
+  CHECK(o.finish() ==
+        std::vector<std::string>{"hold", "tight", "tight-2", "mid", "mid-2", "mid-3", "loose"});
+}
+
+TEST_CASE("without deadlines (or with each query's arrival as its deadline) the runner is FIFO") {
+  Ordered o;
+  o.submit("hold", 1, 1, std::nullopt);
+  o.model.wait_entered(1);
+  for (const char* name : {"a", "b", "c", "d"}) o.submit(name, 1, 1, std::nullopt);
+  // Due when submitted: ahead of a query due later, behind none submitted before it.
+  o.submit("later", 1, 1, CpuRunner::Clock::now() + std::chrono::hours(1));
+  o.submit("e", 1, 1, std::nullopt);
+  CHECK(o.finish() == std::vector<std::string>{"hold", "a", "b", "c", "d", "e", "later"});
+}
+
+TEST_CASE("a tighter query overtakes another between its sub-batches") {
+  Ordered o;
+  const auto t0 = CpuRunner::Clock::now();
+  // Three one-item sub-batches on the one worker; the first is running when "tight" comes.
+  o.submit("long", 3, 1, t0 + std::chrono::milliseconds(100));
+  o.model.wait_entered(1);
+  o.submit("tight", 1, 1, t0 + std::chrono::milliseconds(10));
+  CHECK(o.finish() == std::vector<std::string>{"tight", "long"});
 }
 
 }  // namespace

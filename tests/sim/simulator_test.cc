@@ -90,6 +90,37 @@ TEST_CASE("a single worker serves queries first come, first served, at the profi
   CHECK(r->meets_sla);
 }
 
+TEST_CASE("workers take the earliest deadline first; static is FIFO unless asked") {
+  // m (target 100 ms) and t (target 5 ms) with cpu_gpu_table's CPU profile on one worker:
+  // 100 items take 10.05 ms, 1 item 0.15 ms.
+  ProfileTable table = cpu_gpu_table();
+  const std::vector<ProfilePoint> points = table.points("m", "cpu0");
+  for (const ProfilePoint& p : points) table.add("t", "cpu0", p);
+  const std::vector<Query> trace = {{0.0, "m", 100}, {0.1, "m", 100}, {0.2, "t", 1}};
+  const std::vector<ModelTarget> targets = {{"m", 100}, {"t", 5}};
+  auto latency = [&](const std::string& model, const nlohmann::json& params,
+                     Options::Queue queue) {
+    Options o = exact();
+    o.queue = queue;
+    auto r = simulate(trace, {cpu(1)}, table, targets, make("static", params), o);
+    REQUIRE_MESSAGE(r.has_value(), r.status().to_string());
+    for (const ModelReport& m : r->models) {
+      if (m.model == model) return m.max_ms;
+    }
+    FAIL("no report for " << model);
+    return 0.0;
+  };
+  // FIFO (static's default): t waits for both m queries, 20.25 - 0.2 ms.
+  CHECK(latency("t", {}, Options::Queue::kPolicy) == doctest::Approx(20.05));
+  CHECK(latency("m", {}, Options::Queue::kPolicy) == doctest::Approx(20.0));
+  // By deadline (static's "edf", or the simulator's override): t (due at 5.2 ms) overtakes
+  // the second m (due at 100.1 ms) once the first is done; the second m finishes later.
+  CHECK(latency("t", {{"queue", "edf"}}, Options::Queue::kPolicy) == doctest::Approx(10.0));
+  CHECK(latency("m", {{"queue", "edf"}}, Options::Queue::kPolicy) == doctest::Approx(20.15));
+  CHECK(latency("t", {}, Options::Queue::kDeadline) == doctest::Approx(10.0));
+  CHECK(latency("t", {{"queue", "edf"}}, Options::Queue::kArrival) == doctest::Approx(20.05));
+}
+
 TEST_CASE("a query split over workers runs its sub-batches side by side") {
   const ProfileTable table = cpu_gpu_table();
   // earliest-finish on an idle 4-worker CPU splits 64 items 4 ways: 16 items each, 1.65 ms.
@@ -223,6 +254,13 @@ TEST_CASE("recsched-sim: help, usage errors and a run from a profile file") {
   CHECK(doc["runs"].size() == policies::policy_names().size());
   CHECK(tools::run_sim_cli({"--profiles", path, "--qps", "5", "--policies", "psychic"}, o2, e2) ==
         2);
+  CHECK(doc["queue"] == "policy");
+  std::ostringstream o3, e3;
+  CHECK(tools::run_sim_cli({"--profiles", path, "--qps", "50", "--seconds", "1", "--queue",
+                            "fifo", "--targets", "m=20", "--json"},
+                           o3, e3) == 0);
+  CHECK(nlohmann::json::parse(o3.str())["queue"] == "fifo");
+  CHECK(tools::run_sim_cli({"--profiles", path, "--qps", "5", "--queue", "lifo"}, o3, e3) == 2);
   std::filesystem::remove(path);
 }
 
