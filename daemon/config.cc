@@ -1,7 +1,10 @@
 #include "daemon/config.h"
 
+#include <grp.h>
+
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -12,6 +15,7 @@
 #include <set>
 #include <sstream>
 #include <system_error>
+#include <vector>
 
 namespace recsched::daemon {
 namespace {
@@ -369,16 +373,31 @@ Status read_power(const json& v, const std::string& key, profiler::PowerConfig& 
 }
 
 Status read_limits(const json& v, const std::string& key, LimitsConfig& out) {
-  return read_object(v, key,
-                     {integer_field("max_body_bytes", out.max_body_bytes, 1024, uint64_t{1} << 30),
-                      integer_field("max_connections", out.max_connections, 1, 65536),
-                      integer_field("read_timeout_ms", out.read_timeout_ms, 1, kMaxMs),
-                      integer_field("idle_timeout_ms", out.idle_timeout_ms, 1, kMaxMs),
-                      integer_field("max_queue", out.max_queue, 1, kMaxCount),
-                      integer_field("max_items", out.max_items, 1, kMaxCount),
-                      number_field("reject_factor", out.reject_factor, {1, 1000}),
-                      integer_field("window", out.window, 1, kMaxCount),
-                      integer_field("placement_log", out.placement_log, 0, kMaxCount)});
+  RECSCHED_RETURN_IF_ERROR(read_object(
+      v, key,
+      {integer_field("max_body_bytes", out.max_body_bytes, 1024, uint64_t{1} << 30),
+       integer_field("max_header_bytes", out.max_header_bytes, 1024, kMaxCount),
+       integer_field("max_headers", out.max_headers, 1, 10000),
+       integer_field("max_connections", out.max_connections, 1, 65536),
+       integer_field("header_timeout_ms", out.header_timeout_ms, 1, kMaxMs),
+       integer_field("read_timeout_ms", out.read_timeout_ms, 1, kMaxMs),
+       integer_field("idle_timeout_ms", out.idle_timeout_ms, 1, kMaxMs),
+       integer_field("max_queue", out.max_queue, 1, kMaxCount),
+       integer_field("max_items", out.max_items, 1, kMaxCount),
+       integer_field("max_elements", out.max_elements, 1, uint64_t{1} << 32),
+       integer_field("max_json_depth", out.max_json_depth, 2, 1000),
+       number_field("reject_factor", out.reject_factor, {0.1, 1000}),
+       number_field("normal_priority_share", out.normal_priority_share, {0, 1, true}),
+       number_field("low_priority_share", out.low_priority_share, {0, 1, true}),
+       integer_field("degraded_ms", out.degraded_ms, 0, kMaxMs),
+       integer_field("window", out.window, 1, kMaxCount),
+       integer_field("placement_log", out.placement_log, 0, kMaxCount)}));
+  if (out.low_priority_share > out.normal_priority_share) {
+    return key_error(key + ".low_priority_share",
+                     "must not exceed normal_priority_share (" +
+                         number_text(out.normal_priority_share) + ")");
+  }
+  return Status::ok();
 }
 
 Status read_listen(const json& v, const std::string& key, const fs::path& base, ListenConfig& out) {
@@ -391,10 +410,20 @@ Status read_listen(const json& v, const std::string& key, const fs::path& base, 
                       const std::string problem = socket_path_problem(out.socket);
                       return problem.empty() ? Status::ok() : key_error(k, problem);
                     }},
-                   {"tcp", [&](const json& t, const std::string& k) -> Status {
+                   {"tcp",
+                    [&](const json& t, const std::string& k) -> Status {
                       RECSCHED_ASSIGN_OR_RETURN(out.tcp, read_string(t, k));
                       const std::string problem = tcp_problem(out.tcp);
                       return problem.empty() ? Status::ok() : key_error(k, problem);
+                    }},
+                   {"socket_group", [&](const json& g, const std::string& k) -> Status {
+                      RECSCHED_ASSIGN_OR_RETURN(out.socket_group, read_string(g, k));
+                      if (out.socket_group.empty()) return Status::ok();
+                      if (!group_id(out.socket_group)) {
+                        return key_error(k, "no group '" + one_line(out.socket_group) +
+                                                "' on this host");
+                      }
+                      return Status::ok();
                     }}}));
   if (out.socket.empty() && out.tcp.empty()) {
     return key_error(key, "socket and tcp are both \"\": the daemon would not listen");
@@ -604,6 +633,19 @@ Result<std::pair<std::string, uint16_t>> split_host_port(const std::string& text
     return bad("the port must be a number in [0, 65535]");
   }
   return std::make_pair(host, static_cast<uint16_t>(std::stoul(port)));
+}
+
+std::optional<uint32_t> group_id(const std::string& name) {
+  if (name.empty() || name.find('\0') != std::string::npos) return std::nullopt;
+  group grp{};
+  group* found = nullptr;
+  std::vector<char> buf(16384);
+  while (getgrnam_r(name.c_str(), &grp, buf.data(), buf.size(), &found) == ERANGE &&
+         buf.size() < (size_t{1} << 24)) {
+    buf.resize(buf.size() * 2);
+  }
+  if (found == nullptr) return std::nullopt;
+  return static_cast<uint32_t>(found->gr_gid);
 }
 
 std::optional<double> default_sla_ms(std::string_view model_name) {

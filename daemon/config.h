@@ -9,6 +9,8 @@
 // listen.socket               unix socket path, "" = none; "/run/recsched/recschedd.sock"; <= 107 B
 // listen.tcp                  "HOST:PORT" or "[IPV6]:PORT", "" = none; "127.0.0.1:8000"; port
 //                             in [0, 65535], 0 = any free port. socket and tcp may not both be "".
+// listen.socket_group         group that owns the socket (mode 0660: its members may change
+//                             the daemon), "" = the daemon's own group; ""; a group of this host
 // models                      required; array of spec paths or of objects (keys below); >= 1 entry
 // models[i].spec              model spec file (models/*.json), loaded and validated; required; its
 //                             model name must differ from every other model's
@@ -37,12 +39,26 @@
 // power.gpu_idle_w            estimated idle watts per GPU; 70; [0, 10000]
 // power.powercap_root         where the RAPL zones are; "/sys/class/powercap"; a non-empty path
 // limits.max_body_bytes       largest request body; 67108864 (64 MiB); [1024, 1073741824]
+// limits.max_header_bytes     request line and headers together; 32768; [1024, 1048576]
+// limits.max_headers          header fields per request; 100; [1, 10000]
 // limits.max_connections      open connections; 256; [1, 65536]
-// limits.read_timeout_ms      to read a whole request, headers and body; 10000; [1, 3600000]
+// limits.header_timeout_ms    from a request's first byte to the end of its headers; 5000;
+//                             [1, 3600000]
+// limits.read_timeout_ms      from a request's first byte to the end of its body; 10000;
+//                             [1, 3600000]
 // limits.idle_timeout_ms      keep-alive idle time before closing; 60000; [1, 3600000]
 // limits.max_queue            queries waiting per device; 1024; [1, 1048576]
 // limits.max_items            items per query; 4096; [1, 1048576]
-// limits.reject_factor        reject if the predicted completion > factor x SLA; 2; [1, 1000]
+// limits.max_elements         tensor elements per request, all inputs; 67108864; [1, 4294967296]
+// limits.max_json_depth       nesting depth of a request's JSON; 32; [2, 1000]
+// limits.reject_factor        admit a query while its predicted completion, corrected by the
+//                             measured/predicted ratio of recent queries, is at most
+//                             factor x SLA x its priority's share; 1; [0.1, 1000]
+// limits.normal_priority_share  the share for priority 0 (the default); 0.8; (0, 1]
+// limits.low_priority_share   the share for priority < 0 (priority > 0 has 1); 0.5;
+//                             (0, normal_priority_share]
+// limits.degraded_ms          a device whose query failed is avoided this long; 10000;
+//                             [0, 3600000]
 // limits.window               completed queries in the tail-latency window; 64; [1, 1048576]
 // limits.placement_log        placements kept for /v1/placements; 4096; [0, 1048576]
 #pragma once
@@ -67,6 +83,7 @@ namespace recsched::daemon {
 struct ListenConfig {
   std::string socket = "/run/recsched/recschedd.sock";  ///< "" = no unix socket
   std::string tcp = "127.0.0.1:8000";  ///< "HOST:PORT", "" = no TCP; port 0 = any free port
+  std::string socket_group;            ///< owns the socket; "" = the daemon's group
 
   friend bool operator==(const ListenConfig&, const ListenConfig&) = default;
 };
@@ -83,12 +100,20 @@ struct ModelConfig {
 /// Admission and connection limits.
 struct LimitsConfig {
   uint64_t max_body_bytes = uint64_t{64} << 20;
+  uint32_t max_header_bytes = 32 * 1024;  ///< request line and headers
+  uint32_t max_headers = 100;             ///< header fields
   uint32_t max_connections = 256;
-  uint32_t read_timeout_ms = 10000;  ///< whole request, headers and body
-  uint32_t idle_timeout_ms = 60000;  ///< keep-alive idle
-  uint32_t max_queue = 1024;         ///< queries waiting per device
-  uint32_t max_items = 4096;         ///< items per query
-  double reject_factor = 2.0;        ///< reject when predicted completion > factor x SLA
+  uint32_t header_timeout_ms = 5000;  ///< first byte to the end of the headers
+  uint32_t read_timeout_ms = 10000;   ///< first byte to the end of the body
+  uint32_t idle_timeout_ms = 60000;   ///< keep-alive idle
+  uint32_t max_queue = 1024;          ///< queries waiting per device
+  uint32_t max_items = 4096;          ///< items per query
+  uint64_t max_elements = uint64_t{64} << 20;  ///< tensor elements per request
+  uint32_t max_json_depth = 32;                ///< nesting depth of a request's JSON
+  double reject_factor = 1.0;  ///< admit while corrected completion <= factor x SLA x share
+  double normal_priority_share = 0.8;  ///< priority 0's share of the admission bound
+  double low_priority_share = 0.5;     ///< priority < 0's share (priority > 0: 1)
+  uint32_t degraded_ms = 10000;        ///< how long a device whose query failed is avoided
   uint32_t window = 64;  ///< sliding window of completed queries for tail latency (DeepRecSched)
   uint32_t placement_log = 4096;  ///< placements kept for /v1/placements
 
@@ -148,6 +173,9 @@ Status apply_overrides(DaemonConfig& config, const std::optional<std::string>& t
 /// '[' or ']'), an IPv6 address and only that is bracketed, and the port is a decimal
 /// number in 0-65535 (0: the OS picks a free port).
 Result<std::pair<std::string, uint16_t>> split_host_port(const std::string& text);
+
+/// The id of the group named `name` on this host (getgrnam_r); nullopt if there is none.
+std::optional<uint32_t> group_id(const std::string& name);
 
 /// DeepRecSys's tail-latency targets (ms) by model name: rmc1 100, rmc2 400, rmc3 100,
 /// ncf 5, wnd 25, mtwnd 25, din 100, dien 35; nullopt for any other name.

@@ -4,6 +4,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <exception>
+
+#include "core/failpoint.h"
 
 #if defined(RECSCHED_WITH_CUDA)
 #include "engine/cuda/cuda_model.h"
@@ -13,7 +16,8 @@ namespace recsched::daemon {
 
 // ---- WholeQueryRunner ----
 
-WholeQueryRunner::WholeQueryRunner(int threads, std::function<void()> bind) {
+WholeQueryRunner::WholeQueryRunner(int threads, std::function<void()> bind, std::string name)
+    : name_(std::move(name)) {
   for (int i = 0; i < std::max(1, threads); ++i) {
     threads_.emplace_back([this, bind] {
       if (bind) bind();
@@ -61,7 +65,16 @@ void WholeQueryRunner::main() {
     ++busy_;
     lock.unlock();
     const auto t0 = std::chrono::steady_clock::now();
-    Status st = job.model->forward(job.batch, ws, job.scores);
+    Status st;
+    // A throwing worker would end the process: the query fails instead (see CpuRunner).
+    try {
+      if (failpoint::any()) st = failpoint::hit("forward." + name_);
+      if (st.is_ok()) st = job.model->forward(job.batch, ws, job.scores);
+    } catch (const std::exception& e) {
+      st = internal_error("device " + name_ + ": forward() threw: " + e.what());
+    } catch (...) {
+      st = internal_error("device " + name_ + ": forward() threw a non-exception");
+    }
     const double busy =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     job.done(std::move(st));
@@ -100,6 +113,27 @@ Result<double> ServingDevice::energy_joules() {
 void ServingDevice::mark_busy_fed() {
   std::lock_guard<std::mutex> lock(energy_mu_);
   busy_fed_s_ = busy_seconds();
+}
+
+void ServingDevice::record_outcome(const Status& st) {
+  if (st.is_ok()) return;
+  std::lock_guard<std::mutex> lock(health_mu_);
+  ++failures_;
+  last_error_ = st.message();
+  last_failure_ = std::chrono::steady_clock::now();
+}
+
+ServingDevice::Health ServingDevice::health(uint32_t degraded_ms) const {
+  std::lock_guard<std::mutex> lock(health_mu_);
+  Health h;
+  h.failures = failures_;
+  h.last_error = last_error_;
+  if (failures_ > 0) {
+    h.since_failure_s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - last_failure_).count();
+    h.degraded = h.since_failure_s * 1000 < degraded_ms;
+  }
+  return h;
 }
 
 namespace {
@@ -157,7 +191,7 @@ class GpuServingDevice final : public ServingDevice {
     meter_ = std::move(meter.meter);
     meter_note_ = std::move(meter.note);
     idle_w_ = idle_w;
-    runner_ = std::make_unique<WholeQueryRunner>(kStreams, std::move(bind));
+    runner_ = std::make_unique<WholeQueryRunner>(kStreams, std::move(bind), id_);
   }
   int workers() const override { return runner_->threads(); }
   policies::DeviceLoad load() const override {

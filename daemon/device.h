@@ -37,8 +37,9 @@ using DoneFn = std::function<void(Status)>;
 class WholeQueryRunner {
  public:
   /// `bind` runs first on every thread (e.g. binding it near the GPU); its error is logged
-  /// by the caller, never fatal. threads >= 1.
-  WholeQueryRunner(int threads, std::function<void()> bind = {});
+  /// by the caller, never fatal. threads >= 1. `name` (the device id) names the fail point
+  /// "forward.<name>" and the errors of a forward() that throws.
+  WholeQueryRunner(int threads, std::function<void()> bind = {}, std::string name = "");
   ~WholeQueryRunner();  // answers every queued query, then joins
   WholeQueryRunner(const WholeQueryRunner&) = delete;
   WholeQueryRunner& operator=(const WholeQueryRunner&) = delete;
@@ -60,6 +61,7 @@ class WholeQueryRunner {
   };
   void main();
 
+  std::string name_;
   std::vector<std::thread> threads_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
@@ -107,6 +109,18 @@ class ServingDevice {
   const std::string& power_note() const { return meter_note_; }
   double idle_w() const { return idle_w_; }
 
+  /// Whether queries fail here. Input is validated before it reaches a device, so a failed
+  /// query is the device's fault (an exception or CUDA error in a worker).
+  struct Health {
+    bool degraded = false;         ///< a query failed here within the last degraded_ms
+    uint64_t failures = 0;         ///< queries failed here since start
+    std::string last_error;        ///< the latest failure's message; "" if none
+    double since_failure_s = -1;   ///< seconds since it; -1 if none
+  };
+  /// Records one answered query's outcome (any thread).
+  void record_outcome(const Status& st);
+  Health health(uint32_t degraded_ms) const;
+
  protected:
   ServingDevice(std::string id, policies::DeviceKind kind) : id_(std::move(id)), kind_(kind) {}
   std::string id_;
@@ -119,6 +133,10 @@ class ServingDevice {
   std::mutex energy_mu_;
   double busy_fed_s_ = 0;
   double parked_fed_s_ = 0;
+  mutable std::mutex health_mu_;
+  uint64_t failures_ = 0;
+  std::string last_error_;
+  std::chrono::steady_clock::time_point last_failure_;
 };
 
 /// A CPU device: a CpuRunner on the device's cores.

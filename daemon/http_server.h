@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,12 +36,19 @@ struct HttpResponse {
 using Responder = std::function<void(HttpResponse)>;
 using Handler = std::function<void(HttpRequest, Responder)>;
 
+/// Limits on what a client may send and how slowly; each breach is answered (413, 431,
+/// 408, 503) and the connection closed, except an idle keep-alive, which just closes.
 struct ServerOptions {
   uint64_t max_body_bytes = 64u << 20;
+  uint32_t max_header_bytes = 32 * 1024;  ///< request line and header fields together
+  uint32_t max_headers = 100;             ///< header fields per request
   uint32_t max_connections = 256;
-  uint32_t read_timeout_ms = 10000;  ///< a request's headers and body must arrive in time
-  uint32_t idle_timeout_ms = 60000;  ///< a kept-alive connection may wait this long
+  uint32_t header_timeout_ms = 5000;  ///< from a request's first byte to its headers' end
+  uint32_t read_timeout_ms = 10000;   ///< from a request's first byte to its body's end
+  uint32_t idle_timeout_ms = 60000;   ///< a kept-alive connection may wait this long
   int io_threads = 2;
+
+  friend bool operator==(const ServerOptions&, const ServerOptions&) = default;
 };
 
 /// Lifecycle: create -> listen_*() -> start() -> stop() (stops accepting, lets in-flight
@@ -52,8 +60,9 @@ class HttpServer {
 
   /// Binds TCP; port 0 picks a free one (see tcp_port()). kUnavailable with the OS's reason.
   Status listen_tcp(const std::string& host, uint16_t port);
-  /// Binds a unix socket at `path`, replacing a stale socket file; mode 0660.
-  Status listen_unix(const std::string& path);
+  /// Binds a unix socket at `path`, replacing a stale socket file; mode 0660, owned by
+  /// group `gid` when given (kUnavailable with the OS's reason if that chown fails).
+  Status listen_unix(const std::string& path, std::optional<uint32_t> gid = std::nullopt);
   uint16_t tcp_port() const;
 
   void start();

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <future>
 #include <iostream>
@@ -15,6 +16,7 @@
 #include <optional>
 #include <string>
 
+#include "core/failpoint.h"
 #include "daemon/config.h"
 #include "daemon/http_server.h"
 #include "daemon/sd_notify.h"
@@ -43,6 +45,10 @@ listeners, models and server limits need a restart, and the log says which chang
 Under systemd (NOTIFY_SOCKET set) it reports STATUS= lines while starting and serving,
 READY=1 once the listeners are bound and the profiles loaded, RELOADING=1 on SIGHUP,
 STOPPING=1 on SIGTERM, and WATCHDOG=1 every WATCHDOG_USEC/2 when the unit sets WatchdogSec=.
+
+Environment: RECSCHED_FAILPOINTS="forward.cpu0=throw;forward.gpu0=3*error" injects faults
+(a worker that throws or fails) for tests and for reproducing a fault; never set it in
+production. Actions: throw, error, off, N*throw, N*error.
 )";
 
 // How often the serving STATUS= line is refreshed.
@@ -158,18 +164,20 @@ int main(int argc, char** argv) {
     if (!st.is_ok()) config = st;
   }
   if (!config) return fail(config.status().message());
+  // Fault injection for tests and for reproducing a fault on a live host (core/failpoint.h).
+  if (const char* spec = std::getenv("RECSCHED_FAILPOINTS"); spec != nullptr && *spec != '\0') {
+    recsched::Status st = recsched::failpoint::set_from_spec(spec);
+    if (!st.is_ok()) return fail("RECSCHED_FAILPOINTS: " + st.message());
+    spdlog::warn("fail points set from RECSCHED_FAILPOINTS: {} (faults will be injected)", spec);
+  }
   auto service = Service::create(*config, [&](const std::string& step) {
     spdlog::info("{}", step);
     notify(notifier.status(step));
   });
   if (!service) return fail(service.status().message());
-  ServerOptions so;
-  so.max_body_bytes = config->limits.max_body_bytes;
-  so.max_connections = config->limits.max_connections;
-  so.read_timeout_ms = config->limits.read_timeout_ms;
-  so.idle_timeout_ms = config->limits.idle_timeout_ms;
   Service* svc = service->get();
-  auto server = HttpServer::create(so, [svc](HttpRequest req, Responder respond) {
+  auto server = HttpServer::create(server_options(config->limits), [svc](HttpRequest req,
+                                                                         Responder respond) {
     svc->handle(std::move(req), std::move(respond));
   });
   if (!config->listen.tcp.empty()) {
@@ -179,7 +187,12 @@ int main(int argc, char** argv) {
     spdlog::info("listening on {}:{}", hp->first, server->tcp_port());
   }
   if (!config->listen.socket.empty()) {
-    recsched::Status st = server->listen_unix(config->listen.socket);
+    std::optional<uint32_t> gid;
+    if (!config->listen.socket_group.empty()) {
+      gid = group_id(config->listen.socket_group);
+      if (!gid) return fail("listen.socket_group: no group '" + config->listen.socket_group + "'");
+    }
+    recsched::Status st = server->listen_unix(config->listen.socket, gid);
     if (!st.is_ok()) return fail(st.message());
     spdlog::info("listening on {}", config->listen.socket);
   }

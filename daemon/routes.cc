@@ -12,6 +12,7 @@
 #include <iomanip>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <string_view>
 
 #include "daemon/kserve.h"
 #include "daemon/service.h"
@@ -28,8 +29,22 @@ using Clock = std::chrono::steady_clock;
 HttpResponse json_response(unsigned status, const json& body) {
   HttpResponse r;
   r.status = status;
-  r.body = body.dump();
+  // Strings echoed from a request (a path, an id) are escaped by the JSON writer; bytes
+  // that are not UTF-8 become U+FFFD rather than failing the answer.
+  r.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
   return r;
+}
+
+// Compares in time that depends on the lengths only, not on where they first differ.
+bool constant_time_equal(std::string_view a, std::string_view b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  const size_t n = std::max(a.size(), b.size());
+  for (size_t i = 0; i < n; ++i) {
+    const auto x = static_cast<unsigned char>(i < a.size() ? a[i] : 0);
+    const auto y = static_cast<unsigned char>(i < b.size() ? b[i] : 0);
+    diff |= static_cast<unsigned char>(x ^ y);
+  }
+  return diff == 0;
 }
 
 HttpResponse error_response(unsigned status, const std::string& message) {
@@ -100,7 +115,8 @@ void Service::handle(HttpRequest req, Responder respond) {
       token = config_.token;
     }
     auto it = req.headers.find("authorization");
-    return !token.empty() && it != req.headers.end() && it->second == "Bearer " + token;
+    return !token.empty() && it != req.headers.end() &&
+           constant_time_equal(it->second, "Bearer " + token);
   };
 
   if (p.size() >= 1 && p[0] == "v2") {
@@ -188,9 +204,13 @@ void Service::infer(const std::string& name, HttpRequest req, Responder respond)
   InferLimits limits;
   double sla_ms;
   size_t max_queue;
+  uint32_t degraded_ms;
   {
     std::lock_guard<std::mutex> lock(mu_);
     limits.max_items = config_.limits.max_items;
+    limits.max_elements = config_.limits.max_elements;
+    limits.max_json_depth = static_cast<int>(config_.limits.max_json_depth);
+    degraded_ms = config_.limits.degraded_ms;
     sla_ms = m->cfg.sla_ms;
     max_queue = config_.limits.max_queue;
     ++m->requests;
@@ -214,13 +234,17 @@ void Service::infer(const std::string& name, HttpRequest req, Responder respond)
   }
   std::vector<policies::DeviceLoad> loads;
   loads.reserve(devices_.size());
-  for (const auto& d : devices_) loads.push_back(d->load());
+  for (const auto& d : devices_) {
+    loads.push_back(d->load());
+    loads.back().degraded = d->health(degraded_ms).degraded;
+  }
   const std::shared_ptr<const ProfileTable> table = profiles();
   const uint64_t query_id = next_query_++;
   policies::Decision decision;
   {
     std::lock_guard<std::mutex> lock(dispatch_mu_);
-    decision = dispatcher_->dispatch({query_id, &view, n, sla_ms}, loads, *table, Clock::now());
+    decision = dispatcher_->dispatch({query_id, &view, n, sla_ms}, loads, *table, Clock::now(),
+                                     ctx->priority);
   }
   Placement placement;
   placement.query_id = query_id;
@@ -262,9 +286,14 @@ void Service::infer(const std::string& name, HttpRequest req, Responder respond)
   auto scores = std::make_shared<std::vector<float>>(size_t(n) * k);
   auto shared_decision = std::make_shared<policies::Decision>(std::move(decision));
   ++in_flight_;
-  auto done = [this, m, ctx, scores, placement, arrival, sla_ms, n, k, respond,
+  auto done = [this, m, ctx, scores, placement, arrival, sla_ms, n, k, respond, device,
                shared_decision](Status st) mutable {
     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - arrival).count();
+    device->record_outcome(st);
+    if (!st.is_ok()) {
+      st = Status(st.code(), "query failed on " + device->id() + " (now degraded): " +
+                                 st.message());
+    }
     placement.actual_ms = ms;
     placement.outcome = st.is_ok() ? "ok" : st.message();
     {
@@ -399,6 +428,20 @@ HttpResponse Service::metrics() const {
     o << "recsched_awake_workers{device=\"" << label(devices_[i]->id()) << "\"} "
       << (loads[i].active_workers > 0 ? loads[i].active_workers : devices_[i]->workers()) << "\n";
   }
+  o << "# HELP recsched_device_degraded 1 while a device is avoided because a query failed "
+       "there within limits.degraded_ms.\n# TYPE recsched_device_degraded gauge\n";
+  std::vector<ServingDevice::Health> health;
+  for (const auto& d : devices_) health.push_back(d->health(config_.limits.degraded_ms));
+  for (size_t i = 0; i < devices_.size(); ++i) {
+    o << "recsched_device_degraded{device=\"" << label(devices_[i]->id()) << "\"} "
+      << (health[i].degraded ? 1 : 0) << "\n";
+  }
+  o << "# HELP recsched_device_failures_total Queries that failed on the device (a worker's "
+       "exception or a device error).\n# TYPE recsched_device_failures_total counter\n";
+  for (size_t i = 0; i < devices_.size(); ++i) {
+    o << "recsched_device_failures_total{device=\"" << label(devices_[i]->id()) << "\"} "
+      << health[i].failures << "\n";
+  }
   o << "# HELP recsched_energy_joules_total Energy drawn by the device since start; source "
        "says whether it was measured (rapl, nvml) or estimated.\n"
        "# TYPE recsched_energy_joules_total counter\n";
@@ -427,9 +470,21 @@ HttpResponse Service::devices_json() const {
     }
     return nullptr;
   };
+  uint32_t degraded_ms;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    degraded_ms = config_.limits.degraded_ms;
+  }
   auto with_load = [&](json j, const ServingDevice& d) {
     const policies::DeviceLoad load = d.load();
+    const ServingDevice::Health h = d.health(degraded_ms);
     j["serving"] = true;
+    j["health"] = h.degraded ? "degraded" : "ok";
+    j["failures"] = h.failures;
+    if (h.failures > 0) {
+      j["last_error"] = h.last_error;
+      j["seconds_since_failure"] = h.since_failure_s;
+    }
     j["workers"] = d.workers();
     j["awake_workers"] = load.active_workers > 0 ? load.active_workers : d.workers();
     j["queued"] = load.queued;

@@ -14,6 +14,31 @@
 
 namespace recsched::daemon {
 
+ServerOptions server_options(const LimitsConfig& l) {
+  ServerOptions o;
+  o.max_body_bytes = l.max_body_bytes;
+  o.max_header_bytes = l.max_header_bytes;
+  o.max_headers = l.max_headers;
+  o.max_connections = l.max_connections;
+  o.header_timeout_ms = l.header_timeout_ms;
+  o.read_timeout_ms = l.read_timeout_ms;
+  o.idle_timeout_ms = l.idle_timeout_ms;
+  return o;
+}
+
+namespace {
+
+policies::Admission admission(const LimitsConfig& l) {
+  policies::Admission a;
+  a.reject_factor = l.reject_factor;
+  a.normal_share = l.normal_priority_share;
+  a.low_share = l.low_priority_share;
+  a.correct = true;
+  return a;
+}
+
+}  // namespace
+
 // Latency histogram buckets (seconds) for /metrics.
 const std::vector<double>& latency_buckets() {
   static const std::vector<double> kBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
@@ -205,7 +230,7 @@ Result<std::unique_ptr<Service>> Service::create(DaemonConfig config,
     infos.push_back({dev->id(), dev->kind(), dev->workers(), dev->idle_w()});
   }
   s->dispatcher_ = std::make_unique<policies::Dispatcher>(
-      std::move(infos), std::move(policy).value(), c.limits.reject_factor);
+      std::move(infos), std::move(policy).value(), admission(c.limits));
   spdlog::info("policy: {} {}", c.policy.name, s->dispatcher_->policy().params().dump());
   s->ready_ = true;
   return s;
@@ -293,24 +318,28 @@ std::string Service::reload(const DaemonConfig& next) {
   // The HTTP server's limits and the latency windows were sized at start.
   const LimitsConfig& a = config_.limits;
   const LimitsConfig& b = next.limits;
-  if (a.max_body_bytes != b.max_body_bytes || a.max_connections != b.max_connections ||
-      a.read_timeout_ms != b.read_timeout_ms || a.idle_timeout_ms != b.idle_timeout_ms ||
-      a.window != b.window) {
+  if (!(server_options(a) == server_options(b)) || a.window != b.window) {
     ignored.push_back(
-        "limits.{max_body_bytes,max_connections,read_timeout_ms,idle_timeout_ms,window}");
+        "limits.{max_body_bytes,max_header_bytes,max_headers,max_connections,"
+        "header_timeout_ms,read_timeout_ms,idle_timeout_ms,window}");
   }
   config_.limits.max_queue = b.max_queue;
   config_.limits.max_items = b.max_items;
+  config_.limits.max_elements = b.max_elements;
+  config_.limits.max_json_depth = b.max_json_depth;
   config_.limits.reject_factor = b.reject_factor;
+  config_.limits.normal_priority_share = b.normal_priority_share;
+  config_.limits.low_priority_share = b.low_priority_share;
+  config_.limits.degraded_ms = b.degraded_ms;
   config_.limits.placement_log = b.placement_log;
   config_.token = next.token;
   {
     std::lock_guard<std::mutex> d(dispatch_mu_);
-    dispatcher_->set_reject_factor(b.reject_factor);
+    dispatcher_->set_admission(admission(b));
   }
   std::string out =
-      "reloaded SLA targets, admission limits (max_queue, max_items, reject_factor, "
-      "placement_log), token";
+      "reloaded SLA targets, admission limits (max_queue, max_items, max_elements, "
+      "max_json_depth, reject_factor, priority shares, degraded_ms, placement_log), token";
   if (!(next.policy.name == config_.policy.name && next.policy.params == config_.policy.params)) {
     lock.unlock();
     Status st = set_policy(next.policy.name, next.policy.params);

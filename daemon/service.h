@@ -127,6 +127,9 @@ class Service {
   std::thread reprofile_;
 };
 
+/// The HTTP server's limits from the config's.
+ServerOptions server_options(const LimitsConfig& limits);
+
 /// Upper bounds (seconds) of the latency histogram buckets in /metrics.
 const std::vector<double>& latency_buckets();
 

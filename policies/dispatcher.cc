@@ -6,20 +6,32 @@
 namespace recsched::policies {
 
 Dispatcher::Dispatcher(std::vector<DeviceInfo> devices, std::unique_ptr<Policy> policy,
-                       double reject_factor)
+                       Admission admission)
     : devices_(std::move(devices)),
       policy_(std::move(policy)),
-      reject_factor_(reject_factor),
-      backlog_ms_(devices_.size(), 0.0) {
+      admission_(admission),
+      backlog_ms_(devices_.size(), 0.0),
+      correction_(devices_.size()) {
   views_.reserve(devices_.size());
 }
 
+double Dispatcher::correction(size_t index, const std::string& model) const {
+  if (index >= correction_.size()) return 1.0;
+  const auto it = correction_[index].find(model);
+  return it == correction_[index].end() ? 1.0 : it->second;
+}
+
 Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLoad>& loads,
-                              const ProfileTable& profiles, Clock::time_point now) {
+                              const ProfileTable& profiles, Clock::time_point now, int priority) {
+  auto load_of = [&](size_t i) { return i < loads.size() ? loads[i] : DeviceLoad{}; };
+  // A degraded device is left out while any other is not (none healthy: all are offered).
+  bool any_healthy = false;
+  for (size_t i = 0; i < devices_.size(); ++i) any_healthy = any_healthy || !load_of(i).degraded;
   views_.clear();
   for (size_t i = 0; i < devices_.size(); ++i) {
     const DeviceInfo& d = devices_[i];
-    const DeviceLoad load = i < loads.size() ? loads[i] : DeviceLoad{};
+    const DeviceLoad load = load_of(i);
+    if (load.degraded && any_healthy) continue;
     views_.push_back({d.id, d.kind, d.workers, load.busy_workers, load.queued, backlog_ms_[i],
                       d.idle_w, load.active_workers});
   }
@@ -29,6 +41,13 @@ Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLo
   Result<Placement> placed = policy_->place(query, ClusterView{views_, profiles, now});
   if (!placed) {
     out.why = placed.status().message();
+    if (views_.size() < devices_.size()) {
+      std::string left_out;
+      for (size_t i = 0; i < devices_.size(); ++i) {
+        if (load_of(i).degraded) left_out += (left_out.empty() ? "" : ", ") + devices_[i].id;
+      }
+      out.why += " (degraded, left out: " + left_out + ")";
+    }
     return out;
   }
   out.placement = std::move(placed).value();
@@ -49,13 +68,24 @@ Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLo
                                       out.placement.workers)
                        .value_or(0.0);
   const double sla = query.sla_ms > 0 ? query.sla_ms : (query.model ? query.model->sla_ms : 0);
-  if (sla > 0 && out.placement.predicted_ms > reject_factor_ * sla) {
-    char buf[200];
-    std::snprintf(buf, sizeof buf,
-                  "rejected: predicted %.1f ms on %s (%zu queries queued) exceeds %g x the SLA "
-                  "of %g ms",
-                  out.placement.predicted_ms, it->id.c_str(), views_[out.device_index].queued,
-                  reject_factor_, sla);
+  const double corr = admission_.correct ? correction(out.device_index, model) : 1.0;
+  const double share = admission_.share(priority);
+  if (sla > 0 && out.placement.predicted_ms * corr > admission_.reject_factor * share * sla) {
+    char buf[300];
+    if (corr != 1.0 || share != 1.0) {
+      std::snprintf(buf, sizeof buf,
+                    "rejected: predicted %.1f ms on %s (%zu queries queued; x %.2f measured/"
+                    "predicted) exceeds %g x %g (priority %d) x the SLA of %g ms",
+                    out.placement.predicted_ms * corr, it->id.c_str(),
+                    load_of(out.device_index).queued, corr, admission_.reject_factor, share,
+                    priority, sla);
+    } else {
+      std::snprintf(buf, sizeof buf,
+                    "rejected: predicted %.1f ms on %s (%zu queries queued) exceeds %g x the "
+                    "SLA of %g ms",
+                    out.placement.predicted_ms, it->id.c_str(), load_of(out.device_index).queued,
+                    admission_.reject_factor, sla);
+    }
     out.why = buf;
     return out;
   }
@@ -73,6 +103,17 @@ void Dispatcher::complete(const Decision& decision, const Completion& done) {
   if (!decision.admitted || decision.device_index >= backlog_ms_.size()) return;
   double& b = backlog_ms_[decision.device_index];
   b = std::max(0.0, b - decision.backlog_added_ms);
+  // The correction: a moving average of measured / predicted over completed queries (the
+  // predictions come from profiles of an idle machine; live queries also pay for HTTP,
+  // parsing and colder caches). Predictions under 0.05 ms are too coarse to learn from.
+  if (done.ok && decision.placement.predicted_ms > 0.05 && done.latency_ms > 0) {
+    constexpr double kAlpha = 0.1;
+    const double ratio = std::clamp(done.latency_ms / decision.placement.predicted_ms,
+                                    kMinCorrection, kMaxCorrection);
+    auto& per_model = correction_[decision.device_index];
+    auto [it, fresh] = per_model.try_emplace(done.model, ratio);
+    if (!fresh) it->second += kAlpha * (ratio - it->second);
+  }
   if (decision.generation == generation_) policy_->observe(done);
 }
 

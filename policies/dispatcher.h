@@ -24,6 +24,27 @@ struct DeviceLoad {
   int busy_workers = 0;
   size_t queued = 0;
   int active_workers = 0;  ///< 0 = all awake
+  /// A query failed here recently: the policy does not see this device while any device
+  /// is not degraded (a half-open circuit breaker: once the caller stops saying so, it
+  /// takes queries again).
+  bool degraded = false;
+};
+
+/// Who is admitted. A query is admitted while its predicted completion, multiplied by the
+/// correction measured for its (device, model), is at most reject_factor x its SLA x its
+/// priority's share: 1 for priority > 0, normal_share for 0 (the default), low_share for
+/// < 0. Under overload the low shares fill first, so low priority is shed first.
+struct Admission {
+  double reject_factor = 1.0;
+  double normal_share = 1.0;
+  double low_share = 1.0;
+  /// Correct predictions by the measured ratio (recschedd); off, predictions are taken as
+  /// they are (the simulator, whose service times are the profiles').
+  bool correct = false;
+
+  double share(int priority) const {
+    return priority > 0 ? 1.0 : priority == 0 ? normal_share : low_share;
+  }
 };
 
 /// One device the dispatcher may place on.
@@ -48,14 +69,18 @@ struct Decision {
 
 class Dispatcher {
  public:
-  /// `reject_factor`: reject a query whose predicted completion exceeds this times its SLA.
-  Dispatcher(std::vector<DeviceInfo> devices, std::unique_ptr<Policy> policy, double reject_factor);
+  Dispatcher(std::vector<DeviceInfo> devices, std::unique_ptr<Policy> policy, Admission admission);
+  /// `reject_factor`: reject a query whose predicted completion exceeds this times its SLA
+  /// (every priority alike, predictions uncorrected).
+  Dispatcher(std::vector<DeviceInfo> devices, std::unique_ptr<Policy> policy, double reject_factor)
+      : Dispatcher(std::move(devices), std::move(policy), Admission{reject_factor}) {}
 
   /// Places one query. `loads` has one entry per device, in the constructor's order.
   /// An admitted decision adds its predicted work to its device's backlog until
   /// complete() is called with it (exactly once). A rejected one needs no complete().
+  /// `priority`: the request's (parameters.priority); see Admission.
   Decision dispatch(const QueryInfo& query, const std::vector<DeviceLoad>& loads,
-                    const ProfileTable& profiles, Clock::time_point now);
+                    const ProfileTable& profiles, Clock::time_point now, int priority = 0);
 
   /// A query placed by dispatch() finished (or failed): settles its device's backlog and,
   /// if the policy that placed it is still the active one, lets it observe.
@@ -66,7 +91,13 @@ class Dispatcher {
   Policy& policy() { return *policy_; }
   const Policy& policy() const { return *policy_; }
 
-  void set_reject_factor(double f) { reject_factor_ = f; }
+  void set_reject_factor(double f) { admission_.reject_factor = f; }
+  void set_admission(const Admission& a) { admission_ = a; }
+  const Admission& admission() const { return admission_; }
+  /// The measured/predicted latency ratio of `model` on device `index` (a moving average
+  /// over its completed queries, clamped to [kMinCorrection, kMaxCorrection]); 1 before any.
+  double correction(size_t index, const std::string& model) const;
+  static constexpr double kMinCorrection = 0.25, kMaxCorrection = 20;
   const std::vector<DeviceInfo>& devices() const { return devices_; }
   /// Predicted milliseconds of work admitted and not finished, per device (constructor order).
   const std::vector<double>& backlog_ms() const { return backlog_ms_; }
@@ -75,8 +106,9 @@ class Dispatcher {
   std::vector<DeviceInfo> devices_;
   std::unique_ptr<Policy> policy_;
   uint64_t generation_ = 1;
-  double reject_factor_;
+  Admission admission_;
   std::vector<double> backlog_ms_;
+  std::vector<std::map<std::string, double, std::less<>>> correction_;  // per device, by model
   std::vector<DeviceView> views_;  // reused by every dispatch()
 };
 

@@ -124,16 +124,18 @@ TEST_CASE("the example config writes out every key with its default value") {
   using Keys = std::set<std::string>;
   CHECK(keys(j) == Keys{"listen", "models", "partition", "policy", "devices", "state_dir", "token",
                         "gpus", "profile", "power", "limits"});
-  CHECK(keys(j["listen"]) == Keys{"socket", "tcp"});
+  CHECK(keys(j["listen"]) == Keys{"socket", "tcp", "socket_group"});
   CHECK(keys(j["models"][0]) == Keys{"spec", "weights", "sla_ms", "sla_percentile"});
   CHECK(keys(j["policy"]) == Keys{"name", "params", "plugin_dir"});
   CHECK(keys(j["profile"]) == Keys{"batch_sizes", "seconds_per_point", "quick"});
   CHECK(keys(j["power"]) == Keys{"cpu_active_w_per_core", "cpu_idle_w_per_core",
                                  "cpu_parked_w_per_core", "gpu_active_w", "gpu_idle_w",
                                  "powercap_root"});
-  CHECK(keys(j["limits"]) == Keys{"max_body_bytes", "max_connections", "read_timeout_ms",
-                                  "idle_timeout_ms", "max_queue", "max_items", "reject_factor",
-                                  "window", "placement_log"});
+  CHECK(keys(j["limits"]) ==
+        Keys{"max_body_bytes", "max_header_bytes", "max_headers", "max_connections",
+             "header_timeout_ms", "read_timeout_ms", "idle_timeout_ms", "max_queue", "max_items",
+             "max_elements", "max_json_depth", "reject_factor", "normal_priority_share",
+             "low_priority_share", "degraded_ms", "window", "placement_log"});
 
   Result<DaemonConfig> c = load_example_config();
   REQUIRE_MESSAGE(c.has_value(), c.status().to_string());
@@ -175,13 +177,22 @@ TEST_CASE("omitted keys take their defaults") {
   CHECK(c->profile.seconds_per_point == 0.05);
   CHECK(c->power.gpu_active_w == 400);
   const LimitsConfig l = c->limits;
+  CHECK(c->listen.socket_group.empty());
   CHECK(l.max_body_bytes == 64u << 20);
+  CHECK(l.max_header_bytes == 32768);
+  CHECK(l.max_headers == 100);
   CHECK(l.max_connections == 256);
+  CHECK(l.header_timeout_ms == 5000);
   CHECK(l.read_timeout_ms == 10000);
   CHECK(l.idle_timeout_ms == 60000);
   CHECK(l.max_queue == 1024);
   CHECK(l.max_items == 4096);
-  CHECK(l.reject_factor == 2.0);
+  CHECK(l.max_elements == 64u << 20);
+  CHECK(l.max_json_depth == 32);
+  CHECK(l.reject_factor == 1.0);
+  CHECK(l.normal_priority_share == 0.8);
+  CHECK(l.low_priority_share == 0.5);
+  CHECK(l.degraded_ms == 10000);
   CHECK(l.window == 64);
   CHECK(l.placement_log == 4096);
 }
@@ -189,7 +200,7 @@ TEST_CASE("omitted keys take their defaults") {
 TEST_CASE("set keys override the defaults") {
   Result<DaemonConfig> c = parse_config(fill(R"({
       "models": ["$M/rmc1.json"],
-      "listen": {"socket": "", "tcp": "[::1]:0"},
+      "listen": {"socket": "", "tcp": "[::1]:0", "socket_group": "root"},
       "partition": "core-kind",
       "policy": {"name": "deeprecsched", "params": {"step": 4, "nested": {"a": [1]}},
                  "plugin_dir": "plugins"},
@@ -198,7 +209,9 @@ TEST_CASE("set keys override the defaults") {
       "profile": {"batch_sizes": [64, 1, 8], "seconds_per_point": 0.5},
       "power": {"gpu_active_w": 700, "gpu_idle_w": 700, "powercap_root": "/tmp/rapl"},
       "limits": {"max_body_bytes": 1024, "max_connections": 65536, "reject_factor": 1.5,
-                 "window": 1, "placement_log": 0}})",
+                 "window": 1, "placement_log": 0, "max_header_bytes": 2048, "max_headers": 7,
+                 "header_timeout_ms": 250, "max_elements": 99, "max_json_depth": 5,
+                 "normal_priority_share": 0.6, "low_priority_share": 0.6, "degraded_ms": 0}})",
                                              ""),
                                         "/nowhere", kEtcPath);
   REQUIRE_MESSAGE(c.has_value(), c.status().to_string());
@@ -221,6 +234,15 @@ TEST_CASE("set keys override the defaults") {
   CHECK(c->limits.reject_factor == 1.5);
   CHECK(c->limits.window == 1);
   CHECK(c->limits.placement_log == 0);
+  CHECK(c->listen.socket_group == "root");
+  CHECK(c->limits.max_header_bytes == 2048);
+  CHECK(c->limits.max_headers == 7);
+  CHECK(c->limits.header_timeout_ms == 250);
+  CHECK(c->limits.max_elements == 99);
+  CHECK(c->limits.max_json_depth == 5);
+  CHECK(c->limits.normal_priority_share == 0.6);
+  CHECK(c->limits.low_priority_share == 0.6);
+  CHECK(c->limits.degraded_ms == 0);
   CHECK(c->limits.max_queue == 1024);  // untouched keys keep their defaults
 }
 
@@ -467,7 +489,7 @@ TEST_CASE("a bad config is refused with one line naming the key path") {
       {"partition not a string", R"({"models": ["$M/ncf.json"], "partition": 1})",
        "key 'partition': must be one of"},
       {"unknown key in listen", R"({"models": ["$M/ncf.json"], "listen": {"port": 80}})",
-       "key 'listen.port': unknown key (known: socket, tcp)"},
+       "key 'listen.port': unknown key (known: socket, tcp, socket_group)"},
       {"a tcp address without port", R"({"models": ["$M/ncf.json"], "listen": {"tcp": "0.0.0.0"}})",
        "key 'listen.tcp': '0.0.0.0' is not HOST:PORT"},
       {"a tcp port of 70000", R"({"models": ["$M/ncf.json"], "listen": {"tcp": "h:70000"}})",
@@ -544,8 +566,27 @@ TEST_CASE("a bad config is refused with one line naming the key path") {
        "key 'limits.window': must be an integer"},
       {"max_items past 2^64", R"({"models": ["$M/ncf.json"], "limits": {"max_items": 1e30}})",
        "key 'limits.max_items': must be an integer"},
-      {"reject_factor below 1", R"({"models": ["$M/ncf.json"], "limits": {"reject_factor": 0.5}})",
-       "key 'limits.reject_factor': must be a number in [1, 1000]"},
+      {"reject_factor below 0.1",
+       R"({"models": ["$M/ncf.json"], "limits": {"reject_factor": 0.05}})",
+       "key 'limits.reject_factor': must be a number in [0.1, 1000]"},
+      {"max_headers 0", R"({"models": ["$M/ncf.json"], "limits": {"max_headers": 0}})",
+       "key 'limits.max_headers': must be an integer in [1, 10000]"},
+      {"max_header_bytes too small",
+       R"({"models": ["$M/ncf.json"], "limits": {"max_header_bytes": 10}})",
+       "key 'limits.max_header_bytes': must be an integer in [1024, 1048576]"},
+      {"max_json_depth 1", R"({"models": ["$M/ncf.json"], "limits": {"max_json_depth": 1}})",
+       "key 'limits.max_json_depth': must be an integer in [2, 1000]"},
+      {"max_elements 0", R"({"models": ["$M/ncf.json"], "limits": {"max_elements": 0}})",
+       "key 'limits.max_elements': must be an integer in [1, 4294967296]"},
+      {"a priority share of 0",
+       R"({"models": ["$M/ncf.json"], "limits": {"normal_priority_share": 0}})",
+       "key 'limits.normal_priority_share': must be a number in (0, 1]"},
+      {"low priority above normal",
+       R"({"models": ["$M/ncf.json"], "limits": {"low_priority_share": 0.9}})",
+       "key 'limits.low_priority_share': must not exceed normal_priority_share (0.8)"},
+      {"an unknown socket group",
+       R"({"models": ["$M/ncf.json"], "listen": {"socket_group": "no-such-group-here"}})",
+       "key 'listen.socket_group': no group 'no-such-group-here' on this host"},
       {"a control character in a key", "{\"models\": [\"$M/ncf.json\"], \"a\\nb\": 1}",
        "key 'a\\x0ab': unknown key"},
   };

@@ -120,5 +120,92 @@ TEST_CASE("min-energy parks workers at low load and wakes them when the SLA need
       0);
 }
 
+
+TEST_CASE("priority decides who is shed first: low before normal before high") {
+  OneCpu c;
+  Dispatcher d(c.devices, make("static"), Admission{1.0, 0.8, 0.5});
+  // 60 items: 6.05 ms on one worker, against an SLA of 10 ms: within 1 x 10 (high) and
+  // 0.8 x 10 (normal), beyond 0.5 x 10 (low).
+  // (Each completes before the next is placed: an empty backlog for every one.)
+  Decision high = d.dispatch({1, &c.model, 60, 10.0}, {{}}, c.table, Clock::now(), 1);
+  CHECK(high.admitted);
+  d.complete(high, {1, "m", 60, high.placement, 0, false});
+  Decision normal = d.dispatch({2, &c.model, 60, 10.0}, {{}}, c.table, Clock::now(), 0);
+  CHECK(normal.admitted);
+  d.complete(normal, {2, "m", 60, normal.placement, 0, false});
+  Decision low = d.dispatch({3, &c.model, 60, 10.0}, {{}}, c.table, Clock::now(), -1);
+  CHECK_FALSE(low.admitted);
+  CHECK(low.why.find("x 0.5 (priority -1)") != std::string::npos);
+  // 90 items (9.05 ms): only high priority still gets in.
+  CHECK_FALSE(d.dispatch({4, &c.model, 90, 10.0}, {{}}, c.table, Clock::now(), 0).admitted);
+  CHECK(d.dispatch({5, &c.model, 90, 10.0}, {{}}, c.table, Clock::now(), 2).admitted);
+}
+
+TEST_CASE("admission corrects predictions by the measured/predicted ratio per device and model") {
+  OneCpu c;
+  Admission a{1.0};
+  a.correct = true;
+  Dispatcher d(c.devices, make("static"), a);
+  CHECK(d.correction(0, "m") == 1.0);
+  // Queries of 40 items are predicted at 4.05 ms and take 3x that (a loose SLA of 100 ms
+  // while it learns).
+  for (uint64_t i = 1; i <= 30; ++i) {
+    Decision q = d.dispatch({i, &c.model, 40, 100.0}, {{}}, c.table, Clock::now());
+    REQUIRE(q.admitted);
+    d.complete(q, {i, "m", 40, q.placement, 3 * q.placement.predicted_ms, true});
+  }
+  CHECK(d.correction(0, "m") == doctest::Approx(3.0));
+  CHECK(d.correction(0, "other") == 1.0);  // per model
+  // 40 items now count as 12.15 ms > 10 ms.
+  Decision r = d.dispatch({31, &c.model, 40, 10.0}, {{}}, c.table, Clock::now());
+  CHECK_FALSE(r.admitted);
+  CHECK(r.why.find("x 3.00 measured/predicted") != std::string::npos);
+  // Failed queries teach nothing; faster ones bring it back down.
+  for (uint64_t i = 32; i <= 200; ++i) {
+    Decision q = d.dispatch({i, &c.model, 20, 10.0}, {{}}, c.table, Clock::now());
+    REQUIRE(q.admitted);
+    d.complete(q, {i, "m", 20, q.placement, 99.0, false});
+  }
+  CHECK(d.correction(0, "m") == doctest::Approx(3.0));
+  for (uint64_t i = 201; i <= 300; ++i) {
+    Decision q = d.dispatch({i, &c.model, 20, 10.0}, {{}}, c.table, Clock::now());
+    REQUIRE(q.admitted);
+    d.complete(q, {i, "m", 20, q.placement, q.placement.predicted_ms, true});
+  }
+  CHECK(d.correction(0, "m") == doctest::Approx(1.0).epsilon(0.01));
+  CHECK(d.dispatch({301, &c.model, 40, 10.0}, {{}}, c.table, Clock::now()).admitted);
+  // Without correction (the simulator's way) the ratio is learnt but not applied.
+  Dispatcher plain(c.devices, make("static"), 1.0);
+  for (uint64_t i = 1; i <= 30; ++i) {
+    Decision q = plain.dispatch({i, &c.model, 40, 10.0}, {{}}, c.table, Clock::now());
+    REQUIRE(q.admitted);
+    plain.complete(q, {i, "m", 40, q.placement, 3 * q.placement.predicted_ms, true});
+  }
+  CHECK(plain.dispatch({31, &c.model, 40, 10.0}, {{}}, c.table, Clock::now()).admitted);
+}
+
+TEST_CASE("a degraded device is left out while another is healthy") {
+  const ProfileTable table = cpu_gpu_table();
+  const ModelView model{"m", 50.0, 0.0};
+  std::vector<DeviceInfo> devices = {{"cpu0", DeviceKind::kCpu, 1, 10.0},
+                                     {"gpu0", DeviceKind::kGpu, 1, 70.0}};
+  Dispatcher d(devices, make("earliest-finish"), 1000.0);
+  // 1024 items: the GPU finishes far sooner (13.8 ms vs 102 ms).
+  Decision a = d.dispatch({1, &model, 1024, 500.0}, {{}, {}}, table, Clock::now());
+  REQUIRE(a.admitted);
+  CHECK(a.placement.device == "gpu0");
+  DeviceLoad degraded;
+  degraded.degraded = true;
+  Decision b = d.dispatch({2, &model, 1024, 500.0}, {{}, degraded}, table, Clock::now());
+  REQUIRE(b.admitted);
+  CHECK(b.placement.device == "cpu0");
+  CHECK(b.device_index == 0);
+  // Every device degraded: all are offered again (better a try than a certain refusal).
+  Decision c = d.dispatch({3, &model, 1024, 500.0}, {degraded, degraded}, table, Clock::now());
+  REQUIRE(c.admitted);
+  CHECK(c.placement.device == "gpu0");
+  CHECK(c.device_index == 1);
+}
+
 }  // namespace
 }  // namespace recsched::policies

@@ -1,0 +1,457 @@
+// recschedd under abuse (issue 10): every request limit answered with its status, slow and
+// idle clients cut off, a device whose worker fails, overload shed by priority, and the
+// recschedd binary killed with SIGKILL, started on a corrupt cache and on a state
+// directory it cannot write.
+#include <doctest/doctest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/failpoint.h"
+#include "tests/daemon/harness.h"
+
+namespace recsched::daemon {
+namespace {
+
+using namespace testing;  // NOLINT: the shared harness
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// A raw TCP connection to the daemon: what a misbehaving client sends, byte by byte.
+struct Raw {
+  asio::io_context io;
+  asio::ip::tcp::socket s{io};
+  explicit Raw(const std::string& port) {
+    s.connect({asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(std::stoi(port))});
+  }
+  void send(const std::string& bytes) { asio::write(s, asio::buffer(bytes)); }
+  /// The next response; nullopt if the server closed the connection without one.
+  std::optional<http::response<http::string_body>> response() {
+    http::response<http::string_body> res;
+    beast::error_code ec;
+    http::read(s, buf, res, ec);
+    if (ec) return std::nullopt;
+    return res;
+  }
+  beast::flat_buffer buf;
+};
+
+std::string get_request(const std::string& target, const std::string& extra_headers = "") {
+  return "GET " + target + " HTTP/1.1\r\nHost: x\r\n" + extra_headers + "\r\n";
+}
+
+TEST_CASE("each request limit is answered with its status and a reason, and serving goes on") {
+  Daemon d("secret", 64 * 1024,
+           {{"limits",
+             {{"max_header_bytes", 1024},
+              {"max_headers", 10},
+              {"max_json_depth", 4},
+              {"max_elements", 150},
+              {"max_items", 8}}}});
+  const std::string infer = "/v2/models/golden_dot/infer";
+  auto expect = [&](const Reply& r, unsigned status, const std::string& says) {
+    CHECK(r.status == status);
+    const json j = r.json_body();
+    REQUIRE_MESSAGE((!j.is_discarded() && j.contains("error")), r.body);
+    CHECK_MESSAGE(j["error"].get<std::string>().find(says) != std::string::npos, r.body);
+    CHECK(request(d.port, http::verb::get, "/v2/health/live").status == 200);
+  };
+  // Header bytes and header count: 431.
+  expect(request(d.port, http::verb::get, "/v2/health/live", "", {{"X-Big", std::string(2000, 'a')}}),
+         431, "request headers exceed 1024 bytes");
+  std::vector<std::pair<std::string, std::string>> many;
+  for (int i = 0; i < 11; ++i) many.emplace_back("X-H" + std::to_string(i), "1");
+  expect(request(d.port, http::verb::get, "/v2/health/live", "", many), 431,
+         "more than 10 header fields");
+  // JSON depth: the parser stops at the limit, before building the tree.
+  std::string deep = "{\"inputs\": [{\"name\": \"dense\", \"data\": [[[[[1]]]]]}]}";
+  expect(request(d.port, http::verb::post, infer, deep), 400, "nests deeper than 4");
+  // Items per query (9 > 8), then elements (5 items: 25 + 20 + 64 > 150 with more ids).
+  expect(request(d.port, http::verb::post, infer, infer_body("dot").dump()), 400,
+         "limit of 8 items");
+  json five = infer_body("dot");
+  five["inputs"][0]["shape"] = {5, 5};
+  five["inputs"][0]["data"] = std::vector<float>(25, 0.5f);
+  five["inputs"][1]["shape"] = {4, 5};
+  five["inputs"][1]["data"] = std::vector<int>{30, 0, 0, 0, 0, 30, 0, 0, 0, 0,
+                                               30, 0, 0, 0, 0, 30, 0, 0, 0, 0};
+  five["inputs"][2]["shape"] = {120};
+  five["inputs"][2]["data"] = std::vector<int64_t>(120, 1);
+  expect(request(d.port, http::verb::post, infer, five.dump()), 400, "150 elements");
+  // Body size: 413 (the integration tests cover it too), answered before the body is read.
+  expect(request(d.port, http::verb::post, infer, std::string(70 * 1024, ' ')), 413,
+         "request body exceeds 65536 bytes");
+}
+
+TEST_CASE("connections past max_connections get 503; slow headers 408; idle ones close") {
+  Daemon d("secret", 1 << 20,
+           {{"limits",
+             {{"max_connections", 3},
+              {"header_timeout_ms", 300},
+              {"read_timeout_ms", 3000},
+              {"idle_timeout_ms", 400}}}});
+  {
+    // Three idle connections hold every slot: the fourth is told why, at once.
+    std::vector<std::unique_ptr<Raw>> held;
+    for (int i = 0; i < 3; ++i) held.push_back(std::make_unique<Raw>(d.port));
+    std::this_thread::sleep_for(100ms);  // accepted
+    Raw fourth(d.port);
+    fourth.send(get_request("/v2/health/live"));
+    auto r = fourth.response();
+    REQUIRE(r.has_value());
+    CHECK(r->result_int() == 503);
+    CHECK(r->body().find("too many connections (limit 3)") != std::string::npos);
+  }
+  std::this_thread::sleep_for(100ms);  // the three closed: their slots are free again
+  CHECK(request(d.port, http::verb::get, "/v2/health/live").status == 200);
+
+  // Headers that stop coming: 408 after header_timeout (0.3 s), well before read_timeout.
+  {
+    Raw slow(d.port);
+    slow.send("GET /v2/health/live HTTP/1.1\r\nHost: x\r\n");
+    const auto t0 = Clock::now();
+    auto r = slow.response();
+    const double waited = seconds_since(t0);
+    REQUIRE(r.has_value());
+    CHECK(r->result_int() == 408);
+    CHECK(waited >= 0.25);
+    CHECK(waited < 2.5);  // read_timeout (3 s) would be later
+  }
+  // An idle keep-alive connection is closed after idle_timeout, with no response.
+  {
+    Raw idle(d.port);
+    idle.send(get_request("/v2/health/live"));
+    auto first = idle.response();
+    REQUIRE(first.has_value());
+    CHECK(first->result_int() == 200);
+    const auto t0 = Clock::now();
+    CHECK_FALSE(idle.response().has_value());
+    CHECK(seconds_since(t0) >= 0.3);
+  }
+  // Pipelined requests in one write are each answered, in order.
+  {
+    Raw pipe(d.port);
+    pipe.send(get_request("/v2/health/live") + get_request("/v2/models/golden_dot") +
+              get_request("/v2/nowhere"));
+    auto a = pipe.response(), b = pipe.response(), c = pipe.response();
+    REQUIRE((a && b && c));
+    CHECK(a->result_int() == 200);
+    CHECK(b->result_int() == 200);
+    CHECK(b->body().find("golden_dot") != std::string::npos);
+    CHECK(c->result_int() == 404);
+  }
+}
+
+TEST_CASE("no route reflects input unescaped; the socket is 0660 and owned by its group") {
+  Daemon d;
+  // Quotes, a backslash and bytes that are not UTF-8 in the path come back as valid JSON.
+  Raw raw(d.port);
+  raw.send(get_request("/v2/models/a\"b\\c\xff\xfe/ready"));
+  auto r = raw.response();
+  REQUIRE(r.has_value());
+  CHECK(r->result_int() == 404);
+  const json j = json::parse(r->body(), nullptr, false);
+  REQUIRE_MESSAGE(!j.is_discarded(), r->body());
+  CHECK(j["error"].get<std::string>().find("a\"b\\c") != std::string::npos);
+
+  struct stat st {};
+  REQUIRE(::stat(d.socket.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0660);
+  // A configured group: the socket is chowned to it (here: our own primary group).
+  const std::string path = (d.dir / "g.sock").string();
+  auto server = HttpServer::create({}, [](HttpRequest, Responder done) { done({}); });
+  REQUIRE(server->listen_unix(path, static_cast<uint32_t>(getgid())).is_ok());
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  CHECK(st.st_gid == getgid());
+  CHECK((st.st_mode & 0777) == 0660);
+}
+
+// Clears every fail point when a test ends, however it ends.
+struct FailpointGuard {
+  ~FailpointGuard() { failpoint::clear(); }
+};
+
+TEST_CASE("a device whose worker throws: its query fails clearly, it is degraded, others serve") {
+  FailpointGuard guard;
+  Daemon d("secret", 1 << 20,
+           {{"partition", "core"},
+            {"policy", {{"name", "static"}, {"params", {{"device", "cpu1"}}}}},
+            {"limits", {{"degraded_ms", 1500}}}});
+  const json devices = request(d.port, http::verb::get, "/v1/devices").json_body()["devices"];
+  if (devices.size() < 2) {
+    MESSAGE("this host has one core: partition \"core\" gives one device, nothing to fail over to");
+    return;
+  }
+  const std::string infer = "/v2/models/golden_dot/infer";
+  const std::string body = infer_body("dot").dump();
+  REQUIRE(failpoint::set("forward.cpu1", "throw").is_ok());
+  const Reply failed = request(d.port, http::verb::post, infer, body);
+  CHECK(failed.status == 500);
+  const std::string why = failed.json_body().value("error", "");
+  CHECK_MESSAGE(why.find("query failed on cpu1 (now degraded)") != std::string::npos, why);
+  CHECK_MESSAGE(why.find("forward() threw: fail point forward.cpu1 fired") != std::string::npos,
+                why);
+
+  auto device = [&](const std::string& id) {
+    const json all = request(d.port, http::verb::get, "/v1/devices").json_body();
+    for (const json& dev : all["devices"]) {
+      if (dev["id"] == id) return dev;
+    }
+    return json();
+  };
+  const json cpu1 = device("cpu1");
+  CHECK(cpu1["health"] == "degraded");
+  CHECK(cpu1["failures"] == 1);
+  CHECK(cpu1["last_error"].get<std::string>().find("fail point") != std::string::npos);
+  CHECK(device("cpu0")["health"] == "ok");
+  const std::string metrics = request(d.port, http::verb::get, "/metrics").body;
+  CHECK(metrics.find("recsched_device_degraded{device=\"cpu1\"} 1") != std::string::npos);
+  CHECK(metrics.find("recsched_device_failures_total{device=\"cpu1\"} 1") != std::string::npos);
+  CHECK(metrics.find("recsched_device_degraded{device=\"cpu0\"} 0") != std::string::npos);
+
+  // The policy no longer sees cpu1: static, pinned there, refuses and says why...
+  const Reply pinned = request(d.port, http::verb::post, infer, body);
+  CHECK(pinned.status == 503);
+  CHECK_MESSAGE(pinned.body.find("degraded, left out: cpu1") != std::string::npos, pinned.body);
+  // ... and a policy free to choose serves every query on cpu0, with the right scores.
+  REQUIRE(request("unix:" + d.socket, http::verb::put, "/v1/policy",
+                  R"({"name": "earliest-finish", "params": {}})")
+              .status == 200);
+  const std::vector<float> want = expected_scores("dot");
+  for (int i = 0; i < 10; ++i) {
+    const Reply ok = request(d.port, http::verb::post, infer, body);
+    REQUIRE_MESSAGE(ok.status == 200, ok.body);
+    const auto got = ok.json_body()["outputs"][0]["data"].get<std::vector<float>>();
+    REQUIRE(got.size() == want.size());
+    for (size_t k = 0; k < want.size(); ++k) CHECK(got[k] == doctest::Approx(want[k]).epsilon(1e-5));
+  }
+  CHECK(device("cpu1")["failures"] == 1);
+  // Fixed, and past degraded_ms: cpu1 takes queries again.
+  failpoint::clear();
+  std::this_thread::sleep_for(1600ms);
+  CHECK(device("cpu1")["health"] == "ok");
+  REQUIRE(request("unix:" + d.socket, http::verb::put, "/v1/policy",
+                  R"({"name": "static", "params": {"device": "cpu1"}})")
+              .status == 200);
+  CHECK(request(d.port, http::verb::post, infer, body).status == 200);
+}
+
+TEST_CASE("overload: every request is answered, and low priority is shed before high") {
+  Daemon d;
+  const std::string infer = "/v2/models/golden_dien/infer";
+  // The target relative to this machine: 3x a lone query's median latency.
+  std::vector<double> lone;
+  for (int i = 0; i < 21; ++i) {
+    const auto t0 = Clock::now();
+    REQUIRE(request(d.port, http::verb::post, infer, infer_body("dien").dump()).status == 200);
+    lone.push_back(seconds_since(t0) * 1e3);
+  }
+  std::sort(lone.begin(), lone.end());
+  const double sla_ms = 3 * lone[lone.size() / 2];
+  auto body = [&](int priority) {
+    json b = infer_body("dien");
+    b["parameters"] = {{"sla_ms", sla_ms}, {"priority", priority}};
+    return b.dump();
+  };
+  const std::string high = body(1), low = body(-1);
+  // Eight clients back to back on two workers, half high priority, half low, for 2 s.
+  std::atomic<int> ok_high{0}, ok_low{0}, shed_high{0}, shed_low{0}, other{0};
+  std::mutex mu;
+  std::string unexpected;
+  std::vector<std::thread> clients;
+  const auto until = Clock::now() + 2s;
+  for (int c = 0; c < 8; ++c) {
+    clients.emplace_back([&, c] {
+      const bool is_high = c % 2 == 0;
+      while (Clock::now() < until) {
+        Reply r;
+        try {
+          r = request(d.port, http::verb::post, infer, is_high ? high : low);
+        } catch (const std::exception& e) {
+          ++other;
+          std::lock_guard<std::mutex> lock(mu);
+          unexpected = std::string("no answer: ") + e.what();
+          continue;
+        }
+        if (r.status == 200) {
+          ++(is_high ? ok_high : ok_low);
+        } else if (r.status == 503 && r.body.find("rejected: predicted") != std::string::npos) {
+          ++(is_high ? shed_high : shed_low);
+        } else {
+          ++other;
+          std::lock_guard<std::mutex> lock(mu);
+          unexpected = std::to_string(r.status) + " " + r.body;
+        }
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  INFO("lone p50 " << lone[lone.size() / 2] << " ms; high ok/shed " << ok_high << "/" << shed_high
+                   << ", low ok/shed " << ok_low << "/" << shed_low);
+  CHECK_MESSAGE(other == 0, unexpected);
+  CHECK(ok_high > 0);
+  CHECK(shed_low > 0);
+  // Shed first: a low-priority query is turned away more often than a high-priority one.
+  const double high_shed = double(shed_high) / std::max(1, ok_high + shed_high);
+  const double low_shed = double(shed_low) / std::max(1, ok_low + shed_low);
+  CHECK(low_shed > high_shed);
+  // After the burst, a lone query is served again.
+  CHECK(request(d.port, http::verb::post, infer, body(0)).status == 200);
+}
+
+#if defined(RECSCHED_DAEMON_BINARY)
+// The recschedd binary on a config of its own; its stderr log in dir/log.txt.
+struct Process {
+  fs::path dir;
+  std::string socket;
+  pid_t pid = -1;
+
+  Process(const fs::path& d, const std::string& state_dir) : dir(d) {
+    fs::create_directories(dir);
+    socket = (dir / "s.sock").string();
+    const json cfg = {{"listen", {{"socket", socket}, {"tcp", ""}}},
+                      {"models",
+                       {{{"spec", golden("dot", ".model.json")},
+                         {"weights", golden("dot", ".safetensors")}}}},
+                      {"state_dir", state_dir},
+                      {"gpus", false},
+                      {"profile", {{"quick", true}}}};
+    std::ofstream(dir / "cfg.json") << cfg.dump();
+  }
+  ~Process() { stop(SIGKILL); }
+
+  /// Starts it and waits until it is ready; false (with the log) if it does not get there.
+  bool start() {
+    const std::string log = (dir / "log.txt").string();
+    pid = fork();
+    if (pid == 0) {
+      if (freopen(log.c_str(), "w", stderr) == nullptr) _exit(126);
+      unsetenv("NOTIFY_SOCKET");
+      execl(RECSCHED_DAEMON_BINARY, "recschedd", "--config", (dir / "cfg.json").c_str(), nullptr);
+      _exit(127);
+    }
+    for (int i = 0; i < 600; ++i) {
+      std::this_thread::sleep_for(50ms);
+      try {
+        if (request("unix:" + socket, http::verb::get, "/v2/health/ready").status == 200) return true;
+      } catch (const std::exception&) {
+      }
+    }
+    return false;
+  }
+  int stop(int sig) {
+    if (pid <= 0) return -1;
+    kill(pid, sig);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    pid = -1;
+    return status;
+  }
+  std::string log() const { return read_text(dir / "log.txt"); }
+};
+
+TEST_CASE("SIGKILL under load, then restart: ready from the profile cache, serving right") {
+  const fs::path dir = fs::temp_directory_path() / ("recschedd_kill_" + std::to_string(getpid()));
+  const std::string state = (dir / "state").string();
+  Process p(dir, state);
+  REQUIRE_MESSAGE(p.start(), p.log());
+  CHECK(p.log().find("profiles: 1 measured, 0 from the cache") != std::string::npos);
+  // Load from four clients, then SIGKILL mid-stream.
+  std::atomic<bool> stop{false};
+  std::atomic<int> answered{0};
+  std::vector<std::thread> clients;
+  const std::string body = infer_body("dot").dump();
+  for (int c = 0; c < 4; ++c) {
+    clients.emplace_back([&] {
+      while (!stop) {
+        try {
+          if (request("unix:" + p.socket, http::verb::post, "/v2/models/golden_dot/infer", body)
+                  .status == 200)
+            ++answered;
+        } catch (const std::exception&) {
+        }
+      }
+    });
+  }
+  while (answered < 50) std::this_thread::sleep_for(5ms);
+  const int status = p.stop(SIGKILL);
+  CHECK(WIFSIGNALED(status));
+  stop = true;
+  for (auto& t : clients) t.join();
+  // What it left: a whole cache (written atomically at start), no temporary file.
+  const json cache = json::parse(read_text(fs::path(state) / "profiles.json"), nullptr, false);
+  CHECK_FALSE(cache.is_discarded());
+  for (const auto& e : fs::directory_iterator(state)) {
+    CHECK(e.path().filename().string().find(".tmp") == std::string::npos);
+  }
+  // The stale socket file is replaced; the profiles come from the cache; answers are right.
+  REQUIRE_MESSAGE(p.start(), p.log());
+  CHECK_MESSAGE(p.log().find("profiles: 0 measured, 1 from the cache") != std::string::npos,
+                p.log());
+  const Reply r = request("unix:" + p.socket, http::verb::post, "/v2/models/golden_dot/infer", body);
+  REQUIRE(r.status == 200);
+  const auto got = r.json_body()["outputs"][0]["data"].get<std::vector<float>>();
+  const std::vector<float> want = expected_scores("dot");
+  REQUIRE(got.size() == want.size());
+  for (size_t k = 0; k < want.size(); ++k) CHECK(got[k] == doctest::Approx(want[k]).epsilon(1e-5));
+  CHECK(WIFEXITED(p.stop(SIGTERM)));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("a corrupt profile cache is ignored with a warning and rebuilt; an unwritable one warns") {
+  const fs::path dir = fs::temp_directory_path() / ("recschedd_cache_" + std::to_string(getpid()));
+  const fs::path state = dir / "state";
+  fs::create_directories(state);
+  std::ofstream(state / "profiles.json") << "{\"format\": 2, \"entries\": [tru";
+  {
+    Process p(dir, state.string());
+    REQUIRE_MESSAGE(p.start(), p.log());
+    const std::string log = p.log();
+    CHECK_MESSAGE(log.find("profile cache " + (state / "profiles.json").string() + " ignored") !=
+                      std::string::npos,
+                  log);
+    CHECK(log.find("profiles: 1 measured, 0 from the cache") != std::string::npos);
+    CHECK(request("unix:" + p.socket, http::verb::post, "/v2/models/golden_dot/infer",
+                  infer_body("dot").dump())
+              .status == 200);
+    const json cache = json::parse(read_text(state / "profiles.json"), nullptr, false);
+    REQUIRE_FALSE(cache.is_discarded());
+    CHECK(cache["entries"].size() == 1);
+  }
+  {
+    // A state directory that cannot be created (its parent is a file): served, with a warning.
+    std::ofstream(dir / "a-file") << "x";
+    Process p(dir, (dir / "a-file" / "state").string());
+    REQUIRE_MESSAGE(p.start(), p.log());
+    CHECK_MESSAGE(p.log().find("serving without a profile cache") != std::string::npos, p.log());
+    CHECK(request("unix:" + p.socket, http::verb::post, "/v2/models/golden_dot/infer",
+                  infer_body("dot").dump())
+              .status == 200);
+  }
+  fs::remove_all(dir);
+}
+#endif
+
+}  // namespace
+}  // namespace recsched::daemon
