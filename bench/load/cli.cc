@@ -37,6 +37,8 @@ Load:
   --models M[:W],...     the mix and its weights (default: every served model, equal)
   --sla M=MS,...         targets for the SLA columns (default: each model's sla_ms)
   --send-sla             send each model's target as the request's parameters.sla_ms
+  --priority N           send parameters.priority N with every query (recschedd sheds
+                         priority < 0 first, then 0, then > 0)
   --lookups M=L,...      ids per bag (default: lookups_per_table read from the spec file)
   --json-payload         JSON tensors in place of binary (a pool of --json-pool bodies)
   --json-pool N          JSON bodies per model (default 32)
@@ -168,6 +170,11 @@ Plan parse(const std::vector<std::string>& args) {
       p.run.sla_ms = pairs(a, value());
     } else if (a == "--send-sla") {
       p.send_sla = true;
+    } else if (a == "--priority") {
+      const double v = number(a, value());
+      if (v != std::floor(v) || std::fabs(v) > 1e6)
+        throw std::invalid_argument("--priority: an integer, e.g. -1, 0 or 1");
+      p.pool.priority = static_cast<int>(v);
     } else if (a == "--lookups") {
       for (const auto& [k, v] : pairs(a, value())) p.lookups[k] = int32_t(v);
     } else if (a == "--json-payload") {

@@ -177,9 +177,16 @@ PayloadPool::PayloadPool(std::vector<ModelInfo> models, const SizeDistribution& 
 std::string PayloadPool::parameters_json(uint32_t model) const {
   std::optional<double> sla = options_.sla_ms;
   if (options_.per_model_sla && models_[model].sla_ms > 0) sla = models_[model].sla_ms;
-  if (!sla) return "";
-  std::string s = ",\"parameters\":{\"sla_ms\":";
-  append_number(s, *sla);
+  if (!sla && !options_.priority) return "";
+  std::string s = ",\"parameters\":{";
+  if (sla) {
+    s += "\"sla_ms\":";
+    append_number(s, *sla);
+  }
+  if (options_.priority) {
+    if (sla) s += ",";
+    s += "\"priority\":" + std::to_string(*options_.priority);
+  }
   return s + "}";
 }
 

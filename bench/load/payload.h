@@ -66,6 +66,7 @@ struct PoolOptions {
   int json_pool = 32;
   std::optional<double> sla_ms;  ///< send parameters.sla_ms with every query (per model below)
   bool per_model_sla = false;    ///< send each model's ModelInfo::sla_ms as parameters.sla_ms
+  std::optional<int> priority;   ///< send parameters.priority with every query
   uint64_t seed = 1;
 };
 

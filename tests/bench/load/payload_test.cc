@@ -56,6 +56,7 @@ TEST_CASE("binary and JSON payloads parse into valid batches of the requested si
     o.max_items = 64;
     o.json_pool = 4;
     o.per_model_sla = true;
+    o.priority = format == PayloadFormat::kBinary ? 2 : -1;
     const PayloadPool pool(infos, sizes, o);
     CHECK(pool.bytes() > 0);
     std::mt19937_64 rng(9);
@@ -78,6 +79,7 @@ TEST_CASE("binary and JSON payloads parse into valid batches of the requested si
           CHECK(parsed->binary_output);
         }
         CHECK(parsed->sla_ms.value_or(0) == 7.5);
+        CHECK(parsed->priority == *o.priority);
         // Every bag has the spec's lookups.
         const auto& off = parsed->batch.sparse.offsets;
         for (size_t b = 1; b < off.size(); ++b)
