@@ -215,6 +215,33 @@ void Service::infer(const std::string& name, HttpRequest req, Responder respond)
     max_queue = config_.limits.max_queue;
     ++m->requests;
   }
+  std::vector<policies::DeviceLoad> loads;
+  loads.reserve(devices_.size());
+  for (const auto& d : devices_) {
+    loads.push_back(d->load());
+    loads.back().degraded = d->health(degraded_ms).degraded;
+  }
+  // Deep overload: when no device could even start this query within its target, answer
+  // before decoding it (for a large request the decode is most of what it costs us). A
+  // request that may carry its own sla_ms is decoded first: its target is in the body.
+  {
+    const std::string_view body(req.body);
+    const std::string_view head = body.substr(0, header_length.value_or(body.size()));
+    if (head.find("sla_ms") == std::string_view::npos) {
+      std::string why;
+      {
+        std::lock_guard<std::mutex> lock(dispatch_mu_);
+        why = dispatcher_->hopeless(name, sla_ms, loads);
+      }
+      if (!why.empty()) {
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          ++m->rejected;
+        }
+        return respond(error_response(503, why));
+      }
+    }
+  }
   Result<InferRequest> parsed = parse_infer_request(req.body, header_length, m->cfg.spec, limits);
   if (!parsed) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -231,12 +258,6 @@ void Service::infer(const std::string& name, HttpRequest req, Responder respond)
   {
     std::lock_guard<std::mutex> lock(mu_);
     view = {name, sla_ms, m->window.percentile(95)};
-  }
-  std::vector<policies::DeviceLoad> loads;
-  loads.reserve(devices_.size());
-  for (const auto& d : devices_) {
-    loads.push_back(d->load());
-    loads.back().degraded = d->health(degraded_ms).degraded;
   }
   const std::shared_ptr<const ProfileTable> table = profiles();
   const uint64_t query_id = next_query_++;

@@ -99,6 +99,32 @@ Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLo
   return out;
 }
 
+std::string Dispatcher::hopeless(const std::string& model, double sla_ms,
+                                 const std::vector<DeviceLoad>& loads) const {
+  if (!(sla_ms > 0) || devices_.empty()) return "";
+  const double bound = admission_.reject_factor * sla_ms;
+  double best = 0;
+  bool any_healthy = false;
+  for (size_t i = 0; i < devices_.size(); ++i) {
+    any_healthy = any_healthy || !(i < loads.size() && loads[i].degraded);
+  }
+  bool first = true;
+  for (size_t i = 0; i < devices_.size(); ++i) {
+    if (any_healthy && i < loads.size() && loads[i].degraded) continue;
+    const double corr = admission_.correct ? correction(i, model) : 1.0;
+    const double wait = backlog_ms_[i] / std::max(1, devices_[i].workers) * corr;
+    if (wait <= bound) return "";
+    best = first ? wait : std::min(best, wait);
+    first = false;
+  }
+  char buf[200];
+  std::snprintf(buf, sizeof buf,
+                "rejected before decoding: the shortest predicted wait, %.1f ms, already exceeds "
+                "%g x the SLA of %g ms on every device",
+                best, admission_.reject_factor, sla_ms);
+  return buf;
+}
+
 void Dispatcher::complete(const Decision& decision, const Completion& done) {
   if (!decision.admitted || decision.device_index >= backlog_ms_.size()) return;
   double& b = backlog_ms_[decision.device_index];

@@ -82,6 +82,13 @@ class Dispatcher {
   Decision dispatch(const QueryInfo& query, const std::vector<DeviceLoad>& loads,
                     const ProfileTable& profiles, Clock::time_point now, int priority = 0);
 
+  /// Deep overload: "" if some device could still start a query of `model` within
+  /// reject_factor x `sla_ms` (at the highest priority's share), else why not: on every
+  /// device the wait alone (backlog / workers, times the model's correction there) is past
+  /// it. A check cheap enough to run before a request is decoded, whatever its size.
+  std::string hopeless(const std::string& model, double sla_ms,
+                       const std::vector<DeviceLoad>& loads) const;
+
   /// A query placed by dispatch() finished (or failed): settles its device's backlog and,
   /// if the policy that placed it is still the active one, lets it observe.
   void complete(const Decision& decision, const Completion& done);

@@ -207,5 +207,29 @@ TEST_CASE("a degraded device is left out while another is healthy") {
   CHECK(c.device_index == 1);
 }
 
+
+TEST_CASE("hopeless: the wait alone exceeds the bound on every device, checked before decoding") {
+  OneCpu c;
+  Dispatcher d(c.devices, make("static"), Admission{1.0});
+  CHECK(d.hopeless("m", 10.0, {{}}).empty());
+  // Queue work on the two workers: 4 x 25.65 ms / 2 = 51.3 ms of wait > 1 x 10 ms.
+  d.set_reject_factor(1000);
+  std::vector<Decision> held;
+  for (uint64_t i = 1; i <= 4; ++i) {
+    held.push_back(d.dispatch({i, &c.model, 256, 10.0}, {{}}, c.table, Clock::now()));
+    REQUIRE(held.back().admitted);
+  }
+  CHECK(d.hopeless("m", 10.0, {{}}).empty());  // the factor is 1000: 51 ms < 10 s
+  d.set_reject_factor(1.0);
+  const std::string why = d.hopeless("m", 10.0, {{}});
+  CHECK(why.find("rejected before decoding") != std::string::npos);
+  CHECK(why.find("51.3 ms") != std::string::npos);
+  CHECK(d.hopeless("m", 60.0, {{}}).empty());  // a looser target still has room
+  for (size_t i = 0; i < held.size(); ++i) {
+    d.complete(held[i], {i + 1, "m", 256, held[i].placement, 20.0, true});
+  }
+  CHECK(d.hopeless("m", 10.0, {{}}).empty());
+}
+
 }  // namespace
 }  // namespace recsched::policies
