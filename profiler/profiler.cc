@@ -25,18 +25,53 @@ double percentile(std::vector<double> v, double p) {
   return v[std::clamp<size_t>(rank, 1, v.size()) - 1];
 }
 
-// Times `run` repeatedly on alternating inputs; reads the meter around the timed runs.
+// The inputs of one batch size: distinct batches taken in turn, so that every run reads
+// embedding rows no recent run read, as in serving, where each query brings fresh ids.
+// (With two alternating batches, as before, a small batch found its rows in cache and the
+// profile came out faster than serving: RMC1 about 2x.) Enough batches that a batch's
+// rows were last read at least kColdRowBytes of other rows ago, more than this machine's
+// caches hold; at most kMaxPool, and at most kMaxPoolBytes of inputs (then at least two:
+// a batch that large reads more rows than any cache holds by itself).
+class InputPool {
+ public:
+  static constexpr double kColdRowBytes = 1024.0 * 1024 * 1024;
+  static constexpr size_t kMaxPool = 256;
+  static constexpr double kMaxPoolBytes = 256.0 * 1024 * 1024;
+
+  InputPool(const engine::ModelSpec& spec, uint32_t batch) {
+    const double lookups = double(batch) * spec.num_tables() * spec.lookups_per_table;
+    const double rows = lookups * spec.embedding_dim * sizeof(float);
+    const double bytes = lookups * sizeof(int64_t) +
+                         double(batch) * (spec.dense_features * sizeof(float) +
+                                          spec.num_tables() * sizeof(int64_t));
+    size_t n = static_cast<size_t>(std::ceil(kColdRowBytes / std::max(rows, 1.0))) + 1;
+    n = std::min({n, kMaxPool, static_cast<size_t>(kMaxPoolBytes / std::max(bytes, 1.0))});
+    n = std::max<size_t>(n, 2);
+    batches_.reserve(n);
+    for (size_t i = 0; i < n; ++i) {
+      batches_.push_back(engine::random_batch(spec, batch, uint64_t(batch) * kMaxPool + i));
+    }
+  }
+  /// The next batch, round robin over the pool (every split of a size continues it).
+  const Batch& next() { return batches_[next_++ % batches_.size()]; }
+  size_t size() const { return batches_.size(); }
+
+ private:
+  std::vector<Batch> batches_;
+  size_t next_ = 0;
+};
+
+// Times `run` repeatedly on the pool's inputs; reads the meter around the timed runs.
 // `busy` returns the device-seconds of activity so far, for an estimating meter.
 // Measured counters (RAPL, NVML) update every few milliseconds to ~100 ms (NVML's
 // total-energy counter on an H200: readings 50 ms apart were often equal), so energy is
 // read over at least this long; an estimate needs no such window.
 constexpr double kEnergyWindowSeconds = 0.3;
 
-Result<Timing> time_runs(const std::function<Status(const Batch&)>& run,
-                         const std::vector<Batch>& inputs, PowerMeter& meter,
-                         const std::function<double()>& busy, const ProfileOptions& o,
-                         double min_wall_s = 0) {
-  RECSCHED_RETURN_IF_ERROR(run(inputs[0]));  // warm-up: caches, workspaces, lazy pages
+Result<Timing> time_runs(const std::function<Status(const Batch&)>& run, InputPool& inputs,
+                         PowerMeter& meter, const std::function<double()>& busy,
+                         const ProfileOptions& o, double min_wall_s = 0) {
+  RECSCHED_RETURN_IF_ERROR(run(inputs.next()));  // warm-up: workspaces, code, lazy pages
   auto* estimator = dynamic_cast<EstimatedMeter*>(&meter);
   const double busy0 = busy();
   RECSCHED_ASSIGN_OR_RETURN(const double e0, meter.energy_joules());
@@ -47,7 +82,7 @@ Result<Timing> time_runs(const std::function<Status(const Batch&)>& run,
   while ((static_cast<int>(us.size()) < o.max_reps &&
           (static_cast<int>(us.size()) < o.min_reps || timed < o.seconds_per_point)) ||
          wall() < min_wall_s) {
-    const Batch& in = inputs[us.size() % inputs.size()];
+    const Batch& in = inputs.next();
     const auto t0 = Clock::now();
     RECSCHED_RETURN_IF_ERROR(run(in));
     const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -80,16 +115,13 @@ ProfilePoint to_point(uint32_t batch, const Timing& t, const PowerMeter& meter, 
   return p;
 }
 
-std::vector<Batch> inputs_for(const engine::ModelSpec& spec, uint32_t batch) {
-  // Two different inputs, alternated, so a tiny query does not find its rows in cache
-  // from the previous run.
-  return {engine::random_batch(spec, batch, 2 * batch + 1),
-          engine::random_batch(spec, batch, 2 * batch + 2)};
-}
-
 }  // namespace
 
-std::string build_id() { return std::string("recsched " RECSCHED_VERSION " gcc ") + __VERSION__; }
+// The method's version too ("inputs fresh": InputPool), so that a cache written by an
+// older sweep is measured again rather than trusted.
+std::string build_id() {
+  return std::string("recsched " RECSCHED_VERSION " gcc ") + __VERSION__ + ", inputs fresh";
+}
 
 ProfileOptions ProfileOptions::quick() {
   ProfileOptions o;
@@ -106,7 +138,7 @@ Result<std::vector<ProfilePoint>> profile_cpu(CpuRunner& runner, const engine::M
   const double cores = std::max<uint32_t>(1, runner.device().cores);
   const auto busy = [&] { return runner.busy_seconds() / cores; };
   for (uint32_t b : o.batch_sizes) {
-    const std::vector<Batch> inputs = inputs_for(model.spec(), b);
+    InputPool inputs(model.spec(), b);
     std::vector<float> scores(size_t(b) * model.spec().num_outputs());
     std::optional<ProfilePoint> best;
     double single_us = 0;  // w = 1: the query whole on one worker
@@ -146,7 +178,7 @@ Result<std::vector<ProfilePoint>> profile_whole(const engine::Model& model, Powe
   double busy_s = 0;
   const auto busy = [&] { return busy_s; };
   for (uint32_t b : o.batch_sizes) {
-    const std::vector<Batch> inputs = inputs_for(model.spec(), b);
+    InputPool inputs(model.spec(), b);
     std::vector<float> scores(size_t(b) * model.spec().num_outputs());
     auto run = [&](const Batch& in) {
       const auto t0 = Clock::now();

@@ -33,13 +33,16 @@ struct ProfileOptions {
 /// fastest: its median and p95 latency, its workers and sub-batch size, and the energy
 /// the meter saw (an estimating meter is fed the runner's busy time; a measuring one is
 /// read over at least 0.3 s of the chosen split, which its counter can resolve).
-/// Inputs are random with the spec's lookups per table. Errors from the model or runner.
+/// Inputs are random with the spec's lookups per table, a different batch for each run
+/// (from a pool sized so that no run finds its embedding rows in cache from a recent
+/// one, as in serving). Errors from the model or runner.
 Result<std::vector<ProfilePoint>> profile_cpu(CpuRunner& runner, const engine::Model& model,
                                               PowerMeter& meter, const ProfileOptions& options);
 
 /// The same for a model that runs whole (a GPU model): one configuration per size;
 /// an estimating meter counts the time inside forward() as the device's busy time.
-/// The build a profile was measured with, for the cache's key: "recsched 0.1.0 gcc 12.2.0".
+/// The build and sweep method a profile was measured with, for the cache's key:
+/// "recsched 0.1.0 gcc 12.2.0, inputs fresh".
 std::string build_id();
 
 Result<std::vector<ProfilePoint>> profile_whole(const engine::Model& model, PowerMeter& meter,
