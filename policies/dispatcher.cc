@@ -1,7 +1,9 @@
 #include "policies/dispatcher.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <limits>
 
 namespace recsched::policies {
 
@@ -11,8 +13,25 @@ Dispatcher::Dispatcher(std::vector<DeviceInfo> devices, std::unique_ptr<Policy> 
       policy_(std::move(policy)),
       admission_(admission),
       backlog_ms_(devices_.size(), 0.0),
+      queued_(devices_.size()),
       correction_(devices_.size()) {
   views_.reserve(devices_.size());
+}
+
+namespace {
+double to_ms(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(t.time_since_epoch()).count();
+}
+}  // namespace
+
+double Dispatcher::ahead_ms(size_t i, double deadline_ms) const {
+  // Only CPU runners order by deadline; a GPU's queue is first come, first served.
+  if (devices_[i].kind != DeviceKind::kCpu) return backlog_ms_[i];
+  double sum = 0;
+  for (auto it = queued_[i].begin(); it != queued_[i].end() && it->first <= deadline_ms; ++it) {
+    sum += it->second;
+  }
+  return std::min(sum, backlog_ms_[i]);
 }
 
 double Dispatcher::correction(size_t index, const std::string& model) const {
@@ -27,13 +46,16 @@ Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLo
   // A degraded device is left out while any other is not (none healthy: all are offered).
   bool any_healthy = false;
   for (size_t i = 0; i < devices_.size(); ++i) any_healthy = any_healthy || !load_of(i).degraded;
+  const double sla = query.sla_ms > 0 ? query.sla_ms : (query.model ? query.model->sla_ms : 0);
+  const double now_ms = to_ms(now);
+  const double deadline_ms = sla > 0 ? now_ms + sla : std::numeric_limits<double>::infinity();
   views_.clear();
   for (size_t i = 0; i < devices_.size(); ++i) {
     const DeviceInfo& d = devices_[i];
     const DeviceLoad load = load_of(i);
     if (load.degraded && any_healthy) continue;
-    views_.push_back({d.id, d.kind, d.workers, load.busy_workers, load.queued, backlog_ms_[i],
-                      d.idle_w, load.active_workers});
+    views_.push_back({d.id, d.kind, d.workers, load.busy_workers, load.queued,
+                      ahead_ms(i, deadline_ms), d.idle_w, load.active_workers});
   }
   Decision out;
   out.policy = std::string(policy_->name());
@@ -67,7 +89,6 @@ Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLo
   out.service_ms = predict_service_ms(profiles, model, it->id, query.items, out.placement.sub_batch,
                                       out.placement.workers)
                        .value_or(0.0);
-  const double sla = query.sla_ms > 0 ? query.sla_ms : (query.model ? query.model->sla_ms : 0);
   const double corr = admission_.correct ? correction(out.device_index, model) : 1.0;
   const double share = admission_.share(priority);
   if (sla > 0 && out.placement.predicted_ms * corr > admission_.reject_factor * share * sla) {
@@ -95,12 +116,14 @@ Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLo
   out.backlog_added_ms =
       out.service_ms * std::min<int>(out.placement.workers, static_cast<int>(std::max(1u, subs)));
   backlog_ms_[out.device_index] += out.backlog_added_ms;
+  out.queue_key_ms = out.placement.order == QueueOrder::kDeadline ? deadline_ms : now_ms;
+  queued_[out.device_index].emplace(out.queue_key_ms, out.backlog_added_ms);
   out.admitted = true;
   return out;
 }
 
 std::string Dispatcher::hopeless(const std::string& model, double sla_ms,
-                                 const std::vector<DeviceLoad>& loads) const {
+                                 const std::vector<DeviceLoad>& loads, Clock::time_point now) const {
   if (!(sla_ms > 0) || devices_.empty()) return "";
   const double bound = admission_.reject_factor * sla_ms;
   double best = 0;
@@ -112,7 +135,7 @@ std::string Dispatcher::hopeless(const std::string& model, double sla_ms,
   for (size_t i = 0; i < devices_.size(); ++i) {
     if (any_healthy && i < loads.size() && loads[i].degraded) continue;
     const double corr = admission_.correct ? correction(i, model) : 1.0;
-    const double wait = backlog_ms_[i] / std::max(1, devices_[i].workers) * corr;
+    const double wait = ahead_ms(i, to_ms(now) + sla_ms) / std::max(1, devices_[i].workers) * corr;
     if (wait <= bound) return "";
     best = first ? wait : std::min(best, wait);
     first = false;
@@ -129,6 +152,14 @@ void Dispatcher::complete(const Decision& decision, const Completion& done) {
   if (!decision.admitted || decision.device_index >= backlog_ms_.size()) return;
   double& b = backlog_ms_[decision.device_index];
   b = std::max(0.0, b - decision.backlog_added_ms);
+  auto& q = queued_[decision.device_index];
+  for (auto [it, end] = q.equal_range(decision.queue_key_ms); it != end; ++it) {
+    if (it->second == decision.backlog_added_ms) {
+      q.erase(it);
+      break;
+    }
+  }
+  if (q.empty()) b = 0;  // no rounding left behind
   // The correction: a moving average of measured / predicted over completed queries (the
   // predictions come from profiles of an idle machine; live queries also pay for HTTP,
   // parsing and colder caches). Predictions under 0.05 ms are too coarse to learn from.

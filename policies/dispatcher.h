@@ -65,6 +65,9 @@ struct Decision {
   std::string why;              ///< why it was rejected ("" if admitted)
   size_t device_index = 0;      ///< into the dispatcher's devices()
   double backlog_added_ms = 0;  ///< worker-milliseconds added to that device's backlog
+  /// Its place in that device's queue (ms on the dispatch clock): its deadline, now + SLA,
+  /// where the runner orders it by deadline (a CPU, Placement::order kDeadline), else now.
+  double queue_key_ms = 0;
 };
 
 class Dispatcher {
@@ -78,6 +81,11 @@ class Dispatcher {
   /// Places one query. `loads` has one entry per device, in the constructor's order.
   /// An admitted decision adds its predicted work to its device's backlog until
   /// complete() is called with it (exactly once). A rejected one needs no complete().
+  /// The policy sees, as each device's backlog, the admitted work queued ahead of this
+  /// query in that device's runner order: on a CPU, whose runner takes the earliest
+  /// deadline first, the work due no later than this query (now + its SLA); on a GPU
+  /// (first come, first served) all of it. A running sub-batch due later is not counted
+  /// (the runner does not preempt it: an optimistic prediction by at most that much).
   /// `priority`: the request's (parameters.priority); see Admission.
   Decision dispatch(const QueryInfo& query, const std::vector<DeviceLoad>& loads,
                     const ProfileTable& profiles, Clock::time_point now, int priority = 0);
@@ -86,8 +94,10 @@ class Dispatcher {
   /// reject_factor x `sla_ms` (at the highest priority's share), else why not: on every
   /// device the wait alone (backlog / workers, times the model's correction there) is past
   /// it. A check cheap enough to run before a request is decoded, whatever its size.
+  /// The backlog counted is the work queued ahead of such a query (see dispatch()).
   std::string hopeless(const std::string& model, double sla_ms,
-                       const std::vector<DeviceLoad>& loads) const;
+                       const std::vector<DeviceLoad>& loads,
+                       Clock::time_point now = Clock::now()) const;
 
   /// A query placed by dispatch() finished (or failed): settles its device's backlog and,
   /// if the policy that placed it is still the active one, lets it observe.
@@ -114,7 +124,12 @@ class Dispatcher {
   std::unique_ptr<Policy> policy_;
   uint64_t generation_ = 1;
   Admission admission_;
+  // Work admitted ahead of a query due at `deadline_ms` on device i (see dispatch()).
+  double ahead_ms(size_t i, double deadline_ms) const;
+
   std::vector<double> backlog_ms_;
+  // Per device, the admitted work by queue key (Decision::queue_key_ms): what ahead_ms sums.
+  std::vector<std::multimap<double, double>> queued_;
   std::vector<std::map<std::string, double, std::less<>>> correction_;  // per device, by model
   std::vector<DeviceView> views_;  // reused by every dispatch()
 };

@@ -65,6 +65,28 @@ struct EarlierKey {
   }
 };
 
+// Options::queue other than kPolicy: the policy's placements, with that queue order, so
+// that the dispatcher's backlog accounting and the runner agree on it.
+class OrderOverride final : public policies::Policy {
+ public:
+  OrderOverride(std::unique_ptr<policies::Policy> inner, policies::QueueOrder order)
+      : inner_(std::move(inner)), order_(order) {}
+  std::string_view name() const override { return inner_->name(); }
+  Result<policies::Placement> place(const policies::QueryInfo& q,
+                                    const policies::ClusterView& view) override {
+    Result<policies::Placement> p = inner_->place(q, view);
+    if (p) p->order = order_;
+    return p;
+  }
+  void observe(const policies::Completion& done) override { inner_->observe(done); }
+  nlohmann::json params() const override { return inner_->params(); }
+  Status configure(const nlohmann::json& params) override { return inner_->configure(params); }
+
+ private:
+  std::unique_ptr<policies::Policy> inner_;
+  policies::QueueOrder order_;
+};
+
 enum class WorkerState { kIdle, kBusy, kParked };
 
 struct Worker {
@@ -108,6 +130,12 @@ class Simulation {
       s.active = static_cast<int>(s.workers.size());
       devices_.push_back(std::move(s));
       infos.push_back(d.info);
+    }
+    if (options.queue != Options::Queue::kPolicy) {
+      policy = std::make_unique<OrderOverride>(std::move(policy),
+                                               options.queue == Options::Queue::kDeadline
+                                                   ? policies::QueueOrder::kDeadline
+                                                   : policies::QueueOrder::kArrival);
     }
     dispatcher_ = std::make_unique<policies::Dispatcher>(std::move(infos), std::move(policy),
                                                          options.reject_factor);
@@ -198,11 +226,9 @@ class Simulation {
     job->items = q.items;
     job->sub = std::max<uint32_t>(1, decision.placement.sub_batch);
     job->cap = std::max(1, decision.placement.workers);
-    bool by_deadline = decision.placement.order == policies::QueueOrder::kDeadline;
-    if (options_.queue != Options::Queue::kPolicy) {
-      by_deadline = options_.queue == Options::Queue::kDeadline;
-    }
-    if (s.d.info.kind != policies::DeviceKind::kCpu) by_deadline = false;  // GPU: FIFO
+    // GPUs: first come, first served, whatever the placement says.
+    const bool by_deadline = decision.placement.order == policies::QueueOrder::kDeadline &&
+                             s.d.info.kind == policies::DeviceKind::kCpu;
     job->key_ms = q.arrival_ms + (by_deadline ? m.view.sla_ms : 0.0);
     job->decision = std::move(decision);
     s.ready.insert(std::move(job));

@@ -83,7 +83,8 @@ struct Options {
   /// Queries at the start whose latency is not counted (warm-up while policies tune).
   double warmup_fraction = 0.1;
   /// CPU queue order: as each placement says (kPolicy), or every query by deadline or by
-  /// arrival whatever the policy says, to compare the two orders.
+  /// arrival whatever the policy says (its placements are rewritten, so the dispatcher's
+  /// backlog accounting follows too), to compare the two orders.
   enum class Queue { kPolicy, kDeadline, kArrival } queue = Queue::kPolicy;
 };
 

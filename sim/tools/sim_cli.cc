@@ -43,6 +43,8 @@ workload:
                        (default medium)
   --seconds S          simulated seconds per run (default 20); --seed N (default 1)
   --noise X            sigma of per-sub-batch lognormal noise (default 0.1)
+  --reject-factor X    admission rejects a query predicted to take over X times its
+                       target (default 2, as recschedd)
   --queue ORDER        CPU queue order: policy (as each placement says: static FIFO,
                        the others earliest deadline first; the default), edf or fifo
                        (every query, whatever the policy says)
@@ -253,6 +255,9 @@ int run(const std::map<std::string, std::string>& o, std::ostream& out, std::ost
   trace.seed = o.count("seed") ? uint64_t(number("--seed", o.at("seed"), 0, 1e18)) : 1;
   Options options;
   options.noise = o.count("noise") ? number("--noise", o.at("noise"), 0, 2) : 0.1;
+  if (o.count("reject-factor")) {
+    options.reject_factor = number("--reject-factor", o.at("reject-factor"), 0.01, 1e9);
+  }
   if (o.count("queue")) {
     const std::string& q = o.at("queue");
     if (q == "edf") {
@@ -400,7 +405,8 @@ int run_sim_cli(const std::vector<std::string>& args, std::ostream& out, std::os
   static const std::vector<std::string> kValued = {
       "profiles",     "gpu-profiles", "cpu-workers", "gpu-streams", "cpu-idle-w",
       "cpu-parked-w", "gpu-idle-w",   "models",      "targets",     "seconds",
-      "seed",         "noise",        "qps",         "policies",   "queue"};
+      "seed",         "noise",        "qps",         "policies",   "queue",
+      "reject-factor"};
   static const std::vector<std::string> kFlags = {"no-gpu", "find-max", "suite", "per-model",
                                                   "json"};
   try {

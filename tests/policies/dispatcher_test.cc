@@ -39,6 +39,48 @@ TEST_CASE("admitted work counts in the device's backlog until it completes") {
   CHECK(d.backlog_ms()[0] == doctest::Approx(0.0));
 }
 
+TEST_CASE("the backlog a query sees is the work queued ahead of it in its runner's order") {
+  OneCpu c;
+  const ModelView loose{"m", 1000.0, 0.0};
+  const auto t0 = Clock::now();
+  for (const bool edf : {true, false}) {
+    CAPTURE(edf);
+    // earliest-finish: every query ordered by deadline; static: by arrival (FIFO).
+    Dispatcher d(c.devices, edf ? make("earliest-finish") : make("static"), 2.0);
+    // A loose query (due in 1 s) of 256 items: 25.65 ms of work, queued.
+    Decision a = d.dispatch({1, &loose, 256, 1000.0}, {{}}, c.table, t0);
+    REQUIRE(a.admitted);
+    CHECK(a.queue_key_ms == doctest::Approx(
+                                std::chrono::duration<double, std::milli>(t0.time_since_epoch())
+                                    .count() +
+                                (edf ? 1000.0 : 0.0)));
+    // A tight one (10 ms) arriving 1 ms later: by deadline it goes first and waits for
+    // nothing queued; first come, first served it waits for half the loose one's work,
+    // 12.8 ms + its own 0.85 ms, within 2 x 10 ms either way.
+    Decision b = d.dispatch({2, &c.model, 8, 10.0}, {{2, 1, 0}}, c.table,
+                            t0 + std::chrono::milliseconds(1));
+    REQUIRE(b.admitted);
+    CHECK(b.placement.predicted_ms ==
+          doctest::Approx(edf ? b.service_ms : a.backlog_added_ms / 2 + b.service_ms));
+    // Before deciding, a query no longer expects to wait for work that finished.
+    d.complete(a, {1, "m", 256, a.placement, 20.0, true});
+    Decision e = d.dispatch({3, &c.model, 8, 10.0}, {{1, 1, 0}}, c.table,
+                            t0 + std::chrono::milliseconds(2));
+    CHECK(e.placement.predicted_ms ==
+          doctest::Approx((edf ? b.backlog_added_ms / 2 : b.service_ms / 2) + e.service_ms));
+    d.complete(b, {2, "m", 8, b.placement, 1.0, true});
+    d.complete(e, {3, "m", 8, e.placement, 1.0, true});
+    CHECK(d.backlog_ms()[0] == 0.0);
+    // hopeless() counts the same: 300 ms of loose work queued is no reason to turn away
+    // a tight query that will overtake it, unless it is ordered by arrival.
+    Decision big = d.dispatch({4, &loose, 1024, 1000.0}, {{}}, c.table, t0);
+    REQUIRE(big.admitted);
+    Decision big2 = d.dispatch({5, &loose, 1024, 1000.0}, {{}}, c.table, t0);
+    REQUIRE(big2.admitted);
+    CHECK(d.hopeless("m", 10.0, {{}}, t0).empty() == edf);
+  }
+}
+
 TEST_CASE("a query predicted beyond reject_factor x its SLA is rejected, with the reason") {
   OneCpu c;
   Dispatcher d(c.devices, make("static"), 2.0);
