@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <limits>
 
@@ -37,11 +38,16 @@ double Dispatcher::ahead_ms(size_t i, double deadline_ms) const {
 double Dispatcher::correction(size_t index, const std::string& model) const {
   if (index >= correction_.size()) return 1.0;
   const auto it = correction_[index].find(model);
-  return it == correction_[index].end() ? 1.0 : it->second;
+  if (it == correction_[index].end()) return 1.0;
+  const double age = std::chrono::duration<double>(now_ - it->second.at).count();
+  const double half_lives =
+      std::max(0.0, age) / std::chrono::duration<double>(kCorrectionHalfLife).count();
+  return 1.0 + (it->second.value - 1.0) * std::exp2(-half_lives);
 }
 
 Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLoad>& loads,
                               const ProfileTable& profiles, Clock::time_point now, int priority) {
+  now_ = std::max(now_, now);
   auto load_of = [&](size_t i) { return i < loads.size() ? loads[i] : DeviceLoad{}; };
   // A degraded device is left out while any other is not (none healthy: all are offered).
   bool any_healthy = false;
@@ -168,8 +174,11 @@ void Dispatcher::complete(const Decision& decision, const Completion& done) {
     const double ratio = std::clamp(done.latency_ms / decision.placement.predicted_ms,
                                     kMinCorrection, kMaxCorrection);
     auto& per_model = correction_[decision.device_index];
-    auto [it, fresh] = per_model.try_emplace(done.model, ratio);
-    if (!fresh) it->second += kAlpha * (ratio - it->second);
+    auto [it, fresh] = per_model.try_emplace(done.model, Ratio{ratio, now_});
+    if (!fresh) {
+      const double current = correction(decision.device_index, done.model);  // decayed
+      it->second = {current + kAlpha * (ratio - current), now_};
+    }
   }
   if (decision.generation == generation_) policy_->observe(done);
 }

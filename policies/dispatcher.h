@@ -111,10 +111,14 @@ class Dispatcher {
   void set_reject_factor(double f) { admission_.reject_factor = f; }
   void set_admission(const Admission& a) { admission_ = a; }
   const Admission& admission() const { return admission_; }
-  /// The measured/predicted latency ratio of `model` on device `index` (a moving average
-  /// over its completed queries, clamped to [kMinCorrection, kMaxCorrection]); 1 before any.
+  /// The measured/predicted latency ratio of `model` on device `index`: a moving average
+  /// over its completed queries, clamped to [kMinCorrection, kMaxCorrection], 1 before any.
+  /// It decays towards 1 with a half-life of kCorrectionHalfLife while nothing completes:
+  /// a ratio learnt in a burst must not shut the model out for good once every query is
+  /// rejected (a rejected query teaches nothing).
   double correction(size_t index, const std::string& model) const;
   static constexpr double kMinCorrection = 0.25, kMaxCorrection = 20;
+  static constexpr std::chrono::milliseconds kCorrectionHalfLife{1000};
   const std::vector<DeviceInfo>& devices() const { return devices_; }
   /// Predicted milliseconds of work admitted and not finished, per device (constructor order).
   const std::vector<double>& backlog_ms() const { return backlog_ms_; }
@@ -130,7 +134,12 @@ class Dispatcher {
   std::vector<double> backlog_ms_;
   // Per device, the admitted work by queue key (Decision::queue_key_ms): what ahead_ms sums.
   std::vector<std::multimap<double, double>> queued_;
-  std::vector<std::map<std::string, double, std::less<>>> correction_;  // per device, by model
+  struct Ratio {
+    double value = 1;
+    Clock::time_point at;  // when it was last learnt
+  };
+  std::vector<std::map<std::string, Ratio, std::less<>>> correction_;  // per device, by model
+  Clock::time_point now_{};  // the latest dispatch's clock: the decay's reference
   std::vector<DeviceView> views_;  // reused by every dispatch()
 };
 

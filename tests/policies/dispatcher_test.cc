@@ -188,42 +188,67 @@ TEST_CASE("admission corrects predictions by the measured/predicted ratio per de
   Admission a{1.0};
   a.correct = true;
   Dispatcher d(c.devices, make("static"), a);
+  const Clock::time_point t0 = Clock::now();  // one instant: no decay (tested below)
   CHECK(d.correction(0, "m") == 1.0);
   // Queries of 40 items are predicted at 4.05 ms and take 3x that (a loose SLA of 100 ms
   // while it learns).
   for (uint64_t i = 1; i <= 30; ++i) {
-    Decision q = d.dispatch({i, &c.model, 40, 100.0}, {{}}, c.table, Clock::now());
+    Decision q = d.dispatch({i, &c.model, 40, 100.0}, {{}}, c.table, t0);
     REQUIRE(q.admitted);
     d.complete(q, {i, "m", 40, q.placement, 3 * q.placement.predicted_ms, true});
   }
   CHECK(d.correction(0, "m") == doctest::Approx(3.0));
   CHECK(d.correction(0, "other") == 1.0);  // per model
   // 40 items now count as 12.15 ms > 10 ms.
-  Decision r = d.dispatch({31, &c.model, 40, 10.0}, {{}}, c.table, Clock::now());
+  Decision r = d.dispatch({31, &c.model, 40, 10.0}, {{}}, c.table, t0);
   CHECK_FALSE(r.admitted);
   CHECK(r.why.find("x 3.00 measured/predicted") != std::string::npos);
   // Failed queries teach nothing; faster ones bring it back down.
   for (uint64_t i = 32; i <= 200; ++i) {
-    Decision q = d.dispatch({i, &c.model, 20, 10.0}, {{}}, c.table, Clock::now());
+    Decision q = d.dispatch({i, &c.model, 20, 10.0}, {{}}, c.table, t0);
     REQUIRE(q.admitted);
     d.complete(q, {i, "m", 20, q.placement, 99.0, false});
   }
   CHECK(d.correction(0, "m") == doctest::Approx(3.0));
   for (uint64_t i = 201; i <= 300; ++i) {
-    Decision q = d.dispatch({i, &c.model, 20, 10.0}, {{}}, c.table, Clock::now());
+    Decision q = d.dispatch({i, &c.model, 20, 10.0}, {{}}, c.table, t0);
     REQUIRE(q.admitted);
     d.complete(q, {i, "m", 20, q.placement, q.placement.predicted_ms, true});
   }
   CHECK(d.correction(0, "m") == doctest::Approx(1.0).epsilon(0.01));
-  CHECK(d.dispatch({301, &c.model, 40, 10.0}, {{}}, c.table, Clock::now()).admitted);
+  CHECK(d.dispatch({301, &c.model, 40, 10.0}, {{}}, c.table, t0).admitted);
   // Without correction (the simulator's way) the ratio is learnt but not applied.
   Dispatcher plain(c.devices, make("static"), 1.0);
   for (uint64_t i = 1; i <= 30; ++i) {
-    Decision q = plain.dispatch({i, &c.model, 40, 10.0}, {{}}, c.table, Clock::now());
+    Decision q = plain.dispatch({i, &c.model, 40, 10.0}, {{}}, c.table, t0);
     REQUIRE(q.admitted);
     plain.complete(q, {i, "m", 40, q.placement, 3 * q.placement.predicted_ms, true});
   }
-  CHECK(plain.dispatch({31, &c.model, 40, 10.0}, {{}}, c.table, Clock::now()).admitted);
+  CHECK(plain.dispatch({31, &c.model, 40, 10.0}, {{}}, c.table, t0).admitted);
+}
+
+TEST_CASE("a correction learnt in a burst decays while every query is rejected") {
+  OneCpu c;
+  Admission a{1.0};
+  a.correct = true;
+  Dispatcher d(c.devices, make("static"), a);
+  const Clock::time_point t0 = Clock::now();
+  for (uint64_t i = 1; i <= 10; ++i) {
+    Decision q = d.dispatch({i, &c.model, 40, 100.0}, {{}}, c.table, t0);
+    REQUIRE(q.admitted);
+    d.complete(q, {i, "m", 40, q.placement, 4 * q.placement.predicted_ms, true});
+  }
+  CHECK(d.correction(0, "m") == doctest::Approx(4.0));
+  // 40 items (4.05 ms x 4 > 10 ms) are turned away, and teach nothing ...
+  CHECK_FALSE(d.dispatch({11, &c.model, 40, 10.0}, {{}}, c.table, t0).admitted);
+  // ... but one half-life later the excess has halved, and after a few it is gone.
+  CHECK_FALSE(d.dispatch({12, &c.model, 40, 10.0}, {{}}, c.table,
+                         t0 + Dispatcher::kCorrectionHalfLife)
+                  .admitted);
+  CHECK(d.correction(0, "m") == doctest::Approx(2.5));
+  CHECK(d.dispatch({13, &c.model, 40, 10.0}, {{}}, c.table, t0 + 3 * Dispatcher::kCorrectionHalfLife)
+            .admitted);
+  CHECK(d.correction(0, "m") == doctest::Approx(1.375));
 }
 
 TEST_CASE("a degraded device is left out while another is healthy") {
