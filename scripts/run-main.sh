@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# The README's main job: installs dependencies, builds, starts recschedd on the default
-# zoo (models/*.json) on a private socket, drives a short load through it (recsched-smoke:
-# 20 queries per model, DeepRecInfra's query sizes) and prints each model's latencies and
-# the daemon's placements, then stops the daemon with SIGTERM.
+# The README's main job: installs dependencies, builds, then runs the short benchmark
+# suite (bench/run-suite --short): recschedd on the default zoo (models/*.json) on a
+# private socket, each model's target at 4x its single-core latency of a 164-item query
+# (the suite's medium level); for every built-in policy the highest load at which every
+# model meets its p95 target, and at 30 % of static's capacity each model's p95 and the
+# energy per query (measured by RAPL/NVML, or estimated, as labelled). Prints the table;
+# the results JSON is build/main-job/suite.json, every load run's output is under
+# build/main-job/suite/. The daemon is stopped with SIGTERM at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -10,33 +14,10 @@ bash scripts/build.sh >/dev/null
 BUILD="${BUILD_DIR:-build}"
 RUN="$PWD/$BUILD/main-job"
 mkdir -p "$RUN"
-rm -f "$RUN/recschedd.sock"
 
-# The default zoo with DeepRecSys's SLA targets (recschedd fills them in by model name).
-models=""
-for spec in models/*.json; do models="$models\"$PWD/$spec\","; done
-cat > "$RUN/recschedd.json" <<JSON
-{"listen": {"socket": "$RUN/recschedd.sock", "tcp": ""},
- "models": [${models%,}],
- "state_dir": "$RUN/state",
- "gpus": false}
-JSON
-
-"$BUILD/daemon/recschedd" --config "$RUN/recschedd.json" 2> "$RUN/recschedd.log" &
-DAEMON=$!
-trap 'kill -TERM $DAEMON 2>/dev/null || true' EXIT
-echo "recschedd (pid $DAEMON) is loading and profiling the zoo; log: $RUN/recschedd.log"
-for _ in $(seq 1 600); do
-  if [ -S "$RUN/recschedd.sock" ]; then break; fi
-  if ! kill -0 $DAEMON 2>/dev/null; then cat "$RUN/recschedd.log" >&2; exit 1; fi
-  sleep 0.5
-done
-[ -S "$RUN/recschedd.sock" ] || { echo "recschedd did not come up" >&2; exit 1; }
-grep -E "profiles:|ready" "$RUN/recschedd.log" || true
+start=$(date +%s)
+python3 bench/run-suite --short --build-dir "$BUILD" --state-dir "$RUN/state" \
+  --run-dir "$RUN/suite" --out "$RUN/suite.json"
 echo
-"$BUILD/bench/recsched-smoke" --socket "$RUN/recschedd.sock" --queries "${QUERIES:-20}"
-kill -TERM $DAEMON
-wait $DAEMON
-trap - EXIT
-echo
-echo "recschedd stopped cleanly (SIGTERM); its log: $RUN/recschedd.log"
+echo "run-suite --short took $(( $(date +%s) - start )) s (daemon start and profiling" \
+     "included); results: $RUN/suite.json, daemon log: $RUN/suite/recschedd.log"
