@@ -34,6 +34,7 @@ policies::Admission admission(const LimitsConfig& l) {
   a.normal_share = l.normal_priority_share;
   a.low_share = l.low_priority_share;
   a.correct = true;
+  a.admit_idle = true;
   return a;
 }
 

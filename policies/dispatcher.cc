@@ -97,7 +97,12 @@ Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLo
                        .value_or(0.0);
   const double corr = admission_.correct ? correction(out.device_index, model) : 1.0;
   const double share = admission_.share(priority);
-  if (sla > 0 && out.placement.predicted_ms * corr > admission_.reject_factor * share * sla) {
+  const DeviceLoad chosen = load_of(out.device_index);
+  const int awake_now = chosen.active_workers > 0 ? chosen.active_workers : it->workers;
+  const bool starts_now =
+      admission_.admit_idle && chosen.queued < static_cast<size_t>(std::max(1, awake_now));
+  if (sla > 0 && !starts_now &&
+      out.placement.predicted_ms * corr > admission_.reject_factor * share * sla) {
     char buf[300];
     if (corr != 1.0 || share != 1.0) {
       std::snprintf(buf, sizeof buf,

@@ -41,6 +41,11 @@ struct Admission {
   /// Correct predictions by the measured ratio (recschedd); off, predictions are taken as
   /// they are (the simulator, whose service times are the profiles').
   bool correct = false;
+  /// Admit a query whose device has a worker free and nothing waiting, whatever its
+  /// prediction (recschedd): it waits for no one, so turning it away shortens no one's
+  /// wait, and the SLA is a tail target, not a per-query deadline. The bound then only
+  /// ever sheds queueing. Off (the simulator's rule so far), the bound applies always.
+  bool admit_idle = false;
 
   double share(int priority) const {
     return priority > 0 ? 1.0 : priority == 0 ? normal_share : low_share;

@@ -251,6 +251,21 @@ TEST_CASE("a correction learnt in a burst decays while every query is rejected")
   CHECK(d.correction(0, "m") == doctest::Approx(1.375));
 }
 
+TEST_CASE("admit_idle: a query that starts at once is admitted whatever its prediction") {
+  OneCpu c;
+  Admission a{1.0};
+  a.admit_idle = true;
+  Dispatcher d(c.devices, make("static"), a);
+  // 256 items: 25.65 ms > 10 ms. A worker is free and nothing waits: admitted.
+  Decision idle = d.dispatch({1, &c.model, 256, 10.0}, {{1, 1, 0}}, c.table, Clock::now());
+  CHECK(idle.admitted);
+  // Both workers busy with queries in flight: it would queue, so the bound applies.
+  Decision busy = d.dispatch({2, &c.model, 256, 10.0}, {{2, 2, 0}}, c.table, Clock::now());
+  CHECK_FALSE(busy.admitted);
+  // Parked workers count: one awake and busy means it would wait.
+  CHECK_FALSE(d.dispatch({3, &c.model, 256, 10.0}, {{1, 1, 1}}, c.table, Clock::now()).admitted);
+}
+
 TEST_CASE("a degraded device is left out while another is healthy") {
   const ProfileTable table = cpu_gpu_table();
   const ModelView model{"m", 50.0, 0.0};
