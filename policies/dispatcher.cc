@@ -25,14 +25,25 @@ double to_ms(Clock::time_point t) {
 }
 }  // namespace
 
-double Dispatcher::ahead_ms(size_t i, double deadline_ms) const {
+double Dispatcher::ahead_ms(size_t i, double deadline_ms, const DeviceLoad& load) const {
   // Only CPU runners order by deadline; a GPU's queue is first come, first served.
   if (devices_[i].kind != DeviceKind::kCpu) return backlog_ms_[i];
-  double sum = 0;
-  for (auto it = queued_[i].begin(); it != queued_[i].end() && it->first <= deadline_ms; ++it) {
-    sum += it->second;
+  double ahead = 0, behind = 0, longest_behind = 0;
+  for (const auto& [key, q] : queued_[i]) {
+    if (key <= deadline_ms) {
+      ahead += q.work_ms;
+    } else {
+      behind += q.work_ms;
+      longest_behind = std::max(longest_behind, q.sub_ms);
+    }
   }
-  return std::min(sum, backlog_ms_[i]);
+  // Every awake worker busy: the query also waits for a running sub-batch, possibly one
+  // due later (never preempted): half of the longest such per awake worker (the mean
+  // remainder of a sub-batch found running).
+  const int awake = load.active_workers > 0 ? load.active_workers : devices_[i].workers;
+  const double blocking =
+      load.busy_workers >= awake ? std::min(behind, awake * longest_behind / 2) : 0.0;
+  return std::min(ahead + blocking, backlog_ms_[i]);
 }
 
 double Dispatcher::correction(size_t index, const std::string& model) const {
@@ -61,7 +72,7 @@ Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLo
     const DeviceLoad load = load_of(i);
     if (load.degraded && any_healthy) continue;
     views_.push_back({d.id, d.kind, d.workers, load.busy_workers, load.queued,
-                      ahead_ms(i, deadline_ms), d.idle_w, load.active_workers});
+                      ahead_ms(i, deadline_ms, load), d.idle_w, load.active_workers});
   }
   Decision out;
   out.policy = std::string(policy_->name());
@@ -128,7 +139,9 @@ Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLo
       out.service_ms * std::min<int>(out.placement.workers, static_cast<int>(std::max(1u, subs)));
   backlog_ms_[out.device_index] += out.backlog_added_ms;
   out.queue_key_ms = out.placement.order == QueueOrder::kDeadline ? deadline_ms : now_ms;
-  queued_[out.device_index].emplace(out.queue_key_ms, out.backlog_added_ms);
+  const uint32_t on = std::clamp<uint32_t>(out.placement.workers, 1, std::max(1u, subs));
+  const double sub_ms = out.service_ms / ((std::max(1u, subs) + on - 1) / on);  // one round
+  queued_[out.device_index].emplace(out.queue_key_ms, Queued{out.backlog_added_ms, sub_ms});
   out.admitted = true;
   return out;
 }
@@ -146,7 +159,9 @@ std::string Dispatcher::hopeless(const std::string& model, double sla_ms,
   for (size_t i = 0; i < devices_.size(); ++i) {
     if (any_healthy && i < loads.size() && loads[i].degraded) continue;
     const double corr = admission_.correct ? correction(i, model) : 1.0;
-    const double wait = ahead_ms(i, to_ms(now) + sla_ms) / std::max(1, devices_[i].workers) * corr;
+    const DeviceLoad load = i < loads.size() ? loads[i] : DeviceLoad{};
+    const double wait =
+        ahead_ms(i, to_ms(now) + sla_ms, load) / std::max(1, devices_[i].workers) * corr;
     if (wait <= bound) return "";
     best = first ? wait : std::min(best, wait);
     first = false;
@@ -165,7 +180,7 @@ void Dispatcher::complete(const Decision& decision, const Completion& done) {
   b = std::max(0.0, b - decision.backlog_added_ms);
   auto& q = queued_[decision.device_index];
   for (auto [it, end] = q.equal_range(decision.queue_key_ms); it != end; ++it) {
-    if (it->second == decision.backlog_added_ms) {
+    if (it->second.work_ms == decision.backlog_added_ms) {
       q.erase(it);
       break;
     }

@@ -89,8 +89,10 @@ class Dispatcher {
   /// The policy sees, as each device's backlog, the admitted work queued ahead of this
   /// query in that device's runner order: on a CPU, whose runner takes the earliest
   /// deadline first, the work due no later than this query (now + its SLA); on a GPU
-  /// (first come, first served) all of it. A running sub-batch due later is not counted
-  /// (the runner does not preempt it: an optimistic prediction by at most that much).
+  /// (first come, first served) all of it; and, while every awake worker is busy, half a
+  /// sub-batch per awake worker of the longest among the queries due later (the runner
+  /// never preempts a running sub-batch, and one of those may be running: half is the
+  /// mean remainder of one found running).
   /// `priority`: the request's (parameters.priority); see Admission.
   Decision dispatch(const QueryInfo& query, const std::vector<DeviceLoad>& loads,
                     const ProfileTable& profiles, Clock::time_point now, int priority = 0);
@@ -134,11 +136,15 @@ class Dispatcher {
   uint64_t generation_ = 1;
   Admission admission_;
   // Work admitted ahead of a query due at `deadline_ms` on device i (see dispatch()).
-  double ahead_ms(size_t i, double deadline_ms) const;
+  double ahead_ms(size_t i, double deadline_ms, const DeviceLoad& load) const;
 
   std::vector<double> backlog_ms_;
   // Per device, the admitted work by queue key (Decision::queue_key_ms): what ahead_ms sums.
-  std::vector<std::multimap<double, double>> queued_;
+  struct Queued {
+    double work_ms = 0;  // Decision::backlog_added_ms
+    double sub_ms = 0;   // predicted time of one of its sub-batches
+  };
+  std::vector<std::multimap<double, Queued>> queued_;
   struct Ratio {
     double value = 1;
     Clock::time_point at;  // when it was last learnt

@@ -55,13 +55,22 @@ TEST_CASE("the backlog a query sees is the work queued ahead of it in its runner
                                     .count() +
                                 (edf ? 1000.0 : 0.0)));
     // A tight one (10 ms) arriving 1 ms later: by deadline it goes first and waits for
-    // nothing queued; first come, first served it waits for half the loose one's work,
+    // nothing queued, only (when every worker is busy) for the remainder of a running
+    // sub-batch, counted as half the loose one's (it runs split in one round: a.service_ms)
+    // per worker; first come, first served it waits for half the loose one's work,
     // 12.8 ms + its own 0.85 ms, within 2 x 10 ms either way.
+    if (edf) {
+      Decision idle = d.dispatch({9, &c.model, 8, 10.0}, {{1, 1, 0}}, c.table,
+                                 t0 + std::chrono::milliseconds(1));
+      CHECK(idle.placement.predicted_ms == doctest::Approx(idle.service_ms));
+      d.complete(idle, {9, "m", 8, idle.placement, 1.0, true});
+    }
     Decision b = d.dispatch({2, &c.model, 8, 10.0}, {{2, 1, 0}}, c.table,
                             t0 + std::chrono::milliseconds(1));
     REQUIRE(b.admitted);
     CHECK(b.placement.predicted_ms ==
-          doctest::Approx(edf ? b.service_ms : a.backlog_added_ms / 2 + b.service_ms));
+          doctest::Approx(edf ? a.service_ms / 2 + b.service_ms
+                              : a.backlog_added_ms / 2 + b.service_ms));
     // Before deciding, a query no longer expects to wait for work that finished.
     d.complete(a, {1, "m", 256, a.placement, 20.0, true});
     Decision e = d.dispatch({3, &c.model, 8, 10.0}, {{1, 1, 0}}, c.table,
