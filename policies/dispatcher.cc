@@ -50,10 +50,15 @@ double Dispatcher::correction(size_t index, const std::string& model) const {
   if (index >= correction_.size()) return 1.0;
   const auto it = correction_[index].find(model);
   if (it == correction_[index].end()) return 1.0;
-  const double age = std::chrono::duration<double>(now_ - it->second.at).count();
-  const double half_lives =
-      std::max(0.0, age) / std::chrono::duration<double>(kCorrectionHalfLife).count();
-  return 1.0 + (it->second.value - 1.0) * std::exp2(-half_lives);
+  const Ratio r = decayed(it->second);
+  return std::clamp(r.mean + 1.645 * std::sqrt(r.var), kMinCorrection, kMaxCorrection);
+}
+
+Dispatcher::Ratio Dispatcher::decayed(const Ratio& r) const {
+  const double age = std::chrono::duration<double>(now_ - r.at).count();
+  const double keep =
+      std::exp2(-std::max(0.0, age) / std::chrono::duration<double>(kCorrectionHalfLife).count());
+  return {1.0 + (r.mean - 1.0) * keep, r.var * keep * keep, now_};
 }
 
 Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLoad>& loads,
@@ -194,10 +199,11 @@ void Dispatcher::complete(const Decision& decision, const Completion& done) {
     const double ratio = std::clamp(done.latency_ms / decision.placement.predicted_ms,
                                     kMinCorrection, kMaxCorrection);
     auto& per_model = correction_[decision.device_index];
-    auto [it, fresh] = per_model.try_emplace(done.model, Ratio{ratio, now_});
+    auto [it, fresh] = per_model.try_emplace(done.model, Ratio{ratio, 0.0, now_});
     if (!fresh) {
-      const double current = correction(decision.device_index, done.model);  // decayed
-      it->second = {current + kAlpha * (ratio - current), now_};
+      const Ratio r = decayed(it->second);
+      const double delta = ratio - r.mean;
+      it->second = {r.mean + kAlpha * delta, (1 - kAlpha) * (r.var + kAlpha * delta * delta), now_};
     }
   }
   if (decision.generation == generation_) policy_->observe(done);

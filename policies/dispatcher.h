@@ -118,8 +118,10 @@ class Dispatcher {
   void set_reject_factor(double f) { admission_.reject_factor = f; }
   void set_admission(const Admission& a) { admission_ = a; }
   const Admission& admission() const { return admission_; }
-  /// The measured/predicted latency ratio of `model` on device `index`: a moving average
-  /// over its completed queries, clamped to [kMinCorrection, kMaxCorrection], 1 before any.
+  /// The measured/predicted latency ratio of `model` on device `index`, as its 95th
+  /// percentile would be if it were normal: the moving average over its completed queries
+  /// plus 1.645 moving standard deviations (the SLA bounds a tail, so admission must too),
+  /// clamped to [kMinCorrection, kMaxCorrection], 1 before any.
   /// It decays towards 1 with a half-life of kCorrectionHalfLife while nothing completes:
   /// a ratio learnt in a burst must not shut the model out for good once every query is
   /// rejected (a rejected query teaches nothing).
@@ -146,9 +148,10 @@ class Dispatcher {
   };
   std::vector<std::multimap<double, Queued>> queued_;
   struct Ratio {
-    double value = 1;
-    Clock::time_point at;  // when it was last learnt
+    double mean = 1, var = 0;  // exponentially weighted
+    Clock::time_point at;      // when it was last learnt
   };
+  Ratio decayed(const Ratio& r) const;  // as of now_
   std::vector<std::map<std::string, Ratio, std::less<>>> correction_;  // per device, by model
   Clock::time_point now_{};  // the latest dispatch's clock: the decay's reference
   std::vector<DeviceView> views_;  // reused by every dispatch()

@@ -236,6 +236,21 @@ TEST_CASE("admission corrects predictions by the measured/predicted ratio per de
   CHECK(plain.dispatch({31, &c.model, 40, 10.0}, {{}}, c.table, t0).admitted);
 }
 
+TEST_CASE("the correction bounds the ratio's tail: mean plus 1.645 standard deviations") {
+  OneCpu c;
+  Admission a{1.0};
+  a.correct = true;
+  Dispatcher d(c.devices, make("static"), a);
+  const Clock::time_point t0 = Clock::now();
+  // Ratios alternating 1 and 3: mean 2, standard deviation 1.
+  for (uint64_t i = 1; i <= 400; ++i) {
+    Decision q = d.dispatch({i, &c.model, 40, 1000.0}, {{}}, c.table, t0);
+    REQUIRE(q.admitted);
+    d.complete(q, {i, "m", 40, q.placement, (i % 2 ? 1.0 : 3.0) * q.placement.predicted_ms, true});
+  }
+  CHECK(d.correction(0, "m") == doctest::Approx(2.0 + 1.645).epsilon(0.05));
+}
+
 TEST_CASE("a correction learnt in a burst decays while every query is rejected") {
   OneCpu c;
   Admission a{1.0};
