@@ -265,7 +265,7 @@ void Service::infer(const std::string& name, HttpRequest req, Responder respond)
   {
     std::lock_guard<std::mutex> lock(dispatch_mu_);
     decision = dispatcher_->dispatch({query_id, &view, n, sla_ms}, loads, *table, Clock::now(),
-                                     ctx->priority);
+                                     ctx->priority, ctx->sla_ms.has_value());
   }
   Placement placement;
   placement.query_id = query_id;

@@ -62,7 +62,8 @@ Dispatcher::Ratio Dispatcher::decayed(const Ratio& r) const {
 }
 
 Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLoad>& loads,
-                              const ProfileTable& profiles, Clock::time_point now, int priority) {
+                              const ProfileTable& profiles, Clock::time_point now, int priority,
+                              bool own_target) {
   now_ = std::max(now_, now);
   auto load_of = [&](size_t i) { return i < loads.size() ? loads[i] : DeviceLoad{}; };
   // A degraded device is left out while any other is not (none healthy: all are offered).
@@ -115,8 +116,8 @@ Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLo
   const double share = admission_.share(priority);
   const DeviceLoad chosen = load_of(out.device_index);
   const int awake_now = chosen.active_workers > 0 ? chosen.active_workers : it->workers;
-  const bool starts_now =
-      admission_.admit_idle && chosen.queued < static_cast<size_t>(std::max(1, awake_now));
+  const bool starts_now = admission_.admit_idle && !own_target &&
+                          chosen.queued < static_cast<size_t>(std::max(1, awake_now));
   if (sla > 0 && !starts_now &&
       out.placement.predicted_ms * corr > admission_.reject_factor * share * sla) {
     char buf[300];

@@ -43,8 +43,9 @@ struct Admission {
   bool correct = false;
   /// Admit a query whose device has a worker free and nothing waiting, whatever its
   /// prediction (recschedd): it waits for no one, so turning it away shortens no one's
-  /// wait, and the SLA is a tail target, not a per-query deadline. The bound then only
-  /// ever sheds queueing. Off (the simulator's rule so far), the bound applies always.
+  /// wait, and the model's SLA is a tail target, not a per-query deadline. The bound then
+  /// only ever sheds queueing. Not for a query that set its own target (a request's
+  /// sla_ms is its deadline), nor when off (the simulator's rule so far).
   bool admit_idle = false;
 
   double share(int priority) const {
@@ -93,9 +94,11 @@ class Dispatcher {
   /// sub-batch per awake worker of the longest among the queries due later (the runner
   /// never preempts a running sub-batch, and one of those may be running: half is the
   /// mean remainder of one found running).
-  /// `priority`: the request's (parameters.priority); see Admission.
+  /// `priority`: the request's (parameters.priority); `own_target`: the request set its
+  /// sla_ms; see Admission.
   Decision dispatch(const QueryInfo& query, const std::vector<DeviceLoad>& loads,
-                    const ProfileTable& profiles, Clock::time_point now, int priority = 0);
+                    const ProfileTable& profiles, Clock::time_point now, int priority = 0,
+                    bool own_target = false);
 
   /// Deep overload: "" if some device could still start a query of `model` within
   /// reject_factor x `sla_ms` (at the highest priority's share), else why not: on every

@@ -349,7 +349,7 @@ class Runner {
     }
     const uint64_t ns = uint64_t(std::max<int64_t>(0, (now - at(i)).count()));
     if (status == 503) {
-      record_rejection(i, rejection_kind(res.body()));
+      record_rejection(i, rejection_kind(res.body()), ns);
     } else if (status != 200) {
       record_error(i, "http " + std::to_string(status));
     } else if (!error.empty()) {
@@ -385,9 +385,10 @@ class Runner {
     close(c);
   }
 
-  void record_rejection(size_t i, const std::string& kind) {
+  void record_rejection(size_t i, const std::string& kind, uint64_t ns) {
     ++rejected_total_;
     if (!measured(i)) return;
+    r_.rejected_ns.record(ns);
     ++r_.rejections[kind];
     ++r_.models[schedule_[i].model].rejected;
     ++r_.all.rejected;
@@ -585,6 +586,11 @@ json RunResult::to_json() const {
               {"reject_rate", reject_rate()},
               {"error_rate", error_rate()},
               {"rejections", rejections},
+              {"rejected_latency",
+               {{"count", rejected_ns.count()},
+                {"p50_ms", ms(rejected_ns.percentile(50))},
+                {"p95_ms", ms(rejected_ns.percentile(95))},
+                {"max_ms", ms(double(rejected_ns.max()))}}},
               {"errors", errors},
               {"generator",
                {{"send_lag_p50_ms", ms(send_lag_ns.percentile(50))},

@@ -87,6 +87,7 @@ struct ModelResult {
 
 struct RunResult {
   RunOptions options;
+  Histogram rejected_ns;  ///< 503 answers, from the scheduled send time: how fast shedding is
   double measured_s = 0;  ///< the measured window: duration - warmup
   double offered_qps = 0, achieved_qps = 0;
   uint64_t scheduled = 0;  ///< queries in the measured window

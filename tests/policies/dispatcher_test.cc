@@ -288,6 +288,9 @@ TEST_CASE("admit_idle: a query that starts at once is admitted whatever its pred
   CHECK_FALSE(busy.admitted);
   // Parked workers count: one awake and busy means it would wait.
   CHECK_FALSE(d.dispatch({3, &c.model, 256, 10.0}, {{1, 1, 1}}, c.table, Clock::now()).admitted);
+  // A request's own target is a deadline: not admitted past it even when idle.
+  CHECK_FALSE(
+      d.dispatch({4, &c.model, 256, 10.0}, {{1, 1, 0}}, c.table, Clock::now(), 0, true).admitted);
 }
 
 TEST_CASE("a degraded device is left out while another is healthy") {

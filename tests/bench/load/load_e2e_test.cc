@@ -128,6 +128,8 @@ TEST_CASE("recsched-load counts admission rejections and JSON payloads work") {
   CHECK(r.all.sent > 20);
   CHECK(r.all.ok == 0);
   CHECK(r.rejections.at("admission") == r.all.sent);
+  CHECK(r.rejected_ns.count() == r.all.rejected);  // each 503 timed
+  CHECK(r.rejected_ns.percentile(50) > 0);
   CHECK(r.reject_rate() == 1.0);
   CHECK_FALSE(judge(r, 0.01).pass);
 
