@@ -97,6 +97,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
 
   void run() {
     ++server_.open;
+    server_.track(this->weak_from_this());  // so stop() can close it
     if (server_.open > server_.options.max_connections) {
       reject(503, "too many connections (limit " + std::to_string(server_.options.max_connections) +
                       ")");
