@@ -48,6 +48,7 @@ struct HttpServer::Impl {
   std::atomic<uint32_t> open{0};
   std::atomic<uint32_t> pending{0};  // requests handed to the handler, not yet answered
   std::atomic<bool> stopping{false};
+  std::atomic<bool> stopped{false};  // I/O threads joined: no request is handed on any more
   std::mutex mu;
   std::condition_variable idle;
   std::vector<std::weak_ptr<SessionBase>> sessions;  // under mu
@@ -135,11 +136,14 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
 
   // The header and body deadlines: a timer that cancels the read rather than the stream's
   // own timeout, which would close the socket before the 408 could be written.
+  // A deadline that fired just as its read completed must not cancel what comes next (the
+  // response's write): each arming has a number, and only the current one may fire.
   void arm(std::chrono::steady_clock::duration after) {
     timed_out_ = false;
+    const uint64_t armed = ++deadline_;
     timer_.expires_after(after);
-    timer_.async_wait([self = this->shared_from_this()](beast::error_code ec) {
-      if (ec) return;  // disarmed
+    timer_.async_wait([self = this->shared_from_this(), armed](beast::error_code ec) {
+      if (ec || armed != self->deadline_) return;  // disarmed
       self->timed_out_ = true;
       beast::error_code ignored;
       self->stream_.socket().cancel(ignored);
@@ -172,8 +176,13 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   }
 
   // An error while reading: answer what HTTP lets us answer, drop the rest.
-  void on_error(beast::error_code ec) {
+  void disarm() {
+    ++deadline_;
     timer_.cancel();
+  }
+
+  void on_error(beast::error_code ec) {
+    disarm();
     if (timed_out_ && ec == asio::error::operation_aborted) {
       return reject(408, "request not received in time");
     }
@@ -197,7 +206,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
 
   void on_read(beast::error_code ec, size_t) {
     if (ec) return on_error(ec);
-    timer_.cancel();
+    disarm();
+    if (server_.stopped) return close();  // stop() is sweeping up: too late to serve
     auto& msg = parser_->get();
     keep_alive_ = msg.keep_alive();
     version_ = msg.version();
@@ -274,7 +284,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   void fail(beast::error_code) { close(); }  // peer gone or timed out: nothing to answer
 
   void close() {
-    timer_.cancel();
+    disarm();
     beast::error_code ignored;
     stream_.socket().shutdown(Stream::socket_type::shutdown_send, ignored);
     stream_.socket().close(ignored);
@@ -287,6 +297,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   std::optional<http::request_parser<http::string_body>> parser_;
   bool keep_alive_ = true;
   bool timed_out_ = false;  // the header or body deadline cancelled the read
+  uint64_t deadline_ = 0;   // the current arming's number (see arm())
   std::chrono::steady_clock::time_point first_byte_;
   asio::steady_timer timer_;
   unsigned version_ = 11;
@@ -406,9 +417,24 @@ void HttpServer::stop(uint32_t grace_ms) {
   impl_->io.stop();
   for (std::thread& t : impl_->threads) t.join();
   impl_->threads.clear();
+  impl_->stopped = true;
+  // The acceptors' close was posted above; io may have stopped before it ran (nothing was
+  // in flight, so nothing was waited for). Close them here, no I/O thread running, so the
+  // connections in the backlog are refused rather than left waiting on a server that will
+  // never accept them.
+  {
+    beast::error_code ignored;
+    if (impl_->tcp_acceptor) impl_->tcp_acceptor->close(ignored);
+    if (impl_->unix_acceptor) impl_->unix_acceptor->close(ignored);
+  }
   // A session accepted just as stop() began may have escaped the sweep above, and its
   // handlers will never run now: close what is left, so its client sees the end.
   for (const auto& s : impl_->live_sessions()) s->close_now();
+  // Handlers queued when io stopped (an accept that completed but was not yet given a
+  // session, say) still hold their sockets: run what is ready, on this thread; each sees
+  // the server stopped, hands nothing on, and closes.
+  impl_->io.restart();
+  impl_->io.poll();
   if (!impl_->unix_path.empty()) ::unlink(impl_->unix_path.c_str());
   impl_->unix_path.clear();
 }
