@@ -23,6 +23,17 @@ namespace {
 double to_ms(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(t.time_since_epoch()).count();
 }
+
+// Which of `n` devices the policy is offered: a degraded one is left out while any other
+// is not (none healthy: all are offered). A device without a load entry counts as healthy.
+std::vector<bool> offered(const std::vector<DeviceLoad>& loads, size_t n) {
+  auto degraded = [&](size_t i) { return i < loads.size() && loads[i].degraded; };
+  bool any_healthy = false;
+  for (size_t i = 0; i < n; ++i) any_healthy = any_healthy || !degraded(i);
+  std::vector<bool> out(n);
+  for (size_t i = 0; i < n; ++i) out[i] = !(any_healthy && degraded(i));
+  return out;
+}
 }  // namespace
 
 double Dispatcher::ahead_ms(size_t i, double deadline_ms, const DeviceLoad& load) const {
@@ -66,9 +77,7 @@ Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLo
                               bool own_target) {
   now_ = std::max(now_, now);
   auto load_of = [&](size_t i) { return i < loads.size() ? loads[i] : DeviceLoad{}; };
-  // A degraded device is left out while any other is not (none healthy: all are offered).
-  bool any_healthy = false;
-  for (size_t i = 0; i < devices_.size(); ++i) any_healthy = any_healthy || !load_of(i).degraded;
+  const std::vector<bool> offer = offered(loads, devices_.size());
   const double sla = query.sla_ms > 0 ? query.sla_ms : (query.model ? query.model->sla_ms : 0);
   const double now_ms = to_ms(now);
   const double deadline_ms = sla > 0 ? now_ms + sla : std::numeric_limits<double>::infinity();
@@ -76,7 +85,7 @@ Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLo
   for (size_t i = 0; i < devices_.size(); ++i) {
     const DeviceInfo& d = devices_[i];
     const DeviceLoad load = load_of(i);
-    if (load.degraded && any_healthy) continue;
+    if (!offer[i]) continue;
     views_.push_back({d.id, d.kind, d.workers, load.busy_workers, load.queued,
                       ahead_ms(i, deadline_ms, load), d.idle_w, load.active_workers});
   }
@@ -89,7 +98,7 @@ Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLo
     if (views_.size() < devices_.size()) {
       std::string left_out;
       for (size_t i = 0; i < devices_.size(); ++i) {
-        if (load_of(i).degraded) left_out += (left_out.empty() ? "" : ", ") + devices_[i].id;
+        if (!offer[i]) left_out += (left_out.empty() ? "" : ", ") + devices_[i].id;
       }
       out.why += " (degraded, left out: " + left_out + ")";
     }
@@ -157,13 +166,10 @@ std::string Dispatcher::hopeless(const std::string& model, double sla_ms,
   if (!(sla_ms > 0) || devices_.empty()) return "";
   const double bound = admission_.reject_factor * sla_ms;
   double best = 0;
-  bool any_healthy = false;
-  for (size_t i = 0; i < devices_.size(); ++i) {
-    any_healthy = any_healthy || !(i < loads.size() && loads[i].degraded);
-  }
+  const std::vector<bool> offer = offered(loads, devices_.size());
   bool first = true;
   for (size_t i = 0; i < devices_.size(); ++i) {
-    if (any_healthy && i < loads.size() && loads[i].degraded) continue;
+    if (!offer[i]) continue;
     const double corr = admission_.correct ? correction(i, model) : 1.0;
     const DeviceLoad load = i < loads.size() ? loads[i] : DeviceLoad{};
     const double wait =
