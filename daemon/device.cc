@@ -4,9 +4,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <exception>
-
-#include "core/failpoint.h"
 
 #if defined(RECSCHED_WITH_CUDA)
 #include "engine/cuda/cuda_model.h"
@@ -65,16 +62,8 @@ void WholeQueryRunner::main() {
     ++busy_;
     lock.unlock();
     const auto t0 = std::chrono::steady_clock::now();
-    Status st;
     // A throwing worker would end the process: the query fails instead (see CpuRunner).
-    try {
-      if (failpoint::any()) st = failpoint::hit("forward." + name_);
-      if (st.is_ok()) st = job.model->forward(job.batch, ws, job.scores);
-    } catch (const std::exception& e) {
-      st = internal_error("device " + name_ + ": forward() threw: " + e.what());
-    } catch (...) {
-      st = internal_error("device " + name_ + ": forward() threw a non-exception");
-    }
+    Status st = engine::guarded_forward(*job.model, job.batch, ws, job.scores, name_);
     const double busy =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     job.done(std::move(st));

@@ -1,5 +1,9 @@
 #include "engine/model.h"
 
+#include <exception>
+
+#include "core/failpoint.h"
+
 #include "engine/dlrm.h"
 #include "engine/zoo.h"
 
@@ -30,6 +34,18 @@ Result<std::unique_ptr<Model>> load_model(const ModelSpec& spec, const LoadOptio
       return load_dien(spec, options);
   }
   return internal_error("unhandled model type");
+}
+
+Status guarded_forward(const Model& model, const BatchView& batch, Workspace& ws,
+                       std::span<float> scores, const std::string& device) {
+  try {
+    if (failpoint::any()) RECSCHED_RETURN_IF_ERROR(failpoint::hit("forward." + device));
+    return model.forward(batch, ws, scores);
+  } catch (const std::exception& e) {
+    return internal_error("device " + device + ": forward() threw: " + e.what());
+  } catch (...) {
+    return internal_error("device " + device + ": forward() threw a non-exception");
+  }
 }
 
 }  // namespace recsched::engine

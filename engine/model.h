@@ -57,6 +57,12 @@ class Model {
   virtual std::vector<TensorToWrite> tensors() const = 0;
 };
 
+/// forward() as a device's worker runs it: the fail point "forward.<device>" first
+/// (core/failpoint.h), and an exception becomes kInternal naming the device, so a model
+/// that throws fails its query instead of ending the process.
+Status guarded_forward(const Model& model, const BatchView& batch, Workspace& ws,
+                       std::span<float> scores, const std::string& device);
+
 /// Builds a model. Errors: kInvalidArgument naming the tensor for a missing, extra,
 /// mis-shaped or non-F32 tensor in the weights file; kNotFound if the file cannot be
 /// opened; kUnavailable if memory for the tables cannot be had.

@@ -4,10 +4,8 @@
 
 #include <algorithm>
 #include <chrono>
-#include <exception>
 #include <future>
 
-#include "core/failpoint.h"
 #include "engine/dense.h"
 
 namespace recsched::profiler {
@@ -138,17 +136,9 @@ void CpuRunner::worker_main(int index, const std::string& cpuset) {
       const size_t k = job->model->spec().num_outputs();
       // A worker that throws would end the process: the query fails instead, and its
       // caller sees the device's fault (the daemon marks it degraded).
-      try {
-        if (failpoint::any()) st = failpoint::hit("forward." + device_.id);
-        if (st.is_ok()) {
-          st = job->model->forward(job->batch.slice(begin, count), ws,
-                                   job->scores.subspan(size_t(begin) * k, size_t(count) * k));
-        }
-      } catch (const std::exception& e) {
-        st = internal_error("device " + device_.id + ": forward() threw: " + e.what());
-      } catch (...) {
-        st = internal_error("device " + device_.id + ": forward() threw a non-exception");
-      }
+      st = engine::guarded_forward(*job->model, job->batch.slice(begin, count), ws,
+                                   job->scores.subspan(size_t(begin) * k, size_t(count) * k),
+                                   device_.id);
     }
     const double busy =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
