@@ -2,6 +2,8 @@
 
 #include <atomic>
 #include <charconv>
+#include <chrono>
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <stdexcept>
@@ -9,16 +11,26 @@
 namespace recsched::failpoint {
 namespace {
 
+enum class Action { kThrow, kError, kPause };
+
 struct Point {
-  bool throws = false;
+  Action action = Action::kError;
   int64_t remaining = -1;  // -1: every time
+  int64_t permits = 0;     // kPause: held threads that may go on
 };
 
 std::atomic<bool> g_any{false};
 std::mutex g_mu;
+std::condition_variable g_cv;  // a permit granted, a point cleared, a thread held
 std::map<std::string, Point, std::less<>>& points() {
   static std::map<std::string, Point, std::less<>> p;
   return p;
+}
+// Threads held at each pause point; kept apart from points() so that clearing a point
+// while threads wait there leaves the count right.
+std::map<std::string, int, std::less<>>& held() {
+  static std::map<std::string, int, std::less<>> h;
+  return h;
 }
 
 }  // namespace
@@ -39,12 +51,16 @@ Status set(std::string_view name, std::string_view action) {
   if (action == "off") {
     points().erase(std::string(name));
   } else if (action == "throw" || action == "error") {
-    points()[std::string(name)] = {action == "throw", count};
+    points()[std::string(name)] = {action == "throw" ? Action::kThrow : Action::kError, count};
+  } else if (action == "pause" && count == -1) {
+    points()[std::string(name)] = {Action::kPause, -1};
   } else {
     return invalid_argument("fail point " + std::string(name) + ": unknown action '" +
-                            std::string(action) + "' (throw, error, off, N*throw, N*error)");
+                            std::string(action) +
+                            "' (throw, error, pause, off, N*throw, N*error)");
   }
   g_any.store(!points().empty(), std::memory_order_relaxed);
+  g_cv.notify_all();  // a pause point turned into something else lets its threads go
   return Status::ok();
 }
 
@@ -67,6 +83,7 @@ void clear() {
   std::lock_guard<std::mutex> lock(g_mu);
   points().clear();
   g_any.store(false, std::memory_order_relaxed);
+  g_cv.notify_all();
 }
 
 bool any() { return g_any.load(std::memory_order_relaxed); }
@@ -75,10 +92,26 @@ Status hit(std::string_view name) {
   if (!any()) return Status::ok();
   bool throws = false;
   {
-    std::lock_guard<std::mutex> lock(g_mu);
+    std::unique_lock<std::mutex> lock(g_mu);
     auto it = points().find(name);
     if (it == points().end()) return Status::ok();
-    throws = it->second.throws;
+    if (it->second.action == Action::kPause) {
+      const std::string key(name);
+      ++held()[key];
+      g_cv.notify_all();
+      // Re-found on each wake: the point may have been cleared (and the iterator with it).
+      auto may_go = [&] {
+        auto p = points().find(key);
+        return p == points().end() || p->second.action != Action::kPause || p->second.permits > 0;
+      };
+      g_cv.wait(lock, may_go);
+      if (auto p = points().find(key); p != points().end() && p->second.action == Action::kPause) {
+        --p->second.permits;
+      }
+      --held()[key];
+      return Status::ok();
+    }
+    throws = it->second.action == Action::kThrow;
     if (it->second.remaining > 0 && --it->second.remaining == 0) {
       points().erase(it);
       g_any.store(!points().empty(), std::memory_order_relaxed);
@@ -87,6 +120,28 @@ Status hit(std::string_view name) {
   const std::string what = "fail point " + std::string(name) + " fired";
   if (throws) throw std::runtime_error(what);
   return internal_error(what);
+}
+
+int paused(std::string_view name) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  auto it = held().find(name);
+  return it == held().end() ? 0 : it->second;
+}
+
+bool wait_paused(std::string_view name, int n, int timeout_ms) {
+  std::unique_lock<std::mutex> lock(g_mu);
+  return g_cv.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] {
+    auto it = held().find(name);
+    return it != held().end() && it->second >= n;
+  });
+}
+
+void release(std::string_view name, int n) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  auto it = points().find(name);
+  if (it == points().end() || it->second.action != Action::kPause) return;
+  it->second.permits += n;
+  g_cv.notify_all();
 }
 
 }  // namespace recsched::failpoint

@@ -13,6 +13,7 @@ PACKAGES=(
   libdnnl-dev                        # oneDNN sgemm for the dense layers
   libgomp1                           # oneDNN's OpenMP runtime
   systemd dpkg-dev                   # systemd-analyze (unit check), dpkg-shlibdeps (.deb check)
+  jq                                 # scripts/check-tests.sh reads ctest's test list
 )
 # --fuzz: also clang 16 and libFuzzer for scripts/fuzz.sh (clang 14 cannot capture structured
 # bindings in lambdas); libomp-16-dev only for omp.h (the fuzz build links GCC's libgomp).

@@ -166,7 +166,7 @@ TEST_CASE("startup refuses devices, policies and plugin directories it cannot us
   fs::remove_all(dir);
 }
 
-TEST_CASE("GET /v1/policy lists every policy; PUT validates and switches") {
+TEST_CASE("GET /v1/policy lists every policy, PUT validates and switches") {
   Daemon d;
   const std::string sock = "unix:" + d.socket;
   json p = request(d.port, http::verb::get, "/v1/policy").json_body();

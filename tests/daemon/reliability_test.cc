@@ -104,7 +104,7 @@ TEST_CASE("each request limit is answered with its status and a reason, and serv
          "request body exceeds 65536 bytes");
 }
 
-TEST_CASE("connections past max_connections get 503; slow headers 408; idle ones close") {
+TEST_CASE("connections past max_connections get 503, slow headers 408, idle ones close") {
   Daemon d("secret", 1 << 20,
            {{"limits",
              {{"max_connections", 3},
@@ -163,7 +163,7 @@ TEST_CASE("connections past max_connections get 503; slow headers 408; idle ones
   }
 }
 
-TEST_CASE("no route reflects input unescaped; the socket is 0660 and owned by its group") {
+TEST_CASE("no route reflects input unescaped, the socket is 0660 and owned by its group") {
   Daemon d;
   // Quotes, a backslash and bytes that are not UTF-8 in the path come back as valid JSON.
   Raw raw(d.port);
@@ -474,7 +474,7 @@ TEST_CASE("SIGKILL under load, then restart: ready from the profile cache, servi
   fs::remove_all(dir);
 }
 
-TEST_CASE("a corrupt profile cache is ignored with a warning and rebuilt; an unwritable one warns") {
+TEST_CASE("a corrupt profile cache is ignored with a warning and rebuilt, an unwritable one warns") {
   const fs::path dir = fs::temp_directory_path() / ("recschedd_cache_" + std::to_string(getpid()));
   const fs::path state = dir / "state";
   fs::create_directories(state);

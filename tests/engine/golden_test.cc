@@ -37,17 +37,28 @@ TEST_CASE("every model type's scores match PyTorch's golden outputs on every ISA
       std::vector<float> got(size_t(batch->batch_size) * k);
       Workspace ws;
       REQUIRE((*model)->forward(view_of(*batch), ws, got).is_ok());
-      double worst = 0;
+      std::vector<double> want;
       for (size_t r = 0; r < expected.size(); ++r) {
         REQUIRE(expected[r].size() == size_t(k));
-        for (int o = 0; o < k; ++o) {
-          const double want = expected[r][o].get<double>();
-          worst = std::max(worst, std::abs(got[r * k + o] - want) / std::abs(want));
-        }
+        for (int o = 0; o < k; ++o) want.push_back(expected[r][o].get<double>());
       }
-      CHECK(worst <= tolerance);
+      CHECK(worst_relative_error(got, want) <= tolerance);
     }
   }
+}
+
+TEST_CASE("the golden comparison fails on a NaN or an infinite score, not only a wrong one") {
+  const std::vector<double> want = {0.5, 0.25, 0.125};
+  CHECK(worst_relative_error(std::vector<float>{0.5f, 0.25f, 0.125f}, want) == 0);
+  CHECK(worst_relative_error(std::vector<float>{0.5f, 0.25f, 0.126f}, want) ==
+        doctest::Approx(0.008));
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  // The NaN last, after a finite error: std::max(worst, NaN) would have kept 0.008.
+  CHECK_FALSE(worst_relative_error(std::vector<float>{0.5f, 0.25f, nan}, want) <= 1e-5);
+  CHECK_FALSE(worst_relative_error(std::vector<float>{nan, 0.25f, 0.125f}, want) <= 1e-5);
+  CHECK_FALSE(worst_relative_error(std::vector<float>{0.5f, inf, 0.125f}, want) <= 1e-5);
+  CHECK_FALSE(worst_relative_error(std::vector<float>{0.5f, 0.25f}, want) <= 1e-5);
 }
 
 }  // namespace

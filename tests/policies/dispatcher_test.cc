@@ -124,7 +124,7 @@ class Recorder final : public Policy {
 };
 
 TEST_CASE(
-    "switching policies keeps queries in flight and their backlog; only the placer observes") {
+    "switching policies keeps queries in flight and their backlog, only the placer observes") {
   OneCpu c;
   std::vector<uint64_t> first, second;
   Dispatcher d(c.devices, std::make_unique<Recorder>(&first), 2.0);

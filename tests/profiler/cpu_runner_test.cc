@@ -298,7 +298,7 @@ struct Ordered {
   }
 };
 
-TEST_CASE("the runner takes the earliest deadline first; equal deadlines stay in order") {
+TEST_CASE("the runner takes the earliest deadline first, equal deadlines stay in order") {
   Ordered o;
   const auto t0 = CpuRunner::Clock::now();
   const auto ms = [](int n) { return std::chrono::milliseconds(n); };

@@ -90,7 +90,7 @@ TEST_CASE("a single worker serves queries first come, first served, at the profi
   CHECK(r->meets_sla);
 }
 
-TEST_CASE("workers take the earliest deadline first; static is FIFO unless asked") {
+TEST_CASE("workers take the earliest deadline first, static is FIFO unless asked") {
   // m (target 100 ms) and t (target 5 ms) with cpu_gpu_table's CPU profile on one worker:
   // 100 items take 10.05 ms, 1 item 0.15 ms.
   ProfileTable table = cpu_gpu_table();
