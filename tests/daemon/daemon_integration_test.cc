@@ -21,6 +21,7 @@
 #include <set>
 #include <thread>
 
+#include "core/failpoint.h"
 #include "daemon/config.h"
 #include "daemon/http_server.h"
 #include "daemon/service.h"
@@ -304,45 +305,83 @@ TEST_CASE("a policy plugin from plugin_dir serves queries, across every device i
   fs::remove_all(plugins);
 }
 
+// Every query the service admitted before stop() is answered with its scores, and every
+// other request that reached the service is answered too (a 503 from admission): no
+// client's connection is dropped. Queries are held inside forward() by a pause fail point
+// until the listener is closed, so stop() certainly meets queries in flight.
 TEST_CASE("stopping the server answers every query in flight") {
+  FailpointGuard guard;
   Daemon d;
+  std::vector<std::string> points;
+  const json devices = request("unix:" + d.socket, http::verb::get, "/v1/devices").json_body();
+  for (const json& dev : devices["devices"]) {
+    points.push_back("forward." + dev["id"].get<std::string>());
+    REQUIRE(failpoint::set(points.back(), "pause").is_ok());
+  }
+  REQUIRE_MESSAGE(!points.empty(), devices.dump());
+  constexpr int kQueries = 16;
   std::vector<std::future<Reply>> replies;
-  for (int i = 0; i < 16; ++i) {
+  for (int i = 0; i < kQueries; ++i) {
     replies.push_back(std::async(std::launch::async, [&] {
       return request(d.port, http::verb::post, "/v2/models/golden_dien/infer",
                      infer_body("dien").dump());
     }));
   }
-  // Stop once the service has taken at least one query (so the test is never vacuous),
-  // while the others are still connecting, queued or running.
-  auto requests_seen = [&] {
-    std::promise<HttpResponse> stats;
-    HttpRequest get;
-    get.method = "GET";
-    get.target = "/v1/stats";
-    d.service->handle(get, [&](HttpResponse r) { stats.set_value(std::move(r)); });
-    int total = 0;
-    const json stats_body = json::parse(stats.get_future().get().body);
-    for (const json& m : stats_body["models"]) {
-      total += m["requests"].get<int>();
-    }
-    return total;
+  // Every request has reached the service: admitted (in flight) or already answered.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  auto answered_now = [&] {
+    int n = 0;
+    for (auto& f : replies) n += f.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+    return n;
   };
-  for (int i = 0; i < 5000 && requests_seen() == 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  while (int(d.service->in_flight()) + answered_now() < kQueries &&
+         std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
-  d.server->stop(10000);
-  int answered = 0;
+  const uint64_t admitted = d.service->in_flight();
+  REQUIRE(int(admitted) + answered_now() == kQueries);
+  REQUIRE(admitted >= 1);
+  bool held = false;  // at least one of them is inside forward() now
+  for (const std::string& p : points) held = held || failpoint::paused(p) > 0;
+  for (int i = 0; i < 10000 && !held; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    for (const std::string& p : points) held = held || failpoint::paused(p) > 0;
+  }
+  REQUIRE(held);
+
+  std::thread stopper([&] { d.server->stop(60000); });
+  // Once the listener is closed (a new connection is refused), let the held queries go.
+  bool refused = false;
+  for (int i = 0; i < 2000 && !refused; ++i) {
+    asio::io_context io;
+    asio::ip::tcp::socket s(io);
+    boost::system::error_code ec;
+    s.connect({asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(std::stoi(d.port))}, ec);
+    refused = bool(ec);
+    if (!refused) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  CHECK(refused);
+  CHECK(d.service->in_flight() == admitted);  // stop() is waiting for them
+  failpoint::clear();
+  stopper.join();
+
+  int ok = 0, shed = 0;
   for (auto& f : replies) {
-    try {
-      const Reply r = f.get();
-      CHECK(r.status == 200);
-      ++answered;
-    } catch (const std::exception&) {
-      // Connected after the listener closed: refused, never accepted and dropped.
+    const Reply r = f.get();  // an exception here is a query the server dropped
+    if (r.status == 200) {
+      const auto got = r.json_body()["outputs"][0]["data"].get<std::vector<float>>();
+      const std::vector<float> want = expected_scores("dien");
+      REQUIRE(got.size() == want.size());
+      for (size_t k = 0; k < want.size(); ++k) CHECK(got[k] == doctest::Approx(want[k]).epsilon(1e-4));
+      ++ok;
+    } else {
+      CHECK_MESSAGE(r.status == 503, r.body);
+      ++shed;
     }
   }
-  CHECK(answered >= 1);
+  MESSAGE(admitted << " queries admitted before stop(), " << shed << " turned away by admission");
+  CHECK(ok == int(admitted));
+  CHECK(ok + shed == kQueries);
   CHECK(d.service->in_flight() == 0);
 }
 

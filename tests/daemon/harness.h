@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/failpoint.h"
 #include "daemon/config.h"
 #include "daemon/http_server.h"
 #include "daemon/service.h"
@@ -111,6 +112,11 @@ inline std::vector<float> expected_scores(const std::string& c) {
   }
   return out;
 }
+
+// Clears every fail point when a test ends, however it ends.
+struct FailpointGuard {
+  ~FailpointGuard() { failpoint::clear(); }
+};
 
 // A running daemon in this process.
 struct Daemon {

@@ -187,11 +187,6 @@ TEST_CASE("no route reflects input unescaped, the socket is 0660 and owned by it
   CHECK((st.st_mode & 0777) == 0660);
 }
 
-// Clears every fail point when a test ends, however it ends.
-struct FailpointGuard {
-  ~FailpointGuard() { failpoint::clear(); }
-};
-
 TEST_CASE("a device whose worker throws: its query fails clearly, it is degraded, others serve") {
   FailpointGuard guard;
   Daemon d("secret", 1 << 20,
