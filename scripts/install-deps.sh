@@ -14,6 +14,7 @@ PACKAGES=(
   libgomp1                           # oneDNN's OpenMP runtime
   systemd dpkg-dev                   # systemd-analyze (unit check), dpkg-shlibdeps (.deb check)
   jq                                 # scripts/check-tests.sh reads ctest's test list
+  gnuplot-nox                        # recsched-load --png (its test checks the plot)
 )
 # --fuzz: also clang 16 and libFuzzer for scripts/fuzz.sh (clang 14 cannot capture structured
 # bindings in lambdas); libomp-16-dev only for omp.h (the fuzz build links GCC's libgomp).

@@ -575,7 +575,7 @@ StepOutcome judge(const RunResult& r, double max_reject) {
       continue;
     }
     const double tail = m.latency_ns.percentile(m.sla_percentile) / 1e6;
-    if (m.sla_ms > 0 && tail > m.sla_ms) {
+    if (m.sla_ms > 0 && !(tail <= m.sla_ms)) {  // a NaN tail fails too
       char b[160];
       std::snprintf(b, sizeof b, "%s p%g %.2f ms > %.2f ms", m.name.c_str(), m.sla_percentile, tail,
                     m.sla_ms);
@@ -583,7 +583,7 @@ StepOutcome judge(const RunResult& r, double max_reject) {
     }
   }
   const double bad = r.reject_rate() + r.error_rate();
-  if (bad > max_reject) {
+  if (!(bad <= max_reject)) {
     char b[160];
     std::snprintf(b, sizeof b, "rejected+errors %.2f%% > %.2f%%", 100 * bad, 100 * max_reject);
     fail(b);

@@ -26,6 +26,7 @@
 #include "daemon/http_server.h"
 #include "daemon/service.h"
 #include "tests/daemon/harness.h"
+#include "tests/skip.h"
 
 namespace recsched::daemon {
 namespace {

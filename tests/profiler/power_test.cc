@@ -10,6 +10,7 @@
 #include <string>
 #include <thread>
 #include <vector>
+#include "tests/skip.h"
 
 namespace recsched::profiler {
 namespace {
@@ -222,10 +223,7 @@ TEST_CASE("RAPL meter is left unchanged by a failed read") {
 }
 
 TEST_CASE("NVML meter is unavailable, naming libnvidia-ml.so.1, without an NVIDIA driver") {
-  if (nvml_loadable()) {
-    MESSAGE("skipped: libnvidia-ml.so.1 loads on this machine");
-    return;
-  }
+  if (nvml_loadable()) RECSCHED_SKIP("libnvidia-ml.so.1 loads on this host (an NVIDIA driver)");
   for (const std::string bus_id : {"", "0000:17:00.0"}) {
     Result<std::unique_ptr<PowerMeter>> meter =
         bus_id.empty() ? NvmlMeter::open(0) : NvmlMeter::open_by_pci_bus_id(bus_id);
@@ -237,15 +235,12 @@ TEST_CASE("NVML meter is unavailable, naming libnvidia-ml.so.1, without an NVIDI
 }
 
 TEST_CASE("NVML meter reads a monotonic energy counter from GPU 0 when there is one") {
-  if (!nvml_loadable()) {
-    MESSAGE("skipped: no libnvidia-ml.so.1 (no NVIDIA driver)");
-    return;
-  }
+  if (!nvml_loadable()) RECSCHED_SKIP("needs NVML: no libnvidia-ml.so.1 (no NVIDIA driver)");
   Result<std::unique_ptr<PowerMeter>> meter = NvmlMeter::open(0);
   if (!meter.has_value()) {
-    MESSAGE("skipped: " << meter.status().to_string());
-    CHECK(meter.status().code() == StatusCode::kUnavailable);
-    return;
+    // NVML loads but sees no GPU 0: unavailable is the only acceptable failure.
+    REQUIRE(meter.status().code() == StatusCode::kUnavailable);
+    RECSCHED_SKIP("needs an NVIDIA GPU: " + meter.status().to_string());
   }
   MESSAGE((*meter)->describe());
   CHECK((*meter)->source() == "nvml");
@@ -345,10 +340,7 @@ TEST_CASE("cpu_meter picks RAPL when the powercap tree is readable") {
 }
 
 TEST_CASE("gpu_meter falls back to an estimate, saying why, without NVML") {
-  if (nvml_loadable()) {
-    MESSAGE("skipped: libnvidia-ml.so.1 loads on this machine");
-    return;
-  }
+  if (nvml_loadable()) RECSCHED_SKIP("libnvidia-ml.so.1 loads on this host (an NVIDIA driver)");
   MeterChoice choice = gpu_meter(PowerConfig{}, 0, "0000:17:00.0");
   REQUIRE(choice.meter != nullptr);
   CHECK(choice.meter->source() == "estimated");

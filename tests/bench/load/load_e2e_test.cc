@@ -1,7 +1,10 @@
 // recsched-load against a real recschedd (the service and HTTP server in this process, on a
 // temporary unix socket and TCP port 0, three tiny golden models): model discovery, an
 // open-loop run with every query answered, admission rejections counted by kind, energy read
-// from /metrics, the generator's ceiling on a trivial route, and the tool's modes end to end.
+// from /metrics, the generator's ceiling mode on a trivial route, and the tool's modes end to
+// end. Rates and durations are scaled together by the build's slowdown (tests/slowdown.h):
+// the same queries and checks in Release and under the sanitizers, and no check of speed;
+// admission's reject_factor is high, so a slow build sheds nothing for being slow.
 #include <doctest/doctest.h>
 #include <unistd.h>
 
@@ -14,12 +17,17 @@
 #include "daemon/config.h"
 #include "daemon/http_server.h"
 #include "daemon/service.h"
+#include "tests/slowdown.h"
 
 namespace recsched::load {
 namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using recsched::testing::kSlowdown;
+
+// A number scaled by the slowdown, as recsched-load's flags take it.
+std::string scaled(double x) { return std::to_string(x); }
 
 std::string golden(const std::string& c, const std::string& suffix) {
   return std::string(RECSCHED_SOURCE_DIR) + "/tests/fixtures/golden/" + c + suffix;
@@ -43,7 +51,8 @@ struct Daemon {
                       {"state_dir", (dir / "state").string()},
                       {"token", "t0ken"},
                       {"gpus", false},
-                      {"profile", {{"quick", true}}}};
+                      {"profile", {{"quick", true}}},
+                      {"limits", {{"reject_factor", 1000}}}};
     auto config = daemon::parse_config(cfg.dump(), dir.string(), (dir / "cfg.json").string());
     REQUIRE_MESSAGE(config.has_value(), config.status().to_string());
     auto s = daemon::Service::create(*config, [](const std::string&) {});
@@ -80,9 +89,9 @@ TEST_CASE("recsched-load drives a real recschedd: every query answered, per mode
   for (const Endpoint& ep : {d.unix_ep, d.tcp_ep}) {
     CAPTURE(ep.describe());
     RunOptions o;
-    o.qps = 150;
-    o.duration_s = 1.5;
-    o.warmup_s = 0.3;
+    o.qps = 150 / kSlowdown;
+    o.duration_s = 1.5 * kSlowdown;
+    o.warmup_s = 0.3 * kSlowdown;
     o.sizes = SizeDistribution::parse("lognormal:3,0.3,64");
     PoolOptions po;
     po.max_items = 64;
@@ -93,14 +102,15 @@ TEST_CASE("recsched-load drives a real recschedd: every query answered, per mode
     CHECK(r.all.ok == r.scheduled);
     CHECK(r.errors.empty());
     CHECK(r.rejections.empty());
-    CHECK(r.achieved_qps == doctest::Approx(150).epsilon(0.3));
+    // Counted by scheduled send time, so with every query answered the rate is the plan's.
+    CHECK(r.achieved_qps == doctest::Approx(o.qps).epsilon(0.3));
+    REQUIRE(r.models.size() == 3);
     for (const ModelResult& m : r.models) {
       CHECK(m.ok > 10);
       CHECK(m.latency_ns.percentile(95) > 0);
-      CHECK(m.latency_ns.percentile(95) < 1e9);
     }
     REQUIRE(r.energy_joules.has_value());
-    CHECK(*r.energy_joules >= 0);
+    CHECK(*r.energy_joules > 0);  // the estimate's idle watts alone make it positive
     CHECK_FALSE(r.energy_source.empty());
     const json j = r.to_json();
     CHECK(j["models"]["golden_dot"]["sla_ms"] == 50);
@@ -117,8 +127,8 @@ TEST_CASE("recsched-load counts admission rejections and JSON payloads work") {
   Daemon d;
   const std::vector<ModelInfo> models = fetch_models(d.unix_ep);
   RunOptions o;
-  o.qps = 100;
-  o.duration_s = 0.6;
+  o.qps = 100 / kSlowdown;
+  o.duration_s = 0.6 * kSlowdown;
   o.sizes = SizeDistribution::parse("fixed:16");
   PoolOptions po;
   po.max_items = 16;
@@ -138,60 +148,76 @@ TEST_CASE("recsched-load counts admission rejections and JSON payloads work") {
   po.json_pool = 4;
   const PayloadPool json_pool(models, o.sizes, po);
   const RunResult j = run_load(d.unix_ep, json_pool, o);
+  CHECK(j.all.sent > 20);
   CHECK(j.all.ok == j.all.sent);
-  CHECK(judge(j, 0.01).pass);
+  CHECK(j.reject_rate() == 0);
+  CHECK(j.error_rate() == 0);
 }
 
-TEST_CASE("the generator's ceiling on a trivial route is far above the rates it measures") {
+// What the ceiling is on a given machine is a benchmark figure (docs/benchmarks.md); here the
+// mode itself: it drives the route, every GET is answered, and the rate it reports is the
+// answers over the wall time.
+TEST_CASE("the generator's ceiling mode answers every GET on a trivial route and reports the rate") {
   Daemon d;
   const std::string out = (d.dir / "ceiling.json").string();
-  REQUIRE(load_main({"--socket", d.unix_ep.unix_path, "--ceiling", "--qps", "20000", "--duration",
-                     "1", "--out", out}) == 0);
+  REQUIRE(load_main({"--socket", d.unix_ep.unix_path, "--ceiling", "--qps",
+                     scaled(2000 / kSlowdown), "--duration", scaled(1 * kSlowdown), "--out",
+                     out}) == 0);
   const json j = json::parse(std::ifstream(out));
   INFO(j.dump());
   CHECK(j["errors"].empty());
-  // Shared 2-core CI machines: a modest floor; an idle core does tens of thousands.
-  CHECK(j["ceiling_qps"].get<double>() > 2000);
+  CHECK(j["mode"] == "ceiling");
+  const double rate = j["ceiling_qps"].get<double>();
+  CHECK(rate > 0);
+  const json& g = j["generator"];
+  CHECK(rate == doctest::Approx(g["answered"].get<double>() / g["wall_s"].get<double>()));
 }
 
 TEST_CASE("recsched-load's modes: run, find-max-qps and a sweep over policies with a plot") {
   Daemon d;
   const std::string sock = d.unix_ep.unix_path;
   const fs::path out = d.dir / "run.json";
-  REQUIRE(load_main({"--socket", sock, "--qps", "80", "--duration", "1", "--warmup", "0.2",
-                     "--models", "golden_dot:3,golden_dien", "--sla", "golden_dot=40",
+  REQUIRE(load_main({"--socket", sock, "--qps", scaled(80 / kSlowdown), "--duration",
+                     scaled(1 * kSlowdown), "--warmup", scaled(0.2 * kSlowdown), "--models",
+                     "golden_dot:3,golden_dien", "--sla", "golden_dot=" + scaled(40 * kSlowdown),
                      "--min-queries", "30", "--quiet", "--out", out.string()}) == 0);
   const json run = json::parse(std::ifstream(out));
   CHECK(run["mode"] == "run");
   CHECK(run["models"].size() == 2);
-  CHECK(run["models"]["golden_dot"]["sla_ms"] == 40);
+  CHECK(run["models"]["golden_dot"]["sla_ms"] == doctest::Approx(40 * kSlowdown));
   CHECK(run["models"]["golden_dot"]["sent"].get<int>() > run["models"]["golden_dien"]["sent"]);
   CHECK(run["policy"] == "static");
   // --min-queries: golden_dien has a quarter of 80 q/s, so 30 of its queries need 1.5 s.
-  CHECK(run["duration_s"].get<double>() == doctest::Approx(1.7));
+  CHECK(run["duration_s"].get<double>() == doctest::Approx(1.7 * kSlowdown));
 
   const fs::path max_out = d.dir / "max.json";
   REQUIRE(load_main({"--tcp", "127.0.0.1:" + std::to_string(d.tcp_ep.port), "--token", "t0ken",
-                     "--policy", "static", "--find-max-qps", "--start-qps", "40", "--max-qps",
-                     "100", "--step-duration", "0.4", "--step-warmup", "0.1", "--quiet", "--out",
-                     max_out.string()}) == 0);
+                     "--policy", "static", "--find-max-qps", "--start-qps",
+                     scaled(40 / kSlowdown), "--max-qps", scaled(100 / kSlowdown),
+                     "--step-duration", scaled(0.4 * kSlowdown), "--step-warmup",
+                     scaled(0.1 * kSlowdown), "--sla",
+                     "golden_dot=60000,golden_dien=60000,golden_multiout=60000", "--quiet",
+                     "--out", max_out.string()}) == 0);
   const json max = json::parse(std::ifstream(max_out));
-  CHECK(max["max_qps"] == 100);  // tiny models: the bound passes
+  // Targets of a minute: every step passes, so the search climbs to the bound.
+  CHECK(max["max_qps"].get<double>() == doctest::Approx(100 / kSlowdown));
   CHECK(max["hit_max"] == true);
   CHECK(max["steps"].size() == 3);  // 40, 80, then the bound 100
   CHECK(max.contains("best"));
 
   const fs::path csv = d.dir / "sweep.csv", png = d.dir / "sweep.png";
   REQUIRE(
-      load_main({"--socket", sock, "--sweep", "30,60", "--policies", "static", "--duration", "0.5",
-                 "--warmup", "0.1", "--quiet", "--csv", csv.string(), "--png", png.string()}) == 0);
+      load_main({"--socket", sock, "--sweep", scaled(30 / kSlowdown) + "," + scaled(60 / kSlowdown),
+                 "--policies", "static", "--duration", scaled(0.5 * kSlowdown), "--warmup",
+                 scaled(0.1 * kSlowdown), "--quiet", "--csv", csv.string(), "--png",
+                 png.string()}) == 0);
   std::ifstream in(csv);
   std::string line;
   int lines = 0;
   while (std::getline(in, line)) ++lines;
   CHECK(lines == 1 + 2 * 4);                        // header, then (all + 3 models) per load
   CHECK(fs::file_size(png.string() + ".dat") > 0);  // the plotted points, one index per policy
-  if (std::system("command -v gnuplot > /dev/null 2>&1") == 0) CHECK(fs::file_size(png) > 1000);
+  CHECK(fs::file_size(png) > 1000);  // gnuplot drew it (scripts/install-deps.sh installs it)
 
   CHECK(load_main({"--socket", sock, "--sizes", "poisson"}) == 2);
   CHECK(load_main({"--qps", "10"}) == 2);
