@@ -232,24 +232,32 @@ TEST_CASE("switching policies under load fails no query, and every answer is rig
           MESSAGE(r.status << " " << r.body);
         }
         ++answered;
-        if (i > 200) break;
       }
     });
   }
   const std::vector<std::string> names = {"deeprecsched", "earliest-finish", "min-energy",
                                           "static"};
+  // After each switch, wait (bounded) until the newest placement names the new policy: every
+  // policy then places queries while the clients keep sending, at any speed.
+  auto newest_policy = [&] {
+    const json log = request("unix:" + d.socket, http::verb::get, "/v1/placements?limit=1").json_body();
+    return log["placements"].empty() ? std::string() : log["placements"][0]["policy"].get<std::string>();
+  };
   for (int round = 0; round < 5; ++round) {
     for (const std::string& n : names) {
       const Reply r =
           request("unix:" + d.socket, http::verb::put, "/v1/policy", json{{"name", n}}.dump());
       CHECK(r.status == 200);
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+      while (newest_policy() != n && std::chrono::steady_clock::now() < give_up) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      CHECK(newest_policy() == n);
     }
   }
   stop = true;
   for (auto& c : clients) c.join();
   CHECK(wrong == 0);
-  CHECK(answered >= 40);
   // The placement log names the policies that placed them.
   const json log = request(d.port, http::verb::get, "/v1/placements?limit=4096").json_body();
   std::set<std::string> policies;
@@ -257,7 +265,7 @@ TEST_CASE("switching policies under load fails no query, and every answer is rig
     policies.insert(p["policy"].get<std::string>());
     CHECK(p["outcome"] == "ok");
   }
-  CHECK(policies.size() >= 2);
+  CHECK(policies.size() == names.size());  // every policy placed queries
   // Per-device counts add up to the answered queries.
   const std::string metrics = request(d.port, http::verb::get, "/metrics").body;
   size_t total = 0;
@@ -595,8 +603,12 @@ TEST_CASE("recschedd keeps serving after a SIGHUP with a bad config, and exits 0
     execl(RECSCHED_DAEMON_BINARY, "recschedd", "--config", (dir / "cfg.json").c_str(), nullptr);
     _exit(127);
   }
-  bool up = false;
-  for (int i = 0; i < 200 && !up; ++i) {
+  auto log_text = [&] {
+    std::ifstream in(log);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  bool up = false;  // ready within a minute: a bound for a hung start, not a speed claim
+  for (int i = 0; i < 1200 && !up; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     try {
       up = request("unix:" + socket, http::verb::get, "/v2/health/ready").status == 200;
@@ -606,7 +618,13 @@ TEST_CASE("recschedd keeps serving after a SIGHUP with a bad config, and exits 0
   REQUIRE(up);
   std::ofstream(dir / "cfg.json") << "{\"models\": [], \"colour\": 1}";
   kill(pid, SIGHUP);
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // The daemon has handled the SIGHUP once its log says so (bounded wait, not a sleep).
+  bool refused = false;
+  for (int i = 0; i < 1200 && !refused; ++i) {
+    refused = log_text().find("reload refused") != std::string::npos;
+    if (!refused) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  CHECK_MESSAGE(refused, log_text());
   CHECK(request("unix:" + socket, http::verb::post, "/v2/models/golden_dot/infer",
                 infer_body("dot").dump())
             .status == 200);
@@ -615,9 +633,6 @@ TEST_CASE("recschedd keeps serving after a SIGHUP with a bad config, and exits 0
   waitpid(pid, &status, 0);
   CHECK(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
-  std::ifstream in(log);
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  CHECK(text.find("reload refused") != std::string::npos);
   fs::remove_all(dir);
 }
 #endif

@@ -444,18 +444,24 @@ TEST_CASE("SIGKILL under load, then restart: ready from the profile cache, servi
   REQUIRE_MESSAGE(p.start(), p.log());
   CHECK(p.log().find("profiles: 1 measured, 0 from the cache") != std::string::npos);
   // Load from four clients, then SIGKILL mid-stream.
-  std::atomic<bool> stop{false};
-  std::atomic<int> answered{0};
+  // Before the kill every request must be answered 200; after it, failures are expected.
+  std::atomic<bool> stop{false}, killing{false};
+  std::atomic<int> answered{0}, failed_before_kill{0};
   std::vector<std::thread> clients;
   const std::string body = infer_body("dot").dump();
   for (int c = 0; c < 4; ++c) {
     clients.emplace_back([&] {
       while (!stop) {
+        bool ok = false;
         try {
-          if (request("unix:" + p.socket, http::verb::post, "/v2/models/golden_dot/infer", body)
-                  .status == 200)
-            ++answered;
+          ok = request("unix:" + p.socket, http::verb::post, "/v2/models/golden_dot/infer", body)
+                   .status == 200;
         } catch (const std::exception&) {
+        }
+        if (ok) {
+          ++answered;
+        } else if (!killing) {
+          ++failed_before_kill;
         }
       }
     });
@@ -463,10 +469,12 @@ TEST_CASE("SIGKILL under load, then restart: ready from the profile cache, servi
   const auto waiting_since = Clock::now();
   while (answered < 50 && seconds_since(waiting_since) < 60) std::this_thread::sleep_for(5ms);
   CHECK(answered >= 50);
+  killing = true;
   const int status = p.stop(SIGKILL);
   CHECK(WIFSIGNALED(status));
   stop = true;
   for (auto& t : clients) t.join();
+  CHECK(failed_before_kill == 0);
   // What it left: a whole cache (written atomically at start), no temporary file.
   const json cache = json::parse(read_text(fs::path(state) / "profiles.json"), nullptr, false);
   CHECK_FALSE(cache.is_discarded());

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <optional>
 #include <semaphore>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -168,8 +169,10 @@ TEST_CASE("submit runs whole queries side by side, one per worker, and bounds th
             .code() == StatusCode::kUnavailable);
 }
 
-// A model whose forward pass sleeps briefly and records how many ran at once: overlap
-// shows even on a loaded machine, since sleeping needs no CPU.
+// A model that records how many forward passes ran at once. With expect_pair(true) the
+// first pass of a run waits (up to 30 s) until a second one has started, so two workers
+// that can run together are seen together however slow or loaded the machine: a
+// rendezvous, not a sleep that hopes for overlap.
 class Overlap final : public Model {
  public:
   explicit Overlap(engine::ModelSpec spec) : spec_(std::move(spec)) {}
@@ -179,16 +182,34 @@ class Overlap final : public Model {
     const int now = ++running_;
     for (int seen = most_; now > seen && !most_.compare_exchange_weak(seen, now);) {
     }
-    std::this_thread::sleep_for(std::chrono::microseconds(300));
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      threads_.insert(std::this_thread::get_id());
+    }
+    if (pair_) {
+      const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+      while (most_.load() < 2 && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
+    }
     std::fill(scores.begin(), scores.end(), 0.5f);
     --running_;
     return Status::ok();
   }
   std::vector<engine::TensorToWrite> tensors() const override { return {}; }
   int most() const { return most_.exchange(0); }
+  void expect_pair(bool on) const { pair_ = on; }
+  /// Distinct worker threads that ran a pass since the last call.
+  size_t threads() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    const size_t n = threads_.size();
+    threads_.clear();
+    return n;
+  }
 
  private:
   engine::ModelSpec spec_;
+  mutable std::atomic<bool> pair_{false};
+  mutable std::mutex mu_;
+  mutable std::set<std::thread::id> threads_;
   mutable std::atomic<int> running_{0};
   mutable std::atomic<int> most_{0};
 };
@@ -202,15 +223,18 @@ TEST_CASE("parked workers take no sub-batches until woken") {
   const Batch batch = engine::random_batch(spec, 200, 5);
   // 200 one-item sub-batches on up to 2 workers: the most that ran at once.
   auto most_at_once = [&] {
+    model.expect_pair(runner->active_workers() >= 2);
     std::vector<float> scores(batch.batch_size * spec.num_outputs());
     REQUIRE(runner->run(model, view_of(batch), 1, 2, scores).is_ok());
     return model.most();
   };
   CHECK(runner->active_workers() == 2);
   CHECK(most_at_once() == 2);
+  CHECK(model.threads() == 2);
   runner->set_active_workers(1);
   CHECK(runner->active_workers() == 1);
   CHECK(most_at_once() == 1);
+  CHECK(model.threads() == 1);  // the parked worker took none of the 200 sub-batches
   runner->set_active_workers(0);  // clamped: one worker always takes work
   CHECK(runner->active_workers() == 1);
   // One of two workers parked for at least the sleep below.
