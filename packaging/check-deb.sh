@@ -47,6 +47,7 @@ for s in postinst prerm postrm; do sh -n "$x/root/DEBIAN/$s" || fail "$s: shell 
 if grep -rlq -- "$build" "$x/root/usr/lib" "$x/root/etc" 2>/dev/null; then
   fail "a file in the package names the build tree $build"
 fi
+command -v readelf >/dev/null || fail "readelf not found (Debian package binutils): RPATHs not checked"
 for b in "$x"/root/usr/bin/*; do
   if readelf -d "$b" | grep -E 'RPATH|RUNPATH' | grep -q -- "$build"; then
     fail "$(basename "$b") has an RPATH into the build tree"
@@ -55,23 +56,24 @@ done
 
 # Depends against what the binaries need. NVIDIA's CUDA libraries (a CUDA build's tools
 # link libcublas) belong to no Debian package: dpkg-shlibdeps is told to let them pass.
-if command -v dpkg-shlibdeps >/dev/null; then
-  mkdir -p "$x/shlib/debian"
-  printf 'Source: recsched\n\nPackage: recsched\nArchitecture: any\n' > "$x/shlib/debian/control"
-  needed="$(cd "$x/shlib" && dpkg-shlibdeps --ignore-missing-info -O "$x"/root/usr/bin/* 2>/dev/null |
-            sed -n 's/^shlibs:Depends=//p')"
-  depends="$(sed -n 's/^Depends: //p' "$x/root/DEBIAN/control")"
-  echo "check-deb: dpkg-shlibdeps: $needed"
-  echo "check-deb: Depends:        $depends"
-  IFS=',' read -ra pkgs <<< "$needed"
-  for p in "${pkgs[@]}"; do
-    name="$(echo "$p" | awk '{print $1}')"
-    [ -n "$name" ] || continue
-    echo ", $depends," | grep -q ", $name[ ,(]" || fail "Depends lacks $name (dpkg-shlibdeps: $p)"
-  done
-else
-  echo "check-deb: dpkg-shlibdeps not found (Debian package dpkg-dev): Depends not cross-checked"
-fi
+# dpkg-dev is a build dependency (scripts/install-deps.sh): its absence is a failure, not a
+# check quietly left out.
+command -v dpkg-shlibdeps >/dev/null || fail "dpkg-shlibdeps not found (Debian package dpkg-dev)"
+mkdir -p "$x/shlib/debian"
+printf 'Source: recsched\n\nPackage: recsched\nArchitecture: any\n' > "$x/shlib/debian/control"
+needed="$(cd "$x/shlib" && dpkg-shlibdeps --ignore-missing-info -O "$x"/root/usr/bin/* 2>/dev/null |
+          sed -n 's/^shlibs:Depends=//p')"
+depends="$(sed -n 's/^Depends: //p' "$x/root/DEBIAN/control")"
+echo "check-deb: dpkg-shlibdeps: $needed"
+echo "check-deb: Depends:        $depends"
+[ -n "$needed" ] || fail "dpkg-shlibdeps found no dependencies of the binaries"
+[ -n "$depends" ] || fail "the package has no Depends"
+IFS=',' read -ra pkgs <<< "$needed"
+for p in "${pkgs[@]}"; do
+  name="$(echo "$p" | awk '{print $1}')"
+  [ -n "$name" ] || continue
+  echo ", $depends," | grep -q ", $name[ ,(]" || fail "Depends lacks $name (dpkg-shlibdeps: $p)"
+done
 # Every versioned dependency must be met by what this host (the build host: Debian 12)
 # has installed, or the package would not install here.
 IFS=',' read -ra deps <<< "$(sed -n 's/^Depends: //p' "$x/root/DEBIAN/control")"
