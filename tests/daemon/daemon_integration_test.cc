@@ -321,13 +321,7 @@ TEST_CASE("a policy plugin from plugin_dir serves queries, across every device i
 TEST_CASE("stopping the server answers every query in flight") {
   FailpointGuard guard;
   Daemon d;
-  std::vector<std::string> points;
-  const json devices = request("unix:" + d.socket, http::verb::get, "/v1/devices").json_body();
-  for (const json& dev : devices["devices"]) {
-    points.push_back("forward." + dev["id"].get<std::string>());
-    REQUIRE(failpoint::set(points.back(), "pause").is_ok());
-  }
-  REQUIRE_MESSAGE(!points.empty(), devices.dump());
+  const std::vector<std::string> points = pause_every_device(d);
   constexpr int kQueries = 16;
   std::vector<std::future<Reply>> replies;
   for (int i = 0; i < kQueries; ++i) {
@@ -350,13 +344,7 @@ TEST_CASE("stopping the server answers every query in flight") {
   const uint64_t admitted = d.service->in_flight();
   REQUIRE(int(admitted) + answered_now() == kQueries);
   REQUIRE(admitted >= 1);
-  bool held = false;  // at least one of them is inside forward() now
-  for (const std::string& p : points) held = held || failpoint::paused(p) > 0;
-  for (int i = 0; i < 10000 && !held; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    for (const std::string& p : points) held = held || failpoint::paused(p) > 0;
-  }
-  REQUIRE(held);
+  REQUIRE(some_query_held(points));  // at least one of them is inside forward() now
 
   std::thread stopper([&] { d.server->stop(60000); });
   // Once the listener is closed (a new connection is refused), let the held queries go.

@@ -9,12 +9,14 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -117,6 +119,32 @@ inline std::vector<float> expected_scores(const std::string& c) {
 struct FailpointGuard {
   ~FailpointGuard() { failpoint::clear(); }
 };
+
+// Holds every query that reaches any device's forward() (a pause fail point per device,
+// named from /v1/devices) until failpoint::clear(); returns the points' names.
+template <typename D>
+std::vector<std::string> pause_every_device(const D& d) {
+  std::vector<std::string> points;
+  const json devices = request("unix:" + d.socket, http::verb::get, "/v1/devices").json_body();
+  for (const json& dev : devices["devices"]) {
+    points.push_back("forward." + dev["id"].get<std::string>());
+    REQUIRE(failpoint::set(points.back(), "pause").is_ok());
+  }
+  REQUIRE_MESSAGE(!points.empty(), devices.dump());
+  return points;
+}
+
+// Whether some thread is held at one of `points` within a minute (a bounded wait).
+inline bool some_query_held(const std::vector<std::string>& points) {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < give_up) {
+    for (const std::string& p : points) {
+      if (failpoint::paused(p) > 0) return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return false;
+}
 
 // A running daemon in this process.
 struct Daemon {

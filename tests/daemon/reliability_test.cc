@@ -322,13 +322,7 @@ TEST_CASE("overload: every request is answered, and low priority is shed before 
   };
   check_scores(request(d.port, http::verb::post, infer, big.dump()));
 
-  std::vector<std::string> points;
-  const json devices = request("unix:" + d.socket, http::verb::get, "/v1/devices").json_body();
-  for (const json& dev : devices["devices"]) {
-    points.push_back("forward." + dev["id"].get<std::string>());
-    REQUIRE(failpoint::set(points.back(), "pause").is_ok());
-  }
-  REQUIRE_MESSAGE(!points.empty(), devices.dump());
+  const std::vector<std::string> points = pause_every_device(d);
   // Fillers with a target of an hour: admitted whatever the queue.
   constexpr int kFillers = 8;
   std::vector<std::future<Reply>> fillers;
@@ -340,12 +334,7 @@ TEST_CASE("overload: every request is answered, and low priority is shed before 
   const auto give_up = Clock::now() + 60s;
   while (d.service->in_flight() < kFillers && Clock::now() < give_up) std::this_thread::sleep_for(2ms);
   REQUIRE(d.service->in_flight() == kFillers);
-  bool held = false;
-  while (!held && Clock::now() < give_up) {
-    for (const std::string& p : points) held = held || failpoint::paused(p) > 0;
-    if (!held) std::this_thread::sleep_for(1ms);
-  }
-  REQUIRE(held);
+  REQUIRE(some_query_held(points));
 
   // X: a probe no target can admit says what it was predicted (and adds nothing).
   const Reply probe = request(d.port, http::verb::post, infer, body(1e-3, 1));
