@@ -463,7 +463,7 @@ Status read_config(const json& root, const fs::path& base, DaemonConfig& c) {
        {"partition",
         [&](const json& v, const std::string& k) -> Status {
           auto p =
-              v.is_string() ? profiler::partition_from_string(v.get<std::string>()) : std::nullopt;
+              v.is_string() ? hw::partition_from_string(v.get<std::string>()) : std::nullopt;
           if (!p) return key_error(k, "must be one of numa, l3, core-kind, core");
           c.partition = *p;
           return Status::ok();

@@ -75,7 +75,7 @@
 #include "engine/model_spec.h"
 #include "profiler/power.h"
 #include "profiler/profiler.h"
-#include "profiler/topology.h"
+#include "hw/topology.h"
 
 namespace recsched::daemon {
 
@@ -134,7 +134,7 @@ struct DaemonConfig {
   std::string path;  ///< where it was read from
   ListenConfig listen;
   std::vector<ModelConfig> models;  ///< at least one; names unique
-  profiler::Partition partition = profiler::Partition::kNuma;
+  hw::Partition partition = hw::Partition::kNuma;
   PolicyConfig policy;
   std::vector<std::string> devices;  ///< empty = every CPU device (and GPU, with gpus)
   std::string state_dir = "/var/lib/recsched";

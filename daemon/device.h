@@ -1,76 +1,28 @@
-// The devices recschedd serves on, behind one interface: a CPU device (profiler::CpuRunner:
-// pinned workers, queries cut into sub-batches) or a GPU (a WholeQueryRunner feeding the
-// CUDA models: whole queries, one per stream). Each holds its power meter. The service
-// loads every model on every device and the dispatcher picks one per query.
+// The devices recschedd serves on: each is a runner (exec/: a CPU device's exec::CpuRunner,
+// pinned workers and sub-batches; a GPU's exec::WholeQueryRunner feeding the CUDA models,
+// whole queries, one per stream) plus what the daemon needs around it: how to load and
+// profile a model there, its power meter and its health. The service loads every model on
+// every device and the dispatcher picks one per query.
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
-#include <deque>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <span>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "core/batch.h"
 #include "core/profile.h"
 #include "core/status.h"
 #include "engine/model.h"
-#include "policies/dispatcher.h"
+#include "exec/runner.h"
+#include "hw/topology.h"
 #include "policies/policy.h"
-#include "profiler/cpu_runner.h"
 #include "profiler/power.h"
 #include "profiler/profiler.h"
-#include "profiler/topology.h"
 
 namespace recsched::daemon {
-
-using DoneFn = std::function<void(Status)>;
-
-/// Runs whole queries (no splitting) on `threads` threads, first come first served: the
-/// runner for models whose forward() does its own parallelism, such as a GPU model
-/// (one thread per stream). Threading and lifetime as profiler::CpuRunner.
-class WholeQueryRunner {
- public:
-  /// `bind` runs first on every thread (e.g. binding it near the GPU); its error is logged
-  /// by the caller, never fatal. threads >= 1. `name` (the device id) names the fail point
-  /// "forward.<name>" and the errors of a forward() that throws.
-  WholeQueryRunner(int threads, std::function<void()> bind = {}, std::string name = "");
-  ~WholeQueryRunner();  // answers every queued query, then joins
-  WholeQueryRunner(const WholeQueryRunner&) = delete;
-  WholeQueryRunner& operator=(const WholeQueryRunner&) = delete;
-
-  /// As CpuRunner::submit with one whole batch: kInvalidArgument for a wrong scores
-  /// size, kUnavailable when `max_queued` queries wait already or it is stopping.
-  Status submit(const engine::Model& model, const BatchView& batch, std::span<float> scores,
-                DoneFn done, size_t max_queued = SIZE_MAX);
-  int threads() const { return static_cast<int>(threads_.size()); }
-  profiler::CpuRunner::Load current_load() const;
-  double busy_seconds() const;
-
- private:
-  struct Job {
-    const engine::Model* model;
-    BatchView batch;
-    std::span<float> scores;
-    DoneFn done;
-  };
-  void main();
-
-  std::string name_;
-  std::vector<std::thread> threads_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Job> queue_;
-  size_t in_flight_ = 0;
-  int busy_ = 0;
-  bool stopping_ = false;
-  double busy_seconds_ = 0;
-};
 
 /// One device recschedd serves on.
 class ServingDevice {
@@ -78,21 +30,12 @@ class ServingDevice {
   virtual ~ServingDevice() = default;
   const std::string& id() const { return id_; }
   policies::DeviceKind kind() const { return kind_; }
-  virtual int workers() const = 0;
-  /// Queries waiting or running, busy workers, and awake workers (0 = all).
-  virtual policies::DeviceLoad load() const = 0;
-  /// Keeps n workers awake (CPUs; a GPU ignores it).
-  virtual void set_active_workers(int /*n*/) {}
-  virtual double busy_seconds() const = 0;
-  /// Worker-seconds parked (CPUs); 0 for a device that never parks.
-  virtual double parked_seconds() const { return 0; }
+  /// Where its queries execute: submit(), load(), parking (exec/runner.h).
+  exec::Runner& runner() { return *runner_; }
+  const exec::Runner& runner() const { return *runner_; }
+  int workers() const { return runner_->workers(); }
   virtual Result<std::unique_ptr<engine::Model>> load_model(const engine::ModelSpec& spec,
                                                             const engine::LoadOptions& lo) = 0;
-  /// Queues one query (see CpuRunner::submit; a CPU serves the earliest `deadline` first,
-  /// a GPU first come, first served and ignores sub_batch, workers and deadline).
-  virtual Status submit(const engine::Model& model, const BatchView& batch, uint32_t sub_batch,
-                        int workers, std::span<float> scores, DoneFn done, size_t max_queued,
-                        std::chrono::steady_clock::time_point deadline) = 0;
   /// Measures `model` here (profiler::profile_cpu or profile_whole).
   virtual Result<std::vector<ProfilePoint>> profile(const engine::Model& model,
                                                     const profiler::ProfileOptions& o) = 0;
@@ -125,6 +68,7 @@ class ServingDevice {
   ServingDevice(std::string id, policies::DeviceKind kind) : id_(std::move(id)), kind_(kind) {}
   std::string id_;
   policies::DeviceKind kind_;
+  std::unique_ptr<exec::Runner> runner_;
   std::unique_ptr<profiler::PowerMeter> meter_;
   std::string meter_note_;
   double idle_w_ = 0;
@@ -140,13 +84,13 @@ class ServingDevice {
 };
 
 /// A CPU device: a CpuRunner on the device's cores.
-Result<std::unique_ptr<ServingDevice>> make_cpu_device(const profiler::Topology& topology,
-                                                       const profiler::CpuDevice& device,
+Result<std::unique_ptr<ServingDevice>> make_cpu_device(const hw::Topology& topology,
+                                                       const hw::CpuDevice& device,
                                                        const profiler::PowerConfig& power);
 
 /// Every CUDA GPU this build and host have, as "gpu0", "gpu1", ...; empty with `why` set
 /// where there are none (no CUDA in this build, no driver, no device).
-std::vector<std::unique_ptr<ServingDevice>> make_gpu_devices(const profiler::Topology& topology,
+std::vector<std::unique_ptr<ServingDevice>> make_gpu_devices(const hw::Topology& topology,
                                                              const profiler::PowerConfig& power,
                                                              std::string* why);
 

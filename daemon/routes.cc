@@ -218,8 +218,8 @@ void Service::infer(const std::string& name, HttpRequest req, Responder respond)
   std::vector<policies::DeviceLoad> loads;
   loads.reserve(devices_.size());
   for (const auto& d : devices_) {
-    loads.push_back(d->load());
-    loads.back().degraded = d->health(degraded_ms).degraded;
+    const exec::Load l = d->runner().load();
+    loads.push_back({l.busy_workers, l.queries, l.active_workers, d->health(degraded_ms).degraded});
   }
   // Deep overload: when no device could even start this query within its target, answer
   // before decoding it (for a large request the decode is most of what it costs us). A
@@ -301,7 +301,7 @@ void Service::infer(const std::string& name, HttpRequest req, Responder respond)
     return respond(error_response(503, decision.why));
   }
   if (decision.placement.active_workers > 0) {
-    device->set_active_workers(decision.placement.active_workers);
+    device->runner().set_active_workers(decision.placement.active_workers);
   }
 
   auto scores = std::make_shared<std::vector<float>>(size_t(n) * k);
@@ -364,8 +364,14 @@ void Service::infer(const std::string& name, HttpRequest req, Responder respond)
                      ? std::chrono::duration_cast<Clock::duration>(
                            std::chrono::duration<double, std::milli>(std::min(sla_ms, 1e9)))
                      : Clock::duration::zero());
-  Status st = device->submit(*model, view_of(ctx->batch), pl.sub_batch, pl.workers, *scores, done,
-                             max_queue, deadline);
+  Status st = device->runner().submit({.model = model,
+                                      .batch = view_of(ctx->batch),
+                                      .scores = *scores,
+                                      .sub_batch = pl.sub_batch,
+                                      .workers = std::clamp(pl.workers, 1, device->workers()),
+                                      .deadline = deadline,
+                                      .done = done},
+                                     max_queue);
   if (!st.is_ok()) {
     --in_flight_;
     {
@@ -431,10 +437,10 @@ HttpResponse Service::metrics() const {
     << "recsched_policy_info{policy=\"" << label(config_.policy.name) << "\"} 1\n";
   o << "# HELP recsched_queue_depth Queries admitted and not yet answered, by device.\n"
        "# TYPE recsched_queue_depth gauge\n";
-  std::vector<policies::DeviceLoad> loads;
-  for (const auto& d : devices_) loads.push_back(d->load());
+  std::vector<exec::Load> loads;
+  for (const auto& d : devices_) loads.push_back(d->runner().load());
   for (size_t i = 0; i < devices_.size(); ++i) {
-    o << "recsched_queue_depth{device=\"" << label(devices_[i]->id()) << "\"} " << loads[i].queued
+    o << "recsched_queue_depth{device=\"" << label(devices_[i]->id()) << "\"} " << loads[i].queries
       << "\n";
   }
   o << "# HELP recsched_busy_workers Workers running a sub-batch now, by device.\n"
@@ -480,7 +486,7 @@ HttpResponse Service::metrics() const {
 HttpResponse Service::topology_json() const {
   return json_response(200, {{"summary", topology_->summary()},
                              {"fingerprint", topology_->fingerprint()},
-                             {"partition", std::string(profiler::to_string(config_.partition))}});
+                             {"partition", std::string(hw::to_string(config_.partition))}});
 }
 
 HttpResponse Service::devices_json() const {
@@ -497,7 +503,7 @@ HttpResponse Service::devices_json() const {
     degraded_ms = config_.limits.degraded_ms;
   }
   auto with_load = [&](json j, const ServingDevice& d) {
-    const policies::DeviceLoad load = d.load();
+    const exec::Load load = d.runner().load();
     const ServingDevice::Health h = d.health(degraded_ms);
     j["serving"] = true;
     j["health"] = h.degraded ? "degraded" : "ok";
@@ -508,7 +514,7 @@ HttpResponse Service::devices_json() const {
     }
     j["workers"] = d.workers();
     j["awake_workers"] = load.active_workers > 0 ? load.active_workers : d.workers();
-    j["queued"] = load.queued;
+    j["queued"] = load.queries;
     j["busy_workers"] = load.busy_workers;
     j["power"] = d.power_note();
     return j;

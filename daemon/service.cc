@@ -67,8 +67,8 @@ Result<std::unique_ptr<Service>> Service::create(DaemonConfig config,
   const DaemonConfig& c = s->config_;
 
   progress("discovering topology");
-  RECSCHED_ASSIGN_OR_RETURN(profiler::Topology topo, profiler::Topology::host());
-  s->topology_ = std::make_unique<profiler::Topology>(std::move(topo));
+  RECSCHED_ASSIGN_OR_RETURN(hw::Topology topo, hw::Topology::host());
+  s->topology_ = std::make_unique<hw::Topology>(std::move(topo));
   RECSCHED_ASSIGN_OR_RETURN(s->hardware_, s->topology_->devices(c.partition));
   spdlog::info("topology: {} (fingerprint {})", s->topology_->summary(),
                s->topology_->fingerprint());
@@ -117,11 +117,11 @@ Result<std::unique_ptr<Service>> Service::create(DaemonConfig config,
       for (const auto& d : s->hardware_.cpus) have += " " + d.id;
       for (const auto& d : gpus) have += " " + d->id();
       return invalid_argument("devices: '" + id + "' is not a device of this host with partition " +
-                              std::string(profiler::to_string(c.partition)) + " (have:" + have +
+                              std::string(hw::to_string(c.partition)) + " (have:" + have +
                               (gpu_why.empty() ? "" : "; GPUs: " + gpu_why) + ")");
     }
   }
-  for (const profiler::CpuDevice& d : s->hardware_.cpus) {
+  for (const hw::CpuDevice& d : s->hardware_.cpus) {
     if (!wanted(d.id)) continue;
     RECSCHED_ASSIGN_OR_RETURN(auto dev, make_cpu_device(*s->topology_, d, c.power));
     spdlog::info("{}: {} workers on CPUs {} (NUMA node {}); power: {}", d.id, dev->workers(),

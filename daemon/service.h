@@ -23,7 +23,7 @@
 #include "engine/model.h"
 #include "policies/dispatcher.h"
 #include "policies/plugin.h"
-#include "profiler/topology.h"
+#include "hw/topology.h"
 
 namespace recsched::daemon {
 
@@ -106,8 +106,8 @@ class Service {
   std::shared_ptr<const ProfileTable> profiles() const;
 
   DaemonConfig config_;
-  std::unique_ptr<profiler::Topology> topology_;
-  profiler::Devices hardware_;  ///< every device the topology has, served or not
+  std::unique_ptr<hw::Topology> topology_;
+  hw::Devices hardware_;  ///< every device the topology has, served or not
   policies::Plugins plugins_;   ///< before the dispatcher: its policy may come from one
   std::vector<policies::Plugins::Outcome> plugin_outcomes_;
   std::vector<std::unique_ptr<ServingDevice>> devices_;  ///< the served ones

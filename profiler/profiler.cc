@@ -132,7 +132,7 @@ ProfileOptions ProfileOptions::quick() {
   return o;
 }
 
-Result<std::vector<ProfilePoint>> profile_cpu(CpuRunner& runner, const engine::Model& model,
+Result<std::vector<ProfilePoint>> profile_cpu(exec::CpuRunner& runner, const engine::Model& model,
                                               PowerMeter& meter, const ProfileOptions& o) {
   std::vector<ProfilePoint> points;
   const double cores = std::max<uint32_t>(1, runner.device().cores);

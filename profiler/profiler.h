@@ -10,7 +10,7 @@
 #include "core/profile.h"
 #include "core/status.h"
 #include "engine/model.h"
-#include "profiler/cpu_runner.h"
+#include "exec/cpu_runner.h"
 #include "profiler/power.h"
 
 namespace recsched::profiler {
@@ -36,7 +36,7 @@ struct ProfileOptions {
 /// Inputs are random with the spec's lookups per table, a different batch for each run
 /// (from a pool sized so that no run finds its embedding rows in cache from a recent
 /// one, as in serving). Errors from the model or runner.
-Result<std::vector<ProfilePoint>> profile_cpu(CpuRunner& runner, const engine::Model& model,
+Result<std::vector<ProfilePoint>> profile_cpu(exec::CpuRunner& runner, const engine::Model& model,
                                               PowerMeter& meter, const ProfileOptions& options);
 
 /// The same for a model that runs whole (a GPU model): one configuration per size;

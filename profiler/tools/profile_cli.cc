@@ -10,11 +10,11 @@
 #include <ostream>
 
 #include "engine/model.h"
-#include "profiler/cpu_runner.h"
+#include "exec/cpu_runner.h"
 #include "profiler/power.h"
 #include "profiler/profile_cache.h"
 #include "profiler/profiler.h"
-#include "profiler/topology.h"
+#include "hw/topology.h"
 #if defined(RECSCHED_WITH_CUDA)
 #include "engine/cuda/cuda_model.h"
 #endif
@@ -24,6 +24,13 @@ namespace {
 
 using nlohmann::json;
 namespace fs = std::filesystem;
+using exec::CpuRunner;
+using hw::CpuDevice;
+using hw::Devices;
+using hw::GpuDevice;
+using hw::Partition;
+using hw::partition_from_string;
+using hw::Topology;
 
 constexpr const char* kUsage = R"(usage: recsched-profile COMMAND [OPTIONS]
 

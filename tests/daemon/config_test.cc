@@ -167,7 +167,7 @@ TEST_CASE("omitted keys take their defaults") {
   CHECK(c->models[0].weights_path.empty());
   CHECK(c->models[0].sla_ms == 100);
   CHECK(c->models[0].sla_percentile == 95);
-  CHECK(c->partition == profiler::Partition::kNuma);
+  CHECK(c->partition == hw::Partition::kNuma);
   CHECK(c->policy.name == "static");
   CHECK(c->policy.params == json::object());
   CHECK(c->state_dir == "/var/lib/recsched");
@@ -217,7 +217,7 @@ TEST_CASE("set keys override the defaults") {
   REQUIRE_MESSAGE(c.has_value(), c.status().to_string());
   CHECK(c->listen.socket.empty());
   CHECK(c->listen.tcp == "[::1]:0");
-  CHECK(c->partition == profiler::Partition::kCoreKind);
+  CHECK(c->partition == hw::Partition::kCoreKind);
   CHECK(c->policy.name == "deeprecsched");
   CHECK(c->policy.params == json::parse(R"({"step": 4, "nested": {"a": [1]}})"));
   CHECK(c->policy.plugin_dir == "/nowhere/plugins");  // relative to the config's directory

@@ -5,6 +5,11 @@
 namespace recsched::profiler {
 namespace {
 
+using exec::CpuRunner;
+using hw::CpuDevice;
+using hw::Partition;
+using hw::Topology;
+
 engine::ModelSpec golden(const char* c) {
   return engine::load_model_spec(std::string(RECSCHED_SOURCE_DIR) + "/tests/fixtures/golden/" + c +
                                  ".model.json")

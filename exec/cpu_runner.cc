@@ -1,6 +1,4 @@
-#include "profiler/cpu_runner.h"
-
-#include <hwloc.h>
+#include "exec/cpu_runner.h"
 
 #include <algorithm>
 #include <chrono>
@@ -8,7 +6,7 @@
 
 #include "engine/dense.h"
 
-namespace recsched::profiler {
+namespace recsched::exec {
 
 // One query: its sub-batches are taken in order; the last one to finish reports.
 struct CpuRunner::Job {
@@ -32,29 +30,16 @@ bool CpuRunner::EarlierDeadline::operator()(const std::shared_ptr<Job>& a,
   return a->deadline != b->deadline ? a->deadline < b->deadline : a->seq < b->seq;
 }
 
-CpuRunner::CpuRunner(const Topology& topology, CpuDevice device)
+CpuRunner::CpuRunner(const hw::Topology& topology, hw::CpuDevice device)
     : topology_(topology), device_(std::move(device)) {}
 
-Result<std::unique_ptr<CpuRunner>> CpuRunner::create(const Topology& topology,
-                                                     const CpuDevice& device, int workers) {
+Result<std::unique_ptr<CpuRunner>> CpuRunner::create(const hw::Topology& topology,
+                                                     const hw::CpuDevice& device, int workers) {
   if (!topology.is_this_system()) {
     return invalid_argument("a CPU runner needs this machine's topology, not a loaded one");
   }
   // The device's cores, each as a cpuset: one core per worker, round robin.
-  Result<Devices> cores = topology.devices(Partition::kCore);
-  RECSCHED_RETURN_IF_ERROR(cores.status());
-  std::vector<std::string> core_sets;
-  {
-    hwloc_bitmap_t dev = hwloc_bitmap_alloc();
-    hwloc_bitmap_t c = hwloc_bitmap_alloc();
-    hwloc_bitmap_list_sscanf(dev, device.cpuset.c_str());
-    for (const CpuDevice& core : cores->cpus) {
-      hwloc_bitmap_list_sscanf(c, core.cpuset.c_str());
-      if (hwloc_bitmap_isincluded(c, dev)) core_sets.push_back(core.cpuset);
-    }
-    hwloc_bitmap_free(c);
-    hwloc_bitmap_free(dev);
-  }
+  RECSCHED_ASSIGN_OR_RETURN(std::vector<std::string> core_sets, topology.core_cpusets(device));
   if (core_sets.empty()) return invalid_argument("device " + device.id + " has no whole core");
   if (workers <= 0) workers = static_cast<int>(core_sets.size());
 
@@ -161,30 +146,28 @@ void CpuRunner::worker_main(int index, const std::string& cpuset) {
   }
 }
 
-Status CpuRunner::submit(const Model& model, const BatchView& batch, uint32_t sub_batch,
-                         int workers, std::span<float> scores, DoneFn done, size_t max_queued,
-                         std::optional<Clock::time_point> deadline) {
+Status CpuRunner::submit(Request request, size_t max_queued) {
+  RECSCHED_RETURN_IF_ERROR(check_request(request));
+  const uint32_t sub_batch = request.sub_batch;
+  const int workers = request.workers;
+  const BatchView& batch = request.batch;
   if (sub_batch == 0) return invalid_argument("sub-batch size must be at least 1");
   if (workers < 1 || workers > this->workers()) {
     return invalid_argument("workers must be in [1, " + std::to_string(this->workers()) + "]");
   }
-  const size_t k = model.spec().num_outputs();
-  if (scores.size() != size_t(batch.batch_size) * k) {
-    return invalid_argument("scores buffer has the wrong size");
-  }
   if (batch.batch_size == 0) {
-    done(Status::ok());
+    request.done(Status::ok());
     return Status::ok();
   }
   auto job = std::make_shared<Job>();
-  job->model = &model;
+  job->model = request.model;
   job->batch = batch;
-  job->sub_batch = sub_batch;
-  job->num_subs = (batch.batch_size + sub_batch - 1) / sub_batch;
+  job->sub_batch = std::min(sub_batch, batch.batch_size);
+  job->num_subs = (batch.batch_size + job->sub_batch - 1) / job->sub_batch;
   job->max_workers = std::min<int>(workers, static_cast<int>(job->num_subs));
-  job->scores = scores;
-  job->done = std::move(done);
-  job->deadline = deadline.value_or(Clock::now());
+  job->scores = request.scores;
+  job->done = std::move(request.done);
+  job->deadline = request.deadline.value_or(Clock::now());
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return unavailable("device " + device_.id + " is shutting down");
@@ -203,10 +186,11 @@ Status CpuRunner::submit(const Model& model, const BatchView& batch, uint32_t su
 
 Status CpuRunner::run(const Model& model, const BatchView& batch, uint32_t sub_batch, int workers,
                       std::span<float> scores) {
-  std::promise<Status> result;
-  RECSCHED_RETURN_IF_ERROR(submit(model, batch, sub_batch, workers, scores,
-                                  [&](Status st) { result.set_value(std::move(st)); }));
-  return result.get_future().get();
+  return run(Request{.model = &model,
+                     .batch = batch,
+                     .scores = scores,
+                     .sub_batch = sub_batch,
+                     .workers = workers});
 }
 
 void CpuRunner::set_active_workers(int n) {
@@ -241,9 +225,10 @@ double CpuRunner::busy_seconds() const {
   return busy_seconds_;
 }
 
-CpuRunner::Load CpuRunner::current_load() const {
+Load CpuRunner::load() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return {in_flight_, busy_workers_};
+  const int active = std::min(active_workers_, workers());
+  return {in_flight_, busy_workers_, active < workers() ? active : 0};
 }
 
 Result<std::unique_ptr<Model>> CpuRunner::load(const ModelSpec& spec,
@@ -265,4 +250,4 @@ Result<std::unique_ptr<Model>> CpuRunner::load(const ModelSpec& spec,
   return out;
 }
 
-}  // namespace recsched::profiler
+}  // namespace recsched::exec

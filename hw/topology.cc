@@ -1,4 +1,4 @@
-#include "profiler/topology.h"
+#include "hw/topology.h"
 
 #include <hwloc.h>
 
@@ -8,7 +8,7 @@
 #include <cstring>
 #include <map>
 
-namespace recsched::profiler {
+namespace recsched::hw {
 namespace {
 
 enum LoadKind { kHost, kXml, kSynthetic };
@@ -317,4 +317,19 @@ Status Topology::bind_memory_to_node(int node) const {
   return Status::ok();
 }
 
-}  // namespace recsched::profiler
+Result<std::vector<std::string>> Topology::core_cpusets(const CpuDevice& device) const {
+  RECSCHED_ASSIGN_OR_RETURN(Devices cores, devices(Partition::kCore));
+  std::vector<std::string> out;
+  hwloc_bitmap_t dev = hwloc_bitmap_alloc();
+  hwloc_bitmap_t c = hwloc_bitmap_alloc();
+  hwloc_bitmap_list_sscanf(dev, device.cpuset.c_str());
+  for (const CpuDevice& core : cores.cpus) {
+    hwloc_bitmap_list_sscanf(c, core.cpuset.c_str());
+    if (hwloc_bitmap_isincluded(c, dev)) out.push_back(core.cpuset);
+  }
+  hwloc_bitmap_free(c);
+  hwloc_bitmap_free(dev);
+  return out;
+}
+
+}  // namespace recsched::hw

@@ -1,4 +1,4 @@
-#include "profiler/cpu_runner.h"
+#include "exec/cpu_runner.h"
 
 #include <doctest/doctest.h>
 
@@ -14,8 +14,13 @@
 
 #include "engine/inputs.h"
 
-namespace recsched::profiler {
+namespace recsched::exec {
 namespace {
+
+using hw::CpuDevice;
+using hw::Devices;
+using hw::Partition;
+using hw::Topology;
 
 struct HostDevice {
   Topology topology = std::move(Topology::host().value());
@@ -119,10 +124,15 @@ TEST_CASE("a runner needs this machine's topology") {
 }
 
 }  // namespace
-}  // namespace recsched::profiler
+}  // namespace recsched::exec
 
-namespace recsched::profiler {
+namespace recsched::exec {
 namespace {
+
+using hw::CpuDevice;
+using hw::Devices;
+using hw::Partition;
+using hw::Topology;
 
 TEST_CASE("submit runs whole queries side by side, one per worker, and bounds the queue") {
   Topology topo = std::move(Topology::host().value());
@@ -143,13 +153,18 @@ TEST_CASE("submit runs whole queries side by side, one per worker, and bounds th
   for (int q = 0; q < kQueries; ++q) {
     scores[q].resize(batches[q].batch_size);
     REQUIRE(runner
-                ->submit(*model, view_of(batches[q]), batches[q].batch_size, 1, scores[q],
-                         [&, q](Status st) {
-                           std::lock_guard<std::mutex> lock(mu);
-                           statuses[q] = st;
-                           ++done;
-                           cv.notify_all();
-                         })
+                ->submit({.model = model.get(),
+                          .batch = view_of(batches[q]),
+                          .scores = scores[q],
+                          .sub_batch = batches[q].batch_size,
+                          .workers = 1,
+                          .done =
+                              [&, q](Status st) {
+                                std::lock_guard<std::mutex> lock(mu);
+                                statuses[q] = st;
+                                ++done;
+                                cv.notify_all();
+                              }})
                 .is_ok());
   }
   std::unique_lock<std::mutex> lock(mu);
@@ -161,11 +176,16 @@ TEST_CASE("submit runs whole queries side by side, one per worker, and bounds th
     REQUIRE(model->forward(view_of(batches[q]), ws, want).is_ok());
     CHECK(scores[q] == want);  // one worker ran it whole: same kernels, same floats
   }
-  CHECK(runner->current_load().queries == 0);
+  CHECK(runner->load().queries == 0);
   std::vector<float> out(batches[0].batch_size);
   CHECK(runner
-            ->submit(
-                *model, view_of(batches[0]), 4, 1, out, [](Status) {}, 0)
+            ->submit({.model = model.get(),
+                      .batch = view_of(batches[0]),
+                      .scores = out,
+                      .sub_batch = 4,
+                      .workers = 1,
+                      .done = [](Status) {}},
+                     0)
             .code() == StatusCode::kUnavailable);
 }
 
@@ -297,20 +317,24 @@ struct Ordered {
     scores.reserve(16);
   }
   void submit(const std::string& name, uint32_t items, uint32_t sub,
-              std::optional<CpuRunner::Clock::time_point> deadline) {
+              std::optional<Clock::time_point> deadline) {
     batches.push_back(engine::random_batch(spec, items, batches.size()));
     scores.emplace_back(items * spec.num_outputs());
     ++submitted;
     REQUIRE(runner
-                ->submit(
-                    model, view_of(batches.back()), sub, 1, scores.back(),
-                    [this, name](Status st) {
-                      CHECK(st.is_ok());
-                      std::lock_guard<std::mutex> lock(mu);
-                      order.push_back(name);
-                      cv.notify_all();
-                    },
-                    SIZE_MAX, deadline)
+                ->submit({.model = &model,
+                          .batch = view_of(batches.back()),
+                          .scores = scores.back(),
+                          .sub_batch = sub,
+                          .workers = 1,
+                          .deadline = deadline,
+                          .done =
+                              [this, name](Status st) {
+                                CHECK(st.is_ok());
+                                std::lock_guard<std::mutex> lock(mu);
+                                order.push_back(name);
+                                cv.notify_all();
+                              }})
                 .is_ok());
   }
   // Lets every forward pass through and waits for every answer.
@@ -324,7 +348,7 @@ struct Ordered {
 
 TEST_CASE("the runner takes the earliest deadline first, equal deadlines stay in order") {
   Ordered o;
-  const auto t0 = CpuRunner::Clock::now();
+  const auto t0 = Clock::now();
   const auto ms = [](int n) { return std::chrono::milliseconds(n); };
   o.submit("hold", 1, 1, t0);  // the worker takes it and waits inside
   o.model.wait_entered(1);
@@ -334,7 +358,7 @@ TEST_CASE("the runner takes the earliest deadline first, equal deadlines stay in
   o.submit("mid", 1, 1, t0 + ms(50));
   o.submit("mid-2", 1, 1, t0 + ms(50));
   o.submit("mid-3", 1, 1, t0 + ms(50));
-  CHECK(o.runner->current_load().queries == 7);
+  CHECK(o.runner->load().queries == 7);
   CHECK(o.finish() ==
         std::vector<std::string>{"hold", "tight", "tight-2", "mid", "mid-2", "mid-3", "loose"});
 }
@@ -345,14 +369,14 @@ TEST_CASE("without deadlines (or with each query's arrival as its deadline) the 
   o.model.wait_entered(1);
   for (const char* name : {"a", "b", "c", "d"}) o.submit(name, 1, 1, std::nullopt);
   // Due when submitted: ahead of a query due later, behind none submitted before it.
-  o.submit("later", 1, 1, CpuRunner::Clock::now() + std::chrono::hours(1));
+  o.submit("later", 1, 1, Clock::now() + std::chrono::hours(1));
   o.submit("e", 1, 1, std::nullopt);
   CHECK(o.finish() == std::vector<std::string>{"hold", "a", "b", "c", "d", "e", "later"});
 }
 
 TEST_CASE("a tighter query overtakes another between its sub-batches") {
   Ordered o;
-  const auto t0 = CpuRunner::Clock::now();
+  const auto t0 = Clock::now();
   // Three one-item sub-batches on the one worker; the first is running when "tight" comes.
   o.submit("long", 3, 1, t0 + std::chrono::milliseconds(100));
   o.model.wait_entered(1);
@@ -361,4 +385,4 @@ TEST_CASE("a tighter query overtakes another between its sub-batches") {
 }
 
 }  // namespace
-}  // namespace recsched::profiler
+}  // namespace recsched::exec

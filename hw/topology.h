@@ -14,7 +14,7 @@
 
 struct hwloc_topology;  // hwloc's topology (hwloc_topology_t points to one)
 
-namespace recsched::profiler {
+namespace recsched::hw {
 
 /// How the CPUs are cut into devices.
 enum class Partition {
@@ -75,6 +75,9 @@ class Topology {
   /// The devices under `partition`. kInvalidArgument if the partition has nothing to
   /// cut along (e.g. kL3 on a machine without L3 caches).
   Result<Devices> devices(Partition partition) const;
+  /// The whole cores inside `device`, each as a cpuset (list syntax), in core order: one
+  /// per worker of a runner pinned to the device. Empty if it holds no whole core.
+  Result<std::vector<std::string>> core_cpusets(const CpuDevice& device) const;
   /// 16 hex digits identifying the hardware (CPUs, caches, memory, GPUs): profiles
   /// measured on another fingerprint are not reused.
   std::string fingerprint() const;
@@ -108,4 +111,4 @@ class Topology {
   bool host_ = false;
 };
 
-}  // namespace recsched::profiler
+}  // namespace recsched::hw

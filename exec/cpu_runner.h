@@ -19,9 +19,10 @@
 #include "core/batch.h"
 #include "core/status.h"
 #include "engine/model.h"
-#include "profiler/topology.h"
+#include "exec/runner.h"
+#include "hw/topology.h"
 
-namespace recsched::profiler {
+namespace recsched::exec {
 
 using engine::LoadOptions;
 using engine::Model;
@@ -36,18 +37,15 @@ using engine::ModelSpec;
 /// deadline is due when submitted, so queries that all pass none (or each its arrival
 /// time) are served first come, first served. Non-preemptive: a sub-batch once started
 /// runs to its end.
-class CpuRunner {
+class CpuRunner final : public Runner {
  public:
-  using DoneFn = std::function<void(Status)>;
-  using Clock = std::chrono::steady_clock;
-
   /// Starts `workers` threads (0: one per core of the device). Worker w binds itself to
   /// core w % cores of the device (all of that core's PUs) before anything else; a failed
   /// bind fails create() with the OS's reason, it is never ignored. kInvalidArgument if
   /// `topology` is not this machine's.
-  static Result<std::unique_ptr<CpuRunner>> create(const Topology& topology,
-                                                   const CpuDevice& device, int workers = 0);
-  ~CpuRunner();
+  static Result<std::unique_ptr<CpuRunner>> create(const hw::Topology& topology,
+                                                   const hw::CpuDevice& device, int workers = 0);
+  ~CpuRunner() override;
   CpuRunner(const CpuRunner&) = delete;
   CpuRunner& operator=(const CpuRunner&) = delete;
 
@@ -55,41 +53,30 @@ class CpuRunner {
   /// thread's memory is bound there, and pages are placed as they are first written).
   Result<std::unique_ptr<Model>> load(const ModelSpec& spec, const LoadOptions& options) const;
 
-  /// Queues `batch` as ceil(n / sub_batch) sub-batches of at most `sub_batch` items, run
-  /// by at most `workers` workers at a time; `scores` [n, K] is filled in item order and
-  /// `done` is called exactly once, from a worker thread, with the first failing
-  /// sub-batch's status or OK. The caller keeps `model`, the batch's memory and `scores`
-  /// alive until then. Never blocks. On an error return `done` is not called:
-  /// kInvalidArgument for sub_batch 0, workers outside [1, this->workers()] or a wrong
-  /// scores size; kUnavailable if `max_queued` queries are already waiting. `deadline`
-  /// orders the query among the waiting ones (see the class comment); nullopt: now.
-  Status submit(const Model& model, const BatchView& batch, uint32_t sub_batch, int workers,
-                std::span<float> scores, DoneFn done, size_t max_queued = SIZE_MAX,
-                std::optional<Clock::time_point> deadline = std::nullopt);
-
-  /// submit() and wait: the query's status.
+  /// Queues the request's batch as ceil(n / sub_batch) sub-batches of at most sub_batch
+  /// items, run by at most `workers` workers at a time; `done` gets the first failing
+  /// sub-batch's status or OK. See Runner::submit for the errors.
+  Status submit(Request request, size_t max_queued = SIZE_MAX) override;
+  using Runner::run;
+  /// run() with the request's fields: synchronous, for the profiler and tests.
   Status run(const Model& model, const BatchView& batch, uint32_t sub_batch, int workers,
              std::span<float> scores);
 
-  int workers() const { return static_cast<int>(threads_.size()); }
+  int workers() const override { return static_cast<int>(threads_.size()); }
   /// Parks workers: only workers 0 .. n-1 take sub-batches from now on (clamped to
   /// [1, workers()]); the others finish what they run and then sleep, so their cores
   /// can enter deep idle states. All are awake at creation.
-  void set_active_workers(int n);
+  void set_active_workers(int n) override;
   int active_workers() const;
   /// Worker-seconds spent parked since creation (workers() - active, over time).
-  double parked_seconds() const;
-  const CpuDevice& device() const { return device_; }
+  double parked_seconds() const override;
+  const hw::CpuDevice& device() const { return device_; }
   /// Each worker's CPU binding as the OS reports it, read by the worker after binding.
   const std::vector<std::string>& bindings() const { return bindings_; }
   /// Worker-seconds spent running sub-batches since creation (for energy estimates).
-  double busy_seconds() const;
-  /// Queries waiting or running, and workers busy now.
-  struct Load {
-    size_t queries = 0;
-    int busy_workers = 0;
-  };
-  Load current_load() const;
+  double busy_seconds() const override;
+  /// Queries waiting or running, workers busy now, and awake workers (0 = all).
+  Load load() const override;
 
  private:
   struct Job;
@@ -97,12 +84,12 @@ class CpuRunner {
   struct EarlierDeadline {
     bool operator()(const std::shared_ptr<Job>& a, const std::shared_ptr<Job>& b) const;
   };
-  CpuRunner(const Topology& topology, CpuDevice device);
+  CpuRunner(const hw::Topology& topology, hw::CpuDevice device);
   void worker_main(int index, const std::string& cpuset);
   double parked_seconds_locked() const;  // brings the parked total up to now; mu_ held
 
-  const Topology& topology_;
-  CpuDevice device_;
+  const hw::Topology& topology_;
+  hw::CpuDevice device_;
   std::vector<std::thread> threads_;
   std::vector<std::string> bindings_;
   std::vector<Status> bind_status_;
@@ -124,4 +111,4 @@ class CpuRunner {
   double busy_seconds_ = 0;
 };
 
-}  // namespace recsched::profiler
+}  // namespace recsched::exec

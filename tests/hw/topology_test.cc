@@ -1,10 +1,10 @@
-#include "profiler/topology.h"
+#include "hw/topology.h"
 
 #include <doctest/doctest.h>
 
 #include <string>
 
-namespace recsched::profiler {
+namespace recsched::hw {
 namespace {
 
 // Real machines saved by hwloc (../shared/topologies, beside the repository).
@@ -146,9 +146,9 @@ TEST_CASE("this machine has at least one CPU device with every allowed PU") {
 }
 
 }  // namespace
-}  // namespace recsched::profiler
+}  // namespace recsched::hw
 
-namespace recsched::profiler {
+namespace recsched::hw {
 namespace {
 
 TEST_CASE("pci_locality places a PCI device by its bus id") {
@@ -163,4 +163,4 @@ TEST_CASE("pci_locality places a PCI device by its bus id") {
 }
 
 }  // namespace
-}  // namespace recsched::profiler
+}  // namespace recsched::hw

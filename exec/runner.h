@@ -1,0 +1,78 @@
+// Where a query executes: the one interface every device's runner implements. A request
+// in (the model, the batch, where its scores go, how it may be split, its place in the
+// queue), a completion out (done, called once with the query's status), and a load
+// snapshot of one type. The CPU runner (cpu_runner.h: pinned workers, sub-batches, earliest
+// deadline first) and the whole-query runner (whole_query_runner.h: a GPU's feeding
+// threads, first come first served) are the two; the profiler measures with them and
+// recschedd serves with them.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+
+#include "core/batch.h"
+#include "core/status.h"
+#include "engine/model.h"
+
+namespace recsched::exec {
+
+using Clock = std::chrono::steady_clock;
+/// Called exactly once per submitted query, from a runner thread: OK, or the error of the
+/// first part of it that failed (a forward() that threw or returned an error).
+using DoneFn = std::function<void(Status)>;
+
+/// One query for a runner. The caller keeps `model`, the batch's memory and `scores`
+/// alive until `done` has been called.
+struct Request {
+  const engine::Model* model = nullptr;
+  BatchView batch;
+  std::span<float> scores;  ///< [batch_size, model outputs], filled in item order
+  /// Items per sub-batch (CPU); a value >= batch_size runs it whole. A whole-query runner
+  /// always runs it whole.
+  uint32_t sub_batch = UINT32_MAX;
+  int workers = 1;  ///< at most this many workers on it at once (CPU)
+  /// Its place among the queries waiting for a worker: earliest first, submission order
+  /// breaking ties; nullopt means now (so queries that all pass none are served first come,
+  /// first served). A whole-query runner serves in submission order.
+  std::optional<Clock::time_point> deadline;
+  DoneFn done;
+};
+
+/// A runner's state at one instant.
+struct Load {
+  size_t queries = 0;      ///< submitted and not yet done (waiting or running)
+  int busy_workers = 0;    ///< workers inside a forward pass now
+  int active_workers = 0;  ///< workers kept awake, the rest parked; 0 = all
+};
+
+/// Lifecycle: submit()* -> destruction, which finishes every queued query (each gets its
+/// done) and joins the threads. Threading: every method is thread-safe.
+class Runner {
+ public:
+  virtual ~Runner() = default;
+  /// Queues `request`; never blocks. On an error return `done` is not called:
+  /// kInvalidArgument for a malformed request (no model, a wrong scores size, sub_batch 0,
+  /// workers outside [1, workers()]), kUnavailable when `max_queued` queries are already
+  /// submitted or the runner is stopping.
+  virtual Status submit(Request request, size_t max_queued = SIZE_MAX) = 0;
+  virtual int workers() const = 0;
+  virtual Load load() const = 0;
+  /// Worker-seconds spent inside forward passes since creation (for energy estimates).
+  virtual double busy_seconds() const = 0;
+  /// Worker-seconds spent parked since creation; 0 for a runner that never parks.
+  virtual double parked_seconds() const { return 0; }
+  /// Keeps n workers awake (clamped to [1, workers()]); a runner that never parks ignores it.
+  virtual void set_active_workers(int /*n*/) {}
+
+  /// submit() and wait: the query's status.
+  Status run(Request request);
+};
+
+/// What every runner checks before queueing: a model, a scores buffer of the batch's size.
+Status check_request(const Request& request);
+
+}  // namespace recsched::exec
