@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "core/device.h"
 #include "engine/dense.h"
 #include "engine/embedding_bag.h"
 #include "engine/inputs.h"
@@ -27,8 +28,6 @@
 
 namespace recsched::engine {
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());

@@ -19,7 +19,6 @@
 #include "sim/simulator.h"
 
 using namespace recsched;
-using Clock = std::chrono::steady_clock;
 
 int main(int argc, char** argv) {
   std::string profiles_path;

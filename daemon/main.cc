@@ -10,9 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <future>
 #include <iostream>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 
@@ -53,30 +51,6 @@ production. Actions: throw, error, off, N*throw, N*error.
 
 // How often the serving STATUS= line is refreshed.
 constexpr std::chrono::seconds kStatusPeriod{5};
-
-// Queries answered so far, from the service's own /v1/stats (the sum of each model's "ok");
-// nullopt if the route does not answer at once or its shape is not the expected one.
-std::optional<uint64_t> answered_queries(recsched::daemon::Service& service) {
-  using recsched::daemon::HttpRequest;
-  using recsched::daemon::HttpResponse;
-  auto reply = std::make_shared<std::promise<HttpResponse>>();
-  std::future<HttpResponse> got = reply->get_future();
-  HttpRequest req;
-  req.method = "GET";
-  req.target = "/v1/stats";
-  req.via_unix_socket = true;
-  service.handle(std::move(req), [reply](HttpResponse r) { reply->set_value(std::move(r)); });
-  if (got.wait_for(std::chrono::seconds(1)) != std::future_status::ready) return std::nullopt;
-  const nlohmann::json j = nlohmann::json::parse(got.get().body, nullptr, false);
-  if (!j.is_object() || !j.contains("models") || !j["models"].is_array()) return std::nullopt;
-  uint64_t ok = 0;
-  for (const auto& m : j["models"]) {
-    if (m.is_object() && m.contains("ok") && m["ok"].is_number_unsigned()) {
-      ok += m["ok"].get<uint64_t>();
-    }
-  }
-  return ok;
-}
 
 std::string serving_line(double qps, uint64_t in_flight) {
   char buf[96];
@@ -205,8 +179,7 @@ int main(int argc, char** argv) {
 
   using SteadyClock = std::chrono::steady_clock;
   auto last_tick = SteadyClock::now();
-  std::optional<uint64_t> last_answered;
-  if (notifier.enabled()) last_answered = answered_queries(*svc);
+  uint64_t last_answered = svc->answered();
   while (true) {
     int sig = 0;
     if (notifier.enabled()) {
@@ -215,11 +188,11 @@ int main(int argc, char** argv) {
       sig = sigtimedwait(&signals, nullptr, &wait);
       if (sig < 0) {
         const auto now = SteadyClock::now();
-        const std::optional<uint64_t> answered = answered_queries(*svc);
+        const uint64_t answered = svc->answered();
         const double secs = std::chrono::duration<double>(now - last_tick).count();
-        if (answered && last_answered && secs > 0) {
+        if (secs > 0) {
           notify(notifier.status(
-              serving_line(double(*answered - *last_answered) / secs, svc->in_flight())));
+              serving_line(double(answered - last_answered) / secs, svc->in_flight())));
         }
         last_tick = now;
         last_answered = answered;

@@ -1,4 +1,5 @@
-// Every route of recschedd, in one table (handle()), and what each one answers.
+// Every route of recschedd, in one table (handle()), and what each one answers; an
+// inference request goes on to the serving path (serving.cc).
 //   KServe v2:  GET /v2, /v2/health/live, /v2/health/ready, /v2/models/{m},
 //               /v2/models/{m}/ready;  POST /v2/models/{m}/infer
 //   Control:    GET /v1/topology, /v1/devices, /v1/models, /v1/profiles,
@@ -14,6 +15,8 @@
 #include <sstream>
 #include <string_view>
 
+#include "core/device.h"
+#include "daemon/http_util.h"
 #include "daemon/kserve.h"
 #include "daemon/service.h"
 #include "profiler/profile_cache.h"
@@ -24,16 +27,6 @@ namespace recsched::daemon {
 namespace {
 
 using nlohmann::json;
-using Clock = std::chrono::steady_clock;
-
-HttpResponse json_response(unsigned status, const json& body) {
-  HttpResponse r;
-  r.status = status;
-  // Strings echoed from a request (a path, an id) are escaped by the JSON writer; bytes
-  // that are not UTF-8 become U+FFFD rather than failing the answer.
-  r.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
-  return r;
-}
 
 // Compares in time that depends on the lengths only, not on where they first differ.
 bool constant_time_equal(std::string_view a, std::string_view b) {
@@ -45,29 +38,6 @@ bool constant_time_equal(std::string_view a, std::string_view b) {
     diff |= static_cast<unsigned char>(x ^ y);
   }
   return diff == 0;
-}
-
-HttpResponse error_response(unsigned status, const std::string& message) {
-  return json_response(status, {{"error", message}});
-}
-
-// Only daemon/ maps status codes to HTTP.
-unsigned http_status(StatusCode code) {
-  switch (code) {
-    case StatusCode::kOk:
-      return 200;
-    case StatusCode::kInvalidArgument:
-      return 400;
-    case StatusCode::kNotFound:
-      return 404;
-    case StatusCode::kUnavailable:
-      return 503;
-    case StatusCode::kDeadlineExceeded:
-      return 504;
-    case StatusCode::kInternal:
-      return 500;
-  }
-  return 500;
 }
 
 std::vector<std::string> split_path(const std::string& path) {
@@ -186,206 +156,6 @@ void Service::handle(HttpRequest req, Responder respond) {
     return reply(metrics());
   }
   reply(error_response(404, "no route " + req.method + " " + path));
-}
-
-void Service::infer(const std::string& name, HttpRequest req, Responder respond) {
-  ModelState* m = find(name);
-  const auto arrival = Clock::now();
-  std::optional<size_t> header_length;
-  if (auto it = req.headers.find("inference-header-content-length"); it != req.headers.end()) {
-    try {
-      size_t used = 0;
-      header_length = std::stoull(it->second, &used);
-      if (used != it->second.size()) throw std::invalid_argument("trailing characters");
-    } catch (const std::exception&) {
-      return respond(error_response(400, "Inference-Header-Content-Length is not a number"));
-    }
-  }
-  InferLimits limits;
-  double sla_ms;
-  size_t max_queue;
-  uint32_t degraded_ms;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    limits.max_items = config_.limits.max_items;
-    limits.max_elements = config_.limits.max_elements;
-    limits.max_json_depth = static_cast<int>(config_.limits.max_json_depth);
-    degraded_ms = config_.limits.degraded_ms;
-    sla_ms = m->cfg.sla_ms;
-    max_queue = config_.limits.max_queue;
-    ++m->requests;
-  }
-  std::vector<policies::DeviceLoad> loads;
-  loads.reserve(devices_.size());
-  for (const auto& d : devices_) {
-    const exec::Load l = d->runner().load();
-    loads.push_back({l.busy_workers, l.queries, l.active_workers, d->health(degraded_ms).degraded});
-  }
-  // Deep overload: when no device could even start this query within its target, answer
-  // before decoding it (for a large request the decode is most of what it costs us). A
-  // request that may carry its own sla_ms is decoded first: its target is in the body.
-  {
-    const std::string_view body(req.body);
-    const std::string_view head = body.substr(0, header_length.value_or(body.size()));
-    if (head.find("sla_ms") == std::string_view::npos) {
-      std::string why;
-      {
-        std::lock_guard<std::mutex> lock(dispatch_mu_);
-        why = dispatcher_->hopeless(name, sla_ms, loads);
-      }
-      if (!why.empty()) {
-        {
-          std::lock_guard<std::mutex> lock(mu_);
-          ++m->rejected;
-        }
-        return respond(error_response(503, why));
-      }
-    }
-  }
-  Result<InferRequest> parsed = parse_infer_request(req.body, header_length, m->cfg.spec, limits);
-  if (!parsed) {
-    std::lock_guard<std::mutex> lock(mu_);
-    ++m->invalid;
-    return respond(error_response(http_status(parsed.status().code()), parsed.status().message()));
-  }
-  auto ctx = std::make_shared<InferRequest>(std::move(parsed).value());
-  if (ctx->sla_ms) sla_ms = *ctx->sla_ms;
-  const uint32_t n = ctx->batch.batch_size;
-  const uint32_t k = static_cast<uint32_t>(m->cfg.spec.num_outputs());
-
-  // Placement: the dispatcher asks the active policy, then admits against the SLA.
-  policies::ModelView view;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    view = {name, sla_ms, m->window.percentile(95)};
-  }
-  const std::shared_ptr<const ProfileTable> table = profiles();
-  const uint64_t query_id = next_query_++;
-  policies::Decision decision;
-  {
-    std::lock_guard<std::mutex> lock(dispatch_mu_);
-    decision = dispatcher_->dispatch({query_id, &view, n, sla_ms}, loads, *table, Clock::now(),
-                                     ctx->priority, ctx->sla_ms.has_value());
-  }
-  Placement placement;
-  placement.query_id = query_id;
-  placement.request_id = ctx->id;
-  placement.model = name;
-  placement.items = n;
-  placement.device = decision.placement.device;
-  placement.sub_batch = decision.placement.sub_batch;
-  placement.workers = decision.placement.workers;
-  placement.predicted_ms = decision.placement.predicted_ms;
-  placement.policy = decision.policy;
-  placement.reason = decision.placement.reason;
-  ServingDevice* device = decision.admitted ? devices_[decision.device_index].get() : nullptr;
-  const engine::Model* model = device != nullptr ? m->on[decision.device_index].get() : nullptr;
-  if (device != nullptr && model == nullptr) {
-    // The policy chose a device without the model (it had no profile there): a policy bug,
-    // answered as unavailable rather than crashing.
-    {
-      std::lock_guard<std::mutex> lock(dispatch_mu_);
-      dispatcher_->complete(decision, {query_id, name, n, decision.placement, 0, false});
-    }
-    decision.admitted = false;
-    decision.why =
-        decision.policy + " placed " + name + " on " + device->id() + ", which does not hold it";
-  }
-  if (!decision.admitted) {
-    placement.outcome = decision.why;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      ++m->rejected;
-    }
-    record(placement);
-    return respond(error_response(503, decision.why));
-  }
-  if (decision.placement.active_workers > 0) {
-    device->runner().set_active_workers(decision.placement.active_workers);
-  }
-
-  auto scores = std::make_shared<std::vector<float>>(size_t(n) * k);
-  auto shared_decision = std::make_shared<policies::Decision>(std::move(decision));
-  ++in_flight_;
-  auto done = [this, m, ctx, scores, placement, arrival, sla_ms, n, k, respond, device,
-               shared_decision](Status st) mutable {
-    const double ms = std::chrono::duration<double, std::milli>(Clock::now() - arrival).count();
-    device->record_outcome(st);
-    if (!st.is_ok()) {
-      st = Status(st.code(), "query failed on " + device->id() + " (now degraded): " +
-                                 st.message());
-    }
-    placement.actual_ms = ms;
-    placement.outcome = st.is_ok() ? "ok" : st.message();
-    {
-      std::lock_guard<std::mutex> lock(dispatch_mu_);
-      dispatcher_->complete(*shared_decision, {placement.query_id, placement.model, n,
-                                               shared_decision->placement, ms, st.is_ok()});
-    }
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      ++m->per_device[shared_decision->device_index];
-      if (st.is_ok()) {
-        ++m->ok;
-        m->items += n;
-        m->window.add(ms);
-        if (ms > sla_ms) ++m->sla_violations;
-        m->latency_sum_s += ms / 1e3;
-        const auto& b = latency_buckets();
-        for (size_t i = 0; i < b.size(); ++i) {
-          if (ms / 1e3 <= b[i]) ++m->buckets[i];
-        }
-      } else {
-        ++m->failed;
-      }
-    }
-    record(placement);
-    if (!st.is_ok()) {
-      respond(error_response(http_status(st.code()), st.message()));
-    } else {
-      EncodedResponse enc =
-          encode_infer_response(m->cfg.spec.name, ctx->id, *scores, n, k, ctx->binary_output);
-      HttpResponse r;
-      r.content_type = enc.content_type;
-      r.body = std::move(enc.body);
-      if (enc.header_length) {
-        r.headers.emplace_back("Inference-Header-Content-Length",
-                               std::to_string(*enc.header_length));
-      }
-      respond(std::move(r));
-    }
-    --in_flight_;
-  };
-  const policies::Placement& pl = shared_decision->placement;
-  // Its place in the device's queue: due at arrival + target, or at arrival (FIFO). A
-  // request's own target is unbounded: past 10^9 ms (11 days) it makes no difference.
-  const auto deadline =
-      arrival + (pl.order == policies::QueueOrder::kDeadline
-                     ? std::chrono::duration_cast<Clock::duration>(
-                           std::chrono::duration<double, std::milli>(std::min(sla_ms, 1e9)))
-                     : Clock::duration::zero());
-  Status st = device->runner().submit({.model = model,
-                                      .batch = view_of(ctx->batch),
-                                      .scores = *scores,
-                                      .sub_batch = pl.sub_batch,
-                                      .workers = std::clamp(pl.workers, 1, device->workers()),
-                                      .deadline = deadline,
-                                      .done = done},
-                                     max_queue);
-  if (!st.is_ok()) {
-    --in_flight_;
-    {
-      std::lock_guard<std::mutex> lock(dispatch_mu_);
-      dispatcher_->complete(*shared_decision, {query_id, name, n, pl, 0, false});
-    }
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      ++m->rejected;
-    }
-    placement.outcome = st.message();
-    record(placement);
-    respond(error_response(http_status(st.code()), st.message()));
-  }
 }
 
 HttpResponse Service::metrics() const {
@@ -592,18 +362,18 @@ HttpResponse Service::placements_json(size_t limit) const {
   std::lock_guard<std::mutex> lock(mu_);
   const size_t start = placements_.size() > limit ? placements_.size() - limit : 0;
   for (size_t i = start; i < placements_.size(); ++i) {
-    const Placement& p = placements_[i];
+    const PlacementRecord& p = placements_[i];
     out.push_back({{"query", p.query_id},
                    {"id", p.request_id},
                    {"model", p.model},
                    {"items", p.items},
-                   {"device", p.device},
-                   {"sub_batch", p.sub_batch},
-                   {"workers", p.workers},
-                   {"predicted_ms", p.predicted_ms},
+                   {"device", p.placement.device},
+                   {"sub_batch", p.placement.sub_batch},
+                   {"workers", p.placement.workers},
+                   {"predicted_ms", p.placement.predicted_ms},
                    {"actual_ms", p.actual_ms},
                    {"policy", p.policy},
-                   {"reason", p.reason},
+                   {"reason", p.placement.reason},
                    {"outcome", p.outcome}});
   }
   return json_response(200, {{"placements", out}});

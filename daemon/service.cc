@@ -60,22 +60,39 @@ double LatencyWindow::percentile(double p) const {
   return v[std::clamp<size_t>(rank, 1, v.size()) - 1];
 }
 
+// Start-up, in the order it happens: each step a call whose name says what it does.
 Result<std::unique_ptr<Service>> Service::create(DaemonConfig config,
                                                  std::function<void(const std::string&)> progress) {
   std::unique_ptr<Service> s(new Service());
   s->config_ = std::move(config);
-  const DaemonConfig& c = s->config_;
+  RECSCHED_RETURN_IF_ERROR(s->discover_topology(progress));
+  s->load_policy_plugins();
+  auto policy = s->make_policy(s->config_.policy.name, s->config_.policy.params);
+  if (!policy) return invalid_argument("policy: " + policy.status().message());
+  RECSCHED_RETURN_IF_ERROR(s->open_devices(progress));
+  RECSCHED_RETURN_IF_ERROR(s->load_models(progress));
+  RECSCHED_RETURN_IF_ERROR(s->load_or_measure_profiles(progress));
+  s->start_dispatcher(std::move(policy).value());
+  s->ready_ = true;
+  return s;
+}
 
+Status Service::discover_topology(const Progress& progress) {
+  const DaemonConfig& c = config_;
   progress("discovering topology");
   RECSCHED_ASSIGN_OR_RETURN(hw::Topology topo, hw::Topology::host());
-  s->topology_ = std::make_unique<hw::Topology>(std::move(topo));
-  RECSCHED_ASSIGN_OR_RETURN(s->hardware_, s->topology_->devices(c.partition));
-  spdlog::info("topology: {} (fingerprint {})", s->topology_->summary(),
-               s->topology_->fingerprint());
+  topology_ = std::make_unique<hw::Topology>(std::move(topo));
+  RECSCHED_ASSIGN_OR_RETURN(hardware_, topology_->devices(c.partition));
+  spdlog::info("topology: {} (fingerprint {})", topology_->summary(),
+               topology_->fingerprint());
+  return Status::ok();
+}
 
-  // External policies first: the configured policy may be one of them.
+// External policies first: the configured policy may be one of them.
+void Service::load_policy_plugins() {
+  const DaemonConfig& c = config_;
   if (!c.policy.plugin_dir.empty()) {
-    auto outcomes = s->plugins_.load_dir(c.policy.plugin_dir, policies::policy_names());
+    auto outcomes = plugins_.load_dir(c.policy.plugin_dir, policies::policy_names());
     if (!outcomes) {
       spdlog::error("{}", outcomes.status().message());
     } else {
@@ -86,13 +103,14 @@ Result<std::unique_ptr<Service>> Service::create(DaemonConfig config,
           spdlog::error("policy plugin {} refused: {}", o.path, o.error);
         }
       }
-      s->plugin_outcomes_ = std::move(outcomes).value();
+      plugin_outcomes_ = std::move(outcomes).value();
     }
   }
-  auto policy = s->make_policy(c.policy.name, c.policy.params);
-  if (!policy) return invalid_argument("policy: " + policy.status().message());
+}
 
-  // The devices to serve on: the configured ones, or every CPU device (and GPU).
+// The devices to serve on: the configured ones, or every CPU device (and GPU).
+Status Service::open_devices(const Progress& progress) {
+  const DaemonConfig& c = config_;
   std::string gpu_why;
   std::vector<std::unique_ptr<ServingDevice>> gpus;
   const bool want_gpus =
@@ -100,7 +118,7 @@ Result<std::unique_ptr<Service>> Service::create(DaemonConfig config,
                                                   [](auto& d) { return d.rfind("gpu", 0) == 0; }));
   if (want_gpus) {
     progress("looking for GPUs");
-    gpus = make_gpu_devices(*s->topology_, c.power, &gpu_why);
+    gpus = make_gpu_devices(*topology_, c.power, &gpu_why);
     if (gpus.empty()) spdlog::info("GPUs: none served ({})", gpu_why);
   }
   auto wanted = [&](const std::string& id) {
@@ -108,41 +126,46 @@ Result<std::unique_ptr<Service>> Service::create(DaemonConfig config,
            std::find(c.devices.begin(), c.devices.end(), id) != c.devices.end();
   };
   for (const std::string& id : c.devices) {
-    const bool cpu = std::any_of(s->hardware_.cpus.begin(), s->hardware_.cpus.end(),
+    const bool cpu = std::any_of(hardware_.cpus.begin(), hardware_.cpus.end(),
                                  [&](const auto& d) { return d.id == id; });
     const bool gpu =
         std::any_of(gpus.begin(), gpus.end(), [&](const auto& d) { return d->id() == id; });
     if (!cpu && !gpu) {
       std::string have;
-      for (const auto& d : s->hardware_.cpus) have += " " + d.id;
+      for (const auto& d : hardware_.cpus) have += " " + d.id;
       for (const auto& d : gpus) have += " " + d->id();
       return invalid_argument("devices: '" + id + "' is not a device of this host with partition " +
                               std::string(hw::to_string(c.partition)) + " (have:" + have +
                               (gpu_why.empty() ? "" : "; GPUs: " + gpu_why) + ")");
     }
   }
-  for (const hw::CpuDevice& d : s->hardware_.cpus) {
+  for (const hw::CpuDevice& d : hardware_.cpus) {
     if (!wanted(d.id)) continue;
-    RECSCHED_ASSIGN_OR_RETURN(auto dev, make_cpu_device(*s->topology_, d, c.power));
+    RECSCHED_ASSIGN_OR_RETURN(auto dev, make_cpu_device(*topology_, d, c.power));
     spdlog::info("{}: {} workers on CPUs {} (NUMA node {}); power: {}", d.id, dev->workers(),
                  d.cpuset, d.numa_node, dev->power_note());
-    s->devices_.push_back(std::move(dev));
+    devices_.push_back(std::move(dev));
   }
   for (auto& g : gpus) {
     if (!wanted(g->id())) continue;
     spdlog::info("{}: {}; power: {}", g->id(), g->describe().dump(), g->power_note());
-    s->devices_.push_back(std::move(g));
+    devices_.push_back(std::move(g));
   }
-  if (s->devices_.empty()) return invalid_argument("devices: nothing to serve on");
+  if (devices_.empty()) return invalid_argument("devices: nothing to serve on");
   // A policy pinned to one device (static's "device") must name a served one.
   if (c.policy.params.contains("device") && c.policy.params["device"].is_string()) {
     const std::string want = c.policy.params["device"];
-    if (std::none_of(s->devices_.begin(), s->devices_.end(),
+    if (std::none_of(devices_.begin(), devices_.end(),
                      [&](const auto& d) { return d->id() == want; })) {
       return invalid_argument("policy.params.device: '" + want + "' is not a served device");
     }
   }
+  return Status::ok();
+}
 
+// Every model on every device (a GPU it does not fit is left out for that model).
+Status Service::load_models(const Progress& progress) {
+  const DaemonConfig& c = config_;
   for (size_t i = 0; i < c.models.size(); ++i) {
     const ModelConfig& mc = c.models[i];
     progress("loading " + mc.spec.name + " (" + std::to_string(i + 1) + "/" +
@@ -150,10 +173,10 @@ Result<std::unique_ptr<Service>> Service::create(DaemonConfig config,
     auto state = std::make_unique<ModelState>();
     state->cfg = mc;
     state->window = LatencyWindow(c.limits.window);
-    state->per_device.assign(s->devices_.size(), 0);
+    state->per_device.assign(devices_.size(), 0);
     engine::LoadOptions lo;
     lo.weights_path = mc.weights_path;
-    for (const auto& dev : s->devices_) {
+    for (const auto& dev : devices_) {
       auto model = dev->load_model(mc.spec, lo);
       if (!model && dev->kind() == policies::DeviceKind::kCpu) {
         return Status(model.status().code(), mc.spec.name + ": " + model.status().message());
@@ -170,23 +193,27 @@ Result<std::unique_ptr<Service>> Service::create(DaemonConfig config,
     spdlog::info("model {}: {} tables, {:.2f} GiB of embeddings, SLA p{:g} {:g} ms", mc.spec.name,
                  mc.spec.num_tables(), mc.spec.table_bytes() / double(1 << 30), mc.sla_percentile,
                  mc.sla_ms);
-    s->models_.push_back(std::move(state));
+    models_.push_back(std::move(state));
   }
+  return Status::ok();
+}
 
-  // Profiles: from the cache when it matches this hardware, build and spec; else measured.
+// Profiles: from the cache when it matches this hardware, build and spec; else measured.
+Status Service::load_or_measure_profiles(const Progress& progress) {
+  const DaemonConfig& c = config_;
   const auto t0 = std::chrono::steady_clock::now();
-  const profiler::CacheIdentity identity{s->topology_->fingerprint(), profiler::build_id()};
+  const profiler::CacheIdentity identity{topology_->fingerprint(), profiler::build_id()};
   const std::string cache_path = c.state_dir + "/profiles.json";
   profiler::CacheLoad cached = profiler::load_profile_cache(cache_path, identity);
   for (const std::string& w : cached.warnings) spdlog::warn("{}", w);
   auto table = std::make_shared<ProfileTable>();
   std::vector<profiler::CachedProfile> entries;
   size_t measured = 0, from_cache = 0;
-  const size_t total = s->models_.size() * s->devices_.size();
-  for (size_t i = 0; i < s->models_.size(); ++i) {
-    ModelState& m = *s->models_[i];
-    for (size_t di = 0; di < s->devices_.size(); ++di) {
-      ServingDevice& dev = *s->devices_[di];
+  const size_t total = models_.size() * devices_.size();
+  for (size_t i = 0; i < models_.size(); ++i) {
+    ModelState& m = *models_[i];
+    for (size_t di = 0; di < devices_.size(); ++di) {
+      ServingDevice& dev = *devices_[di];
       if (!m.on[di]) continue;
       const profiler::CachedProfile* hit = nullptr;
       for (const auto& e : cached.entries) {
@@ -219,22 +246,24 @@ Result<std::unique_ptr<Service>> Service::create(DaemonConfig config,
     Status st = profiler::save_profile_cache(cache_path, identity, entries);
     if (!st.is_ok()) spdlog::warn("serving without a profile cache: {}", st.message());
   }
-  s->profiles_ = table;
-  for (auto& dev : s->devices_) dev->mark_busy_fed();  // the sweeps fed their own busy time
-  s->profile_seconds_ =
+  profiles_ = table;
+  for (auto& dev : devices_) dev->mark_busy_fed();  // the sweeps fed their own busy time
+  profile_seconds_ =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   spdlog::info("profiles: {} measured, {} from the cache, in {:.1f} s", measured, from_cache,
-               s->profile_seconds_);
+               profile_seconds_);
+  return Status::ok();
+}
 
+void Service::start_dispatcher(std::unique_ptr<policies::Policy> policy) {
+  const DaemonConfig& c = config_;
   std::vector<policies::DeviceInfo> infos;
-  for (const auto& dev : s->devices_) {
+  for (const auto& dev : devices_) {
     infos.push_back({dev->id(), dev->kind(), dev->workers(), dev->idle_w()});
   }
-  s->dispatcher_ = std::make_unique<policies::Dispatcher>(
-      std::move(infos), std::move(policy).value(), admission(c.limits));
-  spdlog::info("policy: {} {}", c.policy.name, s->dispatcher_->policy().params().dump());
-  s->ready_ = true;
-  return s;
+  dispatcher_ = std::make_unique<policies::Dispatcher>(
+      std::move(infos), std::move(policy), admission(c.limits));
+  spdlog::info("policy: {} {}", c.policy.name, dispatcher_->policy().params().dump());
 }
 
 Service::~Service() {
@@ -264,7 +293,7 @@ Result<std::unique_ptr<policies::Policy>> Service::make_policy(const std::string
                                                                const nlohmann::json& params) const {
   if (plugins_.has(name)) return plugins_.create(name, params);
   auto p = policies::create_policy(name, params);
-  if (!p && p.status().message().rfind("unknown policy", 0) == 0) {
+  if (!p && p.status().code() == StatusCode::kNotFound) {
     std::string known;
     for (const std::string& n : policy_names()) known += (known.empty() ? "" : ", ") + n;
     return invalid_argument("unknown policy '" + name + "' (available: " + known + ")");
@@ -294,12 +323,6 @@ Status Service::set_policy(const std::string& name, const nlohmann::json& params
   config_.policy.name = name;
   config_.policy.params = params;
   return Status::ok();
-}
-
-void Service::record(Placement p) {
-  std::lock_guard<std::mutex> lock(mu_);
-  placements_.push_back(std::move(p));
-  while (placements_.size() > config_.limits.placement_log) placements_.pop_front();
 }
 
 std::string Service::reload(const DaemonConfig& next) {

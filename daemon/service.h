@@ -41,20 +41,17 @@ class LatencyWindow {
   std::deque<double> samples_;
 };
 
-/// One entry of the placement log.
-struct Placement {
+/// One entry of the placement log: the query, the policy's placement as it decided it,
+/// and how it ended.
+struct PlacementRecord {
   uint64_t query_id = 0;
   std::string request_id;
   std::string model;
   uint32_t items = 0;
-  std::string device;
-  uint32_t sub_batch = 0;
-  int workers = 0;
-  double predicted_ms = 0;
-  double actual_ms = 0;
   std::string policy;
-  std::string reason;
-  std::string outcome;  ///< "ok", or the error that ended it
+  policies::Placement placement;
+  double actual_ms = 0;  ///< arrival to answer; 0 if it never ran
+  std::string outcome;   ///< "ok", or the error that ended it
 };
 
 class Service {
@@ -75,13 +72,23 @@ class Service {
   bool ready() const { return ready_; }
   /// Queries admitted and not yet answered.
   uint64_t in_flight() const { return in_flight_; }
+  /// Queries answered with scores since start (every model): systemd's STATUS= line.
+  uint64_t answered() const { return answered_; }
 
  private:
   struct ModelState;
   Service() = default;
 
-  // Routes (routes.cc).
+  // The serving path (serving.cc): one request from decode to answer.
+  struct InFlight;
   void infer(const std::string& model, HttpRequest request, Responder respond);
+  /// Settles `q` on every path: the dispatcher's backlog (if admitted), the model's counts,
+  /// the placement log (if it was placed), and the answer: scores, or `st` as HTTP.
+  void finish(const std::shared_ptr<InFlight>& q, Status st);
+  /// Each served device's runner load and health, in devices_'s order.
+  std::vector<policies::DeviceLoad> device_loads(uint32_t degraded_ms) const;
+
+  // Routes (routes.cc).
   HttpResponse metrics() const;
   HttpResponse topology_json() const;
   HttpResponse devices_json() const;
@@ -93,8 +100,16 @@ class Service {
   HttpResponse put_policy(const std::string& body);
   HttpResponse post_profile();
 
+  // Start-up steps, in create()'s order (service.cc).
+  using Progress = std::function<void(const std::string&)>;
+  Status discover_topology(const Progress& progress);
+  void load_policy_plugins();
+  Status open_devices(const Progress& progress);
+  Status load_models(const Progress& progress);
+  Status load_or_measure_profiles(const Progress& progress);
+  void start_dispatcher(std::unique_ptr<policies::Policy> policy);
+
   ModelState* find(const std::string& name) const;
-  void record(Placement p);
   /// [{device, kernels}] for each device holding `m`.
   nlohmann::json served_on(const ModelState& m) const;
   /// A new policy instance by name: a built-in or a loaded plugin.
@@ -119,9 +134,10 @@ class Service {
   std::unique_ptr<policies::Dispatcher> dispatcher_;
 
   mutable std::mutex mu_;  // guards stats, the placement log, config_ fields that reload changes
-  std::deque<Placement> placements_;
+  std::deque<PlacementRecord> placements_;
   std::atomic<uint64_t> next_query_{1};
   std::atomic<uint64_t> in_flight_{0};
+  std::atomic<uint64_t> answered_{0};
   std::atomic<bool> ready_{false};
   std::atomic<bool> profiling_{false};
   std::thread reprofile_;

@@ -15,12 +15,12 @@
 #include <span>
 
 #include "core/batch.h"
+#include "core/device.h"
 #include "core/status.h"
 #include "engine/model.h"
 
 namespace recsched::exec {
 
-using Clock = std::chrono::steady_clock;
 /// Called exactly once per submitted query, from a runner thread: OK, or the error of the
 /// first part of it that failed (a forward() that threw or returned an error).
 using DoneFn = std::function<void(Status)>;

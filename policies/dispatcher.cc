@@ -17,6 +17,21 @@ Dispatcher::Dispatcher(std::vector<DeviceInfo> devices, std::unique_ptr<Policy> 
       queued_(devices_.size()),
       correction_(devices_.size()) {
   views_.reserve(devices_.size());
+  for (size_t i = 0; i < devices_.size(); ++i) {
+    const std::optional<DeviceId> id = DeviceId::parse(devices_[i].id);
+    if (!id) continue;  // a name outside the cpuN/gpuN scheme is never placed on
+    std::vector<int>& slots = position_[id->kind == DeviceKind::kGpu ? 1 : 0];
+    if (slots.size() <= id->index) slots.resize(id->index + 1, -1);
+    slots[id->index] = static_cast<int>(i);
+  }
+}
+
+std::optional<size_t> Dispatcher::position(std::string_view device) const {
+  const std::optional<DeviceId> id = DeviceId::parse(device);
+  if (!id) return std::nullopt;
+  const std::vector<int>& slots = position_[id->kind == DeviceKind::kGpu ? 1 : 0];
+  if (id->index >= slots.size() || slots[id->index] < 0) return std::nullopt;
+  return static_cast<size_t>(slots[id->index]);
 }
 
 namespace {
@@ -94,24 +109,32 @@ Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLo
   out.generation = generation_;
   Result<Placement> placed = policy_->place(query, ClusterView{views_, profiles, now});
   if (!placed) {
-    out.why = placed.status().message();
+    // kUnavailable is the policy's expected "no device can take it now"; anything else
+    // means the policy is broken (policy.h), and stays an internal error.
+    std::string why = placed.status().message();
     if (views_.size() < devices_.size()) {
       std::string left_out;
       for (size_t i = 0; i < devices_.size(); ++i) {
         if (!offer[i]) left_out += (left_out.empty() ? "" : ", ") + devices_[i].id;
       }
-      out.why += " (degraded, left out: " + left_out + ")";
+      why += " (degraded, left out: " + left_out + ")";
     }
+    const StatusCode code = placed.status().code() == StatusCode::kUnavailable
+                                ? StatusCode::kUnavailable
+                                : StatusCode::kInternal;
+    out.status = Status(code, code == StatusCode::kInternal ? "policy " + out.policy + ": " + why
+                                                            : why);
     return out;
   }
   out.placement = std::move(placed).value();
-  const auto it = std::find_if(devices_.begin(), devices_.end(),
-                               [&](const DeviceInfo& d) { return d.id == out.placement.device; });
-  if (it == devices_.end()) {
-    out.why = out.policy + " chose device '" + out.placement.device + "', which is not served";
+  const std::optional<size_t> at = position(out.placement.device);
+  if (!at) {
+    out.status = internal_error(out.policy + " chose device '" + out.placement.device +
+                                "', which is not served");
     return out;
   }
-  out.device_index = static_cast<size_t>(it - devices_.begin());
+  out.device_index = *at;
+  const auto it = devices_.begin() + static_cast<std::ptrdiff_t>(*at);
   const int awake = out.placement.active_workers > 0 ? out.placement.active_workers : it->workers;
   out.placement.workers = std::clamp(out.placement.workers, 1, std::max(1, awake));
   // A sub-batch larger than the query means "whole"; kept as the policy said (deeprecsched
@@ -144,7 +167,7 @@ Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLo
                     out.placement.predicted_ms, it->id.c_str(), load_of(out.device_index).queued,
                     admission_.reject_factor, sla);
     }
-    out.why = buf;
+    out.status = unavailable(buf);
     return out;
   }
   // The work this query adds: its service time on each worker it may occupy.
@@ -157,13 +180,13 @@ Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLo
   const uint32_t on = std::clamp<uint32_t>(out.placement.workers, 1, std::max(1u, subs));
   const double sub_ms = out.service_ms / ((std::max(1u, subs) + on - 1) / on);  // one round
   queued_[out.device_index].emplace(out.queue_key_ms, Queued{out.backlog_added_ms, sub_ms});
-  out.admitted = true;
+  out.status = Status::ok();
   return out;
 }
 
-std::string Dispatcher::hopeless(const std::string& model, double sla_ms,
-                                 const std::vector<DeviceLoad>& loads, Clock::time_point now) const {
-  if (!(sla_ms > 0) || devices_.empty()) return "";
+Status Dispatcher::hopeless(const std::string& model, double sla_ms,
+                            const std::vector<DeviceLoad>& loads, Clock::time_point now) const {
+  if (!(sla_ms > 0) || devices_.empty()) return Status::ok();
   const double bound = admission_.reject_factor * sla_ms;
   double best = 0;
   const std::vector<bool> offer = offered(loads, devices_.size());
@@ -174,7 +197,7 @@ std::string Dispatcher::hopeless(const std::string& model, double sla_ms,
     const DeviceLoad load = i < loads.size() ? loads[i] : DeviceLoad{};
     const double wait =
         ahead_ms(i, to_ms(now) + sla_ms, load) / std::max(1, devices_[i].workers) * corr;
-    if (wait <= bound) return "";
+    if (wait <= bound) return Status::ok();
     best = first ? wait : std::min(best, wait);
     first = false;
   }
@@ -183,11 +206,11 @@ std::string Dispatcher::hopeless(const std::string& model, double sla_ms,
                 "rejected before decoding: the shortest predicted wait, %.1f ms, already exceeds "
                 "%g x the SLA of %g ms on every device",
                 best, admission_.reject_factor, sla_ms);
-  return buf;
+  return unavailable(buf);
 }
 
 void Dispatcher::complete(const Decision& decision, const Completion& done) {
-  if (!decision.admitted || decision.device_index >= backlog_ms_.size()) return;
+  if (!decision.admitted() || decision.device_index >= backlog_ms_.size()) return;
   double& b = backlog_ms_[decision.device_index];
   b = std::max(0.0, b - decision.backlog_added_ms);
   auto& q = queued_[decision.device_index];

@@ -10,6 +10,8 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
+#include <string_view>
 #include <memory>
 #include <string>
 #include <vector>
@@ -61,14 +63,17 @@ struct DeviceInfo {
   double idle_w = 0;
 };
 
-/// The outcome of dispatch(): a placement, admitted or not.
+/// The outcome of dispatch(): a placement and whether it was admitted. `status` is OK for
+/// an admitted query; kUnavailable for one turned away (no device can take it now, or
+/// admission: predicted past its target), the reason in its message; kInternal when the
+/// policy failed or chose a device that is not served (a bug, not load).
 struct Decision {
   Placement placement;
-  bool admitted = false;
+  Status status = unavailable("not dispatched");
+  bool admitted() const { return status.is_ok(); }
   std::string policy;           ///< the name of the policy that decided
   uint64_t generation = 0;      ///< which policy instance: hand back to complete()
   double service_ms = 0;        ///< predicted service time, without the wait
-  std::string why;              ///< why it was rejected ("" if admitted)
   size_t device_index = 0;      ///< into the dispatcher's devices()
   double backlog_added_ms = 0;  ///< worker-milliseconds added to that device's backlog
   /// Its place in that device's queue (ms on the dispatch clock): its deadline, now + SLA,
@@ -100,14 +105,14 @@ class Dispatcher {
                     const ProfileTable& profiles, Clock::time_point now, int priority = 0,
                     bool own_target = false);
 
-  /// Deep overload: "" if some device could still start a query of `model` within
-  /// reject_factor x `sla_ms` (at the highest priority's share), else why not: on every
-  /// device the wait alone (backlog / workers, times the model's correction there) is past
-  /// it. A check cheap enough to run before a request is decoded, whatever its size.
-  /// The backlog counted is the work queued ahead of such a query (see dispatch()).
-  std::string hopeless(const std::string& model, double sla_ms,
-                       const std::vector<DeviceLoad>& loads,
-                       Clock::time_point now = Clock::now()) const;
+  /// Deep overload: OK if some device could still start a query of `model` within
+  /// reject_factor x `sla_ms` (at the highest priority's share), else kUnavailable saying
+  /// why not: on every device the wait alone (backlog / workers, times the model's
+  /// correction there) is past it. A check cheap enough to run before a request is
+  /// decoded, whatever its size. The backlog counted is the work queued ahead of such a
+  /// query (see dispatch()).
+  Status hopeless(const std::string& model, double sla_ms, const std::vector<DeviceLoad>& loads,
+                  Clock::time_point now = Clock::now()) const;
 
   /// A query placed by dispatch() finished (or failed): settles its device's backlog and,
   /// if the policy that placed it is still the active one, lets it observe.
@@ -137,6 +142,10 @@ class Dispatcher {
 
  private:
   std::vector<DeviceInfo> devices_;
+  // Position in devices_ by kind and index (DeviceId): a placement's device is found in
+  // O(1), never by comparing names. -1: not served.
+  std::vector<int> position_[2];
+  std::optional<size_t> position(std::string_view device) const;
   std::unique_ptr<Policy> policy_;
   uint64_t generation_ = 1;
   Admission admission_;

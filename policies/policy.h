@@ -13,14 +13,15 @@
 #include <string>
 #include <string_view>
 
+#include "core/device.h"
 #include "core/profile.h"
 #include "core/status.h"
 
 namespace recsched::policies {
 
-using Clock = std::chrono::steady_clock;
-
-enum class DeviceKind : uint8_t { kCpu, kGpu };
+using recsched::Clock;
+using recsched::DeviceId;
+using recsched::DeviceKind;
 
 /// One device as a policy sees it at one instant.
 struct DeviceView {

@@ -30,7 +30,7 @@ Result<std::unique_ptr<Policy>> create_policy(const std::string& name,
   }
   std::string known;
   for (const Entry& e : kRegistry) known += (known.empty() ? "" : ", ") + std::string(e.name);
-  return invalid_argument("unknown policy '" + name + "' (known: " + known + ")");
+  return Status(StatusCode::kNotFound, "unknown policy '" + name + "' (known: " + known + ")");
 }
 
 std::vector<std::string> policy_names() {

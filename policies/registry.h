@@ -11,7 +11,8 @@
 namespace recsched::policies {
 
 /// Builds the policy registered as `name`, configured with `params` (an object).
-/// kInvalidArgument listing the known names for an unknown one, or naming the bad key.
+/// kNotFound, listing the known names, for an unknown one (a caller with policies of its
+/// own, plugins, tells that case by its code); kInvalidArgument naming a bad key.
 Result<std::unique_ptr<Policy>> create_policy(const std::string& name,
                                               const nlohmann::json& params);
 /// Every registered name, in registry order.

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/device.h"
 #include "core/status.h"
 
 struct nvmlDevice_st;  // NVML's opaque device, as nvml.h declares it
@@ -107,7 +108,6 @@ class NvmlMeter final : public PowerMeter {
 
  private:
   enum class Mode { kEnergyCounter, kPowerIntegral };
-  using Clock = std::chrono::steady_clock;
 
   NvmlMeter() = default;
   static Result<std::unique_ptr<PowerMeter>> open_device(const std::string& what, int gpu_index,

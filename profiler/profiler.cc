@@ -1,3 +1,4 @@
+#include "core/device.h"
 #include "profiler/profiler.h"
 
 #include <algorithm>
@@ -8,8 +9,6 @@
 
 namespace recsched::profiler {
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 struct Timing {
   double p50_us = 0;

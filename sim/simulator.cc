@@ -211,7 +211,7 @@ class Simulation {
     }
     const policies::QueryInfo info{index + 1, &m.view, q.items, m.view.sla_ms};
     policies::Decision decision = dispatcher_->dispatch(info, loads_, profiles_, at(q.arrival_ms));
-    if (!decision.admitted) {
+    if (!decision.admitted()) {
       if (counted) ++m.rejected;
       return;
     }

@@ -1,4 +1,5 @@
 #include "bench/load/client.h"
+#include "core/device.h"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -22,7 +23,6 @@ namespace recsched::load {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
-using Clock = std::chrono::steady_clock;
 using GenericEndpoint = asio::generic::stream_protocol::endpoint;
 using Socket = asio::generic::stream_protocol::socket;
 using nlohmann::json;

@@ -1,3 +1,4 @@
+#include "core/device.h"
 #include "engine/tools/engine_cli.h"
 
 #include <algorithm>
@@ -27,7 +28,6 @@ namespace recsched::engine::tools {
 namespace {
 
 using nlohmann::json;
-using Clock = std::chrono::steady_clock;
 
 constexpr const char* kUsage = R"(usage: recsched-engine COMMAND [OPTIONS]
 

@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/device.h"
 #include "core/failpoint.h"
 #include "tests/daemon/harness.h"
 #include "tests/skip.h"
@@ -30,7 +31,6 @@ namespace {
 
 using namespace testing;  // NOLINT: the shared harness
 using namespace std::chrono_literals;
-using Clock = std::chrono::steady_clock;
 
 std::string read_text(const fs::path& path) {
   std::ifstream in(path);

@@ -2,6 +2,7 @@
 // name), the watchdog rules; and the recschedd binary under a fake service manager:
 // READY=1 only once the API answers, WATCHDOG=1 at half of WATCHDOG_USEC, RELOADING=1
 // then READY=1 on SIGHUP, STOPPING=1 on SIGTERM.
+#include "core/device.h"
 #include "daemon/sd_notify.h"
 
 #include <doctest/doctest.h>
@@ -31,7 +32,6 @@ namespace recsched::daemon {
 namespace {
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
 // The service manager's end: a datagram socket at a path or an abstract name.

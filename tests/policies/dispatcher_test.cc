@@ -25,13 +25,13 @@ TEST_CASE("admitted work counts in the device's backlog until it completes") {
   OneCpu c;
   Dispatcher d(c.devices, make("static"), 2.0);
   Decision a = d.dispatch({1, &c.model, 16, 10.0}, {{}}, c.table, Clock::now());
-  REQUIRE(a.admitted);
+  REQUIRE(a.admitted());
   CHECK(a.placement.device == "cpu0");
   CHECK(a.service_ms == doctest::Approx(0.05 + 1.6));
   CHECK(d.backlog_ms()[0] == doctest::Approx(a.service_ms));
   // The next query waits for half the backlog (two workers share it).
   Decision b = d.dispatch({2, &c.model, 16, 10.0}, {{1, 1, 0}}, c.table, Clock::now());
-  REQUIRE(b.admitted);
+  REQUIRE(b.admitted());
   CHECK(b.placement.predicted_ms == doctest::Approx(a.service_ms / 2 + b.service_ms));
   d.complete(a, {1, "m", 16, a.placement, 1.7, true});
   CHECK(d.backlog_ms()[0] == doctest::Approx(b.service_ms));
@@ -49,7 +49,7 @@ TEST_CASE("the backlog a query sees is the work queued ahead of it in its runner
     Dispatcher d(c.devices, edf ? make("earliest-finish") : make("static"), 2.0);
     // A loose query (due in 1 s) of 256 items: 25.65 ms of work, queued.
     Decision a = d.dispatch({1, &loose, 256, 1000.0}, {{}}, c.table, t0);
-    REQUIRE(a.admitted);
+    REQUIRE(a.admitted());
     CHECK(a.queue_key_ms == doctest::Approx(
                                 std::chrono::duration<double, std::milli>(t0.time_since_epoch())
                                     .count() +
@@ -67,7 +67,7 @@ TEST_CASE("the backlog a query sees is the work queued ahead of it in its runner
     }
     Decision b = d.dispatch({2, &c.model, 8, 10.0}, {{2, 1, 0}}, c.table,
                             t0 + std::chrono::milliseconds(1));
-    REQUIRE(b.admitted);
+    REQUIRE(b.admitted());
     CHECK(b.placement.predicted_ms ==
           doctest::Approx(edf ? a.service_ms / 2 + b.service_ms
                               : a.backlog_added_ms / 2 + b.service_ms));
@@ -83,10 +83,10 @@ TEST_CASE("the backlog a query sees is the work queued ahead of it in its runner
     // hopeless() counts the same: 300 ms of loose work queued is no reason to turn away
     // a tight query that will overtake it, unless it is ordered by arrival.
     Decision big = d.dispatch({4, &loose, 1024, 1000.0}, {{}}, c.table, t0);
-    REQUIRE(big.admitted);
+    REQUIRE(big.admitted());
     Decision big2 = d.dispatch({5, &loose, 1024, 1000.0}, {{}}, c.table, t0);
-    REQUIRE(big2.admitted);
-    CHECK(d.hopeless("m", 10.0, {{}}, t0).empty() == edf);
+    REQUIRE(big2.admitted());
+    CHECK(d.hopeless("m", 10.0, {{}}, t0).is_ok() == edf);
   }
 }
 
@@ -95,16 +95,39 @@ TEST_CASE("a query predicted beyond reject_factor x its SLA is rejected, with th
   Dispatcher d(c.devices, make("static"), 2.0);
   // 256 items: 25.65 ms on one worker > 2 x 10 ms.
   Decision r = d.dispatch({1, &c.model, 256, 10.0}, {{}}, c.table, Clock::now());
-  CHECK_FALSE(r.admitted);
-  CHECK(r.why.find("exceeds 2 x the SLA of 10 ms") != std::string::npos);
+  CHECK_FALSE(r.admitted());
+  CHECK(r.status.message().find("exceeds 2 x the SLA of 10 ms") != std::string::npos);
   CHECK(d.backlog_ms()[0] == 0.0);
   // A looser per-query SLA admits it.
-  CHECK(d.dispatch({2, &c.model, 256, 100.0}, {{}}, c.table, Clock::now()).admitted);
+  CHECK(d.dispatch({2, &c.model, 256, 100.0}, {{}}, c.table, Clock::now()).admitted());
   // A policy's expected rejection (no device) is a rejection too.
   Dispatcher none({}, make("earliest-finish"), 2.0);
   Decision n = none.dispatch({3, &c.model, 8, 10.0}, {}, c.table, Clock::now());
-  CHECK_FALSE(n.admitted);
-  CHECK_FALSE(n.why.empty());
+  CHECK_FALSE(n.admitted());
+  CHECK_FALSE(n.status.message().empty());
+  CHECK(n.status.code() == StatusCode::kUnavailable);  // 503: load, not a bug
+  CHECK(r.status.code() == StatusCode::kUnavailable);
+}
+
+// A policy that fails as policy.h says only a broken one does.
+class Broken final : public Policy {
+ public:
+  std::string_view name() const override { return "broken"; }
+  Result<Placement> place(const QueryInfo&, const ClusterView&) override {
+    return internal_error("lost its table");
+  }
+  nlohmann::json params() const override { return nlohmann::json::object(); }
+  Status configure(const nlohmann::json&) override { return Status::ok(); }
+};
+
+TEST_CASE("a policy's internal error stays an internal error, not a rejection") {
+  OneCpu c;
+  Dispatcher d(c.devices, std::make_unique<Broken>(), 2.0);
+  Decision r = d.dispatch({1, &c.model, 8, 10.0}, {{}}, c.table, Clock::now());
+  CHECK_FALSE(r.admitted());
+  CHECK(r.status.code() == StatusCode::kInternal);  // 500, where it was a 503
+  CHECK(r.status.message() == "policy broken: lost its table");
+  CHECK(d.backlog_ms()[0] == 0.0);
 }
 
 // Records what it observes.
@@ -129,10 +152,10 @@ TEST_CASE(
   std::vector<uint64_t> first, second;
   Dispatcher d(c.devices, std::make_unique<Recorder>(&first), 2.0);
   Decision a = d.dispatch({1, &c.model, 8, 10.0}, {{}}, c.table, Clock::now());
-  REQUIRE(a.admitted);
+  REQUIRE(a.admitted());
   d.set_policy(std::make_unique<Recorder>(&second));
   Decision b = d.dispatch({2, &c.model, 8, 10.0}, {{}}, c.table, Clock::now());
-  REQUIRE(b.admitted);
+  REQUIRE(b.admitted());
   CHECK(a.generation != b.generation);
   d.complete(a, {1, "m", 8, a.placement, 1.0, true});
   d.complete(b, {2, "m", 8, b.placement, 1.0, true});
@@ -145,8 +168,40 @@ TEST_CASE("a placement on a device that is not served is refused, and workers ar
   OneCpu c;
   Dispatcher d(c.devices, make("static", {{"device", "cpu9"}}), 2.0);
   Decision r = d.dispatch({1, &c.model, 8, 10.0}, {{}}, c.table, Clock::now());
-  CHECK_FALSE(r.admitted);
-  CHECK(r.why.find("cpu9") != std::string::npos);
+  CHECK_FALSE(r.admitted());
+  CHECK(r.status.message().find("cpu9") != std::string::npos);
+  CHECK(r.status.code() == StatusCode::kUnavailable);  // static's own refusal: not in the view
+}
+
+// Places every query on a device it names, whatever the view holds.
+class Rogue final : public Policy {
+ public:
+  explicit Rogue(std::string device) : device_(std::move(device)) {}
+  std::string_view name() const override { return "rogue"; }
+  Result<Placement> place(const QueryInfo& q, const ClusterView&) override {
+    return Placement{device_, q.items, 1, 1.0, "rogue"};
+  }
+  nlohmann::json params() const override { return nlohmann::json::object(); }
+  Status configure(const nlohmann::json&) override { return Status::ok(); }
+
+ private:
+  std::string device_;
+};
+
+TEST_CASE("a policy that places on a device that is not served fails the query as a bug") {
+  OneCpu c;
+  for (const char* device : {"cpu9", "gpu0", "nonsense"}) {
+    CAPTURE(device);
+    Dispatcher d(c.devices, std::make_unique<Rogue>(device), 2.0);
+    Decision r = d.dispatch({1, &c.model, 8, 10.0}, {{}}, c.table, Clock::now());
+    CHECK_FALSE(r.admitted());
+    CHECK(r.status.code() == StatusCode::kInternal);
+    CHECK(r.status.message() ==
+          std::string("rogue chose device '") + device + "', which is not served");
+    CHECK(d.backlog_ms()[0] == 0.0);
+  }
+  Dispatcher ok(c.devices, std::make_unique<Rogue>("cpu0"), 2.0);
+  CHECK(ok.dispatch({1, &c.model, 8, 10.0}, {{}}, c.table, Clock::now()).admitted());
 }
 
 TEST_CASE("min-energy parks workers at low load and wakes them when the SLA needs them") {
@@ -154,7 +209,7 @@ TEST_CASE("min-energy parks workers at low load and wakes them when the SLA need
   Dispatcher d(c.devices, make("min-energy"), 2.0);
   // Idle device: one worker awake meets the SLA and burns no idle power beside it.
   Decision a = d.dispatch({1, &c.model, 16, 10.0}, {{}}, c.table, Clock::now());
-  REQUIRE(a.admitted);
+  REQUIRE(a.admitted());
   CHECK(a.placement.active_workers == 1);
   CHECK(a.placement.workers == 1);
   CHECK(a.placement.reason.find("1 of 2 workers awake") != std::string::npos);
@@ -179,17 +234,17 @@ TEST_CASE("priority decides who is shed first: low before normal before high") {
   // 0.8 x 10 (normal), beyond 0.5 x 10 (low).
   // (Each completes before the next is placed: an empty backlog for every one.)
   Decision high = d.dispatch({1, &c.model, 60, 10.0}, {{}}, c.table, Clock::now(), 1);
-  CHECK(high.admitted);
+  CHECK(high.admitted());
   d.complete(high, {1, "m", 60, high.placement, 0, false});
   Decision normal = d.dispatch({2, &c.model, 60, 10.0}, {{}}, c.table, Clock::now(), 0);
-  CHECK(normal.admitted);
+  CHECK(normal.admitted());
   d.complete(normal, {2, "m", 60, normal.placement, 0, false});
   Decision low = d.dispatch({3, &c.model, 60, 10.0}, {{}}, c.table, Clock::now(), -1);
-  CHECK_FALSE(low.admitted);
-  CHECK(low.why.find("x 0.5 (priority -1)") != std::string::npos);
+  CHECK_FALSE(low.admitted());
+  CHECK(low.status.message().find("x 0.5 (priority -1)") != std::string::npos);
   // 90 items (9.05 ms): only high priority still gets in.
-  CHECK_FALSE(d.dispatch({4, &c.model, 90, 10.0}, {{}}, c.table, Clock::now(), 0).admitted);
-  CHECK(d.dispatch({5, &c.model, 90, 10.0}, {{}}, c.table, Clock::now(), 2).admitted);
+  CHECK_FALSE(d.dispatch({4, &c.model, 90, 10.0}, {{}}, c.table, Clock::now(), 0).admitted());
+  CHECK(d.dispatch({5, &c.model, 90, 10.0}, {{}}, c.table, Clock::now(), 2).admitted());
 }
 
 TEST_CASE("admission corrects predictions by the measured/predicted ratio per device and model") {
@@ -203,37 +258,37 @@ TEST_CASE("admission corrects predictions by the measured/predicted ratio per de
   // while it learns).
   for (uint64_t i = 1; i <= 30; ++i) {
     Decision q = d.dispatch({i, &c.model, 40, 100.0}, {{}}, c.table, t0);
-    REQUIRE(q.admitted);
+    REQUIRE(q.admitted());
     d.complete(q, {i, "m", 40, q.placement, 3 * q.placement.predicted_ms, true});
   }
   CHECK(d.correction(0, "m") == doctest::Approx(3.0));
   CHECK(d.correction(0, "other") == 1.0);  // per model
   // 40 items now count as 12.15 ms > 10 ms.
   Decision r = d.dispatch({31, &c.model, 40, 10.0}, {{}}, c.table, t0);
-  CHECK_FALSE(r.admitted);
-  CHECK(r.why.find("x 3.00 measured/predicted") != std::string::npos);
+  CHECK_FALSE(r.admitted());
+  CHECK(r.status.message().find("x 3.00 measured/predicted") != std::string::npos);
   // Failed queries teach nothing; faster ones bring it back down.
   for (uint64_t i = 32; i <= 200; ++i) {
     Decision q = d.dispatch({i, &c.model, 20, 10.0}, {{}}, c.table, t0);
-    REQUIRE(q.admitted);
+    REQUIRE(q.admitted());
     d.complete(q, {i, "m", 20, q.placement, 99.0, false});
   }
   CHECK(d.correction(0, "m") == doctest::Approx(3.0));
   for (uint64_t i = 201; i <= 300; ++i) {
     Decision q = d.dispatch({i, &c.model, 20, 10.0}, {{}}, c.table, t0);
-    REQUIRE(q.admitted);
+    REQUIRE(q.admitted());
     d.complete(q, {i, "m", 20, q.placement, q.placement.predicted_ms, true});
   }
   CHECK(d.correction(0, "m") == doctest::Approx(1.0).epsilon(0.01));
-  CHECK(d.dispatch({301, &c.model, 40, 10.0}, {{}}, c.table, t0).admitted);
+  CHECK(d.dispatch({301, &c.model, 40, 10.0}, {{}}, c.table, t0).admitted());
   // Without correction (the simulator's way) the ratio is learnt but not applied.
   Dispatcher plain(c.devices, make("static"), 1.0);
   for (uint64_t i = 1; i <= 30; ++i) {
     Decision q = plain.dispatch({i, &c.model, 40, 10.0}, {{}}, c.table, t0);
-    REQUIRE(q.admitted);
+    REQUIRE(q.admitted());
     plain.complete(q, {i, "m", 40, q.placement, 3 * q.placement.predicted_ms, true});
   }
-  CHECK(plain.dispatch({31, &c.model, 40, 10.0}, {{}}, c.table, t0).admitted);
+  CHECK(plain.dispatch({31, &c.model, 40, 10.0}, {{}}, c.table, t0).admitted());
 }
 
 TEST_CASE("the correction bounds the ratio's tail: mean plus 1.645 standard deviations") {
@@ -245,7 +300,7 @@ TEST_CASE("the correction bounds the ratio's tail: mean plus 1.645 standard devi
   // Ratios alternating 1 and 3: mean 2, standard deviation 1.
   for (uint64_t i = 1; i <= 400; ++i) {
     Decision q = d.dispatch({i, &c.model, 40, 1000.0}, {{}}, c.table, t0);
-    REQUIRE(q.admitted);
+    REQUIRE(q.admitted());
     d.complete(q, {i, "m", 40, q.placement, (i % 2 ? 1.0 : 3.0) * q.placement.predicted_ms, true});
   }
   CHECK(d.correction(0, "m") == doctest::Approx(2.0 + 1.645).epsilon(0.05));
@@ -259,19 +314,19 @@ TEST_CASE("a correction learnt in a burst decays while every query is rejected")
   const Clock::time_point t0 = Clock::now();
   for (uint64_t i = 1; i <= 10; ++i) {
     Decision q = d.dispatch({i, &c.model, 40, 100.0}, {{}}, c.table, t0);
-    REQUIRE(q.admitted);
+    REQUIRE(q.admitted());
     d.complete(q, {i, "m", 40, q.placement, 4 * q.placement.predicted_ms, true});
   }
   CHECK(d.correction(0, "m") == doctest::Approx(4.0));
   // 40 items (4.05 ms x 4 > 10 ms) are turned away, and teach nothing ...
-  CHECK_FALSE(d.dispatch({11, &c.model, 40, 10.0}, {{}}, c.table, t0).admitted);
+  CHECK_FALSE(d.dispatch({11, &c.model, 40, 10.0}, {{}}, c.table, t0).admitted());
   // ... but one half-life later the excess has halved, and after a few it is gone.
   CHECK_FALSE(d.dispatch({12, &c.model, 40, 10.0}, {{}}, c.table,
                          t0 + Dispatcher::kCorrectionHalfLife)
-                  .admitted);
+                  .admitted());
   CHECK(d.correction(0, "m") == doctest::Approx(2.5));
   CHECK(d.dispatch({13, &c.model, 40, 10.0}, {{}}, c.table, t0 + 3 * Dispatcher::kCorrectionHalfLife)
-            .admitted);
+            .admitted());
   CHECK(d.correction(0, "m") == doctest::Approx(1.375));
 }
 
@@ -282,15 +337,15 @@ TEST_CASE("admit_idle: a query that starts at once is admitted whatever its pred
   Dispatcher d(c.devices, make("static"), a);
   // 256 items: 25.65 ms > 10 ms. A worker is free and nothing waits: admitted.
   Decision idle = d.dispatch({1, &c.model, 256, 10.0}, {{1, 1, 0}}, c.table, Clock::now());
-  CHECK(idle.admitted);
+  CHECK(idle.admitted());
   // Both workers busy with queries in flight: it would queue, so the bound applies.
   Decision busy = d.dispatch({2, &c.model, 256, 10.0}, {{2, 2, 0}}, c.table, Clock::now());
-  CHECK_FALSE(busy.admitted);
+  CHECK_FALSE(busy.admitted());
   // Parked workers count: one awake and busy means it would wait.
-  CHECK_FALSE(d.dispatch({3, &c.model, 256, 10.0}, {{1, 1, 1}}, c.table, Clock::now()).admitted);
+  CHECK_FALSE(d.dispatch({3, &c.model, 256, 10.0}, {{1, 1, 1}}, c.table, Clock::now()).admitted());
   // A request's own target is a deadline: not admitted past it even when idle.
   CHECK_FALSE(
-      d.dispatch({4, &c.model, 256, 10.0}, {{1, 1, 0}}, c.table, Clock::now(), 0, true).admitted);
+      d.dispatch({4, &c.model, 256, 10.0}, {{1, 1, 0}}, c.table, Clock::now(), 0, true).admitted());
 }
 
 TEST_CASE("a degraded device is left out while another is healthy") {
@@ -301,17 +356,17 @@ TEST_CASE("a degraded device is left out while another is healthy") {
   Dispatcher d(devices, make("earliest-finish"), 1000.0);
   // 1024 items: the GPU finishes far sooner (13.8 ms vs 102 ms).
   Decision a = d.dispatch({1, &model, 1024, 500.0}, {{}, {}}, table, Clock::now());
-  REQUIRE(a.admitted);
+  REQUIRE(a.admitted());
   CHECK(a.placement.device == "gpu0");
   DeviceLoad degraded;
   degraded.degraded = true;
   Decision b = d.dispatch({2, &model, 1024, 500.0}, {{}, degraded}, table, Clock::now());
-  REQUIRE(b.admitted);
+  REQUIRE(b.admitted());
   CHECK(b.placement.device == "cpu0");
   CHECK(b.device_index == 0);
   // Every device degraded: all are offered again (better a try than a certain refusal).
   Decision c = d.dispatch({3, &model, 1024, 500.0}, {degraded, degraded}, table, Clock::now());
-  REQUIRE(c.admitted);
+  REQUIRE(c.admitted());
   CHECK(c.placement.device == "gpu0");
   CHECK(c.device_index == 1);
 }
@@ -320,24 +375,24 @@ TEST_CASE("a degraded device is left out while another is healthy") {
 TEST_CASE("hopeless: the wait alone exceeds the bound on every device, checked before decoding") {
   OneCpu c;
   Dispatcher d(c.devices, make("static"), Admission{1.0});
-  CHECK(d.hopeless("m", 10.0, {{}}).empty());
+  CHECK(d.hopeless("m", 10.0, {{}}).is_ok());
   // Queue work on the two workers: 4 x 25.65 ms / 2 = 51.3 ms of wait > 1 x 10 ms.
   d.set_reject_factor(1000);
   std::vector<Decision> held;
   for (uint64_t i = 1; i <= 4; ++i) {
     held.push_back(d.dispatch({i, &c.model, 256, 10.0}, {{}}, c.table, Clock::now()));
-    REQUIRE(held.back().admitted);
+    REQUIRE(held.back().admitted());
   }
-  CHECK(d.hopeless("m", 10.0, {{}}).empty());  // the factor is 1000: 51 ms < 10 s
+  CHECK(d.hopeless("m", 10.0, {{}}).is_ok());  // the factor is 1000: 51 ms < 10 s
   d.set_reject_factor(1.0);
-  const std::string why = d.hopeless("m", 10.0, {{}});
+  const std::string why = d.hopeless("m", 10.0, {{}}).message();
   CHECK(why.find("rejected before decoding") != std::string::npos);
   CHECK(why.find("51.3 ms") != std::string::npos);
-  CHECK(d.hopeless("m", 60.0, {{}}).empty());  // a looser target still has room
+  CHECK(d.hopeless("m", 60.0, {{}}).is_ok());  // a looser target still has room
   for (size_t i = 0; i < held.size(); ++i) {
     d.complete(held[i], {i + 1, "m", 256, held[i].placement, 20.0, true});
   }
-  CHECK(d.hopeless("m", 10.0, {{}}).empty());
+  CHECK(d.hopeless("m", 10.0, {{}}).is_ok());
 }
 
 }  // namespace

@@ -34,9 +34,10 @@ TEST_CASE("every registered policy keeps the contract") {
     REQUIRE_MESSAGE(policy.has_value(), policy.status().to_string());
     check_contract(**policy, name);
   }
-  CHECK(
-      create_policy("psychic", nlohmann::json::object()).status().message().find("known: static") !=
-      std::string::npos);
+  const Status unknown = create_policy("psychic", nlohmann::json::object()).status();
+  CHECK(unknown.message().find("known: static") != std::string::npos);
+  CHECK(unknown.code() == StatusCode::kNotFound);
+  CHECK(create_policy("static", {{"colour", 1}}).status().code() == StatusCode::kInvalidArgument);
 }
 
 TEST_CASE("earliest-finish sends small queries to the CPU and large ones to the GPU") {

@@ -1,0 +1,218 @@
+// The serving path of one inference request, start to answer. In order:
+//   1. infer(): snapshot the model's target and the limits; if no device could even start
+//      the query within its target, answer 503 before decoding (Dispatcher::hopeless);
+//   2. decode and validate the KServe body (kserve.h) into an InFlight;
+//   3. dispatch(): the dispatcher asks the active policy for a placement and admits it
+//      against the SLA (policies/dispatcher.h); a Status says rejected (503) or failed (500);
+//   4. submit(): the device's runner queues it (exec/runner.h), earliest deadline first
+//      on a CPU, in arrival order on a GPU;
+//   5. finish(): on every path (scores, rejection, failure, shutdown) the one place that
+//      settles the dispatcher's backlog, counts the outcome, logs the placement and answers.
+// routes.cc maps a request to infer(); main.cc owns the HTTP server that calls it.
+#include <algorithm>
+#include <chrono>
+#include <memory>
+
+#include "daemon/http_util.h"
+#include "daemon/kserve.h"
+#include "daemon/service.h"
+
+namespace recsched::daemon {
+
+// One query from the moment it reaches the service to its answer.
+struct Service::InFlight {
+  ModelState* model = nullptr;
+  Responder respond;
+  Clock::time_point arrival;
+  double sla_ms = 0;             // the model's target, or the request's own
+  bool decoded = false;          // the body was valid: later failures are not "invalid"
+  InferRequest request;          // once decoded
+  policies::Decision decision;   // once dispatched; admitted() means complete() is owed
+  bool dispatched = false;       // a placement was decided: it goes to the placement log
+  ServingDevice* device = nullptr;  // once admitted
+  bool ran = false;              // the runner ran it (its latency means something)
+  bool counted_in_flight = false;
+  std::vector<float> scores;
+  PlacementRecord record;
+};
+
+std::vector<policies::DeviceLoad> Service::device_loads(uint32_t degraded_ms) const {
+  std::vector<policies::DeviceLoad> loads;
+  loads.reserve(devices_.size());
+  for (const auto& d : devices_) {
+    const exec::Load l = d->runner().load();
+    loads.push_back({l.busy_workers, l.queries, l.active_workers, d->health(degraded_ms).degraded});
+  }
+  return loads;
+}
+
+void Service::infer(const std::string& name, HttpRequest req, Responder respond) {
+  auto q = std::make_shared<InFlight>();
+  q->model = find(name);
+  q->respond = std::move(respond);
+  q->arrival = Clock::now();
+  InferLimits limits;
+  size_t max_queue;
+  uint32_t degraded_ms;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    limits.max_items = config_.limits.max_items;
+    limits.max_elements = config_.limits.max_elements;
+    limits.max_json_depth = static_cast<int>(config_.limits.max_json_depth);
+    degraded_ms = config_.limits.degraded_ms;
+    max_queue = config_.limits.max_queue;
+    q->sla_ms = q->model->cfg.sla_ms;
+    ++q->model->requests;
+  }
+  std::optional<size_t> header_length;
+  if (auto it = req.headers.find("inference-header-content-length"); it != req.headers.end()) {
+    try {
+      size_t used = 0;
+      header_length = std::stoull(it->second, &used);
+      if (used != it->second.size()) throw std::invalid_argument("trailing characters");
+    } catch (const std::exception&) {
+      return finish(q, invalid_argument("Inference-Header-Content-Length is not a number"));
+    }
+  }
+  const std::vector<policies::DeviceLoad> loads = device_loads(degraded_ms);
+
+  // 1. Deep overload: answered before decoding (for a large request the decode is most of
+  // what it costs). A request that may carry its own sla_ms is decoded first: its target
+  // is in the body.
+  const std::string_view body(req.body);
+  if (body.substr(0, header_length.value_or(body.size())).find("sla_ms") == std::string_view::npos) {
+    Status st;
+    {
+      std::lock_guard<std::mutex> lock(dispatch_mu_);
+      st = dispatcher_->hopeless(name, q->sla_ms, loads);
+    }
+    if (!st.is_ok()) return finish(q, st);
+  }
+
+  // 2. Decode.
+  Result<InferRequest> parsed =
+      parse_infer_request(req.body, header_length, q->model->cfg.spec, limits);
+  if (!parsed) return finish(q, parsed.status());
+  q->request = std::move(parsed).value();
+  q->decoded = true;
+  if (q->request.sla_ms) q->sla_ms = *q->request.sla_ms;
+  const uint32_t n = q->request.batch.batch_size;
+
+  // 3. Placement and admission.
+  policies::ModelView view;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    view = {name, q->sla_ms, q->model->window.percentile(95)};
+  }
+  const std::shared_ptr<const ProfileTable> table = profiles();
+  const uint64_t query_id = next_query_++;
+  {
+    std::lock_guard<std::mutex> lock(dispatch_mu_);
+    q->decision = dispatcher_->dispatch({query_id, &view, n, q->sla_ms}, loads, *table,
+                                        Clock::now(), q->request.priority,
+                                        q->request.sla_ms.has_value());
+  }
+  q->dispatched = true;
+  q->record = {query_id, q->request.id, name, n, q->decision.policy, q->decision.placement, 0, ""};
+  if (!q->decision.admitted()) return finish(q, q->decision.status);
+  q->device = devices_[q->decision.device_index].get();
+  const engine::Model* model = q->model->on[q->decision.device_index].get();
+  if (model == nullptr) {
+    // The policy chose a device without the model (it had no profile there): a policy bug.
+    return finish(q, internal_error(q->decision.policy + " placed " + name + " on " +
+                                    q->device->id() + ", which does not hold it"));
+  }
+  const policies::Placement& pl = q->decision.placement;
+  if (pl.active_workers > 0) q->device->runner().set_active_workers(pl.active_workers);
+
+  // 4. Submit. Its place in the device's queue: due at arrival + target, or at arrival
+  // (FIFO). A request's own target is unbounded: past 10^9 ms (11 days) it makes no
+  // difference.
+  q->scores.resize(size_t(n) * q->model->cfg.spec.num_outputs());
+  const auto deadline =
+      q->arrival + (pl.order == policies::QueueOrder::kDeadline
+                        ? std::chrono::duration_cast<Clock::duration>(
+                              std::chrono::duration<double, std::milli>(std::min(q->sla_ms, 1e9)))
+                        : Clock::duration::zero());
+  ++in_flight_;
+  q->counted_in_flight = true;
+  Status st = q->device->runner().submit({.model = model,
+                                          .batch = view_of(q->request.batch),
+                                          .scores = q->scores,
+                                          .sub_batch = pl.sub_batch,
+                                          .workers = pl.workers,
+                                          .deadline = deadline,
+                                          .done =
+                                              [this, q](Status st) {
+                                                q->ran = true;
+                                                q->device->record_outcome(st);
+                                                if (!st.is_ok()) {
+                                                  st = Status(st.code(), "query failed on " +
+                                                                             q->device->id() +
+                                                                             " (now degraded): " +
+                                                                             st.message());
+                                                }
+                                                finish(q, std::move(st));
+                                              }},
+                                         max_queue);
+  if (!st.is_ok()) finish(q, std::move(st));
+}
+
+void Service::finish(const std::shared_ptr<InFlight>& q, Status st) {
+  const double ms = std::chrono::duration<double, std::milli>(Clock::now() - q->arrival).count();
+  const uint32_t n = q->request.batch.batch_size;
+  // 5a. The dispatcher: the device's backlog, and the policy's feedback.
+  if (q->decision.admitted()) {
+    std::lock_guard<std::mutex> lock(dispatch_mu_);
+    dispatcher_->complete(q->decision, {q->record.query_id, q->record.model, n,
+                                        q->decision.placement, q->ran ? ms : 0, st.is_ok()});
+  }
+  // 5b. Counts and the placement log, under one lock.
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ModelState& m = *q->model;
+    if (q->ran) ++m.per_device[q->decision.device_index];
+    if (st.is_ok()) {
+      ++m.ok;
+      m.items += n;
+      m.window.add(ms);
+      if (ms > q->sla_ms) ++m.sla_violations;
+      m.latency_sum_s += ms / 1e3;
+      const auto& b = latency_buckets();
+      for (size_t i = 0; i < b.size(); ++i) {
+        if (ms / 1e3 <= b[i]) ++m.buckets[i];
+      }
+      ++answered_;
+    } else if (st.code() == StatusCode::kUnavailable) {
+      ++m.rejected;  // before decoding (deep overload), at admission, or a full queue
+    } else if (!q->decoded) {
+      ++m.invalid;
+    } else {
+      ++m.failed;
+    }
+    if (q->dispatched) {
+      q->record.actual_ms = q->ran ? ms : 0;
+      q->record.outcome = st.is_ok() ? "ok" : st.message();
+      placements_.push_back(std::move(q->record));
+      while (placements_.size() > config_.limits.placement_log) placements_.pop_front();
+    }
+  }
+  // 5c. The answer.
+  if (st.is_ok()) {
+    EncodedResponse enc =
+        encode_infer_response(q->model->cfg.spec.name, q->request.id, q->scores, n,
+                              q->model->cfg.spec.num_outputs(), q->request.binary_output);
+    HttpResponse r;
+    r.content_type = enc.content_type;
+    r.body = std::move(enc.body);
+    if (enc.header_length) {
+      r.headers.emplace_back("Inference-Header-Content-Length", std::to_string(*enc.header_length));
+    }
+    q->respond(std::move(r));
+  } else {
+    q->respond(error_response(http_status(st.code()), st.message()));
+  }
+  if (q->counted_in_flight) --in_flight_;
+}
+
+}  // namespace recsched::daemon
