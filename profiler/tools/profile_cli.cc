@@ -9,12 +9,13 @@
 #include <nlohmann/json.hpp>
 #include <ostream>
 
+#include "daemon/config.h"
 #include "engine/model.h"
 #include "exec/cpu_runner.h"
+#include "hw/topology.h"
 #include "profiler/power.h"
 #include "profiler/profile_cache.h"
 #include "profiler/profiler.h"
-#include "hw/topology.h"
 #if defined(RECSCHED_WITH_CUDA)
 #include "engine/cuda/cuda_model.h"
 #endif
@@ -48,12 +49,11 @@ commands:
       printed). Results are cached under the state directory, keyed by hardware, model
       spec and build; a valid cache skips the measuring. --out writes the JSON to FILE.
 
-config (JSON; paths relative to the config file):
-  {"models": ["rmc1.json", {"spec": "x.json", "weights": "x.safetensors"}],
-   "partition": "numa", "state_dir": "/var/lib/recsched", "cpus": true, "gpus": true,
-   "batch_sizes": [1, 2, 4, ..., 1024], "seconds_per_point": 0.05,
-   "power": {"powercap_root": "/sys/class/powercap", "cpu_active_w_per_core": 8,
-             "cpu_idle_w_per_core": 1.5, "gpu_active_w": 400, "gpu_idle_w": 70}}
+config: recschedd's own (systemd/recschedd.json; every key in daemon/config.h), so a
+host can be profiled ahead of starting the service, into the cache the service reads.
+run uses models, partition, devices, gpus, state_dir, profile and power, and ignores the
+rest; paths are relative to the config file. The smallest:
+  {"models": ["rmc1.json", {"spec": "x.json", "weights": "x.safetensors"}]}
 Exit status: 0 ok, 1 failure, 2 bad usage.
 )";
 
@@ -66,106 +66,31 @@ struct ModelEntry {
   std::string weights_path;
 };
 
+// What `run` needs of a config: the daemon's own (daemon/config.h), so a host can be profiled
+// ahead of starting recschedd with the very file the service reads, into the cache it reads.
 struct Config {
   std::vector<ModelEntry> models;
   Partition partition = Partition::kNuma;
-  std::string state_dir = "/var/lib/recsched";
-  bool cpus = true;
+  std::string state_dir;
+  std::vector<std::string> devices;  ///< empty: every device of the partition (and GPU)
   bool gpus = true;
   ProfileOptions options;
   PowerConfig power;
+  bool wants(const std::string& id) const {
+    return devices.empty() || std::find(devices.begin(), devices.end(), id) != devices.end();
+  }
 };
 
-Status key_error(const std::string& path, const std::string& key, const std::string& what) {
-  return invalid_argument("config " + path + ": key '" + key + "': " + what);
-}
-
 Result<Config> load_config(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return not_found("config " + path + ": cannot open file");
-  json j;
-  try {
-    j = json::parse(in);
-  } catch (const json::exception& e) {
-    return invalid_argument("config " + path + ": not valid JSON: " + e.what());
-  }
-  if (!j.is_object()) return invalid_argument("config " + path + ": must be a JSON object");
-  const fs::path base = fs::path(path).parent_path();
-  auto resolve = [&](const std::string& p) {
-    return fs::path(p).is_absolute() ? p : (base / p).lexically_normal().string();
-  };
+  RECSCHED_ASSIGN_OR_RETURN(daemon::DaemonConfig d, daemon::load_config(path));
   Config c;
-  for (const auto& [key, v] : j.items()) {
-    if (key == "models") {
-      if (!v.is_array() || v.empty()) return key_error(path, key, "must be a non-empty array");
-      for (const json& m : v) {
-        ModelEntry e;
-        if (m.is_string()) {
-          e.spec_path = resolve(m.get<std::string>());
-        } else if (m.is_object() && m.contains("spec") && m["spec"].is_string()) {
-          e.spec_path = resolve(m["spec"].get<std::string>());
-          for (const auto& [mk, mv] : m.items()) {
-            if (mk == "weights" && mv.is_string()) {
-              e.weights_path = resolve(mv.get<std::string>());
-            } else if (mk != "spec") {
-              return key_error(path, "models", "entry key '" + mk + "' is unknown");
-            }
-          }
-        } else {
-          return key_error(path, key, "entries are spec paths or {\"spec\", \"weights\"}");
-        }
-        c.models.push_back(e);
-      }
-    } else if (key == "partition") {
-      auto p = v.is_string() ? partition_from_string(v.get<std::string>()) : std::nullopt;
-      if (!p) return key_error(path, key, "must be one of numa, l3, core-kind, core");
-      c.partition = *p;
-    } else if (key == "state_dir") {
-      if (!v.is_string()) return key_error(path, key, "must be a path");
-      c.state_dir = resolve(v.get<std::string>());
-    } else if (key == "gpus" || key == "cpus") {
-      if (!v.is_boolean()) return key_error(path, key, "must be true or false");
-      (key == "gpus" ? c.gpus : c.cpus) = v.get<bool>();
-    } else if (key == "batch_sizes") {
-      if (!v.is_array() || v.empty()) return key_error(path, key, "must be a non-empty array");
-      c.options.batch_sizes.clear();
-      for (const json& b : v) {
-        if (!b.is_number_integer() || b.get<int64_t>() < 1 || b.get<int64_t>() > (1 << 20)) {
-          return key_error(path, key, "entries must be integers in [1, 1048576]");
-        }
-        c.options.batch_sizes.push_back(b.get<uint32_t>());
-      }
-      std::sort(c.options.batch_sizes.begin(), c.options.batch_sizes.end());
-    } else if (key == "seconds_per_point") {
-      if (!v.is_number() || v.get<double>() <= 0 || v.get<double>() > 60) {
-        return key_error(path, key, "must be a number of seconds in (0, 60]");
-      }
-      c.options.seconds_per_point = v.get<double>();
-    } else if (key == "power") {
-      if (!v.is_object()) return key_error(path, key, "must be an object");
-      for (const auto& [pk, pv] : v.items()) {
-        double* field = pk == "cpu_active_w_per_core" ? &c.power.cpu_active_w_per_core
-                        : pk == "cpu_idle_w_per_core" ? &c.power.cpu_idle_w_per_core
-                        : pk == "gpu_active_w"        ? &c.power.gpu_active_w
-                        : pk == "gpu_idle_w"          ? &c.power.gpu_idle_w
-                                                      : nullptr;
-        if (pk == "powercap_root" && pv.is_string()) {
-          c.power.powercap_root = pv.get<std::string>();
-        } else if (field != nullptr && pv.is_number() && pv.get<double>() >= 0) {
-          *field = pv.get<double>();
-        } else {
-          return key_error(path, "power." + pk, "unknown key or bad value");
-        }
-      }
-      if (c.power.cpu_idle_w_per_core > c.power.cpu_active_w_per_core ||
-          c.power.gpu_idle_w > c.power.gpu_active_w) {
-        return key_error(path, key, "idle watts must not exceed active watts");
-      }
-    } else {
-      return key_error(path, key, "unknown key");
-    }
-  }
-  if (c.models.empty()) return key_error(path, "models", "required but missing");
+  for (const daemon::ModelConfig& m : d.models) c.models.push_back({m.spec_path, m.weights_path});
+  c.partition = d.partition;
+  c.state_dir = d.state_dir;
+  c.devices = d.devices;
+  c.gpus = d.gpus;
+  c.options = d.profile;
+  c.power = d.power;
   return c;
 }
 
@@ -335,7 +260,7 @@ int cmd_run(const std::map<std::string, std::string>& o, bool as_json, std::ostr
   };
 
   for (const CpuDevice& dev : devices->cpus) {
-    if (!cfg->cpus) break;
+    if (!cfg->wants(dev.id)) continue;
     std::unique_ptr<CpuRunner> runner;
     MeterChoice meter;
     for (const Loaded& m : models) {
@@ -384,6 +309,7 @@ int cmd_run(const std::map<std::string, std::string>& o, bool as_json, std::ostr
       gd.model = g.name;
       gd.memory_bytes = g.memory_bytes;
       gd.backend = "CUDA";
+      if (!cfg->wants(gd.id)) continue;
       gpu_devices.push_back(gpu_json(gd));
       // The thread that feeds the GPU (packing queries into pinned memory) runs on the
       // GPU's own NUMA node, and so does that pinned memory.

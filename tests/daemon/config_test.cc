@@ -48,12 +48,11 @@ std::string replace_all(std::string s, const std::string& from, const std::strin
   return s;
 }
 
-/// systemd/recschedd.json with its model paths redirected from the installed zoo
-/// (/usr/share/recsched/models/) to the source tree's models/.
+/// systemd/recschedd.json as a checkout has it: its model paths (../models/) resolve
+/// against its own folder to the tree's models/.
 Result<DaemonConfig> load_example_config() {
-  const std::string text = replace_all(read_file(source_path("systemd/recschedd.json")),
-                                       "/usr/share/recsched/models/", source_path("models/"));
-  return parse_config(text, source_path("systemd"), kEtcPath);
+  return parse_config(read_file(source_path("systemd/recschedd.json")), source_path("systemd"),
+                      kEtcPath);
 }
 
 /// A scratch directory, removed when the test ends.

@@ -92,6 +92,26 @@ TEST_CASE("run profiles, caches, and a second run reuses the cache") {
   CHECK(third.err.find("warning") != std::string::npos);
 }
 
+// recschedd's own config, every daemon key in it (listen, policy, limits, token, ...), is
+// what run reads: here systemd/recschedd.json with two golden models in place of the zoo,
+// and devices naming the one this host surely has.
+TEST_CASE("run reads recschedd's config, daemon-only keys and all, and its devices list") {
+  Scratch s;
+  json cfg = json::parse(std::ifstream(source("systemd/recschedd.json")));
+  cfg["models"] = {source("tests/fixtures/golden/wide.model.json"),
+                   source("tests/fixtures/golden/ncf.model.json")};
+  cfg["state_dir"] = (s.dir / "daemon-state").string();
+  cfg["gpus"] = false;
+  cfg["devices"] = {"cpu0"};
+  std::ofstream(s.dir / "recschedd.json") << cfg.dump(2);
+  const Run r = run({"run", "--config", (s.dir / "recschedd.json").string(), "--quick", "--json"});
+  REQUIRE_MESSAGE(r.code == 0, r.err);
+  const json j = json::parse(r.out);
+  CHECK(j["measured"] == 2);
+  for (const json& p : j["profiles"]) CHECK(p["device"] == "cpu0");
+  CHECK(fs::exists(s.dir / "daemon-state" / "profiles.json"));
+}
+
 TEST_CASE("bad configs and arguments fail with one line naming the problem") {
   Scratch s;
   std::ofstream(s.dir / "bad.json") << R"({"models": ["x.json"], "colour": 1})";
