@@ -1,0 +1,246 @@
+// recsched-overhead: what recschedd adds to the engine's own compute, as a client sees it.
+//
+// For each served model and each query size, one process does, interleaved rep by rep:
+//   - the engine's forward pass on that many items, on this thread (compute);
+//   - the same query through each daemon given (--socket / --tcp, one keep-alive
+//     connection each, KServe v2 binary tensors as Triton's clients send them), waiting for
+//     the answer before the next (no queueing: the daemon's static policy runs a query
+//     whole on one worker, as compute does here).
+// Overhead = client latency - compute, reported at p50 and p99 (each the percentile of the
+// latencies minus the median compute), per daemon side by side, so two builds can be
+// compared in one run on a shared machine. Run each daemon with policy static.
+//
+//   recsched-overhead --socket after=/tmp/a.sock --socket before=/tmp/b.sock \
+//       --items 1,164 --reps 300 [--models ncf,rmc1] [--json OUT]
+#include <algorithm>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "bench/load/client.h"
+#include "bench/load/payload.h"
+#include "core/device.h"
+#include "engine/dense.h"
+#include "engine/inputs.h"
+#include "engine/model.h"
+
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using nlohmann::json;
+using recsched::Clock;
+
+// One keep-alive connection to a daemon, TCP or unix socket.
+class Connection {
+ public:
+  Connection(std::string label, const std::string& where) : label_(std::move(label)) {
+    if (where.rfind("unix:", 0) == 0) {
+      unix_ = std::make_unique<asio::local::stream_protocol::socket>(io_);
+      unix_->connect(asio::local::stream_protocol::endpoint(where.substr(5)));
+    } else {
+      const size_t colon = where.rfind(':');
+      tcp_ = std::make_unique<asio::ip::tcp::socket>(io_);
+      tcp_->connect({asio::ip::make_address(where.substr(0, colon)),
+                     static_cast<uint16_t>(std::stoi(where.substr(colon + 1)))});
+      tcp_->set_option(asio::ip::tcp::no_delay(true));
+    }
+  }
+  const std::string& label() const { return label_; }
+  // One POST; the answer's status (and, for a check, its body size).
+  unsigned post(const std::string& target, const std::string& body, size_t header_length) {
+    http::request<http::string_body> req(http::verb::post, target, 11);
+    req.set(http::field::host, "localhost");
+    req.keep_alive(true);
+    if (header_length > 0) req.set("Inference-Header-Content-Length", std::to_string(header_length));
+    req.body() = body;
+    req.prepare_payload();
+    http::response<http::string_body> res;
+    if (unix_) {
+      http::write(*unix_, req);
+      http::read(*unix_, buf_, res);
+    } else {
+      http::write(*tcp_, req);
+      http::read(*tcp_, buf_, res);
+    }
+    return res.result_int();
+  }
+
+ private:
+  std::string label_;
+  asio::io_context io_;
+  std::unique_ptr<asio::local::stream_protocol::socket> unix_;
+  std::unique_ptr<asio::ip::tcp::socket> tcp_;
+  beast::flat_buffer buf_;
+};
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t rank = static_cast<size_t>(std::ceil(p / 100 * v.size()));
+  return v[std::clamp<size_t>(rank, 1, v.size()) - 1];
+}
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string part; std::getline(ss, part, sep);) {
+    if (!part.empty()) out.push_back(part);
+  }
+  return out;
+}
+
+constexpr const char* kUsage =
+    "usage: recsched-overhead (--socket LABEL=PATH | --tcp LABEL=HOST:PORT)... [--items 1,164]\n"
+    "                         [--reps 300] [--models a,b] [--json OUT]\n"
+    "Per model and size: the engine's compute on this thread, and each daemon's client latency\n"
+    "for the same query (one keep-alive connection each, binary tensors), interleaved; prints\n"
+    "overhead = latency - median compute at p50 and p99 per daemon. Run the daemons with\n"
+    "policy static (a query whole on one worker).\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::pair<std::string, std::string>> daemons;  // label, where
+  std::vector<uint32_t> sizes = {1, 164};
+  int reps = 300;
+  std::vector<std::string> only;
+  std::string json_out;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::cerr << "recsched-overhead: " << a << " needs a value\n" << kUsage;
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--socket" || a == "--tcp") {
+      const std::string v = value();
+      const size_t eq = v.find('=');
+      if (eq == std::string::npos) {
+        std::cerr << "recsched-overhead: " << a << " takes LABEL=WHERE\n";
+        return 2;
+      }
+      daemons.push_back({v.substr(0, eq), (a == "--socket" ? "unix:" : "") + v.substr(eq + 1)});
+    } else if (a == "--items") {
+      sizes.clear();
+      for (const std::string& s : split(value(), ',')) sizes.push_back(std::stoul(s));
+    } else if (a == "--reps") {
+      reps = std::stoi(value());
+    } else if (a == "--models") {
+      only = split(value(), ',');
+    } else if (a == "--json") {
+      json_out = value();
+    } else if (a == "--help" || a == "-h") {
+      std::cout << kUsage;
+      return 0;
+    } else {
+      std::cerr << "recsched-overhead: unknown argument " << a << "\n" << kUsage;
+      return 2;
+    }
+  }
+  if (daemons.empty() || reps < 10 || sizes.empty()) {
+    std::cerr << kUsage;
+    return 2;
+  }
+  recsched::load::Endpoint first;
+  if (daemons[0].second.rfind("unix:", 0) == 0) {
+    first.unix_path = daemons[0].second.substr(5);
+  } else {
+    const size_t colon = daemons[0].second.rfind(':');
+    first.host = daemons[0].second.substr(0, colon);
+    first.port = static_cast<uint16_t>(std::stoi(daemons[0].second.substr(colon + 1)));
+  }
+  std::vector<recsched::load::ModelInfo> models = recsched::load::fetch_models(first);
+  if (!only.empty()) {
+    std::erase_if(models, [&](const auto& m) {
+      return std::find(only.begin(), only.end(), m.name) == only.end();
+    });
+  }
+  const uint32_t max_items = *std::max_element(sizes.begin(), sizes.end());
+  recsched::load::PoolOptions po;
+  po.max_items = max_items;
+  po.max_variants = 1;
+  const recsched::load::PayloadPool pool(models, recsched::load::SizeDistribution::parse(
+                                                     "fixed:" + std::to_string(max_items)),
+                                         po);
+  std::vector<std::unique_ptr<Connection>> conns;
+  for (const auto& [label, where] : daemons) conns.push_back(std::make_unique<Connection>(label, where));
+  recsched::engine::set_blas_threads(1);  // as a daemon worker runs
+
+  json report = json::array();
+  std::printf("%-8s %5s %11s", "model", "items", "compute p50");
+  for (const auto& c : conns) std::printf(" | %-10s p50 / p99 overhead (us)", c->label().c_str());
+  std::printf("\n");
+  for (uint32_t mi = 0; mi < models.size(); ++mi) {
+    const auto& info = models[mi];
+    auto spec = recsched::engine::load_model_spec(info.spec_path);
+    if (!spec) {
+      std::cerr << "recsched-overhead: " << spec.status().message() << "\n";
+      return 1;
+    }
+    auto model = recsched::engine::load_model(*spec, {});
+    if (!model) {
+      std::cerr << "recsched-overhead: " << model.status().message() << "\n";
+      return 1;
+    }
+    for (uint32_t n : sizes) {
+      const recsched::load::EncodedQuery q = pool.encode(mi, n, 0);
+      std::string body = q.json;
+      for (std::string_view s : q.sections) body.append(s);
+      const recsched::Batch batch = recsched::engine::random_batch(*spec, n, 7);
+      std::vector<float> scores(size_t(n) * spec->num_outputs());
+      recsched::engine::Workspace ws;
+      const std::string target = "/v2/models/" + info.name + "/infer";
+      std::vector<double> compute;
+      std::vector<std::vector<double>> latency(conns.size());
+      for (int r = -10; r < reps; ++r) {  // 10 warm-up reps
+        const auto t0 = Clock::now();
+        if (!(*model)->forward(view_of(batch), ws, scores).is_ok()) return 1;
+        const auto t1 = Clock::now();
+        if (r >= 0) compute.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+        for (size_t c = 0; c < conns.size(); ++c) {
+          const auto s0 = Clock::now();
+          const unsigned status = conns[c]->post(target, body, q.header_length);
+          const auto s1 = Clock::now();
+          if (status != 200) {
+            std::cerr << "recsched-overhead: " << conns[c]->label() << " answered " << status
+                      << " for " << info.name << "\n";
+            return 1;
+          }
+          if (r >= 0) latency[c].push_back(std::chrono::duration<double, std::micro>(s1 - s0).count());
+        }
+      }
+      const double compute_p50 = percentile(compute, 50);
+      std::printf("%-8s %5u %9.1f us", info.name.c_str(), n, compute_p50);
+      json row = {{"model", info.name}, {"items", n}, {"compute_p50_us", compute_p50},
+                  {"body_bytes", body.size()}};
+      for (size_t c = 0; c < conns.size(); ++c) {
+        const double p50 = percentile(latency[c], 50) - compute_p50;
+        const double p99 = percentile(latency[c], 99) - compute_p50;
+        std::printf(" | %-10s %8.1f / %8.1f %17s", conns[c]->label().c_str(), p50, p99, "");
+        row[conns[c]->label()] = {{"latency_p50_us", percentile(latency[c], 50)},
+                                  {"latency_p99_us", percentile(latency[c], 99)},
+                                  {"overhead_p50_us", p50},
+                                  {"overhead_p99_us", p99},
+                                  {"overhead_p50_of_compute", p50 / compute_p50}};
+      }
+      std::printf("\n");
+      report.push_back(row);
+    }
+  }
+  if (!json_out.empty()) std::ofstream(json_out) << report.dump(2) << "\n";
+  return 0;
+}
