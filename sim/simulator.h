@@ -5,7 +5,7 @@
 // report, bit for bit.
 //
 // What it models, and what it does not:
-// - Devices run exactly as profiler::CpuRunner does: queries cut into sub-batches of the
+// - Devices run exactly as exec::CpuRunner does: queries cut into sub-batches of the
 //   placement's size; a free, awake worker takes a sub-batch of the query with the
 //   earliest deadline (arrival + SLA target; or its arrival, for a placement that asks
 //   for FIFO order: Placement::order) that has one left and fewer than its worker cap
