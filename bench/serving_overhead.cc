@@ -8,7 +8,8 @@
 //     whole on one worker, as compute does here).
 // Overhead = client latency - compute, reported at p50 and p99 (each the percentile of the
 // latencies minus the median compute), per daemon side by side, so two builds can be
-// compared in one run on a shared machine. Run each daemon with policy static.
+// compared in one run on a shared machine. Run each daemon with policy static. First, the
+// floor: a GET of /v2/health/live on the same connections (HTTP only, no worker).
 //
 //   recsched-overhead --socket after=/tmp/a.sock --socket before=/tmp/b.sock \
 //       --items 1,164 --reps 300 [--models ncf,rmc1] [--json OUT]
@@ -58,9 +59,10 @@ class Connection {
     }
   }
   const std::string& label() const { return label_; }
-  // One POST; the answer's status (and, for a check, its body size).
+  // One request (a POST with `body`, or a GET when body is empty); the answer's status.
   unsigned post(const std::string& target, const std::string& body, size_t header_length) {
-    http::request<http::string_body> req(http::verb::post, target, 11);
+    http::request<http::string_body> req(body.empty() ? http::verb::get : http::verb::post,
+                                         target, 11);
     req.set(http::field::host, "localhost");
     req.keep_alive(true);
     if (header_length > 0) req.set("Inference-Header-Content-Length", std::to_string(header_length));
@@ -180,7 +182,29 @@ int main(int argc, char** argv) {
   for (const auto& [label, where] : daemons) conns.push_back(std::make_unique<Connection>(label, where));
   recsched::engine::set_blas_threads(1);  // as a daemon worker runs
 
+  // The floor: a GET of /v2/health/live (no decode, no worker) on each connection.
   json report = json::array();
+  {
+    std::vector<std::vector<double>> floor(conns.size());
+    for (int r = -10; r < reps; ++r) {
+      for (size_t c = 0; c < conns.size(); ++c) {
+        const auto s0 = Clock::now();
+        conns[c]->post("/v2/health/live", "", 0);
+        const auto s1 = Clock::now();
+        if (r >= 0) floor[c].push_back(std::chrono::duration<double, std::micro>(s1 - s0).count());
+      }
+    }
+    std::printf("GET /v2/health/live round trip (the HTTP floor):");
+    json row = {{"model", "GET /v2/health/live"}};
+    for (size_t c = 0; c < conns.size(); ++c) {
+      std::printf(" %s p50 %.1f us, p99 %.1f us;", conns[c]->label().c_str(),
+                  percentile(floor[c], 50), percentile(floor[c], 99));
+      row[conns[c]->label()] = {{"latency_p50_us", percentile(floor[c], 50)},
+                                {"latency_p99_us", percentile(floor[c], 99)}};
+    }
+    std::printf("\n");
+    report.push_back(row);
+  }
   std::printf("%-8s %5s %11s", "model", "items", "compute p50");
   for (const auto& c : conns) std::printf(" | %-10s p50 / p99 overhead (us)", c->label().c_str());
   std::printf("\n");
