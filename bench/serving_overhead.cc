@@ -9,7 +9,8 @@
 // Overhead = client latency - compute, reported at p50 and p99 (each the percentile of the
 // latencies minus the median compute), per daemon side by side, so two builds can be
 // compared in one run on a shared machine. Run each daemon with policy static. First, the
-// floor: a GET of /v2/health/live on the same connections (HTTP only, no worker).
+// floor: a GET of /v2/health/live on the same connections (HTTP only, no worker); and per
+// query the daemon's decoding of the body (kserve.cc) timed alone in this process.
 //
 //   recsched-overhead --socket after=/tmp/a.sock --socket before=/tmp/b.sock \
 //       --items 1,164 --reps 300 [--models ncf,rmc1] [--json OUT]
@@ -31,6 +32,7 @@
 #include "bench/load/client.h"
 #include "bench/load/payload.h"
 #include "core/device.h"
+#include "daemon/kserve.h"
 #include "engine/dense.h"
 #include "engine/inputs.h"
 #include "engine/model.h"
@@ -105,7 +107,7 @@ std::vector<std::string> split(const std::string& s, char sep) {
 
 constexpr const char* kUsage =
     "usage: recsched-overhead (--socket LABEL=PATH | --tcp LABEL=HOST:PORT)... [--items 1,164]\n"
-    "                         [--reps 300] [--models a,b] [--json OUT]\n"
+    "                         [--reps 300] [--models a,b] [--int32-ids] [--json OUT]\n"
     "Per model and size: the engine's compute on this thread, and each daemon's client latency\n"
     "for the same query (one keep-alive connection each, binary tensors), interleaved; prints\n"
     "overhead = latency - median compute at p50 and p99 per daemon. Run the daemons with\n"
@@ -119,6 +121,7 @@ int main(int argc, char** argv) {
   int reps = 300;
   std::vector<std::string> only;
   std::string json_out;
+  bool int32_ids = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -145,6 +148,8 @@ int main(int argc, char** argv) {
       only = split(value(), ',');
     } else if (a == "--json") {
       json_out = value();
+    } else if (a == "--int32-ids") {
+      int32_ids = true;
     } else if (a == "--help" || a == "-h") {
       std::cout << kUsage;
       return 0;
@@ -175,6 +180,7 @@ int main(int argc, char** argv) {
   recsched::load::PoolOptions po;
   po.max_items = max_items;
   po.max_variants = 1;
+  po.int32_ids = int32_ids;
   const recsched::load::PayloadPool pool(models, recsched::load::SizeDistribution::parse(
                                                      "fixed:" + std::to_string(max_items)),
                                          po);
@@ -205,7 +211,7 @@ int main(int argc, char** argv) {
     std::printf("\n");
     report.push_back(row);
   }
-  std::printf("%-8s %5s %11s", "model", "items", "compute p50");
+  std::printf("%-8s %5s %11s %11s", "model", "items", "compute p50", "decode p50");
   for (const auto& c : conns) std::printf(" | %-10s p50 / p99 overhead (us)", c->label().c_str());
   std::printf("\n");
   for (uint32_t mi = 0; mi < models.size(); ++mi) {
@@ -228,13 +234,23 @@ int main(int argc, char** argv) {
       std::vector<float> scores(size_t(n) * spec->num_outputs());
       recsched::engine::Workspace ws;
       const std::string target = "/v2/models/" + info.name + "/infer";
-      std::vector<double> compute;
+      std::vector<double> compute, decode;
       std::vector<std::vector<double>> latency(conns.size());
       for (int r = -10; r < reps; ++r) {  // 10 warm-up reps
         const auto t0 = Clock::now();
         if (!(*model)->forward(view_of(batch), ws, scores).is_ok()) return 1;
         const auto t1 = Clock::now();
         if (r >= 0) compute.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+        // The daemon's own decoding of this body (kserve.cc), in this process: one part of
+        // the overhead, timed alone.
+        const auto d0 = Clock::now();
+        const auto parsed = recsched::daemon::parse_infer_request(body, q.header_length, *spec, {});
+        const auto d1 = Clock::now();
+        if (!parsed) {
+          std::cerr << "recsched-overhead: " << parsed.status().message() << "\n";
+          return 1;
+        }
+        if (r >= 0) decode.push_back(std::chrono::duration<double, std::micro>(d1 - d0).count());
         for (size_t c = 0; c < conns.size(); ++c) {
           const auto s0 = Clock::now();
           const unsigned status = conns[c]->post(target, body, q.header_length);
@@ -248,9 +264,10 @@ int main(int argc, char** argv) {
         }
       }
       const double compute_p50 = percentile(compute, 50);
-      std::printf("%-8s %5u %9.1f us", info.name.c_str(), n, compute_p50);
+      std::printf("%-8s %5u %9.1f us %8.1f us", info.name.c_str(), n, compute_p50,
+                  percentile(decode, 50));
       json row = {{"model", info.name}, {"items", n}, {"compute_p50_us", compute_p50},
-                  {"body_bytes", body.size()}};
+                  {"decode_p50_us", percentile(decode, 50)}, {"body_bytes", body.size()}};
       for (size_t c = 0; c < conns.size(); ++c) {
         const double p50 = percentile(latency[c], 50) - compute_p50;
         const double p99 = percentile(latency[c], 99) - compute_p50;

@@ -42,7 +42,13 @@ struct InputDesc {
   uint64_t elements = 0;                // product of shape, saturated at UINT64_MAX
   std::optional<uint64_t> binary_size;  // parameters.binary_data_size
   std::string_view binary;              // its bytes, once the layout is checked
+  std::string_view datatype;            // as sent (one of the slot's accepted types)
+  size_t element_size = 0;              // bytes per element of that datatype
 };
+
+// sparse_indices may come as INT32 as well as INT64: half the bytes on the wire for every
+// table of up to 2^31 rows (all of the zoo's); they are widened once, as they are decoded.
+constexpr std::string_view kIndicesNarrow = "INT32";
 
 using Inputs = std::array<std::optional<InputDesc>, kNumSlots>;
 
@@ -230,9 +236,16 @@ Result<Inputs> read_inputs(const json& req, std::vector<InputSlot>& order) {
     if (dtype == in.end() || !dtype->is_string()) {
       return input_error(slot, "'datatype' must be a string");
     }
-    if (dtype->get_ref<const std::string&>() != kSlots[slot].datatype) {
-      return input_error(slot, "datatype " + echo(dtype->get_ref<const std::string&>()) +
-                                   ", expected " + std::string(kSlots[slot].datatype));
+    const std::string& datatype = dtype->get_ref<const std::string&>();
+    d.datatype = kSlots[slot].datatype;
+    d.element_size = kSlots[slot].element_size;
+    if (slot == kIndices && datatype == kIndicesNarrow) {
+      d.datatype = kIndicesNarrow;
+      d.element_size = sizeof(int32_t);
+    } else if (datatype != kSlots[slot].datatype) {
+      return input_error(slot, "datatype " + echo(datatype) + ", expected " +
+                                   std::string(kSlots[slot].datatype) +
+                                   (slot == kIndices ? " or " + std::string(kIndicesNarrow) : ""));
     }
     const auto shape = in.find("shape");
     if (shape == in.end() || !shape->is_array() ||
@@ -353,13 +366,13 @@ Status lay_out_binary(Inputs& in, std::span<const InputSlot> order, std::string_
       return input_error(slot, "binary_data_size needs the Inference-Header-Content-Length header");
     }
     uint64_t expected;
-    if (__builtin_mul_overflow(d.elements, kSlots[slot].element_size, &expected)) {
+    if (__builtin_mul_overflow(d.elements, d.element_size, &expected)) {
       expected = std::numeric_limits<uint64_t>::max();  // then no binary_data_size matches
     }
     if (*d.binary_size != expected) {
       return input_error(slot, "binary_data_size " + std::to_string(*d.binary_size) +
                                    " does not match shape " + shape_string(d.shape) + " of " +
-                                   std::string(kSlots[slot].datatype) + " (" +
+                                   std::string(d.datatype) + " (" +
                                    std::to_string(expected) + " bytes)");
     }
     if (expected > rest.size() - offset) {
@@ -413,8 +426,8 @@ Status convert(InputSlot slot, const json& v, uint64_t index, T& out) {
     const bool fits = v.is_number_unsigned() ? v.get<uint64_t>() <= uint64_t(kMax)
                                              : v.get<int64_t>() >= kMin && v.get<int64_t>() <= kMax;
     if (!fits) {
-      return fail(" = " + echo_value(v) + " is outside the " + std::string(kSlots[slot].datatype) +
-                  " range");
+      return fail(" = " + echo_value(v) + " is outside the " +
+                  (std::is_same_v<T, int32_t> ? "INT32" : "INT64") + " range");
     }
     out = static_cast<T>(v.get<int64_t>());
   }
@@ -534,7 +547,13 @@ Result<InferRequest> parse_infer_request(std::string_view body, std::optional<si
                                        std::to_string(ids) + " ids but sparse_lengths add up to " +
                                        std::to_string(total));
     }
-    RECSCHED_RETURN_IF_ERROR(decode(kIndices, *in[kIndices], batch.sparse.indices));
+    if (in[kIndices]->element_size == sizeof(int32_t)) {
+      std::vector<int32_t> narrow;
+      RECSCHED_RETURN_IF_ERROR(decode(kIndices, *in[kIndices], narrow));
+      batch.sparse.indices.assign(narrow.begin(), narrow.end());
+    } else {
+      RECSCHED_RETURN_IF_ERROR(decode(kIndices, *in[kIndices], batch.sparse.indices));
+    }
   }
   batch.sparse.offsets = Batch::offsets_from_lengths(lengths);
   RECSCHED_RETURN_IF_ERROR(engine::validate_batch(spec, batch));

@@ -42,6 +42,7 @@ Load:
   --lookups M=L,...      ids per bag (default: lookups_per_table read from the spec file)
   --json-payload         JSON tensors in place of binary (a pool of --json-pool bodies)
   --json-pool N          JSON bodies per model (default 32)
+  --int32-ids            binary sparse_indices as INT32 (half the bytes) instead of INT64
   --max-connections N    connections at most (default 128)
   --payload-mb N         memory for pre-generated features (default 512)
   --min-queries N        lengthen each run (or step) so every model of the mix can expect
@@ -179,6 +180,8 @@ Plan parse(const std::vector<std::string>& args) {
       for (const auto& [k, v] : pairs(a, value())) p.lookups[k] = int32_t(v);
     } else if (a == "--json-payload") {
       p.pool.format = PayloadFormat::kJson;
+    } else if (a == "--int32-ids") {
+      p.pool.int32_ids = true;
     } else if (a == "--json-pool") {
       p.pool.json_pool = int(positive(a, value()));
     } else if (a == "--max-connections") {

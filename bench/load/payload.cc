@@ -109,6 +109,15 @@ PayloadPool::PayloadPool(std::vector<ModelInfo> models, const SizeDistribution& 
         int64_t* out = b.ids.data() + tb * cap * l;
         for (uint64_t j = 0; j < cap * l; ++j) out[j] = id(rng);
       }
+      if (options_.int32_ids) {
+        for (int64_t rows : m.table_rows) {
+          if (rows > int64_t{1} << 31) {
+            throw std::invalid_argument(m.name + ": a table of " + std::to_string(rows) +
+                                        " rows needs INT64 ids");
+          }
+        }
+        b.ids32.assign(b.ids.begin(), b.ids.end());
+      }
       p.variants.push_back(std::move(b));
     }
     p.lengths.assign(t * cap, m.lookups);
@@ -168,7 +177,9 @@ PayloadPool::PayloadPool(std::vector<ModelInfo> models, const SizeDistribution& 
       p.variants.clear();
       p.lengths.clear();
     }
-    for (const Block& b : p.variants) bytes_ += b.dense.size() * 4 + b.ids.size() * 8;
+    for (const Block& b : p.variants) {
+      bytes_ += b.dense.size() * 4 + b.ids.size() * 8 + b.ids32.size() * 4;
+    }
     bytes_ += p.lengths.size() * 4;
     for (const std::string& s : p.json_bodies) bytes_ += s.size();
   }
@@ -232,10 +243,13 @@ EncodedQuery PayloadPool::encode(uint32_t model, uint32_t items, uint64_t pick) 
   if (t > 0) {
     input("sparse_lengths", "INT32", {t, n}, t * n * 4);
     q.sections.emplace_back(reinterpret_cast<const char*>(p.lengths.data()), t * n * 4);
-    input("sparse_indices", "INT64", {t * n * l}, t * n * l * 8);
+    const uint64_t width = options_.int32_ids ? 4 : 8;
+    input("sparse_indices", options_.int32_ids ? "INT32" : "INT64", {t * n * l}, t * n * l * width);
     for (uint64_t tb = 0; tb < t; ++tb) {
-      q.sections.emplace_back(reinterpret_cast<const char*>(b.ids.data() + tb * cap * l + off * l),
-                              n * l * 8);
+      const char* ids = options_.int32_ids
+                            ? reinterpret_cast<const char*>(b.ids32.data() + tb * cap * l + off * l)
+                            : reinterpret_cast<const char*>(b.ids.data() + tb * cap * l + off * l);
+      q.sections.emplace_back(ids, n * l * width);
     }
   }
   s += "],\"outputs\":[{\"name\":\"scores\",\"parameters\":{\"binary_data\":true}}]";

@@ -67,6 +67,8 @@ struct PoolOptions {
   std::optional<double> sla_ms;  ///< send parameters.sla_ms with every query (per model below)
   bool per_model_sla = false;    ///< send each model's ModelInfo::sla_ms as parameters.sla_ms
   std::optional<int> priority;   ///< send parameters.priority with every query
+  /// Binary sparse_indices as INT32 (half the bytes; every id must fit) instead of INT64.
+  bool int32_ids = false;
   uint64_t seed = 1;
 };
 
@@ -86,7 +88,8 @@ class PayloadPool {
  private:
   struct Block {
     std::vector<float> dense;  // [max_items, D]
-    std::vector<int64_t> ids;  // [T][max_items * lookups]
+    std::vector<int64_t> ids;    // [T][max_items * lookups]
+    std::vector<int32_t> ids32;  // the same ids, with PoolOptions::int32_ids
   };
   struct ModelPool {
     std::vector<Block> variants;

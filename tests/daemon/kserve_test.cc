@@ -179,6 +179,41 @@ TEST_CASE("the binary extension gives the same Batch as JSON data") {
   }
 }
 
+TEST_CASE("sparse_indices may be INT32, binary or JSON, and decode to the same Batch") {
+  json req = good_request();
+  input(req, "sparse_indices")["datatype"] = "INT32";
+  SUBCASE("JSON data") {
+    Result<InferRequest> r = parse(req, dlrm_spec());
+    REQUIRE_MESSAGE(r.has_value(), r.status().to_string());
+    check_same(r->batch, expected_batch());
+  }
+  SUBCASE("binary data: half the bytes of INT64") {
+    const Wire narrow = to_binary(req);
+    const Wire wide = to_binary(good_request());
+    CHECK(wide.body.size() - narrow.body.size() ==
+          4 * input(req, "sparse_indices")["data"].size());
+    Result<InferRequest> r = parse(narrow, dlrm_spec());
+    REQUIRE_MESSAGE(r.has_value(), r.status().to_string());
+    check_same(r->batch, expected_batch());
+  }
+  SUBCASE("a binary size of INT64 elements for INT32 ids is refused, naming the type") {
+    const Wire w = to_binary(req, {}, [](json& h) {
+      input(h, "sparse_indices")["parameters"]["binary_data_size"] = 48;
+    });
+    Result<InferRequest> r = parse(w, dlrm_spec());
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.status().message() ==
+          "input 'sparse_indices': binary_data_size 48 does not match shape [6] of INT32 (24 bytes)");
+  }
+  SUBCASE("a JSON id past the INT32 range is refused as such") {
+    input(req, "sparse_indices")["data"][0] = int64_t{1} << 31;
+    Result<InferRequest> r = parse(req, dlrm_spec());
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.status().message() ==
+          "input 'sparse_indices': element 0 = 2147483648 is outside the INT32 range");
+  }
+}
+
 TEST_CASE("a header length equal to a JSON-only body is accepted") {
   const std::string body = good_request().dump();
   Result<InferRequest> r = parse_infer_request(body, body.size(), dlrm_spec(), {});
@@ -473,8 +508,8 @@ TEST_CASE("bad requests are refused with kInvalidArgument and a message that say
       "sparse_lengths INT64", [](json& r) { input(r, "sparse_lengths")["datatype"] = "INT64"; },
       "input 'sparse_lengths': datatype INT64, expected INT32");
   edit(
-      "sparse_indices INT32", [](json& r) { input(r, "sparse_indices")["datatype"] = "INT32"; },
-      "input 'sparse_indices': datatype INT32, expected INT64");
+      "sparse_indices FP32", [](json& r) { input(r, "sparse_indices")["datatype"] = "FP32"; },
+      "input 'sparse_indices': datatype FP32, expected INT64 or INT32");
   edit(
       "shape with a negative dim",
       [](json& r) {
