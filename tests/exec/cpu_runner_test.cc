@@ -15,12 +15,13 @@
 #include "engine/inputs.h"
 
 namespace recsched::exec {
-namespace {
 
 using hw::CpuDevice;
 using hw::Devices;
 using hw::Partition;
 using hw::Topology;
+
+namespace {
 
 struct HostDevice {
   Topology topology = std::move(Topology::host().value());
@@ -128,11 +129,6 @@ TEST_CASE("a runner needs this machine's topology") {
 
 namespace recsched::exec {
 namespace {
-
-using hw::CpuDevice;
-using hw::Devices;
-using hw::Partition;
-using hw::Topology;
 
 TEST_CASE("submit runs whole queries side by side, one per worker, and bounds the queue") {
   Topology topo = std::move(Topology::host().value());
