@@ -425,9 +425,14 @@ TEST_CASE("reload applies SLA targets and admission limits, and names what needs
   CHECK(said.find("needs a restart") != std::string::npos);
   CHECK(said.find("max_body_bytes") != std::string::npos);
   const json models_body = request(d.port, http::verb::get, "/v1/models").json_body();
+  int dot = 0;  // the model is there (a loop over none would check nothing)
   for (const json& m : models_body["models"]) {
-    if (m["name"] == "golden_dot") CHECK(m["sla_ms"] == 7.0);
+    if (m["name"] == "golden_dot") {
+      CHECK(m["sla_ms"] == 7.0);
+      ++dot;
+    }
   }
+  CHECK(dot == 1);
   // max_items 4 now refuses the 9-item golden query; the body limit is still the old one.
   const Reply r =
       request(d.port, http::verb::post, "/v2/models/golden_dot/infer", infer_body("dot").dump());
