@@ -3,6 +3,7 @@
 // is built with policies::create_policy(name, params), and one that builds is re-tuned
 // with configure(params) and with its own params(), as a later PUT would. Every message
 // must be sendable as a JSON error body.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -17,7 +18,13 @@ void try_policy(const std::string& name, const nlohmann::json& params) {
   using namespace recsched;
   auto policy = policies::create_policy(name, params);
   if (!policy) {
-    FUZZ_CHECK(policy.status().code() == StatusCode::kInvalidArgument);
+    // kNotFound for a name the registry does not have (recschedd then tries its plugins),
+    // kInvalidArgument for bad params.
+    const auto names = policies::policy_names();
+    const bool known = std::find(names.begin(), names.end(), name) != names.end();
+    FUZZ_CHECK(policy.status().code() ==
+               (known || !params.is_object() ? StatusCode::kInvalidArgument
+                                             : StatusCode::kNotFound));
     (void)nlohmann::json{{"error", policy.status().message()}}.dump();
     return;
   }
