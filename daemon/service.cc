@@ -38,6 +38,13 @@ policies::Admission admission(const LimitsConfig& l) {
   return a;
 }
 
+policies::BoundedWait bounded_wait(const LimitsConfig& l) {
+  policies::BoundedWait b;
+  b.on = l.wait_bound_fraction > 0;
+  b.fraction = l.wait_bound_fraction;
+  return b;
+}
+
 }  // namespace
 
 // Latency histogram buckets (seconds) for /metrics.
@@ -263,6 +270,7 @@ void Service::start_dispatcher(std::unique_ptr<policies::Policy> policy) {
   }
   dispatcher_ = std::make_unique<policies::Dispatcher>(
       std::move(infos), std::move(policy), admission(c.limits));
+  dispatcher_->set_bounded_wait(bounded_wait(c.limits));
   spdlog::info("policy: {} {}", c.policy.name, dispatcher_->policy().params().dump());
 }
 
@@ -354,16 +362,18 @@ std::string Service::reload(const DaemonConfig& next) {
   config_.limits.reject_factor = b.reject_factor;
   config_.limits.normal_priority_share = b.normal_priority_share;
   config_.limits.low_priority_share = b.low_priority_share;
+  config_.limits.wait_bound_fraction = b.wait_bound_fraction;
   config_.limits.degraded_ms = b.degraded_ms;
   config_.limits.placement_log = b.placement_log;
   config_.token = next.token;
   {
     std::lock_guard<std::mutex> d(dispatch_mu_);
     dispatcher_->set_admission(admission(b));
+    dispatcher_->set_bounded_wait(bounded_wait(b));
   }
   std::string out =
       "reloaded SLA targets, admission limits (max_queue, max_items, max_elements, "
-      "max_json_depth, reject_factor, priority shares, degraded_ms, placement_log), token";
+      "max_json_depth, reject_factor, priority shares, wait_bound_fraction, degraded_ms, placement_log), token";
   if (!(next.policy.name == config_.policy.name && next.policy.params == config_.policy.params)) {
     lock.unlock();
     Status st = set_policy(next.policy.name, next.policy.params);

@@ -141,6 +141,9 @@ void Service::infer(const std::string& name, HttpRequest req, Responder respond)
                                           .scores = q->scores,
                                           .sub_batch = pl.sub_batch,
                                           .workers = pl.workers,
+                                          .short_items = q->decision.short_items,
+                                          .reserve = q->decision.reserve,
+                                          .urgent_at = q->decision.urgent_at,
                                           .deadline = deadline,
                                           .done =
                                               [this, q](Status st) {

@@ -8,22 +8,39 @@
 
 namespace recsched::exec {
 
-// One query: its sub-batches are taken in order; the last one to finish reports.
+// One query: its items are taken in order, a piece at a time; the last piece to finish
+// reports.
 struct CpuRunner::Job {
   const Model* model = nullptr;
   BatchView batch;
-  uint32_t sub_batch = 0;
-  uint32_t num_subs = 0;
+  uint32_t sub_batch = 0;    // a piece's size (the last may be smaller)
+  uint32_t short_items = 0;  // pieces larger than this are long (Request::short_items)
+  int reserve = 0;           // workers kept from its long pieces (Request::reserve)
+  Clock::time_point urgent_at;  // from then on, no workers kept (Request::urgent_at)
   int max_workers = 0;
   std::span<float> scores;
   DoneFn done;
   Clock::time_point deadline;  // the order key with seq (fixed before it is queued)
   uint64_t seq = 0;
-  uint32_t next = 0;      // next sub-batch to hand out (under mu_)
-  uint32_t finished = 0;  // sub-batches done (under mu_)
+  uint32_t taken = 0;     // items handed out (under mu_)
+  uint32_t finished = 0;  // items done (under mu_)
   int active = 0;         // workers on it now (under mu_)
   Status first_error;     // (under mu_)
+  uint32_t left() const { return batch.batch_size - taken; }
 };
+
+// The piece a worker may take of `job` now, with `long_busy` workers running long pieces
+// of `awake`: its sub-batch, or a short piece while the long lanes are full; 0 if neither
+// (the job waits for a long lane, or until it is urgent). Sets *is_long.
+uint32_t CpuRunner::piece(const Job& job, int long_busy, int awake, Clock::time_point now,
+                          bool* is_long) {
+  const uint32_t full = std::min(job.sub_batch, job.left());
+  *is_long = full > job.short_items;
+  if (!*is_long) return full;
+  if (long_busy < std::max(1, awake - job.reserve) || now >= job.urgent_at) return full;
+  *is_long = false;
+  return std::min(job.short_items, job.left());
+}
 
 bool CpuRunner::EarlierDeadline::operator()(const std::shared_ptr<Job>& a,
                                             const std::shared_ptr<Job>& b) const {
@@ -92,32 +109,50 @@ void CpuRunner::worker_main(int index, const std::string& cpuset) {
   engine::Workspace ws;
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
-    // The earliest-deadline query with a sub-batch left and room under its worker cap.
+    // The earliest-deadline query with items left, room under its worker cap and a piece
+    // this worker may take now (see piece()).
     std::shared_ptr<Job> job;
-    work_cv_.wait(lock, [&] {
+    uint32_t count = 0;
+    bool is_long = false;
+    while (true) {
+      // A query left for a long lane becomes urgent at a known time: wake up then.
+      Clock::time_point wake = Clock::time_point::max();
       // A parked worker takes no work (its core may sleep) until woken or stopping.
-      if (index < active_workers_ && !ready_.empty()) {
-        job = *ready_.begin();
-        return true;
+      if (index < active_workers_) {
+        const int awake = std::min(active_workers_, workers());
+        const Clock::time_point now = Clock::now();
+        for (const std::shared_ptr<Job>& j : ready_) {
+          count = piece(*j, long_busy_, awake, now, &is_long);
+          if (count > 0) {
+            job = j;
+            break;
+          }
+          wake = std::min(wake, j->urgent_at);
+        }
       }
       // Stop only once every queued query has been handed out: nothing is dropped.
-      return stopping_ && untaken_ == 0;
-    });
+      if (job || (stopping_ && untaken_ == 0)) break;
+      if (wake == Clock::time_point::max()) {
+        work_cv_.wait(lock);
+      } else {
+        work_cv_.wait_until(lock, wake);
+      }
+    }
     if (!job) return;
-    const uint32_t sub = job->next++;
-    // Once a sub-batch has failed the query's answer is that error: skip the rest.
+    const uint32_t begin = job->taken;
+    job->taken += count;
+    // Once a piece has failed the query's answer is that error: skip the rest.
     const bool skip = !job->first_error.is_ok();
     ++job->active;
     ++busy_workers_;
-    if (job->next == job->num_subs) --untaken_;
-    if (job->next == job->num_subs || job->active == job->max_workers) ready_.erase(ready_.begin());
+    if (is_long) ++long_busy_;
+    if (job->left() == 0) --untaken_;
+    if (job->left() == 0 || job->active == job->max_workers) ready_.erase(job);
     lock.unlock();
 
     Status st;
     const auto t0 = std::chrono::steady_clock::now();
     if (!skip) {
-      const uint32_t begin = sub * job->sub_batch;
-      const uint32_t count = std::min(job->sub_batch, job->batch.batch_size - begin);
       const size_t k = job->model->spec().num_outputs();
       // A worker that throws would end the process: the query fails instead, and its
       // caller sees the device's fault (the daemon marks it degraded).
@@ -131,13 +166,16 @@ void CpuRunner::worker_main(int index, const std::string& cpuset) {
     lock.lock();
     busy_seconds_ += busy;
     --busy_workers_;
-    // At its cap until now, with sub-batches left: it may be taken again.
-    const bool again = job->active-- == job->max_workers && job->next < job->num_subs;
+    if (is_long) --long_busy_;
+    // At its cap until now, with items left: it may be taken again.
+    const bool again = job->active-- == job->max_workers && job->left() > 0;
     if (again) ready_.insert(job);
     if (!st.is_ok() && job->first_error.is_ok()) job->first_error = st;
-    const bool last = ++job->finished == job->num_subs;
+    job->finished += count;
+    const bool last = job->finished == job->batch.batch_size;
     if (last) --in_flight_;
-    if (again || last) work_cv_.notify_all();
+    // A freed long lane may let a waiting long piece start.
+    if (again || last || is_long) work_cv_.notify_all();
     if (last) {
       lock.unlock();
       job->done(job->first_error);
@@ -163,8 +201,10 @@ Status CpuRunner::submit(Request request, size_t max_queued) {
   job->model = request.model;
   job->batch = batch;
   job->sub_batch = std::min(sub_batch, batch.batch_size);
-  job->num_subs = (batch.batch_size + job->sub_batch - 1) / job->sub_batch;
-  job->max_workers = std::min<int>(workers, static_cast<int>(job->num_subs));
+  job->short_items = request.short_items;
+  job->reserve = std::max(0, request.reserve);
+  job->urgent_at = request.urgent_at;
+  job->max_workers = workers;
   job->scores = request.scores;
   job->done = std::move(request.done);
   job->deadline = request.deadline.value_or(Clock::now());

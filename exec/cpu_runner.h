@@ -36,7 +36,8 @@ using engine::ModelSpec;
 /// is earliest, submission order breaking ties; O(log n) per pick. A query without a
 /// deadline is due when submitted, so queries that all pass none (or each its arrival
 /// time) are served first come, first served. Non-preemptive: a sub-batch once started
-/// runs to its end.
+/// runs to its end; Request::short_items and reserve bound how long a piece may hold a
+/// reserved worker (bounded waiting).
 class CpuRunner final : public Runner {
  public:
   /// Starts `workers` threads (0: one per core of the device). Worker w binds itself to
@@ -53,9 +54,10 @@ class CpuRunner final : public Runner {
   /// thread's memory is bound there, and pages are placed as they are first written).
   Result<std::unique_ptr<Model>> load(const ModelSpec& spec, const LoadOptions& options) const;
 
-  /// Queues the request's batch as ceil(n / sub_batch) sub-batches of at most sub_batch
-  /// items, run by at most `workers` workers at a time; `done` gets the first failing
-  /// sub-batch's status or OK. See Runner::submit for the errors.
+  /// Queues the request's batch, taken in order as pieces of sub_batch items (the last
+  /// smaller; short_items ones where the long lanes are full), run by at most `workers`
+  /// workers at a time; `done` gets the first failing piece's status or OK. See
+  /// Runner::submit for the errors.
   Status submit(Request request, size_t max_queued = SIZE_MAX) override;
   using Runner::run;
   /// run() with the request's fields: synchronous, for the profiler and tests.
@@ -80,6 +82,8 @@ class CpuRunner final : public Runner {
 
  private:
   struct Job;
+  static uint32_t piece(const Job& job, int long_busy, int awake, Clock::time_point now,
+                        bool* is_long);
   // Earliest deadline first, then submission order.
   struct EarlierDeadline {
     bool operator()(const std::shared_ptr<Job>& a, const std::shared_ptr<Job>& b) const;
@@ -103,6 +107,7 @@ class CpuRunner final : public Runner {
   uint64_t next_seq_ = 0;  // submission order, the tie-break
   size_t in_flight_ = 0;   // queries submitted and not yet done
   int busy_workers_ = 0;
+  int long_busy_ = 0;  // workers running a long piece (see Request::short_items)
   int started_ = 0;
   int active_workers_ = INT32_MAX;  // clamped to workers() by set_active_workers
   mutable double parked_seconds_ = 0;

@@ -35,6 +35,17 @@ struct Request {
   /// always runs it whole.
   uint32_t sub_batch = UINT32_MAX;
   int workers = 1;  ///< at most this many workers on it at once (CPU)
+  /// Bounded waiting (CPU; the dispatcher's, policies/dispatcher.h): a piece of more than
+  /// `short_items` items is long, and a long piece of this query starts only while fewer
+  /// than (awake workers - `reserve`) workers run long pieces (at least one may), or once
+  /// the query is urgent (from `urgent_at` on); otherwise a worker takes a short piece of
+  /// it, `short_items` items, or, when that is 0, leaves it for a later query in the
+  /// queue. So `reserve` workers run only pieces predicted no longer than the dispatcher's
+  /// bound, or of queries more urgent than a tight one just arrived, and a tight query
+  /// waits about that long at most for one. The defaults make every piece short.
+  uint32_t short_items = UINT32_MAX;
+  int reserve = 0;
+  Clock::time_point urgent_at = Clock::time_point::max();
   /// Its place among the queries waiting for a worker: earliest first, submission order
   /// breaking ties; nullopt means now (so queries that all pass none are served first come,
   /// first served). A whole-query runner serves in submission order.

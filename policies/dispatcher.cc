@@ -15,7 +15,8 @@ Dispatcher::Dispatcher(std::vector<DeviceInfo> devices, std::unique_ptr<Policy> 
       admission_(admission),
       backlog_ms_(devices_.size(), 0.0),
       queued_(devices_.size()),
-      correction_(devices_.size()) {
+      correction_(devices_.size()),
+      slack_(devices_.size()) {
   views_.reserve(devices_.size());
   for (size_t i = 0; i < devices_.size(); ++i) {
     const std::optional<DeviceId> id = DeviceId::parse(devices_[i].id);
@@ -65,8 +66,10 @@ double Dispatcher::ahead_ms(size_t i, double deadline_ms, const DeviceLoad& load
   }
   // Every awake worker busy: the query also waits for a running sub-batch, possibly one
   // due later (never preempted): half of the longest such per awake worker (the mean
-  // remainder of a sub-batch found running).
+  // remainder of a sub-batch found running). With a reserved worker (BoundedWait), the
+  // first to free up runs nothing longer than the bound.
   const int awake = load.active_workers > 0 ? load.active_workers : devices_[i].workers;
+  if (awake >= 2) longest_behind = std::min(longest_behind, wait_bound_ms(i));
   const double blocking =
       load.busy_workers >= awake ? std::min(behind, awake * longest_behind / 2) : 0.0;
   return std::min(ahead + blocking, backlog_ms_[i]);
@@ -86,6 +89,58 @@ Dispatcher::Ratio Dispatcher::decayed(const Ratio& r) const {
       std::exp2(-std::max(0.0, age) / std::chrono::duration<double>(kCorrectionHalfLife).count());
   return {1.0 + (r.mean - 1.0) * keep, r.var * keep * keep, now_};
 }
+
+double Dispatcher::wait_bound_ms(size_t index) const { return wait_bound(index).bound_ms; }
+
+Dispatcher::WaitBound Dispatcher::wait_bound(size_t index) const {
+  WaitBound out;
+  if (!bounded_wait_.on || index >= slack_.size() || devices_[index].kind != DeviceKind::kCpu) {
+    return out;
+  }
+  auto live = [&](const Slack& s) { return now_ - s.seen <= bounded_wait_.window; };
+  for (const auto& [model, s] : slack_[index]) {
+    // A model with no slack left cannot be helped by a short wait: it sets no bound.
+    if (live(s) && low_slack(s) > 0) out.tightest_ms = std::min(out.tightest_ms, low_slack(s));
+  }
+  if (!std::isfinite(out.tightest_ms)) return out;
+  out.bound_ms = bounded_wait_.fraction * out.tightest_ms;
+  return out;
+}
+
+double Dispatcher::low_slack(const Slack& s) {
+  return s.mean - 1.645 * std::sqrt(s.var);  // about its 5th percentile
+}
+
+bool Dispatcher::tight(const Slack& s, double tightest_ms) {
+  return low_slack(s) <= kTightRange * tightest_ms;
+}
+
+void Dispatcher::learn_slack(size_t index, const std::string& model, double slack_ms) {
+  constexpr double kAlpha = 0.1;
+  auto [it, fresh] = slack_[index].try_emplace(model, Slack{slack_ms, 0.0, now_});
+  if (fresh) return;
+  Slack& s = it->second;
+  const double delta = slack_ms - s.mean;
+  s = {s.mean + kAlpha * delta, (1 - kAlpha) * (s.var + kAlpha * delta * delta), now_};
+}
+
+namespace {
+// The most items of `points`' model predicted to run within `bound_ms` as one piece on one
+// worker (scaled by `corr`), 0 if not even one; at most `items`.
+uint32_t items_within(const std::vector<ProfilePoint>& points, uint32_t items, double corr,
+                      double bound_ms) {
+  uint32_t lo = 0, hi = items;  // lo fits (0 trivially); find the largest that does
+  while (lo < hi) {
+    const uint32_t mid = lo + (hi - lo + 1) / 2;
+    if (predict_service_ms(points, mid, mid, 1) * corr <= bound_ms) {
+      lo = mid;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  return lo;
+}
+}  // namespace
 
 Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLoad>& loads,
                               const ProfileTable& profiles, Clock::time_point now, int priority,
@@ -145,6 +200,14 @@ Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLo
                                       out.placement.workers)
                        .value_or(0.0);
   const double corr = admission_.correct ? correction(out.device_index, model) : 1.0;
+  // Its sub-batches, how many run at once, and how long one round of them takes.
+  const uint32_t subs =
+      (query.items + out.placement.sub_batch - 1) / std::max<uint32_t>(1, out.placement.sub_batch);
+  const uint32_t on = std::clamp<uint32_t>(out.placement.workers, 1, std::max(1u, subs));
+  const double sub_ms = out.service_ms / ((std::max(1u, subs) + on - 1) / on);
+  if (bounded_wait_.on && it->kind == DeviceKind::kCpu && sla > 0 && out.service_ms > 0) {
+    learn_slack(out.device_index, model, sla - out.service_ms * corr);
+  }
   const double share = admission_.share(priority);
   const DeviceLoad chosen = load_of(out.device_index);
   const int awake_now = chosen.active_workers > 0 ? chosen.active_workers : it->workers;
@@ -171,14 +234,32 @@ Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLo
     return out;
   }
   // The work this query adds: its service time on each worker it may occupy.
-  const uint32_t subs =
-      (query.items + out.placement.sub_batch - 1) / std::max<uint32_t>(1, out.placement.sub_batch);
   out.backlog_added_ms =
       out.service_ms * std::min<int>(out.placement.workers, static_cast<int>(std::max(1u, subs)));
   backlog_ms_[out.device_index] += out.backlog_added_ms;
   out.queue_key_ms = out.placement.order == QueueOrder::kDeadline ? deadline_ms : now_ms;
-  const uint32_t on = std::clamp<uint32_t>(out.placement.workers, 1, std::max(1u, subs));
-  const double sub_ms = out.service_ms / ((std::max(1u, subs) + on - 1) / on);  // one round
+  // Bounded waiting: how much of it a reserved worker may run (see BoundedWait). A query
+  // of a tight model is what the reserve is for: it runs as the policy cut it, wherever a
+  // worker frees up first.
+  const WaitBound wb = wait_bound(out.device_index);
+  const auto own = slack_[out.device_index].find(model);
+  const bool loose = own != slack_[out.device_index].end() && !tight(own->second, wb.tightest_ms);
+  if (out.placement.order == QueueOrder::kDeadline && awake_now >= 2 && loose &&
+      std::isfinite(wb.bound_ms)) {
+    const std::vector<ProfilePoint>& points = profiles.points(model, it->id);
+    if (!points.empty()) {
+      out.short_items = items_within(points, query.items, corr, wb.bound_ms);
+      out.reserve = 1;
+      // Once its own laxity (time to its deadline less its predicted service) is down to
+      // the tightest model's slack, it is as urgent as a tight query just arrived: from
+      // then on it may take the reserved worker too.
+      // kUrgentMargin of its own service time is kept in hand for the noise of its run.
+      const double laxity_ms = sla - out.service_ms * corr * (1 + kUrgentMargin);
+      out.urgent_at = now + std::chrono::duration_cast<Clock::duration>(
+                                std::chrono::duration<double, std::milli>(
+                                    std::clamp(laxity_ms - wb.tightest_ms, 0.0, 1e9)));
+    }
+  }
   queued_[out.device_index].emplace(out.queue_key_ms, Queued{out.backlog_added_ms, sub_ms});
   out.status = Status::ok();
   return out;

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <optional>
 #include <string_view>
@@ -55,6 +56,24 @@ struct Admission {
   }
 };
 
+/// Bounded waiting on shared CPU workers (limited preemption with a reserved lane). A
+/// CPU runner never stops a piece of work once started, so a query of a tight-target
+/// model that finds every worker busy waits for the shortest of the running pieces. Here,
+/// per CPU device, the dispatcher keeps each model's slack (its target minus its predicted
+/// service time: a low quantile over its recent queries, models not seen for `window`
+/// forgotten) and sets the bound to `fraction` x the smallest positive slack among them.
+/// Every query ordered by deadline then goes to the runner with `short_items`, the most
+/// items predicted to run within the bound on one worker, and `reserve` = 1 (devices of
+/// two or more awake workers): one worker runs only pieces within the bound, so a tight
+/// query waits at most about the bound for it, while the others run the heavy models'
+/// sub-batches as the policy chose them (exec::Request). With only loose models in the
+/// mix the bound is long and nothing changes. Static's FIFO baseline is left alone.
+struct BoundedWait {
+  bool on = false;
+  double fraction = 0.5;
+  std::chrono::milliseconds window{1000};
+};
+
 /// One device the dispatcher may place on.
 struct DeviceInfo {
   std::string id;
@@ -79,6 +98,11 @@ struct Decision {
   /// Its place in that device's queue (ms on the dispatch clock): its deadline, now + SLA,
   /// where the runner orders it by deadline (a CPU, Placement::order kDeadline), else now.
   double queue_key_ms = 0;
+  /// For the runner (exec::Request::short_items, reserve): see BoundedWait. The defaults
+  /// leave the query unlimited.
+  uint32_t short_items = UINT32_MAX;
+  int reserve = 0;
+  Clock::time_point urgent_at = Clock::time_point::max();
 };
 
 class Dispatcher {
@@ -122,6 +146,12 @@ class Dispatcher {
   void set_policy(std::unique_ptr<Policy> policy);
   Policy& policy() { return *policy_; }
   const Policy& policy() const { return *policy_; }
+
+  void set_bounded_wait(const BoundedWait& b) { bounded_wait_ = b; }
+  const BoundedWait& bounded_wait() const { return bounded_wait_; }
+  /// The longest piece (ms) a reserved worker of device `index` runs now; +inf when
+  /// bounded waiting is off, the device is not a CPU or no model there has a positive slack.
+  double wait_bound_ms(size_t index) const;
 
   void set_reject_factor(double f) { admission_.reject_factor = f; }
   void set_admission(const Admission& a) { admission_ = a; }
@@ -167,6 +197,29 @@ class Dispatcher {
   std::vector<std::map<std::string, Ratio, std::less<>>> correction_;  // per device, by model
   Clock::time_point now_{};  // the latest dispatch's clock: the decay's reference
   std::vector<DeviceView> views_;  // reused by every dispatch()
+
+  BoundedWait bounded_wait_;
+  struct Slack {
+    double mean = 0, var = 0;  // exponentially weighted, ms
+    Clock::time_point seen;    // the model's latest query here
+  };
+  std::vector<std::map<std::string, Slack, std::less<>>> slack_;  // per device, by model
+  void learn_slack(size_t index, const std::string& model, double slack_ms);
+  static double low_slack(const Slack& s);
+  // Tight: a slack within kTightRange x the tightest of the live mix; its queries are what
+  // the reserve is for, and are never limited by it.
+  static constexpr double kTightRange = 2;
+  // A loose query turns urgent (may take the reserved worker) once its time to deadline
+  // is down to its predicted service x (1 + kUrgentMargin) plus the tightest slack.
+  // 0.25: in the simulator (committed 2-worker profile, the mix, low/medium/high targets)
+  // 0 let queries start too late to absorb their own noise, 0.5-1 cost the tight models.
+  static constexpr double kUrgentMargin = 0.25;
+  static bool tight(const Slack& s, double tightest_ms);
+  struct WaitBound {
+    double bound_ms = std::numeric_limits<double>::infinity();  // +inf: no reserve now
+    double tightest_ms = std::numeric_limits<double>::infinity();
+  };
+  WaitBound wait_bound(size_t index) const;
 };
 
 }  // namespace recsched::policies

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <memory>
 #include <queue>
 #include <set>
@@ -54,6 +55,9 @@ struct Job {
   size_t query = 0;
   policies::Decision decision;
   uint32_t items = 0, sub = 1, taken = 0, finished = 0;
+  uint32_t short_items = UINT32_MAX;  // bounded waiting (exec::Request::short_items)
+  int reserve = 0;
+  double urgent_ms = std::numeric_limits<double>::infinity();
   int cap = 1, running = 0;
   double key_ms = 0;  // its place in the queue: deadline (or arrival), then query index
 };
@@ -95,6 +99,7 @@ struct Worker {
   double busy_w = 0;  // power while this sub-batch runs
   std::shared_ptr<Job> job;
   uint32_t count = 0;  // items in the running sub-batch
+  bool is_long = false;  // a long piece (exec::Request::short_items)
 };
 
 struct SimDevice {
@@ -104,6 +109,8 @@ struct SimDevice {
   size_t in_flight = 0;  // admitted, not finished
   std::vector<Worker> workers;
   int active = 0;  // awake workers
+  int long_busy = 0;  // workers running a long piece
+  double next_wake_ms = std::numeric_limits<double>::infinity();  // a wake event pending
   double energy_j = 0;
   uint64_t queries = 0;
 };
@@ -113,6 +120,7 @@ struct Event {
   uint64_t seq = 0;
   size_t device = 0;
   size_t worker = 0;
+  bool wake = false;  // no piece ends: a query left for a long lane turns urgent
   bool operator>(const Event& o) const { return t != o.t ? t > o.t : seq > o.seq; }
 };
 
@@ -139,6 +147,8 @@ class Simulation {
     }
     dispatcher_ = std::make_unique<policies::Dispatcher>(std::move(infos), std::move(policy),
                                                          options.reject_factor);
+    dispatcher_->set_bounded_wait({.on = options.wait_bound_fraction > 0,
+                                   .fraction = options.wait_bound_fraction});
     for (const ModelTarget& t : targets) {
       models_[t.model].view = {t.model, t.sla_ms, 0.0};
     }
@@ -226,6 +236,12 @@ class Simulation {
     job->items = q.items;
     job->sub = std::max<uint32_t>(1, decision.placement.sub_batch);
     job->cap = std::max(1, decision.placement.workers);
+    job->short_items = decision.short_items;
+    job->reserve = decision.reserve;
+    if (decision.urgent_at != policies::Clock::time_point::max()) {
+      job->urgent_ms = std::chrono::duration<double, std::milli>(
+                           decision.urgent_at.time_since_epoch()).count();
+    }
     // GPUs: first come, first served, whatever the placement says.
     const bool by_deadline = decision.placement.order == policies::QueueOrder::kDeadline &&
                              s.d.info.kind == policies::DeviceKind::kCpu;
@@ -238,20 +254,48 @@ class Simulation {
 
   size_t job_device(const SimDevice& s) const { return &s - devices_.data(); }
 
-  // Every free awake worker takes a sub-batch of the first query in queue order that has
-  // one left and fewer than its cap running (CpuRunner's rule).
+  // CpuRunner::piece: the sub-batch, or a short piece while the long lanes are full, or 0.
+  static uint32_t piece(const Job& job, int long_busy, int awake, double now, bool* is_long) {
+    const uint32_t full = std::min(job.sub, job.items - job.taken);
+    *is_long = full > job.short_items;
+    if (!*is_long) return full;
+    if (long_busy < std::max(1, awake - job.reserve) || now >= job.urgent_ms) return full;
+    *is_long = false;
+    return std::min(job.short_items, job.items - job.taken);
+  }
+
+  // Every free awake worker takes a piece of the first query in queue order that has items
+  // left, fewer than its cap running and a piece it may take now (CpuRunner's rule).
   void start_work(size_t device, double now) {
     SimDevice& s = devices_[device];
     for (size_t i = 0; i < s.workers.size() && static_cast<int>(i) < s.active; ++i) {
       Worker& w = s.workers[i];
       if (w.state != WorkerState::kIdle) continue;
-      if (s.ready.empty()) return;
-      std::shared_ptr<Job> job = *s.ready.begin();
+      std::shared_ptr<Job> job;
+      uint32_t count = 0;
+      bool is_long = false;
+      double wake = std::numeric_limits<double>::infinity();
+      for (const std::shared_ptr<Job>& j : s.ready) {
+        count = piece(*j, s.long_busy, s.active, now, &is_long);
+        if (count > 0) {
+          job = j;
+          break;
+        }
+        wake = std::min(wake, j->urgent_ms);
+      }
+      if (!job) {
+        // As the runner's worker does: wait until the first of those left turns urgent.
+        if (std::isfinite(wake) && wake > now && wake < s.next_wake_ms) {
+          s.next_wake_ms = wake;
+          events_.push({wake, seq_++, device, 0, true});
+        }
+        return;
+      }
       const Query& q = trace_[job->query];
-      const uint32_t count = std::min(job->sub, job->items - job->taken);
       job->taken += count;
       ++job->running;
-      if (job->taken == job->items || job->running == job->cap) s.ready.erase(s.ready.begin());
+      if (is_long) ++s.long_busy;
+      if (job->taken == job->items || job->running == job->cap) s.ready.erase(job);
       double ms = policies::predict_service_ms(profiles_, q.model, s.d.info.id, count, count, 1)
                       .value_or(0);
       if (options_.noise > 0) {
@@ -262,6 +306,7 @@ class Simulation {
       w.busy_w = busy_power(q.model, s, count);
       w.job = job;
       w.count = count;
+      w.is_long = is_long;
       events_.push({now + ms, seq_++, device, i});
     }
   }
@@ -275,8 +320,13 @@ class Simulation {
 
   void finish(const Event& e) {
     SimDevice& s = devices_[e.device];
+    if (e.wake) {
+      if (e.t == s.next_wake_ms) s.next_wake_ms = std::numeric_limits<double>::infinity();
+      return start_work(e.device, e.t);
+    }
     Worker& w = s.workers[e.worker];
     std::shared_ptr<Job> job = std::move(w.job);
+    if (w.is_long) --s.long_busy;
     set_state(s, w,
               static_cast<int>(e.worker) < s.active ? WorkerState::kIdle : WorkerState::kParked,
               e.t);

@@ -86,6 +86,8 @@ struct Options {
   /// arrival whatever the policy says (its placements are rewritten, so the dispatcher's
   /// backlog accounting follows too), to compare the two orders.
   enum class Queue { kPolicy, kDeadline, kArrival } queue = Queue::kPolicy;
+  /// Bounded waiting on CPU workers (policies::BoundedWait::fraction); 0 = off.
+  double wait_bound_fraction = 0;
 };
 
 struct ModelReport {

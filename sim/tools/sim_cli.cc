@@ -48,6 +48,10 @@ workload:
   --queue ORDER        CPU queue order: policy (as each placement says: static FIFO,
                        the others earliest deadline first; the default), edf or fifo
                        (every query, whatever the policy says)
+  --wait-bound F       bounded waiting on CPU workers: one worker runs only pieces of
+                       at most F x the tightest live slack (0 = off, every piece as the
+                       policy cut it; default 0.5, as recschedd's
+                       limits.wait_bound_fraction)
 what to run (one of):
   --qps Q              one run per policy at Q queries/s
   --find-max           latency-bounded throughput per policy (doubling, then bisection
@@ -258,6 +262,8 @@ int run(const std::map<std::string, std::string>& o, std::ostream& out, std::ost
   if (o.count("reject-factor")) {
     options.reject_factor = number("--reject-factor", o.at("reject-factor"), 0.01, 1e9);
   }
+  options.wait_bound_fraction =
+      o.count("wait-bound") ? number("--wait-bound", o.at("wait-bound"), 0, 1) : 0.5;
   if (o.count("queue")) {
     const std::string& q = o.at("queue");
     if (q == "edf") {
@@ -406,7 +412,7 @@ int run_sim_cli(const std::vector<std::string>& args, std::ostream& out, std::os
       "profiles",     "gpu-profiles", "cpu-workers", "gpu-streams", "cpu-idle-w",
       "cpu-parked-w", "gpu-idle-w",   "models",      "targets",     "seconds",
       "seed",         "noise",        "qps",         "policies",   "queue",
-      "reject-factor"};
+      "reject-factor", "wait-bound"};
   static const std::vector<std::string> kFlags = {"no-gpu", "find-max", "suite", "per-model",
                                                   "json"};
   try {

@@ -273,7 +273,12 @@ class Gate final : public Model {
   explicit Gate(engine::ModelSpec spec) : spec_(std::move(spec)) {}
   const engine::ModelSpec& spec() const override { return spec_; }
   engine::Isa isa() const override { return engine::Isa::kGeneric; }
-  Status forward(const BatchView&, engine::Workspace&, std::span<float> scores) const override {
+  Status forward(const BatchView& batch, engine::Workspace&,
+                 std::span<float> scores) const override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      sizes_.push_back(batch.batch_size);
+    }
     entered_.fetch_add(1);
     entered_.notify_all();
     permits_.acquire();
@@ -285,15 +290,29 @@ class Gate final : public Model {
     for (int seen = entered_.load(); seen < n; seen = entered_.load()) entered_.wait(seen);
   }
   void release(int n) const { permits_.release(n); }
+  /// The batch size of every forward pass, in the order they entered.
+  std::vector<uint32_t> sizes() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return sizes_;
+  }
 
  private:
   engine::ModelSpec spec_;
+  mutable std::mutex mu_;
+  mutable std::vector<uint32_t> sizes_;
   mutable std::atomic<int> entered_{0};
   mutable std::counting_semaphore<1024> permits_{0};
 };
 
-// Queries submitted to a one-worker runner whose worker is held on a first query; the
-// names in the order their callbacks ran.
+// Bounded waiting's fields of a request (Request::short_items, reserve, urgent_at).
+struct Lanes {
+  uint32_t short_items = UINT32_MAX;
+  int reserve = 0;
+  Clock::time_point urgent_at = Clock::time_point::max();
+};
+
+// Queries submitted to a runner (one worker unless asked) whose worker is held on a first
+// query; the names in the order their callbacks ran.
 struct Ordered {
   HostDevice host;
   engine::ModelSpec spec = golden_spec();
@@ -305,15 +324,15 @@ struct Ordered {
   std::vector<std::string> order;
   int submitted = 0;
   // Last, so it is destroyed (its worker joined) before anything its callbacks touch.
-  std::unique_ptr<CpuRunner> runner =
-      std::move(CpuRunner::create(host.topology, host.device, 1).value());
+  std::unique_ptr<CpuRunner> runner;
 
-  Ordered() {
+  explicit Ordered(int workers = 1)
+      : runner(std::move(CpuRunner::create(host.topology, host.device, workers).value())) {
     batches.reserve(16);
     scores.reserve(16);
   }
   void submit(const std::string& name, uint32_t items, uint32_t sub,
-              std::optional<Clock::time_point> deadline) {
+              std::optional<Clock::time_point> deadline, int workers = 1, Lanes lanes = {}) {
     batches.push_back(engine::random_batch(spec, items, batches.size()));
     scores.emplace_back(items * spec.num_outputs());
     ++submitted;
@@ -322,7 +341,10 @@ struct Ordered {
                           .batch = view_of(batches.back()),
                           .scores = scores.back(),
                           .sub_batch = sub,
-                          .workers = 1,
+                          .workers = workers,
+                          .short_items = lanes.short_items,
+                          .reserve = lanes.reserve,
+                          .urgent_at = lanes.urgent_at,
                           .deadline = deadline,
                           .done =
                               [this, name](Status st) {
@@ -378,6 +400,64 @@ TEST_CASE("a tighter query overtakes another between its sub-batches") {
   o.model.wait_entered(1);
   o.submit("tight", 1, 1, t0 + std::chrono::milliseconds(10));
   CHECK(o.finish() == std::vector<std::string>{"tight", "long"});
+}
+
+TEST_CASE("bounded waiting: a reserved worker runs only short pieces, the other whole sub-batches") {
+  const auto t0 = Clock::now();
+  for (const int reserve : {0, 1}) {
+    CAPTURE(reserve);
+    Ordered o(2);
+    // 12 items in sub-batches of 4, pieces over 2 items long, on up to both workers.
+    o.submit("long", 12, 4, t0 + std::chrono::milliseconds(100), 2,
+             {.short_items = 2, .reserve = reserve});
+    o.model.wait_entered(2);
+    std::vector<uint32_t> first = o.model.sizes();
+    std::sort(first.begin(), first.end());
+    // With one reserved, the second worker may take only a short piece while the first runs
+    // a long one; without, both take a sub-batch.
+    CHECK(first == (reserve == 1 ? std::vector<uint32_t>{2, 4} : std::vector<uint32_t>{4, 4}));
+    CHECK(o.finish() == std::vector<std::string>{"long"});
+    uint32_t items = 0;
+    for (uint32_t n : o.model.sizes()) items += n;
+    CHECK(items == 12);
+  }
+}
+
+TEST_CASE("bounded waiting: a query with no short piece leaves the reserved worker to others") {
+  Ordered o(2);
+  const auto t0 = Clock::now();
+  const auto ms = [](int n) { return std::chrono::milliseconds(n); };
+  // Sub-batches of 4, none short: the first worker takes one, the reserved one may not.
+  o.submit("long", 8, 4, t0 + ms(100), 2, {.short_items = 0, .reserve = 1});
+  o.model.wait_entered(1);
+  // A later-due query of one item: the second worker takes it, passing over "long".
+  o.submit("other", 1, 1, t0 + ms(200));
+  o.model.wait_entered(2);
+  CHECK(o.model.sizes() == std::vector<uint32_t>{4, 1});
+  // An urgent one (its urgent_at passed) may run long on the last worker: once one of the
+  // two running passes ends, the freed worker takes the earliest-due query it may, "long"
+  // (its own long lane free again) or "urgent"; either way a 4-item piece.
+  o.submit("urgent", 4, 4, t0 + ms(300), 1, {.short_items = 0, .reserve = 1, .urgent_at = t0});
+  o.model.release(1);
+  o.model.wait_entered(3);
+  CHECK(o.model.sizes()[2] == 4);
+  o.finish();
+}
+
+TEST_CASE("bounded waiting: a worker waits for a query's urgent_at, then takes it") {
+  Ordered o(2);
+  const auto t0 = Clock::now();
+  o.submit("long", 8, 4, t0 + std::chrono::milliseconds(1000), 2,
+           {.short_items = 0, .reserve = 1});
+  o.model.wait_entered(1);
+  const auto urgent = Clock::now() + std::chrono::milliseconds(30);
+  // Nothing else to do: the second worker sleeps until "late" turns urgent, and no sooner.
+  o.submit("late", 4, 4, t0 + std::chrono::milliseconds(2000), 1,
+           {.short_items = 0, .reserve = 1, .urgent_at = urgent});
+  o.model.wait_entered(2);
+  CHECK(Clock::now() >= urgent);
+  CHECK(o.model.sizes() == std::vector<uint32_t>{4, 4});
+  o.finish();
 }
 
 }  // namespace

@@ -227,6 +227,97 @@ TEST_CASE("min-energy parks workers at low load and wakes them when the SLA need
 }
 
 
+TEST_CASE("min-energy parks only while the work it placed leaves every awake worker rarely busy") {
+  OneCpu c;
+  Dispatcher d(c.devices, make("min-energy"), 2.0);
+  const Clock::time_point t0{};
+  // 16 items: 1.65 ms on one worker. One query every 10 ms is 16.5 % of a worker: with one
+  // awake, a query would find it busy 16.5 % of the time, past the 1 % min-energy allows,
+  // so after the first few (the rate is learnt from its own placements) both stay awake.
+  int parked = 0;
+  for (uint64_t i = 0; i < 200; ++i) {
+    const auto now = t0 + std::chrono::milliseconds(10 * i);
+    Decision q = d.dispatch({i + 1, &c.model, 16, 10.0}, {{}}, c.table, now);
+    REQUIRE(q.admitted());
+    if (i >= 20 && q.placement.active_workers == 1) ++parked;
+    d.complete(q, {i + 1, "m", 16, q.placement, 1.65, true});
+  }
+  CHECK(parked == 0);
+  // One query a second (0.165 %): parking one worker is allowed again once the rate decays.
+  const auto later = t0 + std::chrono::seconds(60);
+  int kept_one = 0;
+  for (uint64_t i = 0; i < 10; ++i) {
+    const auto now = later + std::chrono::seconds(i);
+    Decision q = d.dispatch({500 + i, &c.model, 16, 10.0}, {{}}, c.table, now);
+    REQUIRE(q.admitted());
+    kept_one += q.placement.active_workers == 1;
+    d.complete(q, {500 + i, "m", 16, q.placement, 1.65, true});
+  }
+  CHECK(kept_one == 10);
+}
+
+TEST_CASE("bounded waiting: loose queries get a short-piece size, a reserve and an urgent time") {
+  // tight: 0.05 + 0.01 n ms, target 1 ms; heavy: 0.1 n ms, target 100 ms; two workers.
+  ProfileTable table;
+  for (uint32_t b : {1u, 4u, 16u, 64u, 256u}) {
+    table.add("tight", "cpu0", point(b, 0.05 + 0.01 * b));
+    table.add("heavy", "cpu0", point(b, 0.1 * b));
+  }
+  const std::vector<DeviceInfo> devices = {{"cpu0", DeviceKind::kCpu, 2, 3.0}};
+  const ModelView tight{"tight", 1.0, 0.0}, heavy{"heavy", 100.0, 0.0};
+  const Clock::time_point t0{};
+  const auto at = [&](double ms) {
+    return t0 + std::chrono::duration_cast<Clock::duration>(
+                    std::chrono::duration<double, std::milli>(ms));
+  };
+  Dispatcher d(devices, make("static", {{"queue", "edf"}}), 1000.0);
+  // Off (the default): nothing is limited.
+  Decision a = d.dispatch({1, &heavy, 64, 100.0}, {{}}, table, t0);
+  CHECK(a.short_items == UINT32_MAX);
+  CHECK(a.reserve == 0);
+  CHECK(d.wait_bound_ms(0) == std::numeric_limits<double>::infinity());
+  d.complete(a, {1, "heavy", 64, a.placement, 6.4, true});
+
+  d.set_bounded_wait({.on = true, .fraction = 0.5});
+  // Only heavy in the mix (slack 93.6 ms): the bound is 46.8 ms, and heavy, the tightest
+  // model there, is not limited.
+  Decision b = d.dispatch({2, &heavy, 64, 100.0}, {{}}, table, at(1));
+  CHECK(d.wait_bound_ms(0) == doctest::Approx(0.5 * 93.6));
+  CHECK(b.short_items == UINT32_MAX);
+  d.complete(b, {2, "heavy", 64, b.placement, 6.4, true});
+  // A tight query (slack 1 - 0.21 = 0.79 ms): the bound drops to 0.395 ms. The tight query
+  // itself is never limited.
+  Decision c = d.dispatch({3, &tight, 16, 1.0}, {{}}, table, at(2));
+  CHECK(d.wait_bound_ms(0) == doctest::Approx(0.395));
+  CHECK(c.short_items == UINT32_MAX);
+  CHECK(c.reserve == 0);
+  d.complete(c, {3, "tight", 16, c.placement, 0.21, true});
+  // The heavy one now: pieces of at most 3 items (0.3 ms) on the reserved worker; urgent
+  // once its time to deadline is down to 6.4 x 1.25 + 0.79 ms.
+  Decision e = d.dispatch({4, &heavy, 64, 100.0}, {{}}, table, at(3));
+  CHECK(e.short_items == 3);
+  CHECK(e.reserve == 1);
+  CHECK(std::chrono::duration<double, std::milli>(e.urgent_at - at(3)).count() ==
+        doctest::Approx(100.0 - 6.4 * 1.25 - 0.79));
+  d.complete(e, {4, "heavy", 64, e.placement, 6.4, true});
+  // One awake worker leaves nothing to reserve.
+  Decision f = d.dispatch({5, &heavy, 64, 100.0}, {{0, 0, 1}}, table, at(4));
+  CHECK(f.reserve == 0);
+  d.complete(f, {5, "heavy", 64, f.placement, 6.4, true});
+  // A FIFO placement (static's default) is DeepRecSys's baseline: left alone.
+  Dispatcher fifo(devices, make("static"), 1000.0);
+  fifo.set_bounded_wait({.on = true, .fraction = 0.5});
+  Decision g = fifo.dispatch({6, &tight, 16, 1.0}, {{}}, table, at(5));
+  fifo.complete(g, {6, "tight", 16, g.placement, 0.21, true});
+  Decision h = fifo.dispatch({7, &heavy, 64, 100.0}, {{}}, table, at(6));
+  CHECK(h.short_items == UINT32_MAX);
+  CHECK(h.reserve == 0);
+  // The tight model gone for longer than the window (1 s): the bound is heavy's again.
+  Decision late = d.dispatch({8, &heavy, 64, 100.0}, {{}}, table, at(1500));
+  CHECK(d.wait_bound_ms(0) > 40);
+  CHECK(late.short_items == UINT32_MAX);
+}
+
 TEST_CASE("priority decides who is shed first: low before normal before high") {
   OneCpu c;
   Dispatcher d(c.devices, make("static"), Admission{1.0, 0.8, 0.5});
