@@ -97,7 +97,12 @@ Dispatcher::WaitBound Dispatcher::wait_bound(size_t index) const {
   if (!bounded_wait_.on || index >= slack_.size() || devices_[index].kind != DeviceKind::kCpu) {
     return out;
   }
-  auto live = [&](const Slack& s) { return now_ - s.seen <= bounded_wait_.window; };
+  // In the live mix: seen within the window, or within kForgetGaps of its own mean gap
+  // between queries (a model sent rarely is still in the mix between two of its queries).
+  auto live = [&](const Slack& s) {
+    const auto since = std::chrono::duration<double, std::milli>(now_ - s.seen).count();
+    return since <= std::max<double>(bounded_wait_.window.count(), kForgetGaps * s.gap_ms);
+  };
   for (const auto& [model, s] : slack_[index]) {
     // A model with no slack left cannot be helped by a short wait: it sets no bound.
     if (live(s) && low_slack(s) > 0) out.tightest_ms = std::min(out.tightest_ms, low_slack(s));
@@ -117,11 +122,13 @@ bool Dispatcher::tight(const Slack& s, double tightest_ms) {
 
 void Dispatcher::learn_slack(size_t index, const std::string& model, double slack_ms) {
   constexpr double kAlpha = 0.1;
-  auto [it, fresh] = slack_[index].try_emplace(model, Slack{slack_ms, 0.0, now_});
+  auto [it, fresh] = slack_[index].try_emplace(model, Slack{slack_ms, 0.0, 0.0, now_});
   if (fresh) return;
   Slack& s = it->second;
   const double delta = slack_ms - s.mean;
-  s = {s.mean + kAlpha * delta, (1 - kAlpha) * (s.var + kAlpha * delta * delta), now_};
+  const double gap = std::chrono::duration<double, std::milli>(now_ - s.seen).count();
+  s = {s.mean + kAlpha * delta, (1 - kAlpha) * (s.var + kAlpha * delta * delta),
+       s.gap_ms + kAlpha * (gap - s.gap_ms), now_};
 }
 
 namespace {

@@ -60,8 +60,8 @@ struct Admission {
 /// CPU runner never stops a piece of work once started, so a query of a tight-target
 /// model that finds every worker busy waits for the shortest of the running pieces. Here,
 /// per CPU device, the dispatcher keeps each model's slack (its target minus its predicted
-/// service time: a low quantile over its recent queries, models not seen for `window`
-/// forgotten) and sets the bound to `fraction` x the smallest positive slack among them.
+/// service time: a low quantile over its recent queries; a model not seen for `window` or
+/// for 8 of its mean gaps between queries, the longer, is forgotten) and sets the bound to `fraction` x the smallest positive slack among them.
 /// Every query ordered by deadline then goes to the runner with `short_items`, the most
 /// items predicted to run within the bound on one worker, and `reserve` = 1 (devices of
 /// two or more awake workers): one worker runs only pieces within the bound, so a tight
@@ -201,6 +201,7 @@ class Dispatcher {
   BoundedWait bounded_wait_;
   struct Slack {
     double mean = 0, var = 0;  // exponentially weighted, ms
+    double gap_ms = 0;         // between its queries here, exponentially weighted
     Clock::time_point seen;    // the model's latest query here
   };
   std::vector<std::map<std::string, Slack, std::less<>>> slack_;  // per device, by model
@@ -209,6 +210,10 @@ class Dispatcher {
   // Tight: a slack within kTightRange x the tightest of the live mix; its queries are what
   // the reserve is for, and are never limited by it.
   static constexpr double kTightRange = 2;
+  // A model leaves the live mix after the window or kForgetGaps of its mean gaps, the
+  // longer: at 1 q/s, forgetting it after 1 s dropped the bound between its queries (the
+  // simulator: NCF rejected at 10 q/s of the mix).
+  static constexpr double kForgetGaps = 8;
   // A loose query turns urgent (may take the reserved worker) once its time to deadline
   // is down to its predicted service x (1 + kUrgentMargin) plus the tightest slack.
   // 0.25: in the simulator (committed 2-worker profile, the mix, low/medium/high targets)

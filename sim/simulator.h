@@ -88,6 +88,9 @@ struct Options {
   enum class Queue { kPolicy, kDeadline, kArrival } queue = Queue::kPolicy;
   /// Bounded waiting on CPU workers (policies::BoundedWait::fraction); 0 = off.
   double wait_bound_fraction = 0;
+  /// A model that has a target but received no queries fails meets_sla (true: the mix's
+  /// judgement, as bench/run-suite's; false lets a target list cover models a trace omits).
+  bool judge_every_target = true;
 };
 
 struct ModelReport {
@@ -104,11 +107,15 @@ struct Report {
   std::vector<ModelReport> models;
   double offered_qps = 0;
   double achieved_qps = 0;  ///< completed queries per second of trace
+  /// Queries completed while the trace ran (after the warm-up), per second: the offered
+  /// rate below saturation, the host's throughput past it.
+  double throughput_qps = 0;
   double energy_j = 0;      ///< over the whole run, all devices
   double energy_per_query_j = 0;
   double seconds = 0;  ///< simulated: first arrival to last completion
   std::map<std::string, uint64_t> queries_per_device;
-  /// Every model's p95 within its SLA and at most 1 % of queries rejected.
+  /// Every model's p95 within its SLA and at most 1 % of its own queries rejected; with
+  /// Options::judge_every_target, a model with a target and no queries fails it.
   bool meets_sla = false;
   nlohmann::json to_json() const;
 };
@@ -128,6 +135,13 @@ Result<Report> find_max_qps(TraceOptions trace, const std::vector<Device>& devic
                             const ProfileTable& profiles, const std::vector<ModelTarget>& targets,
                             const std::string& policy, const nlohmann::json& params,
                             const Options& options, double start_qps = 10);
+
+/// Capacity: the mix's saturation throughput with no target, the most `policy` completes
+/// per second when offered more than it can serve (every query admitted; the rate doubled
+/// from `start_qps` until completions stop growing). Its throughput_qps is the capacity.
+Result<Report> saturation_qps(TraceOptions trace, const std::vector<Device>& devices,
+                              const ProfileTable& profiles, const std::vector<std::string>& models,
+                              const std::string& policy, Options options, double start_qps = 10);
 
 /// Reads profiles from recsched-profile's JSON (`profiles`: [{model, device, points}]) or
 /// the daemon's cache (`entries`: [...]). A point without p50_single_us (files written

@@ -55,10 +55,13 @@ workload:
 what to run (one of):
   --qps Q              one run per policy at Q queries/s
   --find-max           latency-bounded throughput per policy (doubling, then bisection
-                       to 2 %; a run passes when every model's p95 meets its target and
-                       at most 1 % of queries are rejected)
-  --suite              find-max at the low, medium and high targets, and energy per
-                       query at 30, 60 and 90 % of static's capacity (medium targets)
+                       to 2 %; a run passes when every model's p95 meets its target, at
+                       most 1 % of each model's queries are rejected and every model
+                       received queries), and the capacity: the mix's saturation
+                       throughput with no target, the most any policy completes
+  --suite              find-max at the low, medium and high targets, the capacity, and
+                       energy per query at 30, 60 and 90 % of the capacity (medium
+                       targets)
   --per-model          with --suite: each model alone (as DeepRecSys measured), not
                        the mix
   --policies a,b,...   which policies (default: every registered one)
@@ -296,6 +299,22 @@ int run(const std::map<std::string, std::string>& o, std::ostream& out, std::ost
     return *r;
   };
 
+  // Capacity (issue 17's definition): the mix's saturation throughput with no target, the
+  // most any of the policies completes per second when offered more than it can serve.
+  auto saturation = [&](const std::vector<std::pair<std::string, double>>& mix) {
+    TraceOptions tr = trace;
+    tr.mix = mix;
+    std::vector<std::string> models;
+    for (const auto& [m, w] : mix) models.push_back(m);
+    double best = 0;
+    for (const std::string& p : policies) {
+      auto r = sim::saturation_qps(tr, s.devices, s.profiles, models, p, options);
+      if (!r) throw std::runtime_error(r.status().message());
+      best = std::max(best, r->throughput_qps);
+    }
+    return best;
+  };
+
   json doc = {{"devices", json::array()}, {"mix", json::array()}};
   for (const Device& d : s.devices) {
     doc["devices"].push_back({{"id", d.info.id},
@@ -344,38 +363,38 @@ int run(const std::map<std::string, std::string>& o, std::ostream& out, std::ost
             row[p].push_back(r.offered_qps);
           }
         }
-        const double capacity =
-            suite["max_qps"]["medium"].contains("static")
-                ? suite["max_qps"]["medium"]["static"]["offered_qps"].get<double>()
-                : find_max("static", targets_of("medium")).offered_qps;
-        suite["static_capacity_qps"] = capacity;
+        // Energy per query at 30 / 60 / 90 % of the capacity (the saturation throughput),
+        // medium targets: a load every policy is offered alike.
+        const double capacity_qps = saturation(mix);
+        suite["capacity_qps"] = capacity_qps;
         for (double f : {0.3, 0.6, 0.9}) {
           const std::string key = std::to_string(int(f * 100 + 0.5));
           for (const std::string& p : policies) {
-            if (capacity <= 0) {
+            if (capacity_qps <= 0) {
               row[p].push_back(0);
               continue;
             }
-            const Report r = at_qps(p, targets_of("medium"), f * capacity);
+            const Report r = at_qps(p, targets_of("medium"), f * capacity_qps);
             suite["energy"][key][p] = r.to_json();
             row[p].push_back(r.meets_sla ? r.energy_per_query_j : -r.energy_per_query_j);
           }
         }
         suites[scope] = suite;
         if (!as_json) {
-          out << scope
-              << ": max qps with every p95 within target (low / medium / high), and J per "
-                 "query at 30/60/90 % of static's medium-target capacity ("
-              << fmt(capacity) << " qps); '!' = SLA missed there\n";
+          out << scope << ": capacity (saturation, no target, the most any policy completes) "
+              << fmt(capacity_qps)
+              << " qps\n  max qps with every p95 within target (low / medium / high), J per "
+                 "query at 30/60/90 % of capacity (medium targets; '!' = a target missed "
+                 "there), medium / capacity\n";
           for (const std::string& p : policies) {
-            char line[160];
+            char line[200];
             const auto& c = row[p];
             auto j = [](double v) { return std::abs(v); };
             auto miss = [](double v) { return v < 0 ? '!' : ' '; };
             std::snprintf(line, sizeof line,
-                          "  %-16s %9.1f %9.1f %9.1f   %8.4f%c %8.4f%c %8.4f%c\n", p.c_str(), c[0],
-                          c[1], c[2], j(c[3]), miss(c[3]), j(c[4]), miss(c[4]), j(c[5]),
-                          miss(c[5]));
+                          "  %-16s %9.1f %9.1f %9.1f   %8.4f%c %8.4f%c %8.4f%c   %5.2f\n",
+                          p.c_str(), c[0], c[1], c[2], j(c[3]), miss(c[3]), j(c[4]), miss(c[4]),
+                          j(c[5]), miss(c[5]), capacity_qps > 0 ? c[1] / capacity_qps : 0.0);
             out << line;
           }
         }
@@ -386,6 +405,11 @@ int run(const std::map<std::string, std::string>& o, std::ostream& out, std::ost
       std::vector<Report> rs;
       if (o.count("find-max")) {
         for (const std::string& p : policies) rs.push_back(find_max(p, t));
+        doc["capacity_qps"] = saturation(trace.mix);
+        if (!as_json) {
+          out << "capacity (saturation, no target, the most any policy completes): "
+              << fmt(doc["capacity_qps"].get<double>()) << " qps\n";
+        }
       } else if (o.count("qps")) {
         const double q = number("--qps", o.at("qps"), 1e-3, 1e8);
         for (const std::string& p : policies) rs.push_back(at_qps(p, t, q));

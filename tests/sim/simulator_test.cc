@@ -206,6 +206,62 @@ TEST_CASE("bounded waiting: a loose query takes the reserved worker once it is u
   }
 }
 
+TEST_CASE("a run is judged per model: each one's rejections, and a model with no queries fails") {
+  const ProfileTable table = tight_and_heavy(0);
+  TraceOptions t;
+  t.qps = 50;
+  t.seconds = 4;
+  t.mix = {{"heavy", 1}};
+  t.sizes.kind = SizeDistribution::Kind::kFixed;
+  t.sizes.fixed = 16;  // 1.6 ms on one of two workers
+  std::vector<Query> trace = poisson_trace(t);
+  REQUIRE(trace.size() > 150);
+  Options o = exact();
+  o.reject_factor = 1;
+  auto run = [&](const std::vector<Query>& tr, const std::vector<ModelTarget>& targets,
+                 const Options& opts) {
+    auto r = simulate(tr, {cpu(2)}, table, targets, make("earliest-finish"), opts);
+    REQUIRE(r.has_value());
+    return *r;
+  };
+  CHECK(run(trace, {{"heavy", 100}}, o).meets_sla);
+  // A target for "tight", which the trace never sends: nothing shows it was met.
+  CHECK_FALSE(run(trace, {{"heavy", 100}, {"tight", 1}}, o).meets_sla);
+  Options lenient = o;
+  lenient.judge_every_target = false;
+  CHECK(run(trace, {{"heavy", 100}, {"tight", 1}}, lenient).meets_sla);
+  // One "tight" query with a target it cannot meet (0.21 ms of work, 0.1 ms target) is
+  // rejected: under 1 % of all queries, but all of that model's.
+  trace.push_back({trace.back().arrival_ms + 1, "tight", 16});
+  const Report r = run(trace, {{"heavy", 100}, {"tight", 0.1}}, o);
+  uint64_t rejected = 0, offered = 0;
+  for (const ModelReport& m : r.models) rejected += m.rejected, offered += m.offered;
+  CHECK(rejected == 1);
+  CHECK(rejected < 0.01 * offered);
+  CHECK_FALSE(r.meets_sla);
+}
+
+TEST_CASE("capacity: the saturation throughput, offered past it with no target") {
+  // One worker, 16-item queries of 1.65 ms: at most 606 q/s, whatever is offered.
+  const ProfileTable table = cpu_gpu_table();
+  TraceOptions t;
+  t.seconds = 5;
+  t.mix = {{"m", 1}};
+  t.sizes.kind = SizeDistribution::Kind::kFixed;
+  t.sizes.fixed = 16;
+  Options o = exact();
+  o.warmup_fraction = 0.1;
+  auto r = saturation_qps(t, {cpu(1)}, table, {"m"}, "static", o);
+  REQUIRE(r.has_value());
+  CHECK(r->throughput_qps == doctest::Approx(1000 / 1.65).epsilon(0.02));
+  CHECK(r->offered_qps > r->throughput_qps);
+  // Below saturation the throughput is what is offered.
+  t.qps = 200;
+  auto below = simulate(poisson_trace(t), {cpu(1)}, table, {{"m", 1e9}}, make("static"), o);
+  REQUIRE(below.has_value());
+  CHECK(below->throughput_qps == doctest::Approx(below->offered_qps).epsilon(0.02));
+}
+
 TEST_CASE("simulations are deterministic, noise included") {
   const ProfileTable table = cpu_gpu_table();
   TraceOptions t;
