@@ -48,11 +48,20 @@ try:
     res = json.load(open(out))
     pl = json.loads(get("/v1/placements?limit=100000")[1])["placements"]
     pl = [p for p in pl if p["model"] == model and p.get("outcome") == "ok"]
+    pl.sort(key=lambda p: p["query"])
+    # The second half: predictions made once the daemon has learnt what serving costs
+    # (policies::ServiceCorrection), against what it then measured.
+    late = pl[len(pl) // 2:]
+    corr = json.loads(get("/v1/profiles")[1]).get("corrections", {})
     print(json.dumps({"model": model, "size": size, "ready_s": round(ready_s, 1),
         "profile_single_p50_ms": round(single_ms, 4),
         "daemon_predicted_p50_ms": round(statistics.median(p["predicted_ms"] for p in pl), 4),
         "daemon_actual_p50_ms": round(statistics.median(p["actual_ms"] for p in pl), 4),
         "client_p50_ms": res["models"][model]["p50_ms"], "client_p95_ms": res["models"][model]["p95_ms"],
+        "late_predicted_p50_ms": round(statistics.median(p["predicted_ms"] for p in late), 4),
+        "late_actual_p50_ms": round(statistics.median(p["actual_ms"] for p in late), 4),
+        "late_client_p50_ms": res["models"][model]["p50_ms"],
+        "corrections": corr,
         "n": len(pl), "loadavg": os.getloadavg()[0]}))
 finally:
     d.terminate(); d.wait()

@@ -341,20 +341,32 @@ HttpResponse Service::models_json() const {
 }
 
 HttpResponse Service::profiles_json() const {
-  std::shared_ptr<const ProfileTable> table;
+  std::shared_ptr<const ProfileTable> table, measured;
+  json corrections;
   {
     std::lock_guard<std::mutex> lock(mu_);
     table = profiles_;
+    measured = measured_profiles_;
+    corrections = correction_.to_json();
   }
+  // The points predicted with (corrected by what serving measured), each with the
+  // profiler's own p50_single_us beside it.
   json out = json::array();
   for (const auto& [model, device] : table->keys()) {
     json points = json::array();
+    const std::vector<ProfilePoint>& raw = measured->points(model, device);
     for (const ProfilePoint& p : table->points(model, device)) {
-      points.push_back(json(profiler::to_json(p)));
+      json j = profiler::to_json(p);
+      for (const ProfilePoint& m : raw) {
+        if (m.batch_size == p.batch_size) j["measured_p50_single_us"] = m.p50_single_us;
+      }
+      points.push_back(std::move(j));
     }
     out.push_back({{"model", model}, {"device", device}, {"points", points}});
   }
-  return json_response(200, {{"profiles", out}, {"profiling_seconds", profile_seconds_}});
+  return json_response(200, {{"profiles", out},
+                             {"corrections", corrections},
+                             {"profiling_seconds", profile_seconds_}});
 }
 
 HttpResponse Service::placements_json(size_t limit) const {
@@ -458,7 +470,7 @@ HttpResponse Service::post_profile() {
     }
     {
       std::lock_guard<std::mutex> lock(mu_);
-      profiles_ = table;
+      set_measured_profiles(table);
     }
     // Serving meanwhile is left out of the estimate rather than counted twice.
     for (auto& d : devices_) d->mark_busy_fed();

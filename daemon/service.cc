@@ -253,7 +253,10 @@ Status Service::load_or_measure_profiles(const Progress& progress) {
     Status st = profiler::save_profile_cache(cache_path, identity, entries);
     if (!st.is_ok()) spdlog::warn("serving without a profile cache: {}", st.message());
   }
-  profiles_ = table;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    set_measured_profiles(table);
+  }
   for (auto& dev : devices_) dev->mark_busy_fed();  // the sweeps fed their own busy time
   profile_seconds_ =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -284,6 +287,13 @@ Service::ModelState* Service::find(const std::string& name) const {
     if (m->cfg.spec.name == name) return m.get();
   }
   return nullptr;
+}
+
+void Service::set_measured_profiles(std::shared_ptr<const ProfileTable> table) {
+  measured_profiles_ = table;
+  profiles_ = std::move(table);
+  correction_ = {};
+  learnt_since_publish_ = 0;
 }
 
 std::shared_ptr<const ProfileTable> Service::profiles() const {

@@ -21,6 +21,7 @@
 #include "daemon/device.h"
 #include "daemon/http_server.h"
 #include "engine/model.h"
+#include "policies/correction.h"
 #include "policies/dispatcher.h"
 #include "policies/plugin.h"
 #include "hw/topology.h"
@@ -85,6 +86,9 @@ class Service {
   /// Settles `q` on every path: the dispatcher's backlog (if admitted), the model's counts,
   /// the placement log (if it was placed), and the answer: scores, or `st` as HTTP.
   void finish(const std::shared_ptr<InFlight>& q, Status st);
+  /// An answered query's service time on the runner and its time outside it, learnt against
+  /// the profile (correction_); republishes profiles_ every kPublishEvery.
+  void learn(const InFlight& q, Clock::time_point finished);
   /// Each served device's runner load and health, in devices_'s order.
   std::vector<policies::DeviceLoad> device_loads(uint32_t degraded_ms) const;
 
@@ -127,7 +131,17 @@ class Service {
   std::vector<policies::Plugins::Outcome> plugin_outcomes_;
   std::vector<std::unique_ptr<ServingDevice>> devices_;  ///< the served ones
   std::vector<std::unique_ptr<ModelState>> models_;
+  /// What the dispatcher and policies predict with: the measured profile corrected by what
+  /// serving measured (policies::ServiceCorrection), republished every kPublishEvery
+  /// learnt queries. Under mu_.
   std::shared_ptr<const ProfileTable> profiles_;
+  std::shared_ptr<const ProfileTable> measured_profiles_;  ///< as the profiler measured it
+  policies::ServiceCorrection correction_;                  ///< under mu_
+  uint64_t learnt_since_publish_ = 0;                       ///< under mu_
+  static constexpr uint64_t kPublishEvery = 16;
+  /// Sets the measured profile (start-up, re-profiling) and forgets what was learnt
+  /// against the previous one. mu_ held.
+  void set_measured_profiles(std::shared_ptr<const ProfileTable> table);
   double profile_seconds_ = 0;
 
   mutable std::mutex dispatch_mu_;  // guards dispatcher_ (and the policy inside it)

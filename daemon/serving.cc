@@ -31,6 +31,9 @@ struct Service::InFlight {
   bool dispatched = false;       // a placement was decided: it goes to the placement log
   ServingDevice* device = nullptr;  // once admitted
   bool ran = false;              // the runner ran it (its latency means something)
+  Clock::time_point dispatched_at;  // when the dispatcher decided (decoding done)
+  Clock::time_point started;     // its first piece's start (the runner writes it)
+  Clock::time_point done_at;     // the runner finished it
   bool counted_in_flight = false;
   std::vector<float> scores;
   PlacementRecord record;
@@ -100,9 +103,11 @@ void Service::infer(const std::string& name, HttpRequest req, Responder respond)
 
   // 3. Placement and admission.
   policies::ModelView view;
+  double overhead_ms;  // learnt time outside the runner: decoding, encoding
   {
     std::lock_guard<std::mutex> lock(mu_);
     view = {name, q->sla_ms, q->model->window.percentile(95)};
+    overhead_ms = correction_.overhead_ms(name, n).value;
   }
   const std::shared_ptr<const ProfileTable> table = profiles();
   const uint64_t query_id = next_query_++;
@@ -110,8 +115,9 @@ void Service::infer(const std::string& name, HttpRequest req, Responder respond)
     std::lock_guard<std::mutex> lock(dispatch_mu_);
     q->decision = dispatcher_->dispatch({query_id, &view, n, q->sla_ms}, loads, *table,
                                         Clock::now(), q->request.priority,
-                                        q->request.sla_ms.has_value());
+                                        q->request.sla_ms.has_value(), overhead_ms);
   }
+  q->dispatched_at = Clock::now();
   q->dispatched = true;
   q->record = {query_id, q->request.id, name, n, q->decision.policy, q->decision.placement, 0, ""};
   if (!q->decision.admitted()) return finish(q, q->decision.status);
@@ -147,6 +153,7 @@ void Service::infer(const std::string& name, HttpRequest req, Responder respond)
                                           .deadline = deadline,
                                           .done =
                                               [this, q](Status st) {
+                                                q->done_at = Clock::now();
                                                 q->ran = true;
                                                 q->device->record_outcome(st);
                                                 if (!st.is_ok()) {
@@ -156,13 +163,15 @@ void Service::infer(const std::string& name, HttpRequest req, Responder respond)
                                                                              st.message());
                                                 }
                                                 finish(q, std::move(st));
-                                              }},
+                                              },
+                                          .started = &q->started},
                                          max_queue);
   if (!st.is_ok()) finish(q, std::move(st));
 }
 
 void Service::finish(const std::shared_ptr<InFlight>& q, Status st) {
-  const double ms = std::chrono::duration<double, std::milli>(Clock::now() - q->arrival).count();
+  const Clock::time_point finished = Clock::now();
+  const double ms = std::chrono::duration<double, std::milli>(finished - q->arrival).count();
   const uint32_t n = q->request.batch.batch_size;
   // 5a. The dispatcher: the device's backlog, and the policy's feedback.
   if (q->decision.admitted()) {
@@ -215,7 +224,30 @@ void Service::finish(const std::shared_ptr<InFlight>& q, Status st) {
   } else {
     q->respond(error_response(http_status(st.code()), st.message()));
   }
+  // 5d. What serving measured against what the profile predicted (predictions that hold).
+  if (st.is_ok() && q->ran) learn(*q, finished);
   if (q->counted_in_flight) --in_flight_;
+}
+
+void Service::learn(const InFlight& q, Clock::time_point finished) {
+  using Ms = std::chrono::duration<double, std::milli>;
+  const uint32_t n = q.request.batch.batch_size;
+  const policies::Placement& pl = q.decision.placement;
+  const double service_ms = Ms(q.done_at - q.started).count();
+  // Outside the runner, as the placement log's actual_ms counts it (arrival to finish()):
+  // decoding and dispatch before, the hand-back after.
+  const double outside_ms =
+      Ms(q.dispatched_at - q.arrival).count() + Ms(finished - q.done_at).count();
+  const std::string& model = q.model->cfg.spec.name;  // (q.record went to the log)
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::optional<double> predicted = policies::predict_service_ms(
+      *measured_profiles_, model, q.device->id(), n, pl.sub_batch, pl.workers);
+  if (predicted) correction_.learn_service(q.device->id(), model, n, service_ms, *predicted);
+  correction_.learn_overhead(model, n, outside_ms);
+  if (++learnt_since_publish_ >= kPublishEvery) {
+    learnt_since_publish_ = 0;
+    profiles_ = std::make_shared<const ProfileTable>(correction_.apply(*measured_profiles_));
+  }
 }
 
 }  // namespace recsched::daemon

@@ -20,6 +20,7 @@ struct CpuRunner::Job {
   int max_workers = 0;
   std::span<float> scores;
   DoneFn done;
+  Clock::time_point* started = nullptr;  // Request::started
   Clock::time_point deadline;  // the order key with seq (fixed before it is queued)
   uint64_t seq = 0;
   uint32_t taken = 0;     // items handed out (under mu_)
@@ -140,6 +141,7 @@ void CpuRunner::worker_main(int index, const std::string& cpuset) {
     }
     if (!job) return;
     const uint32_t begin = job->taken;
+    if (begin == 0 && job->started != nullptr) *job->started = Clock::now();
     job->taken += count;
     // Once a piece has failed the query's answer is that error: skip the rest.
     const bool skip = !job->first_error.is_ok();
@@ -207,6 +209,7 @@ Status CpuRunner::submit(Request request, size_t max_queued) {
   job->max_workers = workers;
   job->scores = request.scores;
   job->done = std::move(request.done);
+  job->started = request.started;
   job->deadline = request.deadline.value_or(Clock::now());
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -51,6 +51,9 @@ struct Request {
   /// first served). A whole-query runner serves in submission order.
   std::optional<Clock::time_point> deadline;
   DoneFn done;
+  /// Where to write when its first piece (or the whole query) starts on a worker, before
+  /// `done` is called; nullptr: not wanted. What the daemon measures service time from.
+  Clock::time_point* started = nullptr;
 };
 
 /// A runner's state at one instant.

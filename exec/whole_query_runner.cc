@@ -51,6 +51,7 @@ void WholeQueryRunner::main() {
     ++busy_;
     lock.unlock();
     const auto t0 = Clock::now();
+    if (job.started != nullptr) *job.started = t0;
     // A throwing worker would end the process: the query fails instead (see CpuRunner).
     Status st = engine::guarded_forward(*job.model, job.batch, ws, job.scores, name_);
     const double busy = std::chrono::duration<double>(Clock::now() - t0).count();

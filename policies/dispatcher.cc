@@ -151,7 +151,7 @@ uint32_t items_within(const std::vector<ProfilePoint>& points, uint32_t items, d
 
 Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLoad>& loads,
                               const ProfileTable& profiles, Clock::time_point now, int priority,
-                              bool own_target) {
+                              bool own_target, double overhead_ms) {
   now_ = std::max(now_, now);
   auto load_of = [&](size_t i) { return i < loads.size() ? loads[i] : DeviceLoad{}; };
   const std::vector<bool> offer = offered(loads, devices_.size());
@@ -189,6 +189,7 @@ Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLo
     return out;
   }
   out.placement = std::move(placed).value();
+  out.placement.predicted_ms += std::max(0.0, overhead_ms);
   const std::optional<size_t> at = position(out.placement.device);
   if (!at) {
     out.status = internal_error(out.policy + " chose device '" + out.placement.device +
@@ -213,7 +214,7 @@ Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLo
   const uint32_t on = std::clamp<uint32_t>(out.placement.workers, 1, std::max(1u, subs));
   const double sub_ms = out.service_ms / ((std::max(1u, subs) + on - 1) / on);
   if (bounded_wait_.on && it->kind == DeviceKind::kCpu && sla > 0 && out.service_ms > 0) {
-    learn_slack(out.device_index, model, sla - out.service_ms * corr);
+    learn_slack(out.device_index, model, sla - out.service_ms * corr - std::max(0.0, overhead_ms));
   }
   const double share = admission_.share(priority);
   const DeviceLoad chosen = load_of(out.device_index);
@@ -261,7 +262,8 @@ Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLo
       // the tightest model's slack, it is as urgent as a tight query just arrived: from
       // then on it may take the reserved worker too.
       // kUrgentMargin of its own service time is kept in hand for the noise of its run.
-      const double laxity_ms = sla - out.service_ms * corr * (1 + kUrgentMargin);
+      const double laxity_ms =
+          sla - out.service_ms * corr * (1 + kUrgentMargin) - std::max(0.0, overhead_ms);
       out.urgent_at = now + std::chrono::duration_cast<Clock::duration>(
                                 std::chrono::duration<double, std::milli>(
                                     std::clamp(laxity_ms - wb.tightest_ms, 0.0, 1e9)));

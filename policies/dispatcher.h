@@ -125,9 +125,11 @@ class Dispatcher {
   /// mean remainder of one found running).
   /// `priority`: the request's (parameters.priority); `own_target`: the request set its
   /// sla_ms; see Admission.
+  /// `overhead_ms`: the query's predicted time outside the runner (decoding, encoding;
+  /// policies::ServiceCorrection), added to the placement's prediction before admission.
   Decision dispatch(const QueryInfo& query, const std::vector<DeviceLoad>& loads,
                     const ProfileTable& profiles, Clock::time_point now, int priority = 0,
-                    bool own_target = false);
+                    bool own_target = false, double overhead_ms = 0);
 
   /// Deep overload: OK if some device could still start a query of `model` within
   /// reject_factor x `sla_ms` (at the highest priority's share), else kUnavailable saying

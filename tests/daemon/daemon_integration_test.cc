@@ -121,6 +121,48 @@ TEST_CASE("health, metadata, control and metrics routes answer") {
   CHECK(request(d.port, http::verb::delete_, "/v1/stats").status == 405);
 }
 
+TEST_CASE("GET /v1/profiles shows what serving measured against the profile, once learnt") {
+  Daemon d;
+  json before = request(d.port, http::verb::get, "/v1/profiles").json_body();
+  CHECK(before["corrections"]["service"].empty());
+  REQUIRE_FALSE(before["profiles"].empty());
+  CHECK(before["profiles"][0]["points"][0].contains("measured_p50_single_us"));
+  // Enough queries of one model for its size range to be applied
+  // (ServiceCorrection::kMinSamples) and the corrected table republished (every 16).
+  for (int i = 0; i < 16; ++i) {
+    REQUIRE(request(d.port, http::verb::post, "/v2/models/golden_dot/infer",
+                    infer_body("dot").dump())
+                .status == 200);
+  }
+  const json after = request(d.port, http::verb::get, "/v1/profiles").json_body();
+  json service, overhead;
+  for (const json& e : after["corrections"]["service"]) {
+    if (e["model"] == "golden_dot") service = e;
+  }
+  for (const json& e : after["corrections"]["overhead"]) {
+    if (e["model"] == "golden_dot") overhead = e;
+  }
+  REQUIRE_FALSE(service.is_null());
+  REQUIRE(service["ranges"].size() == 1);
+  CHECK(service["ranges"][0]["samples"] == 16);
+  CHECK(service["ranges"][0]["applied"] == true);
+  const double ratio = service["ranges"][0]["ratio"];
+  CHECK(ratio > 0);
+  REQUIRE_FALSE(overhead.is_null());
+  CHECK(overhead["ranges"][0]["ms"].get<double>() > 0);
+  // One range learnt: every point of that (device, model) is the measured one times it.
+  int scaled = 0;
+  for (const json& e : after["profiles"]) {
+    if (e["model"] != "golden_dot" || e["device"] != service["device"]) continue;
+    for (const json& p : e["points"]) {
+      const double want = p["measured_p50_single_us"].get<double>() * ratio;
+      CHECK(p["p50_single_us"].get<double>() == doctest::Approx(want));
+      ++scaled;
+    }
+  }
+  CHECK(scaled >= 1);
+}
+
 TEST_CASE("state-changing routes need the unix socket or the bearer token") {
   Daemon d("s3cret");
   const std::string body = R"({"name": "static", "params": {}})";
