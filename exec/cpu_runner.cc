@@ -122,7 +122,9 @@ void CpuRunner::worker_main(int index, const std::string& cpuset) {
       if (index < active_workers_) {
         const int awake = std::min(active_workers_, workers());
         const Clock::time_point now = Clock::now();
+        size_t looked = 0;
         for (const std::shared_ptr<Job>& j : ready_) {
+          if (++looked > Request::kMaxLooked) break;
           count = piece(*j, long_busy_, awake, now, &is_long);
           if (count > 0) {
             job = j;

@@ -50,6 +50,10 @@ policies::Clock::time_point at(double ms) {
       std::chrono::duration<double, std::milli>(ms)));
 }
 
+// exec::Request::kMaxLooked: a free worker looks at most this many queries for one it
+// may take a piece of (the runner's rule).
+constexpr size_t kMaxLooked = 64;
+
 // A query admitted to a device: the runner's job.
 struct Job {
   size_t query = 0;
@@ -226,6 +230,12 @@ class Simulation {
       return;
     }
     SimDevice& s = devices_[decision.device_index];
+    if (options_.max_queue > 0 && s.in_flight >= options_.max_queue) {
+      // The runner refuses it (recschedd: 503): its backlog is settled at once.
+      dispatcher_->complete(decision, {index + 1, q.model, q.items, decision.placement, 0, false});
+      if (counted) ++m.rejected;
+      return;
+    }
     ++s.queries;
     if (decision.placement.active_workers > 0) {
       s.active = std::min<int>(decision.placement.active_workers, s.workers.size());
@@ -275,7 +285,9 @@ class Simulation {
       uint32_t count = 0;
       bool is_long = false;
       double wake = std::numeric_limits<double>::infinity();
+      size_t looked = 0;
       for (const std::shared_ptr<Job>& j : s.ready) {
+        if (++looked > kMaxLooked) break;
         count = piece(*j, s.long_busy, s.active, now, &is_long);
         if (count > 0) {
           job = j;
@@ -499,6 +511,9 @@ Result<Report> saturation_qps(TraceOptions trace, const std::vector<Device>& dev
   std::vector<ModelTarget> targets;
   for (const std::string& m : models) targets.push_back({m, 1e9});
   options.reject_factor = 1e9;
+  // recschedd's default limits.max_queue: past saturation the queue stops growing (as the
+  // daemon's does) instead of holding the whole trace.
+  if (options.max_queue == 0) options.max_queue = 1024;
   Report best;
   double previous = 0;
   for (double qps = start_qps; qps < 1e7; qps *= 2) {

@@ -91,6 +91,9 @@ struct Options {
   /// A model that has a target but received no queries fails meets_sla (true: the mix's
   /// judgement, as bench/run-suite's; false lets a target list cover models a trace omits).
   bool judge_every_target = true;
+  /// Queries admitted and not finished per device beyond which one is turned away, as
+  /// recschedd's limits.max_queue does (its runner refuses it); 0 = no limit.
+  size_t max_queue = 0;
 };
 
 struct ModelReport {
