@@ -392,6 +392,23 @@ TEST_CASE("recsched-sim: help, usage errors and a run from a profile file") {
                            o3, e3) == 0);
   CHECK(nlohmann::json::parse(o3.str())["queue"] == "fifo");
   CHECK(tools::run_sim_cli({"--profiles", path, "--qps", "5", "--queue", "lifo"}, o3, e3) == 2);
+  // --wait-bound takes a fraction in [0, 1]; --find-max reports the capacity beside each
+  // policy's latency-bounded throughput, which cannot exceed it by more than noise.
+  std::ostringstream o4, e4;
+  CHECK(tools::run_sim_cli({"--profiles", path, "--qps", "5", "--wait-bound", "2"}, o4, e4) == 2);
+  CHECK(e4.str().find("--wait-bound") != std::string::npos);
+  CHECK(tools::run_sim_cli({"--profiles", path, "--find-max", "--seconds", "2", "--no-gpu",
+                            "--policies", "static,earliest-finish", "--targets", "m=20",
+                            "--wait-bound", "0", "--json"},
+                           o4, e4) == 0);
+  const auto fm = nlohmann::json::parse(o4.str());
+  // The default sizes average about 167 items: 16.75 ms of work on one worker (0.05 +
+  // 0.1 ms per item, however it is split), so at most about 4 / 16.75 ms = 239 q/s on the
+  // four workers.
+  const double capacity = fm["capacity_qps"];
+  CHECK(capacity > 100);
+  CHECK(capacity < 260);
+  for (const auto& r : fm["runs"]) CHECK(r["offered_qps"].get<double>() <= 1.1 * capacity);
   std::filesystem::remove(path);
 }
 
