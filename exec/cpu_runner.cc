@@ -64,6 +64,7 @@ Result<std::unique_ptr<CpuRunner>> CpuRunner::create(const hw::Topology& topolog
   std::unique_ptr<CpuRunner> r(new CpuRunner(topology, device));
   r->bindings_.resize(workers);
   r->bind_status_.resize(workers);
+  r->num_workers_ = workers;  // before any worker starts: they read it, threads_ is growing
   for (int w = 0; w < workers; ++w) {
     r->threads_.emplace_back(&CpuRunner::worker_main, r.get(), w, core_sets[w % core_sets.size()]);
   }
@@ -120,7 +121,7 @@ void CpuRunner::worker_main(int index, const std::string& cpuset) {
       Clock::time_point wake = Clock::time_point::max();
       // A parked worker takes no work (its core may sleep) until woken or stopping.
       if (index < active_workers_) {
-        const int awake = std::min(active_workers_, workers());
+        const int awake = std::min(active_workers_, num_workers_);
         const Clock::time_point now = Clock::now();
         size_t looked = 0;
         for (const std::shared_ptr<Job>& j : ready_) {

@@ -108,6 +108,9 @@ class CpuRunner final : public Runner {
   size_t in_flight_ = 0;   // queries submitted and not yet done
   int busy_workers_ = 0;
   int long_busy_ = 0;  // workers running a long piece (see Request::short_items)
+  // workers(), for the workers themselves: set before they start, never changed (threads_
+  // is still growing while the first ones run).
+  int num_workers_ = 0;
   int started_ = 0;
   int active_workers_ = INT32_MAX;  // clamped to workers() by set_active_workers
   mutable double parked_seconds_ = 0;
