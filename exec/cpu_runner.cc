@@ -4,6 +4,7 @@
 #include <chrono>
 #include <future>
 
+#include "core/pieces.h"
 #include "engine/dense.h"
 
 namespace recsched::exec {
@@ -30,17 +31,11 @@ struct CpuRunner::Job {
   uint32_t left() const { return batch.batch_size - taken; }
 };
 
-// The piece a worker may take of `job` now, with `long_busy` workers running long pieces
-// of `awake`: its sub-batch, or a short piece while the long lanes are full; 0 if neither
-// (the job waits for a long lane, or until it is urgent). Sets *is_long.
+// The piece a worker may take of `job` now (core/pieces.h's rule).
 uint32_t CpuRunner::piece(const Job& job, int long_busy, int awake, Clock::time_point now,
                           bool* is_long) {
-  const uint32_t full = std::min(job.sub_batch, job.left());
-  *is_long = full > job.short_items;
-  if (!*is_long) return full;
-  if (long_busy < std::max(1, awake - job.reserve) || now >= job.urgent_at) return full;
-  *is_long = false;
-  return std::min(job.short_items, job.left());
+  return next_piece({job.left(), job.sub_batch, job.short_items, job.reserve, now >= job.urgent_at},
+                    long_busy, awake, is_long);
 }
 
 bool CpuRunner::EarlierDeadline::operator()(const std::shared_ptr<Job>& a,
@@ -125,7 +120,7 @@ void CpuRunner::worker_main(int index, const std::string& cpuset) {
         const Clock::time_point now = Clock::now();
         size_t looked = 0;
         for (const std::shared_ptr<Job>& j : ready_) {
-          if (++looked > Request::kMaxLooked) break;
+          if (++looked > kMaxQueriesLooked) break;
           count = piece(*j, long_busy_, awake, now, &is_long);
           if (count > 0) {
             job = j;

@@ -46,10 +46,8 @@ struct Request {
   uint32_t short_items = UINT32_MAX;
   int reserve = 0;
   Clock::time_point urgent_at = Clock::time_point::max();
-  /// A free worker looks at most this many queries, in queue order, for one it may take a
-  /// piece of; past them it waits (a bound on the pick's cost under deep queues; the
-  /// simulator's runner uses the same number).
-  static constexpr size_t kMaxLooked = 64;
+  // (The rule: core/pieces.h, next_piece(); a free worker looks at kMaxQueriesLooked
+  // queries at most.)
   /// Its place among the queries waiting for a worker: earliest first, submission order
   /// breaking ties; nullopt means now (so queries that all pass none are served first come,
   /// first served). A whole-query runner serves in submission order.

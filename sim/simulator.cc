@@ -9,6 +9,7 @@
 #include <set>
 #include <sstream>
 
+#include "core/pieces.h"
 #include "policies/registry.h"
 
 namespace recsched::sim {
@@ -49,10 +50,6 @@ policies::Clock::time_point at(double ms) {
   return policies::Clock::time_point(std::chrono::duration_cast<policies::Clock::duration>(
       std::chrono::duration<double, std::milli>(ms)));
 }
-
-// exec::Request::kMaxLooked: a free worker looks at most this many queries for one it
-// may take a piece of (the runner's rule).
-constexpr size_t kMaxLooked = 64;
 
 // A query admitted to a device: the runner's job.
 struct Job {
@@ -264,14 +261,12 @@ class Simulation {
 
   size_t job_device(const SimDevice& s) const { return &s - devices_.data(); }
 
-  // CpuRunner::piece: the sub-batch, or a short piece while the long lanes are full, or 0.
+  // The runner's rule (core/pieces.h): the sub-batch, or a short piece while the long
+  // lanes are full, or 0.
   static uint32_t piece(const Job& job, int long_busy, int awake, double now, bool* is_long) {
-    const uint32_t full = std::min(job.sub, job.items - job.taken);
-    *is_long = full > job.short_items;
-    if (!*is_long) return full;
-    if (long_busy < std::max(1, awake - job.reserve) || now >= job.urgent_ms) return full;
-    *is_long = false;
-    return std::min(job.short_items, job.items - job.taken);
+    return next_piece({job.items - job.taken, job.sub, job.short_items, job.reserve,
+                       now >= job.urgent_ms},
+                      long_busy, awake, is_long);
   }
 
   // Every free awake worker takes a piece of the first query in queue order that has items
@@ -287,7 +282,7 @@ class Simulation {
       double wake = std::numeric_limits<double>::infinity();
       size_t looked = 0;
       for (const std::shared_ptr<Job>& j : s.ready) {
-        if (++looked > kMaxLooked) break;
+        if (++looked > kMaxQueriesLooked) break;
         count = piece(*j, s.long_busy, s.active, now, &is_long);
         if (count > 0) {
           job = j;

@@ -29,6 +29,17 @@ Device cpu(int workers, double idle_w_per_worker = 1.5, double parked = 0.2) {
   return {{"cpu0", DeviceKind::kCpu, workers, idle_w_per_worker * workers}, parked};
 }
 
+// One model `m`, every query `items` items, Poisson at `qps` for `seconds`.
+TraceOptions fixed_trace(const std::string& m, uint32_t items, double seconds, double qps = 100) {
+  TraceOptions t;
+  t.qps = qps;
+  t.seconds = seconds;
+  t.mix = {{m, 1}};
+  t.sizes.kind = SizeDistribution::Kind::kFixed;
+  t.sizes.fixed = items;
+  return t;
+}
+
 Options exact() {
   Options o;
   o.noise = 0;
@@ -208,12 +219,7 @@ TEST_CASE("bounded waiting: a loose query takes the reserved worker once it is u
 
 TEST_CASE("a run is judged per model: each one's rejections, and a model with no queries fails") {
   const ProfileTable table = tight_and_heavy(0);
-  TraceOptions t;
-  t.qps = 50;
-  t.seconds = 4;
-  t.mix = {{"heavy", 1}};
-  t.sizes.kind = SizeDistribution::Kind::kFixed;
-  t.sizes.fixed = 16;  // 1.6 ms on one of two workers
+  const TraceOptions t = fixed_trace("heavy", 16, 4, 50);  // 1.6 ms on one of two workers
   std::vector<Query> trace = poisson_trace(t);
   REQUIRE(trace.size() > 150);
   Options o = exact();
@@ -244,11 +250,7 @@ TEST_CASE("a run is judged per model: each one's rejections, and a model with no
 TEST_CASE("capacity: the saturation throughput, offered past it with no target") {
   // One worker, 16-item queries of 1.65 ms: at most 606 q/s, whatever is offered.
   const ProfileTable table = cpu_gpu_table();
-  TraceOptions t;
-  t.seconds = 5;
-  t.mix = {{"m", 1}};
-  t.sizes.kind = SizeDistribution::Kind::kFixed;
-  t.sizes.fixed = 16;
+  TraceOptions t = fixed_trace("m", 16, 5);
   Options o = exact();
   o.warmup_fraction = 0.1;
   auto r = saturation_qps(t, {cpu(1)}, table, {"m"}, "static", o);
@@ -295,11 +297,7 @@ TEST_CASE("size-aware policies send small queries to the CPU and large ones to t
 
 TEST_CASE("splitting raises latency-bounded throughput over static, and parking saves energy") {
   const ProfileTable table = cpu_gpu_table();
-  TraceOptions t;
-  t.seconds = 10;
-  t.mix = {{"m", 1}};
-  t.sizes.kind = SizeDistribution::Kind::kFixed;
-  t.sizes.fixed = 128;  // 12.85 ms whole; 3.25 ms split 4 ways
+  TraceOptions t = fixed_trace("m", 128, 10);  // 12.85 ms whole; 3.25 ms split 4 ways
   const std::vector<ModelTarget> targets = {{"m", 8.0}};
   Options o;
   auto st = find_max_qps(t, {cpu(4)}, table, targets, "static", {}, o);
@@ -327,12 +325,8 @@ TEST_CASE("splitting raises latency-bounded throughput over static, and parking 
 
 TEST_CASE("deeprecsched hill-climbs its sub-batch size in the simulator") {
   const ProfileTable table = cpu_gpu_table();
-  TraceOptions t;
-  t.qps = 40;  // 20480 items/s on 4 workers of 10000 items/s each
-  t.seconds = 30;
-  t.mix = {{"m", 1}};
-  t.sizes.kind = SizeDistribution::Kind::kFixed;
-  t.sizes.fixed = 512;
+  // 40 q/s: 20480 items/s on 4 workers of 10000 items/s each.
+  const TraceOptions t = fixed_trace("m", 512, 30, 40);
   // A 4-worker CPU: 512-item sub-batches leave 3 workers idle; the climber moves on.
   auto r = simulate(poisson_trace(t), {cpu(4)}, table, {{"m", 100}},
                     make("deeprecsched", {{"window", 32}}), Options{});
