@@ -335,7 +335,9 @@ Status HttpServer::listen_tcp(const std::string& host, uint16_t port) {
   beast::error_code ec;
   const auto address = asio::ip::make_address(host, ec);
   if (ec) return invalid_argument("bad listen address '" + host + "': " + ec.message());
-  auto acceptor = std::make_unique<tcp::acceptor>(impl_->io);
+  // Each acceptor has its own strand: its accept handler (which re-arms it) and stop()'s
+  // close run on it, never at once on two I/O threads (TSan found that race).
+  auto acceptor = std::make_unique<tcp::acceptor>(asio::make_strand(impl_->io));
   const tcp::endpoint endpoint(address, port);
   acceptor->open(endpoint.protocol(), ec);
   if (!ec) acceptor->set_option(asio::socket_base::reuse_address(true), ec);
@@ -359,7 +361,7 @@ Status HttpServer::listen_unix(const std::string& path, std::optional<uint32_t> 
     ::unlink(path.c_str());
   }
   beast::error_code ec;
-  auto acceptor = std::make_unique<local::acceptor>(impl_->io);
+  auto acceptor = std::make_unique<local::acceptor>(asio::make_strand(impl_->io));
   const local::endpoint endpoint(path);
   acceptor->open(endpoint.protocol(), ec);
   if (!ec) acceptor->bind(endpoint, ec);
@@ -395,11 +397,19 @@ void HttpServer::start() {
 
 void HttpServer::stop(uint32_t grace_ms) {
   if (impl_->stopping.exchange(true) && impl_->threads.empty()) return;
-  asio::post(impl_->io, [this] {
-    beast::error_code ignored;
-    if (impl_->tcp_acceptor) impl_->tcp_acceptor->close(ignored);
-    if (impl_->unix_acceptor) impl_->unix_acceptor->close(ignored);
-  });
+  // Closed on each acceptor's own strand, where its accept handler runs.
+  if (impl_->tcp_acceptor) {
+    asio::post(impl_->tcp_acceptor->get_executor(), [this] {
+      beast::error_code ignored;
+      impl_->tcp_acceptor->close(ignored);
+    });
+  }
+  if (impl_->unix_acceptor) {
+    asio::post(impl_->unix_acceptor->get_executor(), [this] {
+      beast::error_code ignored;
+      impl_->unix_acceptor->close(ignored);
+    });
+  }
   {
     // In-flight requests are answered (their connections then close after the write).
     std::unique_lock<std::mutex> lock(impl_->mu);
