@@ -11,6 +11,7 @@
 #include "policies/registry.h"
 #include "profiler/profile_cache.h"
 #include "profiler/profiler.h"
+#include "sim/tune.h"
 
 namespace recsched::daemon {
 
@@ -79,6 +80,15 @@ Result<std::unique_ptr<Service>> Service::create(DaemonConfig config,
   RECSCHED_RETURN_IF_ERROR(s->open_devices(progress));
   RECSCHED_RETURN_IF_ERROR(s->load_models(progress));
   RECSCHED_RETURN_IF_ERROR(s->load_or_measure_profiles(progress));
+  {
+    // deeprecsched is tuned before serving, as DeepRecSys does, now that profiles exist.
+    const nlohmann::json& given = s->config_.policy.params;
+    const nlohmann::json tuned = s->with_tuning(s->config_.policy.name, given);
+    if (tuned != given) {
+      Status st = (*policy)->configure(tuned);
+      if (!st.is_ok()) return internal_error("policy: the tuned settings were refused: " + st.message());
+    }
+  }
   s->start_dispatcher(std::move(policy).value());
   s->ready_ = true;
   return s;
@@ -319,7 +329,46 @@ Result<std::unique_ptr<policies::Policy>> Service::make_policy(const std::string
   return p;
 }
 
-Status Service::set_policy(const std::string& name, const nlohmann::json& params) {
+nlohmann::json Service::with_tuning(const std::string& name, nlohmann::json params) const {
+  if (name != "deeprecsched" || !params.is_object() || params.contains("models") ||
+      (params.contains("tune") && params["tune"] == false)) {
+    return params;
+  }
+  std::vector<sim::Device> devices;
+  for (const auto& dev : devices_) {
+    devices.push_back({{dev->id(), dev->kind(), dev->workers(), dev->idle_w()}, 0});
+  }
+  std::vector<sim::ModelTarget> targets;
+  sim::DrsTuneOptions options;  // DeepRecInfra's lognormal query sizes
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& m : models_) targets.push_back({m->cfg.spec.name, m->cfg.sla_ms});
+    options.sim.reject_factor = config_.limits.reject_factor;
+    options.sim.wait_bound_fraction = config_.limits.wait_bound_fraction;
+    options.sim.max_queue = config_.limits.max_queue;
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::shared_ptr<const ProfileTable> table = profiles();
+  Result<sim::DrsTuning> tuning = sim::tune_deeprecsched(devices, *table, targets, options);
+  if (!tuning) {
+    spdlog::warn("deeprecsched: not tuned before serving ({}); it hill-climbs online",
+                 tuning.status().message());
+    return params;
+  }
+  std::string summary;
+  for (const sim::DrsModelTuning& m : tuning->models) {
+    summary += " " + m.model + " b=" + std::to_string(m.best.sub_batch) + " threshold=" +
+               (m.best.threshold ? std::to_string(*m.best.threshold) : "never");
+  }
+  spdlog::info("deeprecsched tuned before serving on the profiles in {:.1f} s:{}",
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+               summary);
+  params["models"] = tuning->params()["models"];
+  return params;
+}
+
+Status Service::set_policy(const std::string& name, const nlohmann::json& given) {
+  const nlohmann::json params = with_tuning(name, given);
   if (params.contains("device") && params["device"].is_string()) {
     const std::string want = params["device"];
     if (std::none_of(devices_.begin(), devices_.end(),
@@ -339,7 +388,7 @@ Status Service::set_policy(const std::string& name, const nlohmann::json& params
   }
   std::lock_guard<std::mutex> lock(mu_);
   config_.policy.name = name;
-  config_.policy.params = params;
+  config_.policy.params = given;  // as configured: a reload with the same params is no change
   return Status::ok();
 }
 

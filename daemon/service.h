@@ -121,6 +121,10 @@ class Service {
                                                         const nlohmann::json& params) const;
   /// Switches to `name` (or re-tunes it if it is the active one); the error names why not.
   Status set_policy(const std::string& name, const nlohmann::json& params);
+  /// `params`, with deeprecsched's `models` tuned before serving (sim::tune_deeprecsched
+  /// on the current profiles, each model alone at its target) when the policy is
+  /// deeprecsched and they give neither `models` nor `tune: false`; else unchanged.
+  nlohmann::json with_tuning(const std::string& name, nlohmann::json params) const;
   std::vector<std::string> policy_names() const;
   std::shared_ptr<const ProfileTable> profiles() const;
 

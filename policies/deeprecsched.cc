@@ -1,7 +1,19 @@
 // DeepRecSched (Gupta et al., ISCA 2020; ../shared/reference/deeprecinfra.md): a query of
 // N items runs on the CPU as ceil(N / b) sub-batches of b items across all workers, or
-// whole on the accelerator when N >= the offload threshold. Both knobs are tuned per model
-// online by hill-climbing on the p95 of a window of completions:
+// whole on the accelerator when N >= the offload threshold.
+//
+// Two ways to tune the knobs, per model:
+// - As published (DeepRecSys tunes before serving, for the highest latency-bounded
+//   throughput): sim::tune_deeprecsched searches b, then the threshold, on the profiles
+//   with the simulator, and hands the result in as `models` (per model: sub_batch and
+//   threshold). recsched-sim and recschedd do that by default. A model given this way is
+//   not hill-climbed online; only its threshold moves, within DeepRecSys's stable band:
+//   when a window of the model's completions has its p95 over the target and the
+//   accelerator's share of them misses too (its queue hurts the tail), the threshold
+//   rises one profiled size (less offload); when the window's p95 is back under
+//   target / 1.1 it falls one step, never below the tuned value.
+// - Online, for a model not given (the fallback when no tuning ran): hill-climbing on the
+//   p95 of a window of completions at whatever load is offered:
 //   1. the sub-batch size b: each candidate in DeepRecSys's order (512, 384, 256, ... 32)
 //      runs for one window; the search goes on while the p95 does not get worse (by more
 //      than `tolerance`, 5 %: window p95s are noisy) and settles on the best size at the
@@ -12,11 +24,15 @@
 //      accelerator's predicted service time beats the CPU's split one) and steps through
 //      the accelerator's profiled sizes, first down (more offload) and, if the first step
 //      down is worse, up; it settles at the first step that does worse.
+//   The p95 at one load is not the published objective: at low load it favours small
+//   sub-batches, whose per-piece cost lowers the throughput (docs/policies.md measures
+//   both ways).
 // Only completions of queries placed under the knob value being tried count towards its
 // window (a query placed before a change does not speak for the new value).
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <optional>
 
 #include "policies/builtin.h"
 
@@ -46,6 +62,7 @@ class DeepRecSchedPolicy final : public Policy {
     const std::string& model = q.model->name;
     Tuning& t = tuning_[model];
     if (t.next_id == 0) t.next_id = q.id;  // the first query this policy places
+    t.sla_ms = q.sla_ms > 0 ? q.sla_ms : q.model->sla_ms;
     t.max_items = std::max(t.max_items, q.items);
     last_id_seen_ = std::max(last_id_seen_, q.id);
     if (gpu != nullptr && (cpu == nullptr || q.items >= threshold(t, model, *cpu, *gpu, view))) {
@@ -54,7 +71,7 @@ class DeepRecSchedPolicy final : public Policy {
       return Placement{gpu->id, q.items, 1, gpu->backlog_ms + service,
                        "deeprecsched: " + std::to_string(q.items) + " items >= offload threshold"};
     }
-    const uint32_t b = candidates_[t.index];
+    const uint32_t b = sub_batch(t);
     const int workers = cpu->active_workers > 0 ? cpu->active_workers : cpu->workers;
     const double service =
         predict_service_ms(view.profiles, model, cpu->id, q.items, b, workers).value_or(0);
@@ -68,6 +85,7 @@ class DeepRecSchedPolicy final : public Policy {
     if (it == tuning_.end()) return;
     Tuning& t = it->second;
     if (done.id < t.next_id) return;  // placed under an earlier knob value
+    if (t.fixed_th) return stable_band(t, done);
     if (!t.settled) {
       // Sub-batch phase: the CPU's completions under the size being tried.
       if (done.placement.device == gpu_id_ || done.placement.sub_batch != candidates_[t.index])
@@ -121,11 +139,15 @@ class DeepRecSchedPolicy final : public Policy {
 
   nlohmann::json params() const override {
     nlohmann::json tuned = nlohmann::json::object();
+    auto size = [](uint32_t th) {
+      return th == kNever ? nlohmann::json("never") : nlohmann::json(th);
+    };
     for (const auto& [model, t] : tuning_) {
-      nlohmann::json j = {{"sub_batch", candidates_[t.index]}, {"settled", t.settled}};
+      nlohmann::json j = {{"sub_batch", sub_batch(t)}, {"settled", t.settled}};
+      if (t.fixed_b > 0) j["given"] = true;  // from `models` (tuned before serving)
+      if (t.fixed_th) j["given_threshold"] = size(*t.fixed_th);
       if (!t.th.empty()) {
-        const uint32_t th = t.th[t.th_index];
-        j["threshold"] = th == kNever ? nlohmann::json("never") : nlohmann::json(th);
+        j["threshold"] = size(t.th[t.th_index]);
         j["threshold_settled"] = t.th_dir == 0;
       }
       tuned[model] = j;
@@ -155,6 +177,8 @@ class DeepRecSchedPolicy final : public Policy {
       } else if (key == "tune") {
         if (!value.is_boolean())
           return invalid_argument("params: key 'tune' must be true or false");
+      } else if (key == "models") {
+        RECSCHED_RETURN_IF_ERROR(check_models(value));
       } else if (key == "candidates") {
         if (!value.is_array() || value.empty()) {
           return invalid_argument("params: key 'candidates' must be a non-empty array of sizes");
@@ -177,6 +201,17 @@ class DeepRecSchedPolicy final : public Policy {
       candidates_ = p["candidates"].get<std::vector<uint32_t>>();
       tuning_.clear();
     }
+    if (p.contains("models")) {
+      for (const auto& [model, knobs] : p["models"].items()) {
+        Tuning t;
+        t.fixed_b = knobs["sub_batch"].get<uint32_t>();
+        t.settled = true;
+        if (knobs.contains("threshold")) {
+          t.fixed_th = knobs["threshold"].is_string() ? kNever : knobs["threshold"].get<uint32_t>();
+        }
+        tuning_[model] = std::move(t);
+      }
+    }
     return Status::ok();
   }
 
@@ -184,7 +219,13 @@ class DeepRecSchedPolicy final : public Policy {
   struct Tuning {
     uint64_t next_id = 0;    // completions of queries before this id are not counted
     uint32_t max_items = 0;  // the largest query placed
+    double sla_ms = 0;       // the target of the last query placed
+    // Given in `models` (tuned before serving): the sub-batch size (0: none given, the
+    // candidates are climbed) and the threshold (kNever: no offload).
+    uint32_t fixed_b = 0;
+    std::optional<uint32_t> fixed_th;
     std::vector<double> window;
+    std::vector<double> gpu_window;  // the accelerator's part of `window` (stable band)
     // Sub-batch search.
     size_t index = 0;  // candidate in use
     size_t best = 0;
@@ -197,6 +238,53 @@ class DeepRecSchedPolicy final : public Policy {
     int th_dir = -1;  // -1 stepping down, +1 up, 0 settled
     bool turned = false;
   };
+
+  uint32_t sub_batch(const Tuning& t) const {
+    return t.fixed_b > 0 ? t.fixed_b : candidates_[t.index];
+  }
+
+  static Status check_models(const nlohmann::json& models) {
+    const char* what =
+        "params: key 'models' must map model names to {\"sub_batch\": N, \"threshold\": N or "
+        "\"never\"} (sizes in [1, 1048576]; threshold optional)";
+    if (!models.is_object()) return invalid_argument(what);
+    auto size_ok = [](const nlohmann::json& v) {
+      return v.is_number_integer() && v.get<int64_t>() >= 1 && v.get<int64_t>() <= (1 << 20);
+    };
+    for (const auto& [model, knobs] : models.items()) {
+      if (!knobs.is_object() || !knobs.contains("sub_batch") || !size_ok(knobs["sub_batch"]))
+        return invalid_argument(std::string(what) + "; not so for '" + model + "'");
+      for (const auto& [k, v] : knobs.items()) {
+        if (k == "sub_batch") continue;
+        if (k != "threshold" || !(size_ok(v) || v == "never"))
+          return invalid_argument(std::string(what) + "; not so for '" + model + "'");
+      }
+    }
+    return Status::ok();
+  }
+
+  // A given threshold moves within DeepRecSys's stable band [target / 1.1, target]: up a
+  // profiled size when the model's window misses its target and the accelerator's share
+  // misses too (its queue is a cause), down towards the given value once the window's
+  // p95 is back under target / 1.1.
+  void stable_band(Tuning& t, const Completion& done) {
+    if (t.th.empty() || !(t.sla_ms > 0)) return;
+    t.window.push_back(done.latency_ms);
+    if (done.placement.device == gpu_id_) t.gpu_window.push_back(done.latency_ms);
+    if (t.window.size() < window_) return;
+    const double p95 = window_p95(t.window);
+    const bool gpu_late = !t.gpu_window.empty() && window_p95(t.gpu_window) > t.sla_ms;
+    t.window.clear();
+    t.gpu_window.clear();
+    if (p95 > t.sla_ms && gpu_late && t.th_index + 1 < t.th.size()) {
+      ++t.th_index;
+    } else if (p95 < t.sla_ms / 1.1 && t.th_index > t.th_start) {
+      --t.th_index;
+    } else {
+      return;
+    }
+    t.next_id = last_id_seen_ + 1;
+  }
 
   // One step in the threshold search's direction, or settle at the best at the edge.
   static void step(Tuning& t) {
@@ -212,10 +300,23 @@ class DeepRecSchedPolicy final : public Policy {
   uint32_t threshold(Tuning& t, const std::string& model, const DeviceView& cpu,
                      const DeviceView& gpu, const ClusterView& view) {
     gpu_id_ = gpu.id;
-    if (threshold_ > 0) return threshold_;
+    if (threshold_ > 0 && !t.fixed_th) return threshold_;
+    if (t.th.empty() && t.fixed_th) {
+      // The accelerator's profiled sizes, the given value among them: the steps of the
+      // stable band, which starts (and settles) at the given value.
+      for (const ProfilePoint& p : view.profiles.points(model, gpu.id))
+        t.th.push_back(p.batch_size);
+      t.th.push_back(*t.fixed_th);
+      t.th.push_back(kNever);
+      std::sort(t.th.begin(), t.th.end());
+      t.th.erase(std::unique(t.th.begin(), t.th.end()), t.th.end());
+      t.th_start = t.th_index = t.th_best = static_cast<size_t>(
+          std::find(t.th.begin(), t.th.end(), *t.fixed_th) - t.th.begin());
+      t.th_dir = 0;
+    }
     if (t.th.empty()) {
       // The accelerator's profiled sizes, and where the profiles cross over.
-      const uint32_t b = candidates_[t.index];
+      const uint32_t b = sub_batch(t);
       const int workers = cpu.active_workers > 0 ? cpu.active_workers : cpu.workers;
       for (const ProfilePoint& p : view.profiles.points(model, gpu.id))
         t.th.push_back(p.batch_size);

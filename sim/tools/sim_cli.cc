@@ -10,6 +10,7 @@
 
 #include "policies/registry.h"
 #include "sim/simulator.h"
+#include "sim/tune.h"
 
 namespace recsched::sim::tools {
 namespace {
@@ -65,6 +66,10 @@ what to run (one of):
   --per-model          with --suite: each model alone (as DeepRecSys measured), not
                        the mix
   --policies a,b,...   which policies (default: every registered one)
+  --drs-tuning WHEN    how deeprecsched is tuned: before (the default; as DeepRecSys, for
+                       the highest latency-bounded throughput of each model alone, on
+                       this simulator, for each target level; the settings are printed)
+                       or online (hill-climbing on the p95 while serving)
   --json               JSON instead of tables
 Exit status: 0 ok, 1 failure, 2 bad usage.
 )";
@@ -284,15 +289,58 @@ int run(const std::map<std::string, std::string>& o, std::ostream& out, std::ost
     if (!t) throw UsageError{t.status().message()};
     return *t;
   };
+  std::string drs_tuning = o.count("drs-tuning") ? o.at("drs-tuning") : "before";
+  if (drs_tuning != "before" && drs_tuning != "online")
+    throw UsageError{"--drs-tuning takes before or online, not '" + drs_tuning + "'"};
+  // deeprecsched's params for a set of targets: tuned before serving (once per set), or
+  // none (online hill-climbing).
+  std::map<std::string, json> tuned;  // targets, as text -> params
+  json tunings = json::object();
+  auto params_for = [&](const std::string& policy, const std::vector<ModelTarget>& t) {
+    if (policy != "deeprecsched" || drs_tuning == "online") return json::object();
+    std::string key;
+    for (const ModelTarget& m : t) key += m.model + "=" + fmt(m.sla_ms, 6) + ",";
+    if (auto it = tuned.find(key); it != tuned.end()) return it->second;
+    DrsTuneOptions to;
+    to.sizes = trace.sizes;
+    to.seed = trace.seed;
+    to.sim = options;
+    auto r = tune_deeprecsched(s.devices, s.profiles, t, to);
+    if (!r) throw std::runtime_error(r.status().message());
+    json log = json::array();
+    std::string line = "deeprecsched tuned before serving (each model alone, latency-bounded "
+                       "throughput at its target):";
+    for (const DrsModelTuning& m : r->models) {
+      json tried = json::array();
+      for (const DrsSetting& x : m.tried) {
+        tried.push_back({{"sub_batch", x.sub_batch},
+                         {"threshold", x.threshold ? json(*x.threshold) : json("never")},
+                         {"max_qps", x.max_qps}});
+      }
+      log.push_back({{"model", m.model}, {"sla_ms", 0}, {"tried", tried}});
+      line += " " + m.model + " b=" + std::to_string(m.best.sub_batch) +
+              " th=" + (m.best.threshold ? std::to_string(*m.best.threshold) : "never") + " (" +
+              fmt(m.best.max_qps) + " q/s)";
+    }
+    for (size_t i = 0; i < log.size(); ++i) {
+      for (const ModelTarget& m : t) {
+        if (m.model == log[i]["model"]) log[i]["sla_ms"] = m.sla_ms;
+      }
+    }
+    tunings[key] = log;
+    if (!o.count("json")) out << line << "\n";
+    return tuned[key] = r->params();
+  };
   auto find_max = [&](const std::string& policy, const std::vector<ModelTarget>& t) {
-    auto r = sim::find_max_qps(trace, s.devices, s.profiles, t, policy, json::object(), options);
+    auto r = sim::find_max_qps(trace, s.devices, s.profiles, t, policy, params_for(policy, t),
+                               options);
     if (!r) throw std::runtime_error(r.status().message());
     return *r;
   };
   auto at_qps = [&](const std::string& policy, const std::vector<ModelTarget>& t, double qps) {
     TraceOptions tr = trace;
     tr.qps = qps;
-    auto p = policies::create_policy(policy, json::object());
+    auto p = policies::create_policy(policy, params_for(policy, t));
     auto r =
         sim::simulate(poisson_trace(tr), s.devices, s.profiles, t, std::move(p).value(), options);
     if (!r) throw std::runtime_error(r.status().message());
@@ -425,6 +473,7 @@ int run(const std::map<std::string, std::string>& o, std::ostream& out, std::ost
     err << "recsched-sim: " << e.what() << "\n";
     return 1;
   }
+  if (!tunings.empty()) doc["deeprecsched_tuning"] = tunings;
   if (as_json) out << doc.dump(2) << "\n";
   return 0;
 }
@@ -436,7 +485,7 @@ int run_sim_cli(const std::vector<std::string>& args, std::ostream& out, std::os
       "profiles",     "gpu-profiles", "cpu-workers", "gpu-streams", "cpu-idle-w",
       "cpu-parked-w", "gpu-idle-w",   "models",      "targets",     "seconds",
       "seed",         "noise",        "qps",         "policies",   "queue",
-      "reject-factor", "wait-bound"};
+      "reject-factor", "wait-bound",   "drs-tuning"};
   static const std::vector<std::string> kFlags = {"no-gpu", "find-max", "suite", "per-model",
                                                   "json"};
   try {

@@ -190,6 +190,64 @@ TEST_CASE("deeprecsched tunes the offload threshold from the crossover, down the
         std::vector<std::string>{"256", "64", "1024", "\"never\"", "1024"});
 }
 
+TEST_CASE("deeprecsched with given settings places by them, the threshold moving only in its band") {
+  const ProfileTable table = cpu_gpu_table();  // the GPU's profiled sizes: 1, 4, ... 1024
+  const ModelView model{"m", 10.0, 0.0};
+  auto policy = std::move(
+      create_policy("deeprecsched", {{"window", 4},
+                                     {"models", {{"m", {{"sub_batch", 64}, {"threshold", 200}}}}}})
+          .value());
+  const std::vector<DeviceView> devices = cpu_and_gpu(4);
+  const ClusterView view{devices, table, Clock::now()};
+  uint64_t id = 0;
+  // Runs one window of 4 queries of `items`, each completing in `latency_ms`; returns
+  // where the last went.
+  auto window = [&](uint32_t items, double latency_ms) {
+    std::string device;
+    for (int i = 0; i < 4; ++i) {
+      Result<Placement> p = policy->place({++id, &model, items, 10.0}, view);
+      REQUIRE(p.has_value());
+      device = p->device;
+      if (p->device == "cpu0") CHECK(p->sub_batch == 64);
+      policy->observe({id, "m", items, *p, latency_ms, true});
+    }
+    return device;
+  };
+  CHECK(window(100, 5) == "cpu0");
+  CHECK(window(220, 5) == "gpu0");  // 220 >= the given 200
+  CHECK(policy->params()["models"]["m"]["threshold"] == 200);
+  // The GPU's queries miss the 10 ms target: up one profiled size, to 256.
+  CHECK(window(220, 30) == "gpu0");
+  CHECK(policy->params()["models"]["m"]["threshold"] == 256);
+  CHECK(window(220, 5) == "cpu0");  // under 256 now; under target / 1.1: back down
+  CHECK(policy->params()["models"]["m"]["threshold"] == 200);
+  CHECK(window(220, 5) == "gpu0");
+  CHECK(policy->params()["models"]["m"]["threshold"] == 200);  // never below the given value
+  // Late on the CPU alone is not the accelerator's fault: the threshold stays.
+  CHECK(window(100, 30) == "cpu0");
+  CHECK(policy->params()["models"]["m"]["threshold"] == 200);
+  CHECK(policy->params()["models"]["m"]["given"] == true);
+
+  // "never": a given model is not offloaded at any size; bad settings are refused whole.
+  REQUIRE(policy->configure({{"models", {{"m", {{"sub_batch", 32}, {"threshold", "never"}}}}}})
+              .is_ok());
+  Result<Placement> big = policy->place({++id, &model, 1000, 10.0}, view);
+  CHECK(big->device == "cpu0");
+  CHECK(big->sub_batch == 32);
+  for (const nlohmann::json& bad :
+       {nlohmann::json{{"models", {{"m", {{"sub_batch", 0}}}}}},
+        nlohmann::json{{"models", {{"m", {{"threshold", 8}}}}}},
+        nlohmann::json{{"models", {{"m", {{"sub_batch", 8}, {"threshold", "sometimes"}}}}}},
+        nlohmann::json{{"models", {{"m", {{"sub_batch", 8}, {"depth", 2}}}}}},
+        nlohmann::json{{"models", {1, 2}}}}) {
+    CAPTURE(bad.dump());
+    const Status st = policy->configure(bad);
+    CHECK(st.code() == StatusCode::kInvalidArgument);
+    CHECK(st.message().find("'models'") != std::string::npos);
+  }
+  CHECK(policy->params()["models"]["m"]["sub_batch"] == 32);  // unchanged by the refusals
+}
+
 TEST_CASE("the same query size goes to different devices for different models") {
   // "light": the CPU beats the GPU at every size (an MLP-light, gather-bound model);
   // "heavy": the GPU wins from 64 items (cpu_gpu_table's model).

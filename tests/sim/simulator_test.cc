@@ -1,6 +1,7 @@
 // The simulator: its traces, its runner semantics and energy, exactly, on hand-made
 // profiles; determinism; and the policies' relative behaviour it is used to show.
 #include "sim/simulator.h"
+#include "sim/tune.h"
 
 #include <doctest/doctest.h>
 #include <unistd.h>
@@ -340,6 +341,85 @@ TEST_CASE("deeprecsched hill-climbs its sub-batch size in the simulator") {
   CHECK(r->models[0].p95_ms < 0.8 * whole->models[0].p95_ms);
 }
 
+// Checks a tuning's search: DeepRecSys's candidate order, the best throughput kept, and a
+// stop at the first setting that did worse (or the end of the list).
+void check_search(const DrsModelTuning& m) {
+  const std::vector<uint32_t> order = {512, 384, 256, 192, 128, 96, 64, 32};
+  double best = 0;
+  size_t i = 0;
+  for (; i < m.tried.size() && !m.tried[i].threshold; ++i) {
+    CHECK(m.tried[i].sub_batch == order[i]);
+    best = std::max(best, m.tried[i].max_qps);
+  }
+  for (const DrsSetting& s : m.tried) best = std::max(best, s.max_qps);
+  CHECK(m.best.max_qps == best);
+  const DrsSetting& last = i == m.tried.size() ? m.tried.back() : m.tried[i - 1];
+  CHECK((i == order.size() || last.max_qps < 0.95 * best));
+}
+
+TEST_CASE("deeprecsched tuned before serving: the sub-batch, then the threshold, for throughput") {
+  // 2 ms per sub-batch plus 0.1 ms per item on a CPU worker: splitting costs work.
+  ProfileTable t;
+  for (uint32_t b : {1u, 16u, 64u, 256u, 1024u}) {
+    t.add("m", "cpu0", policies::point(b, 2 + 0.1 * b, 20.0));
+    t.add("slow-gpu", "cpu0", policies::point(b, 2 + 0.1 * b, 20.0));
+    t.add("m", "gpu0", policies::point(b, 1 + 0.0125 * b, 150.0));
+    t.add("slow-gpu", "gpu0", policies::point(b, 10 + 0.5 * b, 150.0));
+  }
+  DrsTuneOptions o;
+  o.sizes.kind = SizeDistribution::Kind::kFixed;
+  o.sizes.fixed = 512;
+  o.queries_per_run = 1000;
+  const Device gpu{{"gpu0", DeviceKind::kGpu, 1, 70}, 0};
+
+  SUBCASE("a loose target: whole queries do the least work") {
+    auto r = tune_deeprecsched({cpu(4)}, t, {{"m", 200}}, o);
+    REQUIRE(r.has_value());
+    REQUIRE(r->models.size() == 1);
+    check_search(r->models[0]);
+    CHECK(r->models[0].best.sub_batch == 512);
+    CHECK_FALSE(r->models[0].best.threshold);  // no accelerator: never
+    CHECK(r->params()["models"]["m"]["threshold"] == "never");
+  }
+  SUBCASE("a target a whole query cannot meet: the search goes on to sizes that can") {
+    auto r = tune_deeprecsched({cpu(4)}, t, {{"m", 30}}, o);  // whole: 53.2 ms
+    REQUIRE(r.has_value());
+    check_search(r->models[0]);
+    CHECK(r->models[0].tried[0].max_qps == 0);
+    CHECK(r->models[0].best.sub_batch <= 256);
+    CHECK(r->models[0].best.max_qps > 0);
+    // What it found holds in the simulator, and beats static (whole queries: nothing).
+    Options sim;
+    auto tuned = find_max_qps(fixed_trace("m", 512, 10), {cpu(4)}, t, {{"m", 30}},
+                              "deeprecsched", r->params(), sim);
+    auto st = find_max_qps(fixed_trace("m", 512, 10), {cpu(4)}, t, {{"m", 30}}, "static", {}, sim);
+    REQUIRE(tuned.has_value());
+    CHECK(tuned->offered_qps > 0.8 * r->models[0].best.max_qps);
+    CHECK(st->offered_qps == 0);
+  }
+  SUBCASE("with an accelerator: a threshold where it pays, never where it does not") {
+    auto r = tune_deeprecsched({cpu(4), gpu}, t, {{"m", 200}, {"slow-gpu", 200}}, o);
+    REQUIRE(r.has_value());
+    REQUIRE(r->models.size() == 2);
+    for (const DrsModelTuning& m : r->models) {
+      CAPTURE(m.model);
+      check_search(m);
+    }
+    const DrsModelTuning& fast = r->models[0].model == "m" ? r->models[0] : r->models[1];
+    const DrsModelTuning& slow = r->models[0].model == "m" ? r->models[1] : r->models[0];
+    REQUIRE(fast.best.threshold);
+    CHECK(*fast.best.threshold <= 512);  // the 512-item queries go to the GPU
+    double cpu_only = 0;
+    for (const DrsSetting& s : fast.tried) {
+      if (!s.threshold) cpu_only = std::max(cpu_only, s.max_qps);
+    }
+    CHECK(fast.best.max_qps > 1.5 * cpu_only);  // 7.4 ms on the GPU vs 53.2 on a worker
+    CHECK_FALSE(slow.best.threshold);           // 266 ms on the GPU: never worth it
+  }
+  CHECK(tune_deeprecsched({gpu}, t, {{"m", 200}}, o).status().code() ==
+        StatusCode::kInvalidArgument);
+}
+
 TEST_CASE("recsched-sim: help, usage errors and a run from a profile file") {
   std::ostringstream out, err;
   CHECK(tools::run_sim_cli({"--help"}, out, err) == 0);
@@ -403,6 +483,27 @@ TEST_CASE("recsched-sim: help, usage errors and a run from a profile file") {
   CHECK(capacity > 100);
   CHECK(capacity < 260);
   for (const auto& r : fm["runs"]) CHECK(r["offered_qps"].get<double>() <= 1.1 * capacity);
+  // deeprecsched is tuned before serving by default: its runs get the tuned settings, and
+  // the search is in the report; --drs-tuning online leaves it to hill-climb.
+  std::ostringstream o5, e5;
+  CHECK(tools::run_sim_cli({"--profiles", path, "--qps", "20", "--seconds", "2", "--policies",
+                            "deeprecsched", "--targets", "m=20", "--json"},
+                           o5, e5) == 0);
+  const auto drs = nlohmann::json::parse(o5.str());
+  REQUIRE(drs["deeprecsched_tuning"].size() == 1);
+  CHECK(drs["deeprecsched_tuning"].begin().value()[0]["tried"].size() >= 2);
+  CHECK(drs["runs"][0]["policy_params"]["models"]["m"]["given"] == true);
+  std::ostringstream o6, e6;
+  CHECK(tools::run_sim_cli({"--profiles", path, "--qps", "20", "--seconds", "2", "--policies",
+                            "deeprecsched", "--targets", "m=20", "--drs-tuning", "online",
+                            "--json"},
+                           o6, e6) == 0);
+  const auto online = nlohmann::json::parse(o6.str());
+  CHECK_FALSE(online.contains("deeprecsched_tuning"));
+  CHECK_FALSE(online["runs"][0]["policy_params"]["models"]["m"].contains("given"));
+  CHECK(tools::run_sim_cli({"--profiles", path, "--qps", "5", "--drs-tuning", "never"}, o6, e6) ==
+        2);
+  CHECK(e6.str().find("--drs-tuning") != std::string::npos);
   std::filesystem::remove(path);
 }
 
