@@ -335,35 +335,50 @@ nlohmann::json Service::with_tuning(const std::string& name, nlohmann::json para
     return params;
   }
   std::vector<sim::Device> devices;
+  std::string key;  // what the tuning depends on besides the profile table
   for (const auto& dev : devices_) {
     devices.push_back({{dev->id(), dev->kind(), dev->workers(), dev->idle_w()}, 0});
+    key += dev->id() + "x" + std::to_string(dev->workers()) + ",";
   }
   std::vector<sim::ModelTarget> targets;
   sim::DrsTuneOptions options;  // DeepRecInfra's lognormal query sizes
+  std::shared_ptr<const ProfileTable> table;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (const auto& m : models_) targets.push_back({m->cfg.spec.name, m->cfg.sla_ms});
+    for (const auto& m : models_) {
+      targets.push_back({m->cfg.spec.name, m->cfg.sla_ms});
+      key += m->cfg.spec.name + "=" + std::to_string(m->cfg.sla_ms) + ",";
+    }
     options.sim.reject_factor = config_.limits.reject_factor;
     options.sim.wait_bound_fraction = config_.limits.wait_bound_fraction;
     options.sim.max_queue = config_.limits.max_queue;
+    // The profiles as measured: the learnt corrections move every 16 answers, and a
+    // re-tuning each time would cost seconds of CPU per policy switch under load.
+    table = measured_profiles_;
   }
-  const auto t0 = std::chrono::steady_clock::now();
-  const std::shared_ptr<const ProfileTable> table = profiles();
-  Result<sim::DrsTuning> tuning = sim::tune_deeprecsched(devices, *table, targets, options);
-  if (!tuning) {
-    spdlog::warn("deeprecsched: not tuned before serving ({}); it hill-climbs online",
-                 tuning.status().message());
-    return params;
+  key += std::to_string(options.sim.reject_factor) + "," +
+         std::to_string(options.sim.wait_bound_fraction) + "," +
+         std::to_string(options.sim.max_queue);
+  std::lock_guard<std::mutex> lock(tuning_mu_);
+  if (tuning_.table != table || tuning_.key != key) {
+    const auto t0 = std::chrono::steady_clock::now();
+    Result<sim::DrsTuning> tuning = sim::tune_deeprecsched(devices, *table, targets, options);
+    if (!tuning) {
+      spdlog::warn("deeprecsched: not tuned before serving ({}); it hill-climbs online",
+                   tuning.status().message());
+      return params;
+    }
+    std::string summary;
+    for (const sim::DrsModelTuning& m : tuning->models) {
+      summary += " " + m.model + " b=" + std::to_string(m.best.sub_batch) + " threshold=" +
+                 (m.best.threshold ? std::to_string(*m.best.threshold) : "never");
+    }
+    spdlog::info("deeprecsched tuned before serving on the measured profiles in {:.1f} s:{}",
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+                 summary);
+    tuning_ = {table, key, tuning->params()["models"]};
   }
-  std::string summary;
-  for (const sim::DrsModelTuning& m : tuning->models) {
-    summary += " " + m.model + " b=" + std::to_string(m.best.sub_batch) + " threshold=" +
-               (m.best.threshold ? std::to_string(*m.best.threshold) : "never");
-  }
-  spdlog::info("deeprecsched tuned before serving on the profiles in {:.1f} s:{}",
-               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
-               summary);
-  params["models"] = tuning->params()["models"];
+  params["models"] = tuning_.models;
   return params;
 }
 

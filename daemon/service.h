@@ -122,7 +122,7 @@ class Service {
   /// Switches to `name` (or re-tunes it if it is the active one); the error names why not.
   Status set_policy(const std::string& name, const nlohmann::json& params);
   /// `params`, with deeprecsched's `models` tuned before serving (sim::tune_deeprecsched
-  /// on the current profiles, each model alone at its target) when the policy is
+  /// on the measured profiles, each model alone at its target) when the policy is
   /// deeprecsched and they give neither `models` nor `tune: false`; else unchanged.
   nlohmann::json with_tuning(const std::string& name, nlohmann::json params) const;
   std::vector<std::string> policy_names() const;
@@ -140,6 +140,15 @@ class Service {
   /// learnt queries. Under mu_.
   std::shared_ptr<const ProfileTable> profiles_;
   std::shared_ptr<const ProfileTable> measured_profiles_;  ///< as the profiler measured it
+  /// deeprecsched's last tuning (with_tuning), reused while the measured profiles, the
+  /// targets, the devices and the admission limits it was found for stay the same.
+  struct DrsTuningCache {
+    std::shared_ptr<const ProfileTable> table;
+    std::string key;
+    nlohmann::json models;
+  };
+  mutable std::mutex tuning_mu_;
+  mutable DrsTuningCache tuning_;
   policies::ServiceCorrection correction_;                  ///< under mu_
   uint64_t learnt_since_publish_ = 0;                       ///< under mu_
   static constexpr uint64_t kPublishEvery = 16;

@@ -41,6 +41,7 @@ struct Candidate {
   int awake = 0;         // workers to keep awake on the device (0: leave as is)
   double finish_ms = 0;  // wait + service
   double service_ms = 0;
+  uint32_t items = 0;    // the query's
 };
 
 // Calls fn(candidate) for every device with a profile for the model and, on CPUs, every
@@ -72,7 +73,7 @@ void for_each_candidate(const QueryInfo& q, const ClusterView& view, bool parkin
         // workers) is not a power of two in general, so computed when it differs.
         const double ms =
             w == (1 << i) ? service[i] : predict_service_ms(pts, q.items, (q.items + w - 1) / w, w);
-        fn(Candidate{&d, &pts, (q.items + w - 1) / w, w, park ? k : 0, wait + ms, ms});
+        fn(Candidate{&d, &pts, (q.items + w - 1) / w, w, park ? k : 0, wait + ms, ms, q.items});
       }
     }
   }
@@ -164,16 +165,57 @@ class StaticPolicy final : public Policy {
   QueueOrder order_ = QueueOrder::kArrival;
 };
 
+// Whether the query needs splitting to meet `budget_ms`: no whole placement (one CPU
+// worker, or an accelerator) would, even on an idle device. A split finishes one query
+// sooner but adds work (each sub-batch pays the fixed cost of a forward pass) that the
+// queries behind it wait for. Splitting wherever it finished sooner cost NCF a third of
+// its latency-bounded throughput on the modelled 32-core host; splitting only where the
+// wait, not the size, made a query late set off a cascade near capacity (more work, longer
+// waits, more splits), from 68,000 q/s meeting the target to none (docs/policies.md).
+//
+// A split that does no more work than the whole query (a model whose per-item time grows
+// with the batch, as DIEN's does on this VM's profile) is always allowed: it costs the
+// others nothing.
+bool adds_work(const Candidate& c) {
+  return c.workers > 1 &&
+         c.service_ms * c.workers > predict_service_ms(*c.points, c.items, c.items, 1);
+}
+bool needs_split(const QueryInfo& q, const ClusterView& view, double budget_ms) {
+  if (!(budget_ms > 0)) return true;  // no target: the earliest finish, split or not
+  bool fits = false;
+  for_each_candidate(q, view, false, [&](const Candidate& c) {
+    fits = fits || (c.workers == 1 && c.service_ms <= budget_ms);
+  });
+  return !fits;
+}
+
+// The earliest finish among placements that add no work (whole, or a split no costlier
+// than whole); among every split too for a query that needs splitting (needs_split).
 class EarliestFinishPolicy final : public Policy {
  public:
   std::string_view name() const override { return "earliest-finish"; }
   Result<Placement> place(const QueryInfo& q, const ClusterView& view) override {
+    const double budget = q.sla_ms > 0 ? q.sla_ms * (1.0 - margin_) : 0;
+    if (!needs_split(q, view, budget)) {
+      const auto best = earliest(q, view, [](const Candidate& c) { return !adds_work(c); });
+      if (best) return to_placement(*best, "earliest-finish (no extra work)");
+    }
     const auto best = earliest(q, view, [](const Candidate&) { return true; });
     if (!best) return unavailable("earliest-finish: no device has a profile for " + q.model->name);
     return to_placement(*best, "earliest-finish");
   }
-  nlohmann::json params() const override { return nlohmann::json::object(); }
-  Status configure(const nlohmann::json& p) override { return unknown_keys(p, {}); }
+  nlohmann::json params() const override { return {{"margin", margin_}}; }
+  Status configure(const nlohmann::json& p) override {
+    RECSCHED_RETURN_IF_ERROR(unknown_keys(p, {"margin"}));
+    if (p.contains("margin") && (!p["margin"].is_number() || p["margin"] < 0 || p["margin"] >= 1)) {
+      return invalid_argument("params: key 'margin' must be a number in [0, 1)");
+    }
+    if (p.contains("margin")) margin_ = p["margin"].get<double>();
+    return Status::ok();
+  }
+
+ private:
+  double margin_ = 0.2;
 };
 
 // Among the placements predicted to finish within (1 - margin) x the SLA, the one with
@@ -194,10 +236,11 @@ class MinEnergyPolicy final : public Policy {
   std::string_view name() const override { return "min-energy"; }
   Result<Placement> place(const QueryInfo& q, const ClusterView& view) override {
     const double budget = q.sla_ms * (1.0 - margin_);
+    const bool split = needs_split(q, view, budget);  // else no split that adds work
     std::optional<Candidate> best;
     double best_j = std::numeric_limits<double>::infinity();
     for_each_candidate(q, view, park_, [&](const Candidate& c) {
-      if (c.finish_ms > budget) return;
+      if (c.finish_ms > budget || (!split && adds_work(c))) return;
       if (c.awake > 0 && c.awake < c.device->workers && !may_park(*c.device, c.awake, view.now)) {
         return;
       }
@@ -206,7 +249,7 @@ class MinEnergyPolicy final : public Policy {
     });
     if (!best) {
       // Wake everything: with parking on, the fallback also unparks the chosen CPU.
-      auto fastest = earliest(q, view, [](const Candidate&) { return true; });
+      auto fastest = earliest(q, view, [&](const Candidate& c) { return split || !adds_work(c); });
       if (!fastest) return unavailable("min-energy: no device has a profile for " + q.model->name);
       if (park_ && fastest->device->kind == DeviceKind::kCpu) {
         fastest->awake = fastest->device->workers;
@@ -245,15 +288,20 @@ class MinEnergyPolicy final : public Policy {
 
  private:
   // Profiled power per busy worker x the workers it keeps busy x the service time, plus
-  // the idle power of the device's other awake workers over the same time (parked ones
-  // draw next to nothing and are not counted).
+  // the idle power of the device's other awake workers (parked ones draw next to nothing
+  // and are not counted) over the time the query takes whole on one worker, whatever the
+  // split. Those workers stay awake either way: charging them only for the (shorter) time
+  // of a split credited splits with idle energy they do not save, and min-energy split
+  // every query it could, losing a third of NCF's throughput on the modelled 32-core host.
   static double energy_j(const Candidate& c) {
     const double per_worker_w = busy_w_per_worker(*c.points, c.sub_batch);
     const int awake_workers = c.awake > 0 ? c.awake : awake(*c.device);
     const double idle_per_worker = c.device->idle_w / std::max(1, c.device->workers);
-    const double busy_w = per_worker_w * c.workers;
-    const double idle_w = idle_per_worker * std::max(0, awake_workers - c.workers);
-    return (busy_w + idle_w) * c.service_ms / 1e3;
+    const double whole_ms =
+        c.workers == 1 ? c.service_ms : predict_service_ms(*c.points, c.items, c.items, 1);
+    return (per_worker_w * c.workers * c.service_ms +
+            idle_per_worker * std::max(0, awake_workers - 1) * whole_ms) /
+           1e3;
   }
   // The rate of work placed on a device, in worker-ms per ms, decayed with time constant
   // kRateTau: each placement adds its worker-ms / tau.

@@ -308,8 +308,8 @@ int run(const std::map<std::string, std::string>& o, std::ostream& out, std::ost
     auto r = tune_deeprecsched(s.devices, s.profiles, t, to);
     if (!r) throw std::runtime_error(r.status().message());
     json log = json::array();
-    std::string line = "deeprecsched tuned before serving (each model alone, latency-bounded "
-                       "throughput at its target):";
+    std::string line = "deeprecsched tuned before serving (each model alone; in brackets its "
+                       "latency-bounded q/s in the search's short runs, an estimate):";
     for (const DrsModelTuning& m : r->models) {
       json tried = json::array();
       for (const DrsSetting& x : m.tried) {
@@ -320,7 +320,7 @@ int run(const std::map<std::string, std::string>& o, std::ostream& out, std::ost
       log.push_back({{"model", m.model}, {"sla_ms", 0}, {"tried", tried}});
       line += " " + m.model + " b=" + std::to_string(m.best.sub_batch) +
               " th=" + (m.best.threshold ? std::to_string(*m.best.threshold) : "never") + " (" +
-              fmt(m.best.max_qps) + " q/s)";
+              fmt(m.best.max_qps) + ")";
     }
     for (size_t i = 0; i < log.size(); ++i) {
       for (const ModelTarget& m : t) {

@@ -54,16 +54,53 @@ TEST_CASE("earliest-finish sends small queries to the CPU and large ones to the 
   CHECK(policy->place({3, &model, 512, 1000.0}, {jammed, table, Clock::now()})->device == "cpu0");
 }
 
-TEST_CASE("earliest-finish splits a query across CPU workers when that finishes sooner") {
+TEST_CASE("earliest-finish splits a query across CPU workers only when whole it would miss") {
+  // 0.5 ms per sub-batch plus 0.1 ms per item: a split adds work.
   ProfileTable t;
-  for (uint32_t b : {1u, 16u, 64u, 256u}) t.add("m", "cpu0", point(b, 0.1 * b));
+  for (uint32_t b : {1u, 16u, 64u, 256u}) t.add("m", "cpu0", point(b, 0.5 + 0.1 * b));
   const ModelView model{"m", 100.0, 0.0};
   auto policy = std::move(create_policy("earliest-finish", nlohmann::json::object()).value());
   const std::vector<DeviceView> cpu = {{"cpu0", DeviceKind::kCpu, 8, 0, 0, 0, 10.0}};
-  Result<Placement> p = policy->place({1, &model, 256, 100.0}, {cpu, t, Clock::now()});
-  REQUIRE(p.has_value());
-  CHECK(p->workers == 8);
-  CHECK(p->sub_batch == 32);
+  // Whole, 256 items take 26.1 ms: within 0.8 x a 100 ms target, so whole (less work).
+  Result<Placement> loose = policy->place({1, &model, 256, 100.0}, {cpu, t, Clock::now()});
+  REQUIRE(loose.has_value());
+  CHECK(loose->workers == 1);
+  CHECK(loose->sub_batch == 256);
+  // Against 20 ms, whole misses: the earliest finish, 8 workers x 32 items (3.7 ms).
+  Result<Placement> tight = policy->place({2, &model, 256, 20.0}, {cpu, t, Clock::now()});
+  REQUIRE(tight.has_value());
+  CHECK(tight->workers == 8);
+  CHECK(tight->sub_batch == 32);
+  // margin 0.9: only 2 ms of the 100 count, so it splits there too; a bad margin is refused.
+  REQUIRE(policy->configure({{"margin", 0.9}}).is_ok());
+  CHECK(policy->place({3, &model, 256, 100.0}, {cpu, t, Clock::now()})->workers == 8);
+  CHECK(policy->params()["margin"] == 0.9);
+  CHECK(policy->configure({{"margin", 1}}).code() == StatusCode::kInvalidArgument);
+  // A model whose time per item grows with the batch: the split does less work than whole
+  // (8 x 1.0 ms against 65.5 ms), so it is taken even with a loose target.
+  ProfileTable sq;
+  for (uint32_t b : {1u, 16u, 64u, 256u}) sq.add("m", "cpu0", point(b, 0.001 * b * b));
+  auto fresh = std::move(create_policy("earliest-finish", nlohmann::json::object()).value());
+  CHECK(fresh->place({4, &model, 256, 1000.0}, {cpu, sq, Clock::now()})->workers == 8);
+}
+
+TEST_CASE("min-energy does not credit a split with idle energy it does not save") {
+  // 0.5 ms per sub-batch plus 0.1 ms per item, 20 W per busy worker, 10 W per idle one:
+  // 256 items whole take 26.1 ms; split over 8 workers 3.7 ms each, 29.6 ms of work.
+  ProfileTable t;
+  for (uint32_t b : {1u, 16u, 64u, 256u}) t.add("m", "cpu0", point(b, 0.5 + 0.1 * b, 20.0));
+  const ModelView model{"m", 100.0, 0.0};
+  auto policy = std::move(create_policy("min-energy", {{"park", false}}).value());
+  const std::vector<DeviceView> cpu = {{"cpu0", DeviceKind::kCpu, 8, 0, 0, 0, 80.0}};
+  // The seven other workers idle through the query either way: whole is cheaper.
+  Result<Placement> loose = policy->place({1, &model, 256, 100.0}, {cpu, t, Clock::now()});
+  REQUIRE(loose.has_value());
+  CHECK(loose->workers == 1);
+  // Whole cannot meet 20 ms: then the split, the one placement that does.
+  Result<Placement> tight = policy->place({2, &model, 256, 20.0}, {cpu, t, Clock::now()});
+  REQUIRE(tight.has_value());
+  CHECK(tight->workers > 1);
+  CHECK(tight->predicted_ms <= 16.0);
 }
 
 TEST_CASE("min-energy takes the cheaper device that meets the SLA, else the fastest") {
