@@ -33,16 +33,20 @@ struct DeviceLoad {
   bool degraded = false;
 };
 
-/// Who is admitted. A query is admitted while its predicted completion, multiplied by the
-/// correction measured for its (device, model), is at most reject_factor x its SLA x its
-/// priority's share: 1 for priority > 0, normal_share for 0 (the default), low_share for
-/// < 0. Under overload the low shares fill first, so low priority is shed first.
+/// Who is admitted. A query is admitted while its predicted completion (with `correct`,
+/// multiplied by the latency ratio measured for its (device, model)) is at most
+/// reject_factor x its SLA x its priority's share: 1 for priority > 0, normal_share for 0
+/// (the default), low_share for < 0. Under overload the low shares fill first, so low
+/// priority is shed first. recschedd and the simulator run the same rule: correct off
+/// (recschedd predicts from its corrected profiles already), admit_idle on.
 struct Admission {
   double reject_factor = 1.0;
   double normal_share = 1.0;
   double low_share = 1.0;
-  /// Correct predictions by the measured ratio (recschedd); off, predictions are taken as
-  /// they are (the simulator, whose service times are the profiles').
+  /// Correct predictions by the measured latency ratio (mean + 1.645 sd). Off in recschedd
+  /// and the simulator since 2026-12-05: on top of the corrected profiles it turned away
+  /// queries that met their targets (docs/policies.md); kept, tested, for a caller whose
+  /// predictions are not corrected otherwise.
   bool correct = false;
   /// Admit a query whose device has a worker free and nothing waiting, whatever its
   /// prediction (recschedd): it waits for no one, so turning it away shortens no one's

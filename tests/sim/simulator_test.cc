@@ -226,6 +226,7 @@ TEST_CASE("a run is judged per model: each one's rejections, and a model with no
   REQUIRE(trace.size() > 150);
   Options o = exact();
   o.reject_factor = 1;
+  o.daemon_admission = false;  // rejections by the prediction alone (see the end)
   auto run = [&](const std::vector<Query>& tr, const std::vector<ModelTarget>& targets,
                  const Options& opts) {
     auto r = simulate(tr, {cpu(2)}, table, targets, make("earliest-finish"), opts);
@@ -247,6 +248,15 @@ TEST_CASE("a run is judged per model: each one's rejections, and a model with no
   CHECK(rejected == 1);
   CHECK(rejected < 0.01 * offered);
   CHECK_FALSE(r.meets_sla);
+  // recschedd's rule: a worker is free and nothing waits, so the query is admitted (turning
+  // it away would shorten no one's wait); it is late, and the run fails on its p95.
+  o.daemon_admission = true;
+  const Report d = run(trace, {{"heavy", 100}, {"tight", 0.1}}, o);
+  for (const ModelReport& m : d.models) {
+    CHECK(m.rejected == 0);
+    if (m.model == "tight") CHECK(m.p95_ms > 0.1);
+  }
+  CHECK_FALSE(d.meets_sla);
 }
 
 TEST_CASE("capacity: the saturation throughput, offered past it with no target") {
