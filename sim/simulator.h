@@ -120,6 +120,10 @@ struct Report {
   /// Queries completed while the trace ran (after the warm-up), per second: the offered
   /// rate below saturation, the host's throughput past it.
   double throughput_qps = 0;
+  /// The same for the mix in its proportions: the lowest of each model's completions per
+  /// second over its share of the queries offered (equal to throughput_qps when every
+  /// model keeps up alike).
+  double mix_throughput_qps = 0;
   double energy_j = 0;      ///< over the whole run, all devices
   double energy_per_query_j = 0;
   double seconds = 0;  ///< simulated: first arrival to last completion
@@ -147,8 +151,9 @@ Result<Report> find_max_qps(TraceOptions trace, const std::vector<Device>& devic
                             const Options& options, double start_qps = 10);
 
 /// Capacity: the mix's saturation throughput with no target, the most `policy` completes
-/// per second when offered more than it can serve (every query admitted; the rate doubled
-/// from `start_qps` until completions stop growing). Its throughput_qps is the capacity.
+/// per second of the mix in its proportions when offered more than it can serve (every
+/// query admitted up to the queue bound; the rate doubled from `start_qps` until
+/// completions stop growing). Its throughput_qps is the capacity (mix_throughput_qps).
 Result<Report> saturation_qps(TraceOptions trace, const std::vector<Device>& devices,
                               const ProfileTable& profiles, const std::vector<std::string>& models,
                               const std::string& policy, Options options, double start_qps = 10);

@@ -30,7 +30,8 @@ void try_policy(const std::string& name, const nlohmann::json& params) {
   }
   FUZZ_CHECK(*policy != nullptr);
   // (Its own params() are not always accepted back: deeprecsched reports its per-model
-  // tuning under "models", which configure() refuses as an unknown key.)
+  // state under "models" with read-only keys ("settled", "given", ...), which configure()'s
+  // "models" (sub_batch and threshold only) refuses.)
   const nlohmann::json own = (*policy)->params();
   (void)own.dump();
   const Status st = (*policy)->configure(params);

@@ -189,7 +189,11 @@ def policy_body():
     write(h, "static.json", dumps({"name": "static", "params": {"device": "cpu0"}}))
     write(h, "deeprecsched.json", dumps({"name": "deeprecsched", "params": {
         "threshold": 128, "window": 64, "tune": True, "candidates": [16, 32, 64, 128]}}))
-    write(h, "earliest_finish.json", dumps({"name": "earliest-finish", "params": {}}))
+    write(h, "deeprecsched_models.json", dumps({"name": "deeprecsched", "params": {
+        "models": {"ncf": {"sub_batch": 512, "threshold": 256},
+                   "dien": {"sub_batch": 32, "threshold": "never"}}}}))
+    write(h, "earliest_finish.json", dumps({"name": "earliest-finish",
+                                            "params": {"margin": 0.2}}))
     write(h, "min_energy.json", dumps({"name": "min-energy",
                                        "params": {"margin": 0.25, "park": False}}))
     write(h, "no_name.json", dumps({"params": {"margin": 0.1}}))

@@ -274,6 +274,22 @@ TEST_CASE("capacity: the saturation throughput, offered past it with no target")
   auto below = simulate(poisson_trace(t), {cpu(1)}, table, {{"m", 1e9}}, make("static"), o);
   REQUIRE(below.has_value());
   CHECK(below->throughput_qps == doctest::Approx(below->offered_qps).epsilon(0.02));
+
+  // A mix is counted in its proportions: "a" runs only on the CPU (606 q/s), "b" only on
+  // the GPU (10 ms, 100 q/s). Half of the queries are b's, so the mix is served at 200 q/s,
+  // not at the 706 completions per second the two devices make together.
+  ProfileTable two;
+  for (uint32_t b : {1u, 16u, 64u}) {
+    two.add("a", "cpu0", policies::point(b, 0.05 + 0.1 * b));
+    two.add("b", "gpu0", policies::point(b, 10.0));
+  }
+  TraceOptions mix = fixed_trace("a", 16, 5);
+  mix.mix = {{"a", 1}, {"b", 1}};
+  const Device gpu{{"gpu0", DeviceKind::kGpu, 1, 70}, 0};
+  auto m = saturation_qps(mix, {cpu(1), gpu}, two, {"a", "b"}, "earliest-finish", o);
+  REQUIRE(m.has_value());
+  CHECK(m->throughput_qps == doctest::Approx(200).epsilon(0.05));
+  CHECK(m->mix_throughput_qps == m->throughput_qps);
 }
 
 TEST_CASE("simulations are deterministic, noise included") {
@@ -515,6 +531,11 @@ TEST_CASE("recsched-sim: help, usage errors and a run from a profile file") {
   CHECK(tools::run_sim_cli({"--profiles", path, "--qps", "5", "--drs-tuning", "never"}, o6, e6) ==
         2);
   CHECK(e6.str().find("--drs-tuning") != std::string::npos);
+  // Admission: recschedd's rule by default, the prediction alone on request.
+  CHECK(drs["admission"] == "daemon");
+  CHECK(tools::run_sim_cli({"--profiles", path, "--qps", "5", "--admission", "maybe"}, o6, e6) ==
+        2);
+  CHECK(e6.str().find("--admission") != std::string::npos);
   std::filesystem::remove(path);
 }
 
