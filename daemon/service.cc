@@ -284,14 +284,18 @@ Status Service::load_or_measure_profiles(const Progress& progress) {
 
 void Service::start_dispatcher(std::unique_ptr<policies::Policy> policy) {
   const DaemonConfig& c = config_;
+  dispatcher_ = std::make_unique<policies::Dispatcher>(device_infos(), std::move(policy),
+                                                       admission(c.limits));
+  dispatcher_->set_bounded_wait(bounded_wait(c.limits));
+  spdlog::info("policy: {} {}", c.policy.name, dispatcher_->policy().params().dump());
+}
+
+std::vector<policies::DeviceInfo> Service::device_infos() const {
   std::vector<policies::DeviceInfo> infos;
   for (const auto& dev : devices_) {
     infos.push_back({dev->id(), dev->kind(), dev->workers(), dev->idle_w()});
   }
-  dispatcher_ = std::make_unique<policies::Dispatcher>(
-      std::move(infos), std::move(policy), admission(c.limits));
-  dispatcher_->set_bounded_wait(bounded_wait(c.limits));
-  spdlog::info("policy: {} {}", c.policy.name, dispatcher_->policy().params().dump());
+  return infos;
 }
 
 Service::~Service() {
@@ -343,9 +347,9 @@ nlohmann::json Service::with_tuning(const std::string& name, nlohmann::json para
   }
   std::vector<sim::Device> devices;
   std::string key;  // what the tuning depends on besides the profile table
-  for (const auto& dev : devices_) {
-    devices.push_back({{dev->id(), dev->kind(), dev->workers(), dev->idle_w()}, 0});
-    key += dev->id() + "x" + std::to_string(dev->workers()) + ",";
+  for (const policies::DeviceInfo& info : device_infos()) {
+    devices.push_back({info, 0});
+    key += info.id + "x" + std::to_string(info.workers) + ",";
   }
   std::vector<sim::ModelTarget> targets;
   sim::DrsTuneOptions options;  // DeepRecInfra's lognormal query sizes

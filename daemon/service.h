@@ -112,6 +112,8 @@ class Service {
   Status load_models(const Progress& progress);
   Status load_or_measure_profiles(const Progress& progress);
   void start_dispatcher(std::unique_ptr<policies::Policy> policy);
+  /// The served devices as the dispatcher and the simulator see them.
+  std::vector<policies::DeviceInfo> device_infos() const;
 
   ModelState* find(const std::string& name) const;
   /// [{device, kernels}] for each device holding `m`.

@@ -314,7 +314,10 @@ void Dispatcher::complete(const Decision& decision, const Completion& done) {
   // The correction: a moving average of measured / predicted over completed queries (the
   // predictions come from profiles of an idle machine; live queries also pay for HTTP,
   // parsing and colder caches). Predictions under 0.05 ms are too coarse to learn from.
-  if (done.ok && decision.placement.predicted_ms > 0.05 && done.latency_ms > 0) {
+  // Learnt only where admission uses it (Admission::correct; off in recschedd and the
+  // simulator): no map lookup per completion for a figure nothing reads.
+  if (admission_.correct && done.ok && decision.placement.predicted_ms > 0.05 &&
+      done.latency_ms > 0) {
     constexpr double kAlpha = 0.1;
     const double ratio = std::clamp(done.latency_ms / decision.placement.predicted_ms,
                                     kMinCorrection, kMaxCorrection);

@@ -326,15 +326,12 @@ int run(const std::map<std::string, std::string>& o, std::ostream& out, std::ost
                          {"threshold", x.threshold ? json(*x.threshold) : json("never")},
                          {"max_qps", x.max_qps}});
       }
-      log.push_back({{"model", m.model}, {"sla_ms", 0}, {"tried", tried}});
+      double sla_ms = 0;
+      for (const ModelTarget& x : t) sla_ms = x.model == m.model ? x.sla_ms : sla_ms;
+      log.push_back({{"model", m.model}, {"sla_ms", sla_ms}, {"tried", tried}});
       line += " " + m.model + " b=" + std::to_string(m.best.sub_batch) +
               " th=" + (m.best.threshold ? std::to_string(*m.best.threshold) : "never") + " (" +
               fmt(m.best.max_qps) + ")";
-    }
-    for (size_t i = 0; i < log.size(); ++i) {
-      for (const ModelTarget& m : t) {
-        if (m.model == log[i]["model"]) log[i]["sla_ms"] = m.sla_ms;
-      }
     }
     tunings[key] = log;
     if (!o.count("json")) out << line << "\n";
