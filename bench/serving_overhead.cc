@@ -6,14 +6,21 @@
 //     connection each, KServe v2 binary tensors as Triton's clients send them), waiting for
 //     the answer before the next (no queueing: the daemon's static policy runs a query
 //     whole on one worker, as compute does here).
-// Overhead = client latency - compute, reported at p50 and p99 (each the percentile of the
-// latencies minus the median compute), per daemon side by side, so two builds can be
-// compared in one run on a shared machine. Run each daemon with policy static. First, the
-// floor: a GET of /v2/health/live on the same connections (HTTP only, no worker); and per
-// query the daemon's decoding of the body (kserve.cc) timed alone in this process.
+// Overhead, per daemon side by side so that two builds compare in one run on a shared
+// machine, at p50 and p99:
+//   - over its own service: per query, client latency - the runner's service time for that
+//     very query (service_ms in /v1/placements): what serving adds (HTTP, decoding,
+//     dispatch, hand-offs, the answer), whatever the compute cost on the worker's core;
+//   - over compute: client latency - the median compute on this thread, which also counts
+//     the worker's compute being slower than this thread's (a colder cache, another core).
+// Run each daemon with policy static. First, the floor: a GET of /v2/health/live on the
+// same connections (HTTP only, no worker); and per query the daemon's decoding of the body
+// (kserve.cc) timed alone in this process. Each request is built before its clock starts.
 //
-//   recsched-overhead --socket after=/tmp/a.sock --socket before=/tmp/b.sock \
-//       --items 1,164 --reps 300 [--models ncf,rmc1] [--json OUT]
+//   recsched-overhead --socket after=/tmp/a.sock --socket before=/tmp/b.sock
+//                     --items 1,164 --reps 300 [--models ncf,rmc1] [--json OUT]
+#include <poll.h>
+
 #include <algorithm>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -61,33 +68,76 @@ class Connection {
     }
   }
   const std::string& label() const { return label_; }
-  // One request (a POST with `body`, or a GET when body is empty); the answer's status.
-  unsigned post(const std::string& target, const std::string& body, size_t header_length) {
-    http::request<http::string_body> req(body.empty() ? http::verb::get : http::verb::post,
-                                         target, 11);
-    req.set(http::field::host, "localhost");
-    req.keep_alive(true);
-    if (header_length > 0) req.set("Inference-Header-Content-Length", std::to_string(header_length));
-    req.body() = body;
-    req.prepare_payload();
+  // Sends `req` and reads the answer; its status, and its body into `body` if given.
+  // With `spin`, waits for the answer's first bytes by polling rather than sleeping, so
+  // that the latency does not count this client's own wake-up (see --spin).
+  unsigned send(const http::request<http::string_body>& req, std::string* body = nullptr,
+                bool spin = false) {
     http::response<http::string_body> res;
     if (unix_) {
       http::write(*unix_, req);
+      if (spin) wait_readable(unix_->native_handle());
       http::read(*unix_, buf_, res);
     } else {
       http::write(*tcp_, req);
+      if (spin) wait_readable(tcp_->native_handle());
       http::read(*tcp_, buf_, res);
     }
+    if (body != nullptr) *body = std::move(res.body());
     return res.result_int();
   }
 
  private:
+  static void wait_readable(int fd) {
+    pollfd p{fd, POLLIN, 0};
+    while (::poll(&p, 1, 0) == 0) {
+    }
+  }
+
   std::string label_;
   asio::io_context io_;
   std::unique_ptr<asio::local::stream_protocol::socket> unix_;
   std::unique_ptr<asio::ip::tcp::socket> tcp_;
   beast::flat_buffer buf_;
 };
+
+// A request (a POST with `body`, or a GET when it is empty), built once, sent many times.
+http::request<http::string_body> make_request(const std::string& target, const std::string& body,
+                                              size_t header_length) {
+  http::request<http::string_body> req(body.empty() ? http::verb::get : http::verb::post, target,
+                                       11);
+  req.set(http::field::host, "localhost");
+  req.keep_alive(true);
+  if (header_length > 0) req.set("Inference-Header-Content-Length", std::to_string(header_length));
+  req.body() = body;
+  req.prepare_payload();
+  return req;
+}
+
+// The daemon's own times (ms, /v1/placements) of one query.
+struct DaemonTimes {
+  double actual = 0;   // arrival in the service to the answer handed to the HTTP layer
+  double wait = 0;     // dispatched to the runner's start: the hand-off to a worker
+  double service = 0;  // the runner's service time
+};
+
+// The last `count` queries of `model` in the daemon's placement log, oldest first; empty
+// if the daemon does not report service_ms.
+std::vector<DaemonTimes> daemon_times(Connection& conn, const std::string& model, size_t count) {
+  std::string body;
+  const auto req = make_request("/v1/placements?limit=" + std::to_string(count + 64), "", 0);
+  if (conn.send(req, &body) != 200) return {};
+  std::vector<DaemonTimes> out;
+  const json log = json::parse(body, nullptr, false);
+  if (!log.contains("placements")) return {};
+  for (const json& p : log["placements"]) {
+    if (p.value("model", "") != model || !p.contains("service_ms")) continue;
+    out.push_back({p["actual_ms"].get<double>(), p["wait_ms"].get<double>(),
+                   p["service_ms"].get<double>()});
+  }
+  if (out.size() < count) return {};
+  return std::vector<DaemonTimes>(out.end() - static_cast<std::ptrdiff_t>(count), out.end());
+}
 
 double percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
@@ -107,11 +157,14 @@ std::vector<std::string> split(const std::string& s, char sep) {
 
 constexpr const char* kUsage =
     "usage: recsched-overhead (--socket LABEL=PATH | --tcp LABEL=HOST:PORT)... [--items 1,164]\n"
-    "                         [--reps 300] [--models a,b] [--int32-ids] [--json OUT]\n"
+    "                         [--reps 300] [--models a,b] [--int32-ids] [--spin] [--json OUT]\n"
     "Per model and size: the engine's compute on this thread, and each daemon's client latency\n"
     "for the same query (one keep-alive connection each, binary tensors), interleaved; prints\n"
-    "overhead = latency - median compute at p50 and p99 per daemon. Run the daemons with\n"
-    "policy static (a query whole on one worker).\n";
+    "per daemon, at p50 and p99, the overhead over its own service (per query, latency - the\n"
+    "runner's service_ms from /v1/placements) and over compute (latency - median compute).\n"
+    "Run the daemons with policy static (a query whole on one worker). --spin: wait for each\n"
+    "answer by polling, not sleeping, so that this client's own wake-up is not counted (on a\n"
+    "VM, waking a vCPU that has idled for longer than the hypervisor polls costs far more).\n";
 
 }  // namespace
 
@@ -122,6 +175,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> only;
   std::string json_out;
   bool int32_ids = false;
+  bool spin = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -150,6 +204,8 @@ int main(int argc, char** argv) {
       json_out = value();
     } else if (a == "--int32-ids") {
       int32_ids = true;
+    } else if (a == "--spin") {
+      spin = true;
     } else if (a == "--help" || a == "-h") {
       std::cout << kUsage;
       return 0;
@@ -192,10 +248,11 @@ int main(int argc, char** argv) {
   json report = json::array();
   {
     std::vector<std::vector<double>> floor(conns.size());
+    const auto live = make_request("/v2/health/live", "", 0);
     for (int r = -10; r < reps; ++r) {
       for (size_t c = 0; c < conns.size(); ++c) {
         const auto s0 = Clock::now();
-        conns[c]->post("/v2/health/live", "", 0);
+        conns[c]->send(live, nullptr, spin);
         const auto s1 = Clock::now();
         if (r >= 0) floor[c].push_back(std::chrono::duration<double, std::micro>(s1 - s0).count());
       }
@@ -212,7 +269,10 @@ int main(int argc, char** argv) {
     report.push_back(row);
   }
   std::printf("%-8s %5s %11s %11s", "model", "items", "compute p50", "decode p50");
-  for (const auto& c : conns) std::printf(" | %-10s p50 / p99 overhead (us)", c->label().c_str());
+  for (const auto& c : conns) {
+    std::printf(" | %-8s service p50, overhead p50 / p99 over it; over compute (us)",
+                c->label().c_str());
+  }
   std::printf("\n");
   for (uint32_t mi = 0; mi < models.size(); ++mi) {
     const auto& info = models[mi];
@@ -233,7 +293,7 @@ int main(int argc, char** argv) {
       const recsched::Batch batch = recsched::engine::random_batch(*spec, n, 7);
       std::vector<float> scores(size_t(n) * spec->num_outputs());
       recsched::engine::Workspace ws;
-      const std::string target = "/v2/models/" + info.name + "/infer";
+      const auto infer = make_request("/v2/models/" + info.name + "/infer", body, q.header_length);
       std::vector<double> compute, decode;
       std::vector<std::vector<double>> latency(conns.size());
       for (int r = -10; r < reps; ++r) {  // 10 warm-up reps
@@ -253,7 +313,7 @@ int main(int argc, char** argv) {
         if (r >= 0) decode.push_back(std::chrono::duration<double, std::micro>(d1 - d0).count());
         for (size_t c = 0; c < conns.size(); ++c) {
           const auto s0 = Clock::now();
-          const unsigned status = conns[c]->post(target, body, q.header_length);
+          const unsigned status = conns[c]->send(infer, nullptr, spin);
           const auto s1 = Clock::now();
           if (status != 200) {
             std::cerr << "recsched-overhead: " << conns[c]->label() << " answered " << status
@@ -271,12 +331,40 @@ int main(int argc, char** argv) {
       for (size_t c = 0; c < conns.size(); ++c) {
         const double p50 = percentile(latency[c], 50) - compute_p50;
         const double p99 = percentile(latency[c], 99) - compute_p50;
-        std::printf(" | %-10s %8.1f / %8.1f %17s", conns[c]->label().c_str(), p50, p99, "");
-        row[conns[c]->label()] = {{"latency_p50_us", percentile(latency[c], 50)},
-                                  {"latency_p99_us", percentile(latency[c], 99)},
-                                  {"overhead_p50_us", p50},
-                                  {"overhead_p99_us", p99},
-                                  {"overhead_p50_of_compute", p50 / compute_p50}};
+        json col = {{"latency_p50_us", percentile(latency[c], 50)},
+                    {"latency_p99_us", percentile(latency[c], 99)},
+                    {"overhead_p50_us", p50},
+                    {"overhead_p99_us", p99},
+                    {"overhead_p50_of_compute", p50 / compute_p50}};
+        const std::vector<DaemonTimes> times = daemon_times(*conns[c], info.name, latency[c].size());
+        if (times.empty()) {
+          std::printf(" | %-8s %9s %8s / %8s; %8.1f / %8.1f", conns[c]->label().c_str(), "n/a",
+                      "n/a", "n/a", p50, p99);
+        } else {
+          // Where the overhead goes: outside the service (HTTP: the body's transfer and
+          // parse, the answer's write, thread wake-ups), the hand-off to a worker, and the
+          // rest inside the service (decoding, dispatch, finishing).
+          const size_t k = times.size();
+          std::vector<double> over(k), service_us(k), http(k), handoff(k), inside(k);
+          for (size_t i = 0; i < k; ++i) {
+            service_us[i] = times[i].service * 1e3;
+            over[i] = latency[c][i] - service_us[i];
+            http[i] = latency[c][i] - times[i].actual * 1e3;
+            handoff[i] = times[i].wait * 1e3;
+            inside[i] = (times[i].actual - times[i].wait - times[i].service) * 1e3;
+          }
+          const double s50 = percentile(service_us, 50);
+          std::printf(" | %-8s %9.1f %8.1f / %8.1f; %8.1f / %8.1f", conns[c]->label().c_str(), s50,
+                      percentile(over, 50), percentile(over, 99), p50, p99);
+          col["service_p50_us"] = s50;
+          col["over_service_p50_us"] = percentile(over, 50);
+          col["over_service_p99_us"] = percentile(over, 99);
+          col["over_service_p50_of_service"] = percentile(over, 50) / s50;
+          col["outside_service_p50_us"] = percentile(http, 50);
+          col["handoff_p50_us"] = percentile(handoff, 50);
+          col["decode_dispatch_finish_p50_us"] = percentile(inside, 50);
+        }
+        row[conns[c]->label()] = std::move(col);
       }
       std::printf("\n");
       report.push_back(row);

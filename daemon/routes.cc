@@ -384,6 +384,8 @@ HttpResponse Service::placements_json(size_t limit) const {
                    {"workers", p.placement.workers},
                    {"predicted_ms", p.placement.predicted_ms},
                    {"actual_ms", p.actual_ms},
+                   {"wait_ms", p.wait_ms},
+                   {"service_ms", p.service_ms},
                    {"policy", p.policy},
                    {"reason", p.placement.reason},
                    {"outcome", p.outcome}});

@@ -119,7 +119,13 @@ void Service::infer(const std::string& name, HttpRequest req, Responder respond)
   }
   q->dispatched_at = Clock::now();
   q->dispatched = true;
-  q->record = {query_id, q->request.id, name, n, q->decision.policy, q->decision.placement, 0, ""};
+  q->record = {.query_id = query_id,
+               .request_id = q->request.id,
+               .model = name,
+               .items = n,
+               .policy = q->decision.policy,
+               .placement = q->decision.placement,
+               .outcome = {}};
   if (!q->decision.admitted()) return finish(q, q->decision.status);
   q->device = devices_[q->decision.device_index].get();
   const engine::Model* model = q->model->on[q->decision.device_index].get();
@@ -204,6 +210,11 @@ void Service::finish(const std::shared_ptr<InFlight>& q, Status st) {
     }
     if (q->dispatched) {
       q->record.actual_ms = q->ran ? ms : 0;
+      if (q->ran) {
+        using Ms = std::chrono::duration<double, std::milli>;
+        q->record.wait_ms = Ms(q->started - q->dispatched_at).count();
+        q->record.service_ms = Ms(q->done_at - q->started).count();
+      }
       q->record.outcome = st.is_ok() ? "ok" : st.message();
       placements_.push_back(std::move(q->record));
       while (placements_.size() > config_.limits.placement_log) placements_.pop_front();

@@ -112,6 +112,13 @@ TEST_CASE("health, metadata, control and metrics routes answer") {
   REQUIRE(placements["placements"].size() == 1);
   CHECK(placements["placements"][0]["model"] == "golden_dot");
   CHECK(placements["placements"][0]["outcome"] == "ok");
+  {
+    // The daemon's time splits into queueing and the runner's service, both inside it.
+    const json& p = placements["placements"][0];
+    CHECK(p["service_ms"].get<double>() > 0);
+    CHECK(p["wait_ms"].get<double>() >= 0);
+    CHECK(p["wait_ms"].get<double>() + p["service_ms"].get<double>() <= p["actual_ms"].get<double>());
+  }
   const Reply m = request(d.port, http::verb::get, "/metrics");
   CHECK(m.status == 200);
   CHECK(m.body.find("recsched_requests_total{model=\"golden_dot\",outcome=\"ok\"} 1") !=
