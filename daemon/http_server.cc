@@ -1,9 +1,12 @@
 #include "daemon/http_server.h"
 
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -223,27 +226,106 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     req.via_unix_socket = is_unix_;
     stream_.expires_never();  // the handler may take as long as the query does
     ++server_.pending;
-    auto self = this->shared_from_this();
-    auto executor = stream_.get_executor();
-    server_.handler(std::move(req), [self, executor](HttpResponse res) {
-      asio::post(executor, [self, res = std::move(res)]() mutable { self->write(std::move(res)); });
-    });
+    server_.handler(std::move(req),
+                    [self = this->shared_from_this()](HttpResponse res) { self->write(std::move(res)); });
   }
 
+  // An answer on its way out: the serialized header and the body, and how much is sent.
+  struct Outgoing {
+    std::string head;
+    std::string body;
+    size_t sent = 0;
+    bool failed = false;  // the socket refused it (the peer is gone)
+    bool closing = false;
+    size_t size() const { return head.size() + body.size(); }
+  };
+
+  // Writes the answer from the thread that has it, usually the worker that ran the query:
+  // one non-blocking sendmsg, so the client does not wait for an I/O thread to wake (a
+  // cross-CPU wake-up costs ~20 us on a VM). What the socket does not take at once is
+  // written asynchronously on the session's executor, where the next read starts too.
+  // While an answer is owed the session has no other I/O outstanding, so only close()
+  // can touch the socket meanwhile: socket_mu_ keeps the two apart (and a send from
+  // reaching a descriptor number that close() freed and an accept reused).
   void write(HttpResponse r) {
-    auto res = std::make_shared<http::response<http::string_body>>(
-        static_cast<http::status>(r.status), version_);
-    res->set(http::field::server, "recschedd");
-    res->set(http::field::content_type, r.content_type);
-    for (const auto& [k, v] : r.headers) res->set(k, v);
-    const bool closing = !keep_alive_ || server_.stopping;
-    res->keep_alive(!closing);
-    res->body() = std::move(r.body);
-    res->prepare_payload();
+    auto out = std::make_shared<Outgoing>();
+    out->closing = !keep_alive_ || server_.stopping;
+    http::response<http::string_body> res(static_cast<http::status>(r.status), version_);
+    res.set(http::field::server, "recschedd");
+    res.set(http::field::content_type, r.content_type);
+    for (const auto& [k, v] : r.headers) res.set(k, v);
+    res.keep_alive(!out->closing);
+    res.body() = std::move(r.body);
+    res.prepare_payload();
+    http::response_serializer<http::string_body> sr(res);
+    sr.split(true);
+    beast::error_code ec;
+    while (!ec && !sr.is_header_done()) {
+      sr.next(ec, [&](beast::error_code&, const auto& buffers) {
+        for (const auto b : beast::buffers_range_ref(buffers)) {
+          out->head.append(static_cast<const char*>(b.data()), b.size());
+        }
+        sr.consume(beast::buffer_bytes(buffers));
+      });
+    }
+    out->body = std::move(res.body());
+    {
+      std::lock_guard<std::mutex> lock(socket_mu_);
+      if (!closed_) send_now(*out);
+    }
+    asio::dispatch(stream_.get_executor(),
+                   [self = this->shared_from_this(), out] { self->after_send(out); });
+  }
+
+  // As much of `out` as the socket takes now, without blocking; socket_mu_ held.
+  void send_now(Outgoing& out) {
+    const int fd = stream_.socket().native_handle();
+    while (out.sent < out.size()) {
+      iovec iov[2];
+      int n = 0;
+      if (out.sent < out.head.size()) {
+        iov[n++] = {out.head.data() + out.sent, out.head.size() - out.sent};
+      }
+      const size_t body_from = out.sent > out.head.size() ? out.sent - out.head.size() : 0;
+      if (body_from < out.body.size()) {
+        iov[n++] = {out.body.data() + body_from, out.body.size() - body_from};
+      }
+      msghdr msg{};
+      msg.msg_iov = iov;
+      msg.msg_iovlen = static_cast<size_t>(n);
+      const ssize_t k = ::sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (k >= 0) {
+        out.sent += static_cast<size_t>(k);
+      } else if (errno != EINTR) {
+        out.failed = errno != EAGAIN && errno != EWOULDBLOCK;
+        return;
+      }
+    }
+  }
+
+  // On the session's executor: the rest of the answer, then the next request.
+  void after_send(const std::shared_ptr<Outgoing>& out) {
+    bool gone;
+    {
+      std::lock_guard<std::mutex> lock(socket_mu_);
+      gone = closed_ || out->failed;
+    }
+    if (gone || out->sent == out->size()) {
+      return on_write(gone ? beast::error_code(asio::error::broken_pipe) : beast::error_code(),
+                      out->closing);
+    }
+    std::array<asio::const_buffer, 2> rest{};
+    if (out->sent < out->head.size()) {
+      rest[0] = asio::buffer(out->head) + out->sent;
+      rest[1] = asio::buffer(out->body);
+    } else {
+      rest[1] = asio::buffer(out->body) + (out->sent - out->head.size());
+    }
     stream_.expires_after(std::chrono::milliseconds(server_.options.read_timeout_ms));
-    http::async_write(stream_, *res,
-                      [self = this->shared_from_this(), res, closing](
-                          beast::error_code ec, size_t) { self->on_write(ec, closing); });
+    asio::async_write(stream_, rest,
+                      [self = this->shared_from_this(), out](beast::error_code ec, size_t) {
+                        self->on_write(ec, out->closing);
+                      });
   }
 
   void on_write(beast::error_code ec, bool closing) {
@@ -285,6 +367,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
 
   void close() {
     disarm();
+    std::lock_guard<std::mutex> lock(socket_mu_);
+    closed_ = true;
     beast::error_code ignored;
     stream_.socket().shutdown(Stream::socket_type::shutdown_send, ignored);
     stream_.socket().close(ignored);
@@ -302,6 +386,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   asio::steady_timer timer_;
   unsigned version_ = 11;
   char drain_buf_[4096];
+  std::mutex socket_mu_;  // a write from another thread vs close() (see write())
+  bool closed_ = false;   // under socket_mu_
 };
 
 }  // namespace

@@ -60,6 +60,7 @@ Result<std::unique_ptr<CpuRunner>> CpuRunner::create(const hw::Topology& topolog
   r->bindings_.resize(workers);
   r->bind_status_.resize(workers);
   r->num_workers_ = workers;  // before any worker starts: they read it, threads_ is growing
+  for (int w = 0; w < workers; ++w) r->sleepers_.push_back(std::make_unique<Sleeper>());
   for (int w = 0; w < workers; ++w) {
     r->threads_.emplace_back(&CpuRunner::worker_main, r.get(), w, core_sets[w % core_sets.size()]);
   }
@@ -81,9 +82,35 @@ CpuRunner::~CpuRunner() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
+    wake_for_work(-1);
   }
-  work_cv_.notify_all();
   for (std::thread& t : threads_) t.join();
+}
+
+void CpuRunner::wake_for_work(int self) {
+  int wanted = num_workers_;
+  if (!stopping_) {
+    // A bound on the workers the ready queries could take a piece each: the pieces left
+    // (at the short size, the smallest a piece may be), up to each query's worker cap.
+    wanted = 0;
+    size_t looked = 0;
+    for (const std::shared_ptr<Job>& j : ready_) {
+      if (++looked > kMaxQueriesLooked || wanted >= num_workers_) break;
+      const uint32_t size = j->short_items > 0 ? std::min(j->short_items, j->sub_batch) : j->sub_batch;
+      const int64_t pieces = (int64_t{j->left()} + size - 1) / size;
+      wanted += static_cast<int>(std::min<int64_t>(pieces, j->max_workers - j->active));
+    }
+    if (self >= 0 && self < active_workers_) --wanted;
+  }
+  // Parked workers (index >= active) take no work: only a stop wakes them.
+  const int eligible = stopping_ ? num_workers_ : std::min(active_workers_, num_workers_);
+  for (int w = 0; w < eligible && wanted > 0; ++w) {
+    Sleeper& s = *sleepers_[w];
+    if (!s.waiting) continue;
+    s.waiting = false;
+    s.cv.notify_one();
+    --wanted;
+  }
 }
 
 void CpuRunner::worker_main(int index, const std::string& cpuset) {
@@ -131,11 +158,14 @@ void CpuRunner::worker_main(int index, const std::string& cpuset) {
       }
       // Stop only once every queued query has been handed out: nothing is dropped.
       if (job || (stopping_ && untaken_ == 0)) break;
+      Sleeper& sleeper = *sleepers_[index];
+      sleeper.waiting = true;
       if (wake == Clock::time_point::max()) {
-        work_cv_.wait(lock);
+        sleeper.cv.wait(lock);
       } else {
-        work_cv_.wait_until(lock, wake);
+        sleeper.cv.wait_until(lock, wake);
       }
+      sleeper.waiting = false;
     }
     if (!job) return;
     const uint32_t begin = job->taken;
@@ -174,8 +204,9 @@ void CpuRunner::worker_main(int index, const std::string& cpuset) {
     job->finished += count;
     const bool last = job->finished == job->batch.batch_size;
     if (last) --in_flight_;
-    // A freed long lane may let a waiting long piece start.
-    if (again || last || is_long) work_cv_.notify_all();
+    // Work this worker may not take alone: the query's next pieces, or a waiting long
+    // piece that the freed long lane lets start; and a stop waits for the last one.
+    if (again || is_long || (last && stopping_)) wake_for_work(index);
     if (last) {
       lock.unlock();
       job->done(job->first_error);
@@ -220,8 +251,8 @@ Status CpuRunner::submit(Request request, size_t max_queued) {
     ready_.insert(job);
     ++untaken_;
     ++in_flight_;
+    wake_for_work(-1);
   }
-  work_cv_.notify_all();
   return Status::ok();
 }
 
@@ -239,8 +270,8 @@ void CpuRunner::set_active_workers(int n) {
     std::lock_guard<std::mutex> lock(mu_);
     (void)parked_seconds_locked();
     active_workers_ = std::clamp(n, 1, workers());
+    wake_for_work(-1);  // workers unparked now may take what is queued
   }
-  work_cv_.notify_all();
 }
 
 int CpuRunner::active_workers() const {

@@ -98,8 +98,20 @@ class CpuRunner final : public Runner {
   std::vector<std::string> bindings_;
   std::vector<Status> bind_status_;
 
+  // Wakes waiting workers, as many as the ready queries can use now (not counting
+  // `self`, a worker that is about to look again itself; -1 for none); every waiting
+  // worker once stopping. mu_ held.
+  void wake_for_work(int self);
+
   mutable std::mutex mu_;
-  std::condition_variable work_cv_;
+  // Each worker waits on its own condition variable, so that a query wakes only the
+  // workers it can use: one notify for all woke every worker of the device per query,
+  // all but one to find nothing and sleep again.
+  struct Sleeper {
+    std::condition_variable cv;
+    bool waiting = false;  // (under mu_) in wait, and not yet sent a wake-up
+  };
+  std::vector<std::unique_ptr<Sleeper>> sleepers_;  // one per worker, made before they start
   std::condition_variable started_cv_;
   // Queries a worker may take a sub-batch of now: one left and fewer than their cap busy.
   std::set<std::shared_ptr<Job>, EarlierDeadline> ready_;
