@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # The daemon's overhead over the engine's compute (bench/serving_overhead.cc), for this
-# build's recschedd and, optionally, another build's, side by side in one run:
-#   bench/overhead.sh [--before PATH/TO/OTHER/recschedd] [--tcp] [recsched-overhead options]
+# build's recschedd and, optionally, other builds', side by side in one run:
+#   bench/overhead.sh [--before PATH/TO/OTHER/recschedd] [--build LABEL=PATH]... [--tcp]
+#                     [recsched-overhead options]
 # Each daemon serves the default zoo (models/, seeded weights) with policy static on a
 # quick profile, on its own unix socket (or TCP with --tcp) and state directory.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${BUILD_DIR:-$root/build}"
 before="" tcp=0
-args=()
+args=() others=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --before) before="$2"; shift 2 ;;
+    --build) others+=("$2"); shift 2 ;;
     --tcp) tcp=1; shift ;;
     *) args+=("$1"); shift ;;
   esac
@@ -45,4 +47,5 @@ start() {  # LABEL BINARY
 targets=()
 start after "$build/daemon/recschedd"
 [ -z "$before" ] || start before "$before"
+for o in "${others[@]}"; do start "${o%%=*}" "${o#*=}"; done
 "$build/bench/recsched-overhead" "${targets[@]}" "${args[@]}"

@@ -493,10 +493,11 @@ std::string quoted(std::string_view s) {
   return json(s).dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-}  // namespace
-
-Result<InferRequest> parse_infer_request(std::string_view body, std::optional<size_t> header_length,
-                                         const engine::ModelSpec& spec, const InferLimits& limits) {
+// Both parsers: with `in_place`, binary INT64 ids 8-byte aligned in `body` are not
+// copied; *in_place is then set to them (and batch.sparse.indices left empty).
+Result<InferRequest> parse(std::string_view body, std::optional<size_t> header_length,
+                           const engine::ModelSpec& spec, const InferLimits& limits,
+                           std::span<const int64_t>* in_place) {
   size_t json_size = body.size();
   if (header_length) {
     if (*header_length > body.size()) {
@@ -547,16 +548,50 @@ Result<InferRequest> parse_infer_request(std::string_view body, std::optional<si
                                        std::to_string(ids) + " ids but sparse_lengths add up to " +
                                        std::to_string(total));
     }
-    if (in[kIndices]->element_size == sizeof(int32_t)) {
+    const InputDesc& desc = *in[kIndices];
+    if (desc.element_size == sizeof(int32_t)) {
       std::vector<int32_t> narrow;
-      RECSCHED_RETURN_IF_ERROR(decode(kIndices, *in[kIndices], narrow));
+      RECSCHED_RETURN_IF_ERROR(decode(kIndices, desc, narrow));
       batch.sparse.indices.assign(narrow.begin(), narrow.end());
+    } else if (in_place != nullptr && desc.binary_size &&
+               std::endian::native == std::endian::little &&
+               reinterpret_cast<uintptr_t>(desc.binary.data()) % alignof(int64_t) == 0) {
+      *in_place = {reinterpret_cast<const int64_t*>(desc.binary.data()), desc.elements};
     } else {
-      RECSCHED_RETURN_IF_ERROR(decode(kIndices, *in[kIndices], batch.sparse.indices));
+      RECSCHED_RETURN_IF_ERROR(decode(kIndices, desc, batch.sparse.indices));
     }
   }
   batch.sparse.offsets = Batch::offsets_from_lengths(lengths);
-  RECSCHED_RETURN_IF_ERROR(engine::validate_batch(spec, batch));
+  BatchView view = view_of(batch);
+  if (in_place != nullptr && !in_place->empty()) view.indices = *in_place;
+  RECSCHED_RETURN_IF_ERROR(engine::validate_batch(spec, view));
+  return out;
+}
+
+}  // namespace
+
+Result<InferRequest> parse_infer_request(std::string_view body, std::optional<size_t> header_length,
+                                         const engine::ModelSpec& spec, const InferLimits& limits) {
+  return parse(body, header_length, spec, limits, nullptr);
+}
+
+Result<InferRequest> parse_infer_request_in_place(std::string body, std::optional<size_t> header_length,
+                                         const engine::ModelSpec& spec, const InferLimits& limits) {
+  std::span<const int64_t> ids;
+  RECSCHED_ASSIGN_OR_RETURN(InferRequest out, parse(body, header_length, spec, limits, &ids));
+  if (!ids.empty()) {
+    // Kept on the heap: the ids' address is fixed from here on, however the request moves.
+    const size_t at = static_cast<size_t>(reinterpret_cast<const char*>(ids.data()) - body.data());
+    auto wire = std::make_unique<const std::string>(std::move(body));
+    const char* moved = wire->data() + at;
+    if (reinterpret_cast<uintptr_t>(moved) % alignof(int64_t) == 0) {
+      out.ids_in_place = {reinterpret_cast<const int64_t*>(moved), ids.size()};
+      out.wire = std::move(wire);
+    } else {  // (a move that copied the bytes elsewhere: never for a body this long)
+      out.batch.sparse.indices.resize(ids.size());
+      std::memcpy(out.batch.sparse.indices.data(), moved, ids.size_bytes());
+    }
+  }
   return out;
 }
 

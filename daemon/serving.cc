@@ -94,7 +94,7 @@ void Service::infer(const std::string& name, HttpRequest req, Responder respond)
 
   // 2. Decode.
   Result<InferRequest> parsed =
-      parse_infer_request(req.body, header_length, q->model->cfg.spec, limits);
+      parse_infer_request_in_place(std::move(req.body), header_length, q->model->cfg.spec, limits);
   if (!parsed) return finish(q, parsed.status());
   q->request = std::move(parsed).value();
   q->decoded = true;
@@ -149,7 +149,7 @@ void Service::infer(const std::string& name, HttpRequest req, Responder respond)
   ++in_flight_;
   q->counted_in_flight = true;
   Status st = q->device->runner().submit({.model = model,
-                                          .batch = view_of(q->request.batch),
+                                          .batch = q->request.view(),
                                           .scores = q->scores,
                                           .sub_batch = pl.sub_batch,
                                           .workers = pl.workers,

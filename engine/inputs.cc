@@ -9,6 +9,13 @@ namespace recsched::engine {
 using nlohmann::json;
 
 Status validate_batch(const ModelSpec& spec, const Batch& batch) {
+  return validate_batch(spec, view_of(batch));
+}
+
+Status validate_batch(const ModelSpec& spec, const BatchView& batch) {
+  if (batch.first != 0 || batch.full_batch_size != batch.batch_size) {
+    return invalid_argument("a batch is validated whole, not a window of one");
+  }
   const uint64_t n = batch.batch_size;
   if (n == 0) return invalid_argument("a batch needs at least one item");
   if (n > kMaxBatchItems) {
@@ -29,8 +36,8 @@ Status validate_batch(const ModelSpec& spec, const Batch& batch) {
     return invalid_argument("sparse: " + std::to_string(batch.num_tables) + " tables, model '" +
                             spec.name + "' has " + std::to_string(num_tables));
   }
-  const auto& off = batch.sparse.offsets;
-  const auto& idx = batch.sparse.indices;
+  const std::span<const int64_t> off = batch.offsets;
+  const std::span<const int64_t> idx = batch.indices;
   if (off.size() != num_tables * n + 1 || off.front() != 0 ||
       off.back() != static_cast<int64_t>(idx.size())) {
     return invalid_argument("sparse: bag offsets do not match " + std::to_string(idx.size()) +

@@ -17,6 +17,7 @@ inline constexpr uint32_t kMaxBatchItems = 1u << 20;
 /// kInvalidArgument, naming the field and position, unless `batch` fits `spec`: at least
 /// one item, D dense values per item, T tables, offsets that add up, every id inside its
 /// table.
+Status validate_batch(const ModelSpec& spec, const BatchView& batch);
 Status validate_batch(const ModelSpec& spec, const Batch& batch);
 
 /// Reads {"dense": [[D floats] x N], "sparse_lengths": [[N ints] x T], "sparse_indices":

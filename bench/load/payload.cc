@@ -255,6 +255,12 @@ EncodedQuery PayloadPool::encode(uint32_t model, uint32_t items, uint64_t pick) 
   s += "],\"outputs\":[{\"name\":\"scores\",\"parameters\":{\"binary_data\":true}}]";
   s += parameters_json(model);
   s += "}";
+  // INT64 ids 8-byte aligned from the body's start are read where they lie by recschedd
+  // (no copy; kserve.h): pad the JSON header with trailing spaces to put them there.
+  if (t > 0 && !options_.int32_ids) {
+    const uint64_t ids_at = s.size() + uint64_t(n) * m.dense * 4 + t * n * 4;
+    s.append((8 - ids_at % 8) % 8, ' ');
+  }
   q.header_length = s.size();
   q.items = n;
   q.body_bytes = s.size();

@@ -141,13 +141,23 @@ TEST_CASE("GET /v1/profiles shows what serving measured against the profile, onc
                     infer_body("dot").dump())
                 .status == 200);
   }
-  const json after = request(d.port, http::verb::get, "/v1/profiles").json_body();
-  json service, overhead;
-  for (const json& e : after["corrections"]["service"]) {
-    if (e["model"] == "golden_dot") service = e;
-  }
-  for (const json& e : after["corrections"]["overhead"]) {
-    if (e["model"] == "golden_dot") overhead = e;
+  // The worker learns from a query after answering it: the 16th may still be learning
+  // when its answer arrives, so wait (boundedly) for it.
+  json after, service, overhead;
+  for (int tries = 0; tries < 200; ++tries) {
+    after = request(d.port, http::verb::get, "/v1/profiles").json_body();
+    service = overhead = json();
+    for (const json& e : after["corrections"]["service"]) {
+      if (e["model"] == "golden_dot") service = e;
+    }
+    for (const json& e : after["corrections"]["overhead"]) {
+      if (e["model"] == "golden_dot") overhead = e;
+    }
+    if (!service.is_null() && service["ranges"].size() == 1 &&
+        service["ranges"][0]["samples"] == 16 && service["ranges"][0]["applied"] == true) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   REQUIRE_FALSE(service.is_null());
   REQUIRE(service["ranges"].size() == 1);

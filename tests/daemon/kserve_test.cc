@@ -214,6 +214,48 @@ TEST_CASE("sparse_indices may be INT32, binary or JSON, and decode to the same B
   }
 }
 
+TEST_CASE("binary INT64 ids aligned in a body the request owns are read where they lie") {
+  // The ids' place in the body moves with the JSON header's length: of eight paddings of
+  // the header (trailing spaces), exactly one puts them on an 8-byte boundary (a string's
+  // heap buffer is 16-byte aligned). That one is read in place, the others copied; all
+  // decode to the same batch, through view().
+  const Batch want = expected_batch();
+  int in_place = 0;
+  for (size_t pad = 0; pad < 8; ++pad) {
+    CAPTURE(pad);
+    Wire w = to_binary(good_request());
+    w.body.insert(*w.header_length, std::string(pad, ' '));
+    *w.header_length += pad;
+    Result<InferRequest> r = parse_infer_request_in_place(std::move(w.body), w.header_length, dlrm_spec(), {});
+    REQUIRE_MESSAGE(r.has_value(), r.status().to_string());
+    const InferRequest moved = std::move(r).value();  // the ids stay where they are
+    if (moved.wire) {
+      ++in_place;
+      CHECK(moved.batch.sparse.indices.empty());
+      CHECK(reinterpret_cast<uintptr_t>(moved.ids_in_place.data()) % alignof(int64_t) == 0);
+    }
+    const BatchView v = moved.view();
+    CHECK(std::vector<int64_t>(v.indices.begin(), v.indices.end()) == want.sparse.indices);
+    CHECK(std::vector<int64_t>(v.offsets.begin(), v.offsets.end()) == want.sparse.offsets);
+    CHECK(std::vector<float>(v.dense.begin(), v.dense.end()) == want.dense);
+    CHECK(v.batch_size == want.batch_size);
+
+    // An id outside its table is refused in place as when copied.
+    json bad = good_request();
+    input(bad, "sparse_indices")["data"][5] = 100;
+    Wire wb = to_binary(bad);
+    wb.body.insert(*wb.header_length, std::string(pad, ' '));
+    *wb.header_length += pad;
+    const std::string copy = wb.body;
+    Result<InferRequest> rb = parse_infer_request_in_place(std::move(wb.body), wb.header_length, dlrm_spec(), {});
+    Result<InferRequest> rc = parse_infer_request(std::string_view(copy), wb.header_length, dlrm_spec(), {});
+    REQUIRE_FALSE(rb.has_value());
+    REQUIRE_FALSE(rc.has_value());
+    CHECK(rb.status().message() == rc.status().message());
+  }
+  CHECK(in_place == 1);
+}
+
 TEST_CASE("a header length equal to a JSON-only body is accepted") {
   const std::string body = good_request().dump();
   Result<InferRequest> r = parse_infer_request(body, body.size(), dlrm_spec(), {});

@@ -2,7 +2,9 @@
 // and check what a successful parse promises, then encode a response for it.
 #pragma once
 
+#include <algorithm>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -27,6 +29,15 @@ inline void parse_and_check(std::string_view body, std::optional<size_t> header_
     const Batch& b = req->batch;
     FUZZ_CHECK(b.batch_size >= 1 && b.batch_size <= limits.max_items);
     FUZZ_CHECK(engine::validate_batch(*spec, b).is_ok());
+    // parse_infer_request_in_place (ids read where they lie when aligned) decodes the same batch.
+    auto owned = daemon::parse_infer_request_in_place(std::string(body), header_length, *spec, limits);
+    FUZZ_CHECK(owned.has_value());
+    const BatchView v = owned->view();
+    FUZZ_CHECK(engine::validate_batch(*spec, v).is_ok());
+    FUZZ_CHECK(std::equal(v.indices.begin(), v.indices.end(), b.sparse.indices.begin(),
+                          b.sparse.indices.end()));
+    FUZZ_CHECK(std::equal(v.offsets.begin(), v.offsets.end(), b.sparse.offsets.begin(),
+                          b.sparse.offsets.end()));
     FUZZ_CHECK(!req->sla_ms || *req->sla_ms > 0);
     // The response echoes the caller's id: it must come out as valid JSON.
     const uint32_t k = static_cast<uint32_t>(spec->num_outputs());

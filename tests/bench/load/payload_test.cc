@@ -77,6 +77,15 @@ TEST_CASE("binary and JSON payloads parse into valid batches of the requested si
         if (format == PayloadFormat::kBinary) {
           CHECK(q.items == n);
           CHECK(parsed->binary_output);
+          // The header is padded so recschedd reads the INT64 ids where they lie.
+          if (specs[m].num_tables() > 0) {
+            auto owned = daemon::parse_infer_request_in_place(std::string(body), header, specs[m], limits);
+            REQUIRE(owned.has_value());
+            CHECK(owned->wire != nullptr);
+            const BatchView v = owned->view();
+            CHECK(std::vector<int64_t>(v.indices.begin(), v.indices.end()) ==
+                  parsed->batch.sparse.indices);
+          }
         }
         CHECK(parsed->sla_ms.value_or(0) == 7.5);
         CHECK(parsed->priority == *o.priority);
