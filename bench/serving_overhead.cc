@@ -313,10 +313,10 @@ int main(int argc, char** argv) {
           return 1;
         }
         if (r >= 0) decode.push_back(std::chrono::duration<double, std::micro>(d1 - d0).count());
-        // The daemons take turns going first (ABBA), so that neither always follows
-        // this thread's compute into the caches.
+        // The daemons take turns in each place (rotating who goes first), so that none
+        // always follows this thread's compute, or another daemon, into the caches.
         for (size_t i = 0; i < conns.size(); ++i) {
-          const size_t c = r % 2 == 0 ? i : conns.size() - 1 - i;
+          const size_t c = (i + static_cast<size_t>(r + 10)) % conns.size();
           const auto s0 = Clock::now();
           const unsigned status = conns[c]->send(infer, nullptr, spin);
           const auto s1 = Clock::now();

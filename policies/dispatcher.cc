@@ -15,7 +15,6 @@ Dispatcher::Dispatcher(std::vector<DeviceInfo> devices, std::unique_ptr<Policy> 
       admission_(admission),
       backlog_ms_(devices_.size(), 0.0),
       queued_(devices_.size()),
-      correction_(devices_.size()),
       slack_(devices_.size()) {
   views_.reserve(devices_.size());
   for (size_t i = 0; i < devices_.size(); ++i) {
@@ -75,20 +74,6 @@ double Dispatcher::ahead_ms(size_t i, double deadline_ms, const DeviceLoad& load
   return std::min(ahead + blocking, backlog_ms_[i]);
 }
 
-double Dispatcher::correction(size_t index, const std::string& model) const {
-  if (index >= correction_.size()) return 1.0;
-  const auto it = correction_[index].find(model);
-  if (it == correction_[index].end()) return 1.0;
-  const Ratio r = decayed(it->second);
-  return std::clamp(r.mean + 1.645 * std::sqrt(r.var), kMinCorrection, kMaxCorrection);
-}
-
-Dispatcher::Ratio Dispatcher::decayed(const Ratio& r) const {
-  const double age = std::chrono::duration<double>(now_ - r.at).count();
-  const double keep =
-      std::exp2(-std::max(0.0, age) / std::chrono::duration<double>(kCorrectionHalfLife).count());
-  return {1.0 + (r.mean - 1.0) * keep, r.var * keep * keep, now_};
-}
 
 double Dispatcher::wait_bound_ms(size_t index) const { return wait_bound(index).bound_ms; }
 
@@ -134,12 +119,11 @@ void Dispatcher::learn_slack(size_t index, const std::string& model, double slac
 namespace {
 // The most items of `points`' model predicted to run within `bound_ms` as one piece on one
 // worker (scaled by `corr`), 0 if not even one; at most `items`.
-uint32_t items_within(const std::vector<ProfilePoint>& points, uint32_t items, double corr,
-                      double bound_ms) {
+uint32_t items_within(const std::vector<ProfilePoint>& points, uint32_t items, double bound_ms) {
   uint32_t lo = 0, hi = items;  // lo fits (0 trivially); find the largest that does
   while (lo < hi) {
     const uint32_t mid = lo + (hi - lo + 1) / 2;
-    if (predict_service_ms(points, mid, mid, 1) * corr <= bound_ms) {
+    if (predict_service_ms(points, mid, mid, 1) <= bound_ms) {
       lo = mid;
     } else {
       hi = mid - 1;
@@ -207,14 +191,13 @@ Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLo
   out.service_ms = predict_service_ms(profiles, model, it->id, query.items, out.placement.sub_batch,
                                       out.placement.workers)
                        .value_or(0.0);
-  const double corr = admission_.correct ? correction(out.device_index, model) : 1.0;
   // Its sub-batches, how many run at once, and how long one round of them takes.
   const uint32_t subs =
       (query.items + out.placement.sub_batch - 1) / std::max<uint32_t>(1, out.placement.sub_batch);
   const uint32_t on = std::clamp<uint32_t>(out.placement.workers, 1, std::max(1u, subs));
   const double sub_ms = out.service_ms / ((std::max(1u, subs) + on - 1) / on);
   if (bounded_wait_.on && it->kind == DeviceKind::kCpu && sla > 0 && out.service_ms > 0) {
-    learn_slack(out.device_index, model, sla - out.service_ms * corr - std::max(0.0, overhead_ms));
+    learn_slack(out.device_index, model, sla - out.service_ms - std::max(0.0, overhead_ms));
   }
   const double share = admission_.share(priority);
   const DeviceLoad chosen = load_of(out.device_index);
@@ -222,15 +205,14 @@ Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLo
   const bool starts_now = admission_.admit_idle && !own_target &&
                           chosen.queued < static_cast<size_t>(std::max(1, awake_now));
   if (sla > 0 && !starts_now &&
-      out.placement.predicted_ms * corr > admission_.reject_factor * share * sla) {
+      out.placement.predicted_ms > admission_.reject_factor * share * sla) {
     char buf[300];
-    if (corr != 1.0 || share != 1.0) {
+    if (share != 1.0) {
       std::snprintf(buf, sizeof buf,
-                    "rejected: predicted %.1f ms on %s (%zu queries queued; x %.2f measured/"
-                    "predicted) exceeds %g x %g (priority %d) x the SLA of %g ms",
-                    out.placement.predicted_ms * corr, it->id.c_str(),
-                    load_of(out.device_index).queued, corr, admission_.reject_factor, share,
-                    priority, sla);
+                    "rejected: predicted %.1f ms on %s (%zu queries queued) exceeds %g x %g "
+                    "(priority %d) x the SLA of %g ms",
+                    out.placement.predicted_ms, it->id.c_str(), load_of(out.device_index).queued,
+                    admission_.reject_factor, share, priority, sla);
     } else {
       std::snprintf(buf, sizeof buf,
                     "rejected: predicted %.1f ms on %s (%zu queries queued) exceeds %g x the "
@@ -256,14 +238,14 @@ Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLo
       std::isfinite(wb.bound_ms)) {
     const std::vector<ProfilePoint>& points = profiles.points(model, it->id);
     if (!points.empty()) {
-      out.short_items = items_within(points, query.items, corr, wb.bound_ms);
+      out.short_items = items_within(points, query.items, wb.bound_ms);
       out.reserve = 1;
       // Once its own laxity (time to its deadline less its predicted service) is down to
       // the tightest model's slack, it is as urgent as a tight query just arrived: from
       // then on it may take the reserved worker too.
       // kUrgentMargin of its own service time is kept in hand for the noise of its run.
       const double laxity_ms =
-          sla - out.service_ms * corr * (1 + kUrgentMargin) - std::max(0.0, overhead_ms);
+          sla - out.service_ms * (1 + kUrgentMargin) - std::max(0.0, overhead_ms);
       out.urgent_at = now + std::chrono::duration_cast<Clock::duration>(
                                 std::chrono::duration<double, std::milli>(
                                     std::clamp(laxity_ms - wb.tightest_ms, 0.0, 1e9)));
@@ -283,10 +265,9 @@ Status Dispatcher::hopeless(const std::string& model, double sla_ms,
   bool first = true;
   for (size_t i = 0; i < devices_.size(); ++i) {
     if (!offer[i]) continue;
-    const double corr = admission_.correct ? correction(i, model) : 1.0;
     const DeviceLoad load = i < loads.size() ? loads[i] : DeviceLoad{};
     const double wait =
-        ahead_ms(i, to_ms(now) + sla_ms, load) / std::max(1, devices_[i].workers) * corr;
+        ahead_ms(i, to_ms(now) + sla_ms, load) / std::max(1, devices_[i].workers);
     if (wait <= bound) return Status::ok();
     best = first ? wait : std::min(best, wait);
     first = false;
@@ -311,24 +292,6 @@ void Dispatcher::complete(const Decision& decision, const Completion& done) {
     }
   }
   if (q.empty()) b = 0;  // no rounding left behind
-  // The correction: a moving average of measured / predicted over completed queries (the
-  // predictions come from profiles of an idle machine; live queries also pay for HTTP,
-  // parsing and colder caches). Predictions under 0.05 ms are too coarse to learn from.
-  // Learnt only where admission uses it (Admission::correct; off in recschedd and the
-  // simulator): no map lookup per completion for a figure nothing reads.
-  if (admission_.correct && done.ok && decision.placement.predicted_ms > 0.05 &&
-      done.latency_ms > 0) {
-    constexpr double kAlpha = 0.1;
-    const double ratio = std::clamp(done.latency_ms / decision.placement.predicted_ms,
-                                    kMinCorrection, kMaxCorrection);
-    auto& per_model = correction_[decision.device_index];
-    auto [it, fresh] = per_model.try_emplace(done.model, Ratio{ratio, 0.0, now_});
-    if (!fresh) {
-      const Ratio r = decayed(it->second);
-      const double delta = ratio - r.mean;
-      it->second = {r.mean + kAlpha * delta, (1 - kAlpha) * (r.var + kAlpha * delta * delta), now_};
-    }
-  }
   if (decision.generation == generation_) policy_->observe(done);
 }
 

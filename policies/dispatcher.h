@@ -33,21 +33,17 @@ struct DeviceLoad {
   bool degraded = false;
 };
 
-/// Who is admitted. A query is admitted while its predicted completion (with `correct`,
-/// multiplied by the latency ratio measured for its (device, model)) is at most
+/// Who is admitted. A query is admitted while its predicted completion is at most
 /// reject_factor x its SLA x its priority's share: 1 for priority > 0, normal_share for 0
 /// (the default), low_share for < 0. Under overload the low shares fill first, so low
-/// priority is shed first. recschedd and the simulator run the same rule: correct off
-/// (recschedd predicts from its corrected profiles already), admit_idle on.
+/// priority is shed first. recschedd and the simulator run the same rule, admit_idle on.
+/// Predictions come from the profile table the caller passes; recschedd's is corrected by
+/// what serving measured (policies::ServiceCorrection), so admission needs no ratio of its
+/// own (one learnt here, on top, turned away queries that met their targets; removed).
 struct Admission {
   double reject_factor = 1.0;
   double normal_share = 1.0;
   double low_share = 1.0;
-  /// Correct predictions by the measured latency ratio (mean + 1.645 sd). Off in recschedd
-  /// and the simulator since 2026-12-05: on top of the corrected profiles it turned away
-  /// queries that met their targets (docs/policies.md); kept, tested, for a caller whose
-  /// predictions are not corrected otherwise.
-  bool correct = false;
   /// Admit a query whose device has a worker free and nothing waiting, whatever its
   /// prediction (recschedd): it waits for no one, so turning it away shortens no one's
   /// wait, and the model's SLA is a tail target, not a per-query deadline. The bound then
@@ -162,16 +158,6 @@ class Dispatcher {
   void set_reject_factor(double f) { admission_.reject_factor = f; }
   void set_admission(const Admission& a) { admission_ = a; }
   const Admission& admission() const { return admission_; }
-  /// The measured/predicted latency ratio of `model` on device `index`, as its 95th
-  /// percentile would be if it were normal: the moving average over its completed queries
-  /// plus 1.645 moving standard deviations (the SLA bounds a tail, so admission must too),
-  /// clamped to [kMinCorrection, kMaxCorrection], 1 before any.
-  /// It decays towards 1 with a half-life of kCorrectionHalfLife while nothing completes:
-  /// a ratio learnt in a burst must not shut the model out for good once every query is
-  /// rejected (a rejected query teaches nothing).
-  double correction(size_t index, const std::string& model) const;
-  static constexpr double kMinCorrection = 0.25, kMaxCorrection = 20;
-  static constexpr std::chrono::milliseconds kCorrectionHalfLife{1000};
   const std::vector<DeviceInfo>& devices() const { return devices_; }
   /// Predicted milliseconds of work admitted and not finished, per device (constructor order).
   const std::vector<double>& backlog_ms() const { return backlog_ms_; }
@@ -195,13 +181,7 @@ class Dispatcher {
     double sub_ms = 0;   // predicted time of one of its sub-batches
   };
   std::vector<std::multimap<double, Queued>> queued_;
-  struct Ratio {
-    double mean = 1, var = 0;  // exponentially weighted
-    Clock::time_point at;      // when it was last learnt
-  };
-  Ratio decayed(const Ratio& r) const;  // as of now_
-  std::vector<std::map<std::string, Ratio, std::less<>>> correction_;  // per device, by model
-  Clock::time_point now_{};  // the latest dispatch's clock: the decay's reference
+  Clock::time_point now_{};  // the latest dispatch's clock: the slacks' ages
   std::vector<DeviceView> views_;  // reused by every dispatch()
 
   BoundedWait bounded_wait_;

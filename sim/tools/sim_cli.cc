@@ -46,8 +46,7 @@ workload:
   --noise X            sigma of per-sub-batch lognormal noise (default 0.1)
   --reject-factor X    admission rejects a query predicted to take over X times its
                        target (default 2), unless its device has a worker free and
-                       nothing waiting; predictions corrected by the measured/predicted
-                       ratio: recschedd's rule
+                       nothing waiting: recschedd's rule
   --admission RULE     daemon (that rule, the default) or prediction (the prediction
                        alone decides: the simulator's rule before 2026-12-05)
   --queue ORDER        CPU queue order: policy (as each placement says: static FIFO,

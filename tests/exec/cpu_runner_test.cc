@@ -12,6 +12,7 @@
 #include <string>
 #include <thread>
 
+#include "core/pieces.h"
 #include "engine/inputs.h"
 
 namespace recsched::exec {
@@ -328,8 +329,8 @@ struct Ordered {
 
   explicit Ordered(int workers = 1)
       : runner(std::move(CpuRunner::create(host.topology, host.device, workers).value())) {
-    batches.reserve(16);
-    scores.reserve(16);
+    batches.reserve(128);
+    scores.reserve(128);
   }
   void submit(const std::string& name, uint32_t items, uint32_t sub,
               std::optional<Clock::time_point> deadline, int workers = 1, Lanes lanes = {}) {
@@ -458,6 +459,33 @@ TEST_CASE("bounded waiting: a worker waits for a query's urgent_at, then takes i
   CHECK(Clock::now() >= urgent);
   CHECK(o.model.sizes() == std::vector<uint32_t>{4, 4});
   o.finish();
+}
+
+TEST_CASE("bounded waiting: a free worker looks at kMaxQueriesLooked queued queries at most") {
+  const auto t0 = Clock::now();
+  const auto ms = [](int n) { return std::chrono::milliseconds(n); };
+  for (const size_t blocked : {kMaxQueriesLooked - 2, kMaxQueriesLooked - 1}) {
+    CAPTURE(blocked);
+    Ordered o(2);
+    // "long" holds the one long lane (reserve 1 keeps the other worker for short pieces).
+    o.submit("long", 8, 4, t0 + ms(100), 2, {.short_items = 0, .reserve = 1});
+    o.model.wait_entered(1);
+    // Queries due before "other" of which the free worker may take no piece.
+    for (size_t i = 0; i < blocked; ++i) {
+      o.submit("blocked", 4, 4, t0 + ms(200), 1, {.short_items = 0, .reserve = 1});
+    }
+    o.submit("other", 1, 1, t0 + ms(300));
+    if (blocked + 2 <= kMaxQueriesLooked) {
+      // "long" (its second sub-batch), the blocked ones, then "other": all looked at.
+      o.model.wait_entered(2);
+      CHECK(o.model.sizes() == std::vector<uint32_t>{4, 1});
+    } else {
+      // "other" is one past the look: it waits for the long piece to end.
+      std::this_thread::sleep_for(ms(50));
+      CHECK(o.model.sizes() == std::vector<uint32_t>{4});
+    }
+    o.finish();
+  }
 }
 
 }  // namespace
