@@ -32,7 +32,9 @@ struct HttpResponse {
 };
 
 /// Called once per request, from an I/O thread; must not block. `respond` must be called
-/// exactly once, from any thread, now or later (the connection waits for it).
+/// exactly once, from any thread, now or later (the connection waits for it); it writes
+/// what the socket takes at once on the calling thread (a non-blocking send, no wait),
+/// and leaves the rest and the next read to an I/O thread.
 using Responder = std::function<void(HttpResponse)>;
 using Handler = std::function<void(HttpRequest, Responder)>;
 
