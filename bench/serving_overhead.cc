@@ -132,8 +132,8 @@ std::vector<DaemonTimes> daemon_times(Connection& conn, const std::string& model
   if (!log.contains("placements")) return {};
   for (const json& p : log["placements"]) {
     if (p.value("model", "") != model || !p.contains("service_ms")) continue;
-    out.push_back({p["actual_ms"].get<double>(), p["wait_ms"].get<double>(),
-                   p["service_ms"].get<double>()});
+    out.push_back(
+        {p["actual_ms"].get<double>(), p["wait_ms"].get<double>(), p["service_ms"].get<double>()});
   }
   if (out.size() < count) return {};
   return std::vector<DaemonTimes>(out.end() - static_cast<std::ptrdiff_t>(count), out.end());
@@ -305,8 +305,8 @@ int main(int argc, char** argv) {
         // the overhead, timed alone.
         std::string wire = body;  // the daemon decodes the body it owns (ids in place)
         const auto d0 = Clock::now();
-        const auto parsed =
-            recsched::daemon::parse_infer_request_in_place(std::move(wire), q.header_length, *spec, {});
+        const auto parsed = recsched::daemon::parse_infer_request_in_place(
+            std::move(wire), q.header_length, *spec, {});
         const auto d1 = Clock::now();
         if (!parsed) {
           std::cerr << "recsched-overhead: " << parsed.status().message() << "\n";
@@ -341,7 +341,8 @@ int main(int argc, char** argv) {
                     {"overhead_p50_us", p50},
                     {"overhead_p99_us", p99},
                     {"overhead_p50_of_compute", p50 / compute_p50}};
-        const std::vector<DaemonTimes> times = daemon_times(*conns[c], info.name, latency[c].size());
+        const std::vector<DaemonTimes> times =
+            daemon_times(*conns[c], info.name, latency[c].size());
         if (times.empty()) {
           std::printf(" | %-8s %9s %8s / %8s; %8.1f / %8.1f", conns[c]->label().c_str(), "n/a",
                       "n/a", "n/a", p50, p99);

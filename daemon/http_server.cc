@@ -13,8 +13,8 @@
 #include <boost/beast/http.hpp>
 #include <cerrno>
 #include <chrono>
-#include <cstring>
 #include <condition_variable>
+#include <cstring>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -282,8 +282,9 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     req.via_unix_socket = is_unix_;
     stream_.expires_never();  // the handler may take as long as the query does
     ++server_.pending;
-    server_.handler(std::move(req),
-                    [self = this->shared_from_this()](HttpResponse res) { self->write(std::move(res)); });
+    server_.handler(std::move(req), [self = this->shared_from_this()](HttpResponse res) {
+      self->write(std::move(res));
+    });
   }
 
   // An answer on its way out: the serialized header and the body, and how much is sent.

@@ -575,8 +575,10 @@ Result<InferRequest> parse_infer_request(std::string_view body, std::optional<si
   return parse(body, header_length, spec, limits, nullptr);
 }
 
-Result<InferRequest> parse_infer_request_in_place(std::string body, std::optional<size_t> header_length,
-                                         const engine::ModelSpec& spec, const InferLimits& limits) {
+Result<InferRequest> parse_infer_request_in_place(std::string body,
+                                                  std::optional<size_t> header_length,
+                                                  const engine::ModelSpec& spec,
+                                                  const InferLimits& limits) {
   std::span<const int64_t> ids;
   RECSCHED_ASSIGN_OR_RETURN(InferRequest out, parse(body, header_length, spec, limits, &ids));
   if (!ids.empty()) {

@@ -93,12 +93,14 @@ struct InferRequest {
 Result<InferRequest> parse_infer_request(std::string_view body, std::optional<size_t> header_length,
                                          const engine::ModelSpec& spec, const InferLimits& limits);
 
-/// As parse_infer_request, taking the body: binary INT64 sparse_indices that lie 8-byte aligned in it
-/// (on a little-endian host) are then not copied; the request keeps the body (`wire`) and
-/// view() reads the ids there. Decoding a 5 MB request copied 5 MB of ids into fresh
-/// memory. The ids are checked against their tables either way.
-Result<InferRequest> parse_infer_request_in_place(std::string body, std::optional<size_t> header_length,
-                                         const engine::ModelSpec& spec, const InferLimits& limits);
+/// As parse_infer_request, taking the body: binary INT64 sparse_indices that lie 8-byte aligned in
+/// it (on a little-endian host) are then not copied; the request keeps the body (`wire`) and view()
+/// reads the ids there. Decoding a 5 MB request copied 5 MB of ids into fresh memory. The ids are
+/// checked against their tables either way.
+Result<InferRequest> parse_infer_request_in_place(std::string body,
+                                                  std::optional<size_t> header_length,
+                                                  const engine::ModelSpec& spec,
+                                                  const InferLimits& limits);
 
 /// An HTTP response body with the headers it needs.
 struct EncodedResponse {

@@ -37,8 +37,8 @@ policies::Admission admission(const LimitsConfig& l) {
   // The prediction is already the corrected one (the profile table corrected by
   // ServiceCorrection, plus the learnt time outside the runner): the dispatcher's own
   // latency ratio on top (mean + 1.645 sd, queueing noise included; since removed) turned
-  // away queries that met their targets. In the simulator, on the 2-worker mix at the medium targets,
-  // it cost earliest-finish 100.7 -> 59.8 q/s and min-energy 104.3 -> 55.1 (docs/
+  // away queries that met their targets. In the simulator, on the 2-worker mix at the medium
+  // targets, it cost earliest-finish 100.7 -> 59.8 q/s and min-energy 104.3 -> 55.1 (docs/
   // policies.md). One rule here and in the simulator: the prediction against
   // reject_factor x the target, and a query that waits for no one is admitted.
   a.admit_idle = true;

@@ -96,7 +96,8 @@ void CpuRunner::wake_for_work(int self) {
     size_t looked = 0;
     for (const std::shared_ptr<Job>& j : ready_) {
       if (++looked > kMaxQueriesLooked || wanted >= num_workers_) break;
-      const uint32_t size = j->short_items > 0 ? std::min(j->short_items, j->sub_batch) : j->sub_batch;
+      const uint32_t size =
+          j->short_items > 0 ? std::min(j->short_items, j->sub_batch) : j->sub_batch;
       const int64_t pieces = (int64_t{j->left()} + size - 1) / size;
       wanted += static_cast<int>(std::min<int64_t>(pieces, j->max_workers - j->active));
     }

@@ -74,7 +74,6 @@ double Dispatcher::ahead_ms(size_t i, double deadline_ms, const DeviceLoad& load
   return std::min(ahead + blocking, backlog_ms_[i]);
 }
 
-
 double Dispatcher::wait_bound_ms(size_t index) const { return wait_bound(index).bound_ms; }
 
 Dispatcher::WaitBound Dispatcher::wait_bound(size_t index) const {
@@ -266,8 +265,7 @@ Status Dispatcher::hopeless(const std::string& model, double sla_ms,
   for (size_t i = 0; i < devices_.size(); ++i) {
     if (!offer[i]) continue;
     const DeviceLoad load = i < loads.size() ? loads[i] : DeviceLoad{};
-    const double wait =
-        ahead_ms(i, to_ms(now) + sla_ms, load) / std::max(1, devices_[i].workers);
+    const double wait = ahead_ms(i, to_ms(now) + sla_ms, load) / std::max(1, devices_[i].workers);
     if (wait <= bound) return Status::ok();
     best = first ? wait : std::min(best, wait);
     first = false;

@@ -181,7 +181,7 @@ class Dispatcher {
     double sub_ms = 0;   // predicted time of one of its sub-batches
   };
   std::vector<std::multimap<double, Queued>> queued_;
-  Clock::time_point now_{};  // the latest dispatch's clock: the slacks' ages
+  Clock::time_point now_{};        // the latest dispatch's clock: the slacks' ages
   std::vector<DeviceView> views_;  // reused by every dispatch()
 
   BoundedWait bounded_wait_;

@@ -117,7 +117,8 @@ TEST_CASE("health, metadata, control and metrics routes answer") {
     const json& p = placements["placements"][0];
     CHECK(p["service_ms"].get<double>() > 0);
     CHECK(p["wait_ms"].get<double>() >= 0);
-    CHECK(p["wait_ms"].get<double>() + p["service_ms"].get<double>() <= p["actual_ms"].get<double>());
+    CHECK(p["wait_ms"].get<double>() + p["service_ms"].get<double>() <=
+          p["actual_ms"].get<double>());
   }
   const Reply m = request(d.port, http::verb::get, "/metrics");
   CHECK(m.status == 200);

@@ -226,7 +226,8 @@ TEST_CASE("binary INT64 ids aligned in a body the request owns are read where th
     Wire w = to_binary(good_request());
     w.body.insert(*w.header_length, std::string(pad, ' '));
     *w.header_length += pad;
-    Result<InferRequest> r = parse_infer_request_in_place(std::move(w.body), w.header_length, dlrm_spec(), {});
+    Result<InferRequest> r =
+        parse_infer_request_in_place(std::move(w.body), w.header_length, dlrm_spec(), {});
     REQUIRE_MESSAGE(r.has_value(), r.status().to_string());
     const InferRequest moved = std::move(r).value();  // the ids stay where they are
     if (moved.wire) {
@@ -247,8 +248,10 @@ TEST_CASE("binary INT64 ids aligned in a body the request owns are read where th
     wb.body.insert(*wb.header_length, std::string(pad, ' '));
     *wb.header_length += pad;
     const std::string copy = wb.body;
-    Result<InferRequest> rb = parse_infer_request_in_place(std::move(wb.body), wb.header_length, dlrm_spec(), {});
-    Result<InferRequest> rc = parse_infer_request(std::string_view(copy), wb.header_length, dlrm_spec(), {});
+    Result<InferRequest> rb =
+        parse_infer_request_in_place(std::move(wb.body), wb.header_length, dlrm_spec(), {});
+    Result<InferRequest> rc =
+        parse_infer_request(std::string_view(copy), wb.header_length, dlrm_spec(), {});
     REQUIRE_FALSE(rb.has_value());
     REQUIRE_FALSE(rc.has_value());
     CHECK(rb.status().message() == rc.status().message());

@@ -30,7 +30,8 @@ inline void parse_and_check(std::string_view body, std::optional<size_t> header_
     FUZZ_CHECK(b.batch_size >= 1 && b.batch_size <= limits.max_items);
     FUZZ_CHECK(engine::validate_batch(*spec, b).is_ok());
     // parse_infer_request_in_place (ids read where they lie when aligned) decodes the same batch.
-    auto owned = daemon::parse_infer_request_in_place(std::string(body), header_length, *spec, limits);
+    auto owned =
+        daemon::parse_infer_request_in_place(std::string(body), header_length, *spec, limits);
     FUZZ_CHECK(owned.has_value());
     const BatchView v = owned->view();
     FUZZ_CHECK(engine::validate_batch(*spec, v).is_ok());

@@ -79,7 +79,8 @@ TEST_CASE("binary and JSON payloads parse into valid batches of the requested si
           CHECK(parsed->binary_output);
           // The header is padded so recschedd reads the INT64 ids where they lie.
           if (specs[m].num_tables() > 0) {
-            auto owned = daemon::parse_infer_request_in_place(std::string(body), header, specs[m], limits);
+            auto owned =
+                daemon::parse_infer_request_in_place(std::string(body), header, specs[m], limits);
             REQUIRE(owned.has_value());
             CHECK(owned->wire != nullptr);
             const BatchView v = owned->view();
