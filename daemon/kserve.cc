@@ -579,20 +579,13 @@ Result<InferRequest> parse_infer_request_in_place(std::string body,
                                                   std::optional<size_t> header_length,
                                                   const engine::ModelSpec& spec,
                                                   const InferLimits& limits) {
+  // On the heap before parsing: the ids' address stays fixed however the request moves.
+  auto wire = std::make_unique<const std::string>(std::move(body));
   std::span<const int64_t> ids;
-  RECSCHED_ASSIGN_OR_RETURN(InferRequest out, parse(body, header_length, spec, limits, &ids));
+  RECSCHED_ASSIGN_OR_RETURN(InferRequest out, parse(*wire, header_length, spec, limits, &ids));
   if (!ids.empty()) {
-    // Kept on the heap: the ids' address is fixed from here on, however the request moves.
-    const size_t at = static_cast<size_t>(reinterpret_cast<const char*>(ids.data()) - body.data());
-    auto wire = std::make_unique<const std::string>(std::move(body));
-    const char* moved = wire->data() + at;
-    if (reinterpret_cast<uintptr_t>(moved) % alignof(int64_t) == 0) {
-      out.ids_in_place = {reinterpret_cast<const int64_t*>(moved), ids.size()};
-      out.wire = std::move(wire);
-    } else {  // (a move that copied the bytes elsewhere: never for a body this long)
-      out.batch.sparse.indices.resize(ids.size());
-      std::memcpy(out.batch.sparse.indices.data(), moved, ids.size_bytes());
-    }
+    out.ids_in_place = ids;
+    out.wire = std::move(wire);
   }
   return out;
 }

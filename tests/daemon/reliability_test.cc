@@ -190,6 +190,46 @@ TEST_CASE("connections past max_connections get 503, slow headers 408, idle ones
   }
 }
 
+TEST_CASE("an answer larger than the socket takes at once arrives whole to a late reader") {
+  Daemon d;
+  // 1500 placements logged: /v1/placements?limit=4096 is then some 400 KB, more than a unix
+  // socket holds unread (wmem_default, about 208 KiB). The daemon's first send is partial
+  // and an I/O thread writes the rest once the client reads.
+  constexpr int kQueries = 1500;
+  {
+    const std::string body = infer_body("dot").dump();
+    const std::string one = "POST /v2/models/golden_dot/infer HTTP/1.1\r\nHost: x\r\n"
+                            "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+    std::string hundred;  // pipelined 100 at a time, so neither side's buffers fill
+    for (int i = 0; i < 100; ++i) hundred += one;
+    Raw fill(d.port);
+    for (int sent = 0; sent < kQueries; sent += 100) {
+      fill.send(hundred);
+      for (int i = 0; i < 100; ++i) {
+        auto r = fill.response();
+        REQUIRE(r.has_value());
+        REQUIRE(r->result_int() == 200);
+      }
+    }
+  }
+  asio::io_context io;
+  asio::local::stream_protocol::socket late(io);
+  late.connect(asio::local::stream_protocol::endpoint(d.socket));
+  const std::string get = get_request("/v1/placements?limit=4096");
+  beast::flat_buffer buf;
+  for (int round = 0; round < 2; ++round) {  // and the connection serves on after it
+    asio::write(late, asio::buffer(get));
+    std::this_thread::sleep_for(200ms);  // the client reads late: the socket fills
+    http::response<http::string_body> res;
+    http::read(late, buf, res);
+    CHECK(res.result_int() == 200);
+    CHECK(res.body().size() > (256u << 10));
+    const json j = json::parse(res.body(), nullptr, false);
+    REQUIRE_FALSE(j.is_discarded());
+    CHECK(j["placements"].size() == kQueries);
+  }
+}
+
 TEST_CASE("no route reflects input unescaped, the socket is 0660 and owned by its group") {
   Daemon d;
   // Quotes, a backslash and bytes that are not UTF-8 in the path come back as valid JSON.
