@@ -5,6 +5,9 @@
 //               compare rows_per_s with bench/gather_bw run on the same footprint
 //   dense       every Linear layer of both MLPs through engine::linear_forward, and the
 //               same shapes through bare dnnl_sgemm: the BLAS's own rate, the limit
+//   yield       the forward pass's yield points (cooperative preemption, engine/model.h):
+//               how many per pass, and the longest stretch between two (the pass's start
+//               and end included), the most a preempting query waits for this one
 // Each phase: 2 warm-up runs, then the median of --reps runs, fresh random ids each run
 // (made outside the timed region). Prints one JSON object.
 //
@@ -23,6 +26,7 @@
 #include "engine/dense.h"
 #include "engine/embedding_bag.h"
 #include "engine/inputs.h"
+#include "engine/layers.h"
 #include "engine/model.h"
 #include "engine/weights.h"
 
@@ -56,10 +60,13 @@ int run(int argc, char** argv) {
   std::string model_path;
   uint32_t batch = 1024;
   int reps = 20;
+  YieldBlocks blocks;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--help" || a == "-h") {
-      std::cout << "usage: engine_breakdown --model SPEC.json [--batch N] [--reps N]\n";
+      std::cout << "usage: engine_breakdown --model SPEC.json [--batch N] [--reps N]\n"
+                   "         [--blocks FLOPS:LOOKUPS:MIN_ROWS]  the yield blocks to time\n"
+                   "                                            (default: engine/layers.h's)\n";
       return 0;
     }
     if (i + 1 >= argc) die("option " + a + " needs a value (see --help)");
@@ -69,6 +76,11 @@ int run(int argc, char** argv) {
       batch = static_cast<uint32_t>(std::stoul(argv[++i]));
     } else if (a == "--reps") {
       reps = std::stoi(argv[++i]);
+    } else if (a == "--blocks") {
+      double f = 0;
+      long long l = 0, m = 0;
+      if (std::sscanf(argv[++i], "%lf:%lld:%lld", &f, &l, &m) != 3) die("--blocks F:L:R");
+      blocks = {.flops = f, .lookups = l, .min_rows = m};
     } else {
       die("unknown option " + a + " (see --help)");
     }
@@ -86,15 +98,73 @@ int run(int argc, char** argv) {
   lo.isa = isa;
   auto model = load_model(spec, lo);
   if (!model) die(model.status().message());
-  Workspace ws;
+  // Timestamps at the yield points: the stretches between them, per pass.
+  struct Stretches final : YieldPoint {
+    void at_yield_point() override {
+      const auto now = Clock::now();
+      longest = std::max(longest, std::chrono::duration<double, std::milli>(now - last).count());
+      last = now;
+      ++points;
+    }
+    Clock::time_point last;
+    double longest = 0;
+    int points = 0;
+  };
+  // Three ways to run the pass, interleaved run by run so that they see the same machine:
+  // no hook (no points offered), points without cutting GEMMs and pooling into blocks, and
+  // points with the blocks (what a CPU runner's worker runs).
+  struct Way {
+    const char* name;
+    bool hook;
+    YieldBlocks blocks;
+    Stretches stretches;
+    Workspace ws;
+    std::vector<double> ms, longest_ms;
+  };
+  std::vector<Way> ways(3);
+  ways[0].name = "plain";
+  ways[0].hook = false;
+  ways[1].name = "points";
+  ways[1].hook = true;
+  ways[1].blocks = {.flops = 0, .lookups = 0};
+  ways[2].name = "points_and_blocks";
+  ways[2].hook = true;
+  ways[2].blocks = blocks;
+  for (Way& w : ways) {
+    if (w.hook) w.ws.set_yield(&w.stretches);
+  }
   std::vector<float> scores(size_t(batch) * spec.num_outputs());
   Batch in;
   uint64_t seed = 1;
-  const double forward_ms = time_ms(
-      reps, [&](int) { in = random_batch(spec, batch, seed++); },
-      [&] {
-        if (!(*model)->forward(view_of(in), ws, scores).is_ok()) die("forward failed");
-      });
+  for (int r = 0; r < reps + 2; ++r) {
+    for (Way& w : ways) {
+      in = random_batch(spec, batch, seed++);
+      set_yield_blocks(w.blocks);
+      w.stretches = {};
+      const auto t0 = Clock::now();
+      w.stretches.last = t0;
+      if (!(*model)->forward(view_of(in), w.ws, scores).is_ok()) die("forward failed");
+      const auto t1 = Clock::now();
+      if (r < 2) continue;  // warm-up
+      w.ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+      if (w.hook) {
+        w.stretches.at_yield_point();  // the stretch from the last point to the end
+        --w.stretches.points;
+        w.longest_ms.push_back(w.stretches.longest);
+      }
+    }
+  }
+  set_yield_blocks({});
+  const double forward_ms = median(ways[0].ms);
+  nlohmann::json yield = nlohmann::json::object();
+  for (Way& w : ways) {
+    nlohmann::json& o = yield[w.name];
+    o["forward_ms"] = median(w.ms);
+    if (!w.hook) continue;
+    o["points"] = w.stretches.points;
+    o["longest_stretch_ms_median"] = median(w.longest_ms);
+    o["longest_stretch_ms_max"] = *std::max_element(w.longest_ms.begin(), w.longest_ms.end());
+  }
   model = Status(StatusCode::kInternal, "released");  // free the tables before the next phase
 
   // Embedding bags alone, on tables of the same shapes.
@@ -169,6 +239,9 @@ int run(int argc, char** argv) {
       {"isa", std::string(to_string(isa))},
       {"table_bytes", spec.table_bytes()},
       {"forward_ms", forward_ms},
+      {"yield", yield},
+      {"yield_blocks",
+       {{"flops", blocks.flops}, {"lookups", blocks.lookups}, {"min_rows", blocks.min_rows}}},
       {"embedding",
        {{"ms", emb_ms}, {"lookups", lookups}, {"rows_per_s", lookups / (emb_ms / 1e3)}}},
       {"dense",

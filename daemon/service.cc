@@ -49,6 +49,7 @@ policies::BoundedWait bounded_wait(const LimitsConfig& l) {
   policies::BoundedWait b;
   b.on = l.wait_bound_fraction > 0;
   b.fraction = l.wait_bound_fraction;
+  b.preemption = l.preemption;
   return b;
 }
 
@@ -286,6 +287,7 @@ void Service::start_dispatcher(std::unique_ptr<policies::Policy> policy) {
   dispatcher_ = std::make_unique<policies::Dispatcher>(device_infos(), std::move(policy),
                                                        admission(c.limits));
   dispatcher_->set_bounded_wait(bounded_wait(c.limits));
+  for (const auto& dev : devices_) dev->runner().set_preemption(c.limits.preemption);
   spdlog::info("policy: {} {}", c.policy.name, dispatcher_->policy().params().dump());
 }
 
@@ -447,6 +449,8 @@ std::string Service::reload(const DaemonConfig& next) {
   config_.limits.normal_priority_share = b.normal_priority_share;
   config_.limits.low_priority_share = b.low_priority_share;
   config_.limits.wait_bound_fraction = b.wait_bound_fraction;
+  config_.limits.preemption = b.preemption;
+  for (const auto& dev : devices_) dev->runner().set_preemption(b.preemption);
   config_.limits.degraded_ms = b.degraded_ms;
   config_.limits.placement_log = b.placement_log;
   config_.token = next.token;
@@ -457,7 +461,8 @@ std::string Service::reload(const DaemonConfig& next) {
   }
   std::string out =
       "reloaded SLA targets, admission limits (max_queue, max_items, max_elements, "
-      "max_json_depth, reject_factor, priority shares, wait_bound_fraction, degraded_ms, placement_log), token";
+      "max_json_depth, reject_factor, priority shares, wait_bound_fraction, preemption, degraded_ms, "
+      "placement_log), token";
   if (!(next.policy.name == config_.policy.name && next.policy.params == config_.policy.params)) {
     lock.unlock();
     Status st = set_policy(next.policy.name, next.policy.params);

@@ -35,19 +35,31 @@ void apply_bias_act(const float* bias, Activation act, int32_t n, float* y) {
 
 }  // namespace
 
-Status linear_forward(const LinearLayer& layer, ConstMatrixView x, MatrixView y) {
-  if (x.rows == 0) return Status::ok();
+Status linear_columns(const LinearLayer& layer, ConstMatrixView x, MatrixView y, int32_t first,
+                      int32_t count) {
+  if (x.rows == 0 || count <= 0) return Status::ok();
   // Row-major C = A · Bᵀ with B = weight [out, in]: oneDNN's row-major sgemm, 'N','T'.
-  const dnnl_status_t st = dnnl_sgemm('N', 'T', x.rows, layer.out, layer.in, 1.0f, x.data, x.ld,
-                                      layer.weight.data(), layer.in, 0.0f, y.data, y.ld);
+  const dnnl_status_t st =
+      dnnl_sgemm('N', 'T', x.rows, count, layer.in, 1.0f, x.data, x.ld,
+                 layer.weight.data() + int64_t{first} * layer.in, layer.in, 0.0f, y.data + first,
+                 y.ld);
   if (st != dnnl_success) {
     return internal_error("dnnl_sgemm failed with status " + std::to_string(st) + " for a " +
                           std::to_string(x.rows) + "x" + std::to_string(layer.in) + "x" +
-                          std::to_string(layer.out) + " layer");
+                          std::to_string(count) + " layer");
   }
-  for (int64_t r = 0; r < x.rows; ++r) {
+  return Status::ok();
+}
+
+void linear_bias_act(const LinearLayer& layer, MatrixView y) {
+  for (int64_t r = 0; r < y.rows; ++r) {
     apply_bias_act(layer.bias.data(), layer.act, layer.out, y.data + r * y.ld);
   }
+}
+
+Status linear_forward(const LinearLayer& layer, ConstMatrixView x, MatrixView y) {
+  RECSCHED_RETURN_IF_ERROR(linear_columns(layer, x, y, 0, layer.out));
+  linear_bias_act(layer, MatrixView{y.data, x.rows, y.ld});
   return Status::ok();
 }
 

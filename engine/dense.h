@@ -43,6 +43,14 @@ struct ConstMatrixView {
 /// set_blas_threads).
 Status linear_forward(const LinearLayer& layer, ConstMatrixView x, MatrixView y);
 
+/// linear_forward in two halves, so that a caller can cut the product into blocks of
+/// output columns: y[:, first:first+count] = x · weight[first:first+count]ᵀ (no bias), then
+/// bias and activation over whole rows once every column is there. kInternal if the BLAS
+/// fails.
+Status linear_columns(const LinearLayer& layer, ConstMatrixView x, MatrixView y, int32_t first,
+                      int32_t count);
+void linear_bias_act(const LinearLayer& layer, MatrixView y);
+
 /// The same computed with plain loops in double precision: the test oracle.
 void linear_forward_ref(const LinearLayer& layer, ConstMatrixView x, MatrixView y);
 

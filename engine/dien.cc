@@ -104,21 +104,24 @@ Status DienModel::run(const BatchView& batch, Workspace& ws, MatrixView scores) 
   RECSCHED_RETURN_IF_ERROR(tables_.pool(isa_, batch, steps + 1, PooledRows{feats + dim, feat_ld}));
   RECSCHED_RETURN_IF_ERROR(
       tables_.pool(isa_, batch, steps + 2, PooledRows{feats + 2 * dim, feat_ld}));
+  ws.yield_point();
   for (int32_t t = 0; t < steps; ++t) {
     RECSCHED_RETURN_IF_ERROR(
         tables_.pool(isa_, batch, t + 1, PooledRows{x + int64_t{t} * dim, int64_t{steps} * dim}));
     const auto off = batch.table_offsets(uint32_t(t + 1));
     for (int64_t r = 0; r < n; ++r) mask[r * steps + t] = off[r + 1] > off[r] ? 1.0f : 0.0f;
+    ws.yield_point();
   }
 
   // One recurrence over the steps. `update(r, t, z, cand, s)` applies the cell's update to
   // state row s given the gates; masked steps keep the state.
   auto recur = [&](const GruWeights& w, const float* inputs, int32_t in_width, auto update,
                    float* record) -> Status {
-    RECSCHED_RETURN_IF_ERROR(
-        linear_forward(w.ih, ConstMatrixView{inputs, rows, in_width}, MatrixView{gi, rows, g3}));
+    RECSCHED_RETURN_IF_ERROR(linear_forward_yielding(w.ih, ConstMatrixView{inputs, rows, in_width},
+                                                     MatrixView{gi, rows, g3}, ws));
     std::fill_n(state, size_t(n) * h, 0.0f);
     for (int32_t t = 0; t < steps; ++t) {
+      ws.yield_point();
       RECSCHED_RETURN_IF_ERROR(
           linear_forward(w.hh, ConstMatrixView{state, n, h}, MatrixView{gh, n, g3}));
       for (int64_t r = 0; r < n; ++r) {
@@ -169,6 +172,7 @@ Status DienModel::run(const BatchView& batch, Workspace& ws, MatrixView scores) 
     }
   }
 
+  ws.yield_point();
   // Layer 2: AUGRU over the GRU states, g' = g + alpha * (1 - z) * (n - g).
   RECSCHED_RETURN_IF_ERROR(recur(
       augru_, states, h,
@@ -177,6 +181,7 @@ Status DienModel::run(const BatchView& batch, Workspace& ws, MatrixView scores) 
       },
       nullptr));
 
+  ws.yield_point();
   // Top: [u, g_S, a, c].
   for (int64_t r = 0; r < n; ++r) {
     float* o = top_in + r * top_ld;

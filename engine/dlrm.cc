@@ -33,8 +33,9 @@ class DlrmModel final : public ModelBase {
     RECSCHED_RETURN_IF_ERROR(
         bottom_.forward(ConstMatrixView{batch.dense.data(), n, spec_.dense_features},
                         MatrixView{feats, n, feat_ld}, ws, kHidden));
+    ws.yield_point();
     RECSCHED_RETURN_IF_ERROR(
-        pool_tables(batch, 0, num_tables, MatrixView{feats + dim, n, feat_ld}));
+        pool_tables(batch, 0, num_tables, MatrixView{feats + dim, n, feat_ld}, ws));
 
     ConstMatrixView top_in{feats, n, feat_ld};
     if (spec_.interaction == Interaction::kDot) {
@@ -42,6 +43,7 @@ class DlrmModel final : public ModelBase {
       RECSCHED_ASSIGN_OR_RETURN(float* inter, ws.floats(kInteraction, size_t(n) * width));
       dot_interaction(top_in, num_tables + 1, dim, MatrixView{inter, n, width});
       top_in = ConstMatrixView{inter, n, width};
+      ws.yield_point();
     }
     return top_.forward(top_in, scores, ws, kHidden);
   }

@@ -1,6 +1,7 @@
 #include "engine/layers.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 
 namespace recsched::engine {
@@ -19,11 +20,80 @@ Status EmbeddingTables::allocate(const ModelSpec& spec, std::vector<WeightTensor
   return Status::ok();
 }
 
-Status EmbeddingTables::pool(Isa isa, const BatchView& batch, int32_t t, PooledRows out) const {
+namespace {
+std::atomic<double> g_block_flops{YieldBlocks{}.flops};
+std::atomic<int64_t> g_block_lookups{YieldBlocks{}.lookups};
+std::atomic<int64_t> g_block_min_rows{YieldBlocks{}.min_rows};
+}  // namespace
+
+void set_yield_blocks(const YieldBlocks& blocks) {
+  g_block_flops.store(blocks.flops, std::memory_order_relaxed);
+  g_block_lookups.store(blocks.lookups, std::memory_order_relaxed);
+  g_block_min_rows.store(std::max<int64_t>(1, blocks.min_rows), std::memory_order_relaxed);
+}
+
+YieldBlocks yield_blocks() {
+  return {.flops = g_block_flops.load(std::memory_order_relaxed),
+          .lookups = g_block_lookups.load(std::memory_order_relaxed),
+          .min_rows = g_block_min_rows.load(std::memory_order_relaxed)};
+}
+
+Status EmbeddingTables::pool(Isa isa, const BatchView& batch, int32_t t, PooledRows out,
+                             Workspace* ws) const {
   const EmbeddingTable table{tables_[t].data(), rows_[t], dim_};
-  if (!embedding_bag_sum(isa, table, batch.indices, batch.table_offsets(uint32_t(t)), out)) {
+  const std::span<const int64_t> offsets = batch.table_offsets(uint32_t(t));
+  auto bad = [&] {
     return invalid_argument("table " + std::to_string(t) + ": an id is outside [0, " +
                             std::to_string(rows_[t]) + ") or the bag offsets are malformed");
+  };
+  // Bags per block: about `lookups` ids each, at the batch's mean bag size.
+  const int64_t bags = static_cast<int64_t>(offsets.size()) - 1;
+  const YieldBlocks cut = yield_blocks();
+  int64_t block = bags;
+  if (ws != nullptr && ws->yields() && cut.lookups > 0 && bags > cut.min_rows) {
+    const int64_t ids = std::max<int64_t>(offsets.back() - offsets.front(), 1);
+    block = std::clamp<int64_t>(cut.lookups * bags / ids, cut.min_rows, bags);
+  }
+  if (block >= bags) {
+    if (!embedding_bag_sum(isa, table, batch.indices, offsets, out)) return bad();
+    return Status::ok();
+  }
+  for (int64_t b = 0; b < bags; b += block) {
+    if (b > 0) ws->yield_point();
+    const int64_t n = std::min(block, bags - b);
+    if (!embedding_bag_sum(isa, table, batch.indices, offsets.subspan(size_t(b), size_t(n) + 1),
+                           PooledRows{out.data + b * out.stride, out.stride})) {
+      return bad();
+    }
+  }
+  return Status::ok();
+}
+
+Status linear_forward_yielding(const LinearLayer& layer, ConstMatrixView x, MatrixView y,
+                               Workspace& ws) {
+  const YieldBlocks cut = yield_blocks();
+  const double flops = 2.0 * x.rows * layer.in * layer.out;
+  if (!ws.yields() || cut.flops <= 0 || flops <= cut.flops) return linear_forward(layer, x, y);
+  const int64_t blocks = static_cast<int64_t>(std::ceil(flops / cut.flops));
+  // Cut where the other operand is the smaller one to read again per block: by output
+  // columns (each block reads its slice of the weights once, and all of x) when x is the
+  // smaller, else by rows (each block reads all of the weights).
+  if (x.rows <= layer.out) {
+    const int32_t width =
+        static_cast<int32_t>(std::max<int64_t>(cut.min_rows, (layer.out + blocks - 1) / blocks));
+    for (int32_t c = 0; c < layer.out; c += width) {
+      if (c > 0) ws.yield_point();
+      RECSCHED_RETURN_IF_ERROR(linear_columns(layer, x, y, c, std::min(width, layer.out - c)));
+    }
+    linear_bias_act(layer, MatrixView{y.data, x.rows, y.ld});
+    return Status::ok();
+  }
+  const int64_t block = std::max<int64_t>(cut.min_rows, (x.rows + blocks - 1) / blocks);
+  for (int64_t r = 0; r < x.rows; r += block) {
+    if (r > 0) ws.yield_point();
+    const int64_t n = std::min(block, x.rows - r);
+    RECSCHED_RETURN_IF_ERROR(linear_forward(layer, ConstMatrixView{x.data + r * x.ld, n, x.ld},
+                                            MatrixView{y.data + r * y.ld, n, y.ld}));
   }
   return Status::ok();
 }
@@ -65,8 +135,9 @@ Status Mlp::forward(ConstMatrixView in, MatrixView out, Workspace& ws, size_t sc
   for (size_t k = 0; k < layers_.size(); ++k) {
     const bool last = k + 1 == layers_.size();
     MatrixView y = last ? out : MatrixView{hidden[k % 2], n, layers_[k].out};
-    RECSCHED_RETURN_IF_ERROR(linear_forward(layers_[k], x, y));
+    RECSCHED_RETURN_IF_ERROR(linear_forward_yielding(layers_[k], x, y, ws));
     x = ConstMatrixView{y.data, n, y.ld};
+    if (!last) ws.yield_point();
   }
   return Status::ok();
 }
@@ -112,10 +183,12 @@ Status ModelBase::forward(const BatchView& batch, Workspace& ws, std::span<float
 }
 
 Status ModelBase::pool_tables(const BatchView& batch, int32_t first, int32_t count,
-                              MatrixView out) const {
+                              MatrixView out, Workspace& ws) const {
   for (int32_t i = 0; i < count; ++i) {
-    RECSCHED_RETURN_IF_ERROR(tables_.pool(
-        isa_, batch, first + i, PooledRows{out.data + int64_t{i} * spec_.embedding_dim, out.ld}));
+    RECSCHED_RETURN_IF_ERROR(
+        tables_.pool(isa_, batch, first + i,
+                     PooledRows{out.data + int64_t{i} * spec_.embedding_dim, out.ld}, &ws));
+    ws.yield_point();
   }
   return Status::ok();
 }

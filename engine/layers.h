@@ -25,8 +25,10 @@ class EmbeddingTables {
   Status allocate(const ModelSpec& spec, std::vector<WeightTensor>& weights);
 
   /// Sum-pools table t's bags of `batch` into `out`. kInvalidArgument naming the table
-  /// if an id is out of range or the offsets are malformed.
-  Status pool(Isa isa, const BatchView& batch, int32_t t, PooledRows out) const;
+  /// if an id is out of range or the offsets are malformed. With `ws` given and yielding,
+  /// in blocks of bags with a yield point between them (YieldBlocks).
+  Status pool(Isa isa, const BatchView& batch, int32_t t, PooledRows out,
+              Workspace* ws = nullptr) const;
 
   int32_t count() const { return static_cast<int32_t>(tables_.size()); }
 
@@ -35,6 +37,26 @@ class EmbeddingTables {
   std::vector<int64_t> rows_;
   int32_t dim_ = 0;
 };
+
+/// How finely a pass that yields (Workspace::yields) cuts its longest steps: a Linear
+/// layer into blocks of rows of about `flops` floating-point operations (at least
+/// min_rows rows), a table's pooling into blocks of about `lookups` ids, with a yield
+/// point between blocks. Every row is computed as it would be whole, by the same kernels
+/// (the pooling's sums are bit-identical; a GEMM's rows are too with oneDNN's kernels,
+/// which do not split the inner dimension by the row count). 0 turns a cut off.
+struct YieldBlocks {
+  double flops = 32e6;      // about 0.5 ms of one core's GEMM
+  int64_t lookups = 16384;  // about 0.1-0.3 ms of gathers
+  int64_t min_rows = 64;    // rows (or columns) of a GEMM block at least: narrower ones are slow
+};
+/// Process-wide (for benchmarks that compare settings side by side).
+void set_yield_blocks(const YieldBlocks& blocks);
+YieldBlocks yield_blocks();
+
+/// linear_forward, cut into blocks of rows with a yield point between them when `ws`
+/// yields (see YieldBlocks).
+Status linear_forward_yielding(const LinearLayer& layer, ConstMatrixView x, MatrixView y,
+                               Workspace& ws);
 
 /// Linear layers in sequence; tensors named as nn.Sequential names them.
 class Mlp {
@@ -52,7 +74,8 @@ class Mlp {
                   Naming naming = Naming::kSequential);
 
   /// in [n, in()] -> out [n, out()]. Hidden activations use workspace slots `scratch`
-  /// and `scratch + 1`. kInternal if the BLAS fails.
+  /// and `scratch + 1`; `ws`'s yield point is offered between layers. kInternal if the
+  /// BLAS fails.
   Status forward(ConstMatrixView in, MatrixView out, Workspace& ws, size_t scratch) const;
 
   int32_t in() const { return layers_.front().in; }
@@ -83,8 +106,10 @@ class ModelBase : public Model {
   ModelBase(const ModelSpec& spec, Isa isa) : spec_(spec), isa_(isa) {}
   /// Scores a non-empty batch of the right shape into `scores` [n, K].
   virtual Status run(const BatchView& batch, Workspace& ws, MatrixView scores) const = 0;
-  /// Pools every table t in [first, first + count) into columns t' * dim of `out`.
-  Status pool_tables(const BatchView& batch, int32_t first, int32_t count, MatrixView out) const;
+  /// Pools every table t in [first, first + count) into columns t' * dim of `out`,
+  /// offering `ws`'s yield point after each table.
+  Status pool_tables(const BatchView& batch, int32_t first, int32_t count, MatrixView out,
+                     Workspace& ws) const;
 
   ModelSpec spec_;
   Isa isa_;

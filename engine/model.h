@@ -17,16 +17,43 @@
 
 namespace recsched::engine {
 
+/// Cooperative preemption: what a forward pass offers its worker between two steps of
+/// its work (an embedding table, a Linear layer or a block of its rows, a recurrent
+/// step). The worker may run other, more urgent work there, on another Workspace, and
+/// return; the interrupted pass then goes on with its state (its stack and its own
+/// Workspace) untouched, so it scores exactly as if it had not stopped.
+class YieldPoint {
+ public:
+  virtual ~YieldPoint() = default;
+  virtual void at_yield_point() = 0;
+  /// Whether points are wanted now: when false, passes skip the cuts that only make
+  /// points (Workspace::yields).
+  virtual bool active() const { return true; }
+};
+
 /// Per-thread scratch memory for forward passes. Grows (allocates) only when a batch
 /// is larger than any before it; in steady state a forward pass allocates nothing.
-/// Not thread-safe: one per worker thread.
+/// Not thread-safe: one per worker thread (and one per level of preemption on it).
 class Workspace {
  public:
   /// `count` floats of scratch in slot `slot`; contents are unspecified.
   Result<float*> floats(size_t slot, size_t count);
 
+  /// Where the forward passes run with this workspace offer to yield; nullptr (the
+  /// default): they never do. The hook outlives every pass run with it.
+  void set_yield(YieldPoint* hook) { yield_ = hook; }
+  /// Called by the models between steps: a branch when no hook is set.
+  void yield_point() {
+    if (yield_ != nullptr) yield_->at_yield_point();
+  }
+  /// Whether passes run with it want yield points now (a hook that is active): they then
+  /// also cut their longest steps (large GEMMs, large tables' pooling) into blocks with a
+  /// point between (engine/layers.h, YieldBlocks), which costs a little speed.
+  bool yields() const { return yield_ != nullptr && yield_->active(); }
+
  private:
   std::vector<HostBuffer> slots_;
+  YieldPoint* yield_ = nullptr;
 };
 
 struct LoadOptions {

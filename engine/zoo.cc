@@ -35,7 +35,7 @@ class NcfModel final : public ModelBase {
     const int64_t joined_ld = dim + mlp_.out();
     RECSCHED_ASSIGN_OR_RETURN(float* feats, ws.floats(kFeatures, size_t(n) * feat_ld));
     RECSCHED_ASSIGN_OR_RETURN(float* joined, ws.floats(kJoined, size_t(n) * joined_ld));
-    RECSCHED_RETURN_IF_ERROR(pool_tables(batch, 0, 4, MatrixView{feats, n, feat_ld}));
+    RECSCHED_RETURN_IF_ERROR(pool_tables(batch, 0, 4, MatrixView{feats, n, feat_ld}, ws));
     // GMF branch: element-wise product of the user and item vectors, into joined[:, 0:dim].
     for (int64_t r = 0; r < n; ++r) {
       const float* u = feats + r * feat_ld;
@@ -45,6 +45,7 @@ class NcfModel final : public ModelBase {
     // MLP branch on [e2, e3], written beside the GMF vector.
     RECSCHED_RETURN_IF_ERROR(mlp_.forward(ConstMatrixView{feats + 2 * dim, n, feat_ld},
                                           MatrixView{joined + dim, n, joined_ld}, ws, kHidden));
+    ws.yield_point();
     return predict_.forward(ConstMatrixView{joined, n, joined_ld}, scores, ws, kHidden);
   }
 
@@ -85,13 +86,14 @@ class WndModel final : public ModelBase {
       std::copy_n(batch.dense.data() + r * d, d, feats + r * ld);
     }
     RECSCHED_RETURN_IF_ERROR(
-        pool_tables(batch, 0, spec_.num_tables(), MatrixView{feats + d, n, ld}));
+        pool_tables(batch, 0, spec_.num_tables(), MatrixView{feats + d, n, ld}, ws));
     const ConstMatrixView in{feats, n, ld};
     if (heads_.empty()) return mlp_.forward(in, scores, ws, kHidden);
 
     RECSCHED_ASSIGN_OR_RETURN(float* trunk, ws.floats(kJoined, size_t(n) * mlp_.out()));
     RECSCHED_RETURN_IF_ERROR(mlp_.forward(in, MatrixView{trunk, n, mlp_.out()}, ws, kHidden));
     for (size_t i = 0; i < heads_.size(); ++i) {
+      ws.yield_point();
       // Head i writes column i of the [n, tasks] scores.
       RECSCHED_RETURN_IF_ERROR(heads_[i].forward(ConstMatrixView{trunk, n, mlp_.out()},
                                                  MatrixView{scores.data + i, n, scores.ld}, ws,
@@ -124,7 +126,7 @@ class DinModel final : public ModelBase {
     const int32_t nb = spec_.behaviour_tables;
     const int64_t feat_ld = int64_t{nb + 3} * dim;  // [u, b_1..b_B, a, c] per item
     RECSCHED_ASSIGN_OR_RETURN(float* feats, ws.floats(kFeatures, size_t(n) * feat_ld));
-    RECSCHED_RETURN_IF_ERROR(pool_tables(batch, 0, nb + 3, MatrixView{feats, n, feat_ld}));
+    RECSCHED_RETURN_IF_ERROR(pool_tables(batch, 0, nb + 3, MatrixView{feats, n, feat_ld}, ws));
 
     // Attention inputs for every (item, behaviour) as one matrix [n * B, 3 * dim], so the
     // attention MLP runs as one GEMM per layer rather than B small ones.
@@ -144,6 +146,7 @@ class DinModel final : public ModelBase {
     }
     RECSCHED_RETURN_IF_ERROR(
         att_.forward(ConstMatrixView{att_in, rows, 3 * dim}, MatrixView{w, rows, 1}, ws, kHidden));
+    ws.yield_point();
 
     // Top input [u, sum_i w_i b_i, a, c].
     const int64_t top_ld = 4 * int64_t{dim};

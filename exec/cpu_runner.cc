@@ -1,6 +1,7 @@
 #include "exec/cpu_runner.h"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <future>
 
@@ -38,10 +39,41 @@ uint32_t CpuRunner::piece(const Job& job, int long_busy, int awake, Clock::time_
                     long_busy, awake, is_long);
 }
 
-bool CpuRunner::EarlierDeadline::operator()(const std::shared_ptr<Job>& a,
-                                            const std::shared_ptr<Job>& b) const {
-  return a->deadline != b->deadline ? a->deadline < b->deadline : a->seq < b->seq;
+bool CpuRunner::earlier(const Job& a, const Job& b) {
+  return a.deadline != b.deadline ? a.deadline < b.deadline : a.seq < b.seq;
 }
+
+// One piece a worker took.
+struct CpuRunner::Taken {
+  std::shared_ptr<Job> job;
+  uint32_t begin = 0;
+  uint32_t count = 0;
+  bool is_long = false;  // counted in long_busy_ (a worker's own piece only)
+  bool nested = false;   // run at a yield point, in another pass's place
+  bool skip = false;     // a piece of the query already failed: not run
+};
+
+// A worker's state beside its thread: a workspace per level of passes it may have
+// suspended, and the query running at each level. Touched only by its own thread.
+class CpuRunner::Worker final : public engine::YieldPoint {
+ public:
+  Worker(CpuRunner& runner, int index) : index(index), runner_(runner) {
+    for (engine::Workspace& w : ws) w.set_yield(this);
+  }
+  void at_yield_point() override { runner_.preempt_at(*this); }
+  // Passes cut their long steps into blocks only while preemption is on.
+  bool active() const override { return runner_.preemption(); }
+
+  const int index;
+  int depth = 0;  // passes running on this worker now: the innermost is running[depth - 1]
+  std::array<engine::Workspace, kMaxNesting + 1> ws;
+  std::array<const Job*, kMaxNesting + 1> running{};
+  // Seconds spent in passes run at the yield points of the pass at each level.
+  std::array<double, kMaxNesting + 1> nested_seconds{};
+
+ private:
+  CpuRunner& runner_;
+};
 
 CpuRunner::CpuRunner(const hw::Topology& topology, hw::CpuDevice device)
     : topology_(topology), device_(std::move(device)) {}
@@ -60,7 +92,10 @@ Result<std::unique_ptr<CpuRunner>> CpuRunner::create(const hw::Topology& topolog
   r->bindings_.resize(workers);
   r->bind_status_.resize(workers);
   r->num_workers_ = workers;  // before any worker starts: they read it, threads_ is growing
-  for (int w = 0; w < workers; ++w) r->sleepers_.push_back(std::make_unique<Sleeper>());
+  for (int w = 0; w < workers; ++w) {
+    r->sleepers_.push_back(std::make_unique<Sleeper>());
+    r->worker_state_.push_back(std::make_unique<Worker>(*r, w));
+  }
   for (int w = 0; w < workers; ++w) {
     r->threads_.emplace_back(&CpuRunner::worker_main, r.get(), w, core_sets[w % core_sets.size()]);
   }
@@ -131,34 +166,16 @@ void CpuRunner::worker_main(int index, const std::string& cpuset) {
   started_cv_.notify_all();
   if (!bound.is_ok()) return;
 
-  engine::Workspace ws;
+  Worker& worker = *worker_state_[index];
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
-    // The earliest-deadline query with items left, room under its worker cap and a piece
-    // this worker may take now (see piece()).
-    std::shared_ptr<Job> job;
-    uint32_t count = 0;
-    bool is_long = false;
+    Taken taken;
     while (true) {
       // A query left for a long lane becomes urgent at a known time: wake up then.
       Clock::time_point wake = Clock::time_point::max();
-      // A parked worker takes no work (its core may sleep) until woken or stopping.
-      if (index < active_workers_) {
-        const int awake = std::min(active_workers_, num_workers_);
-        const Clock::time_point now = Clock::now();
-        size_t looked = 0;
-        for (const std::shared_ptr<Job>& j : ready_) {
-          if (++looked > kMaxQueriesLooked) break;
-          count = piece(*j, long_busy_, awake, now, &is_long);
-          if (count > 0) {
-            job = j;
-            break;
-          }
-          wake = std::min(wake, j->urgent_at);
-        }
-      }
+      if (take_locked(index, nullptr, false, &taken, &wake)) break;
       // Stop only once every queued query has been handed out: nothing is dropped.
-      if (job || (stopping_ && untaken_ == 0)) break;
+      if (stopping_ && untaken_ == 0) return;
       Sleeper& sleeper = *sleepers_[index];
       sleeper.waiting = true;
       if (wake == Clock::time_point::max()) {
@@ -168,52 +185,142 @@ void CpuRunner::worker_main(int index, const std::string& cpuset) {
       }
       sleeper.waiting = false;
     }
-    if (!job) return;
-    const uint32_t begin = job->taken;
-    if (begin == 0 && job->started != nullptr) *job->started = Clock::now();
-    job->taken += count;
-    // Once a piece has failed the query's answer is that error: skip the rest.
-    const bool skip = !job->first_error.is_ok();
-    ++job->active;
-    ++busy_workers_;
-    if (is_long) ++long_busy_;
-    if (job->left() == 0) --untaken_;
-    if (job->left() == 0 || job->active == job->max_workers) ready_.erase(job);
     lock.unlock();
-
-    Status st;
-    const auto t0 = std::chrono::steady_clock::now();
-    if (!skip) {
-      const size_t k = job->model->spec().num_outputs();
-      // A worker that throws would end the process: the query fails instead, and its
-      // caller sees the device's fault (the daemon marks it degraded).
-      st = engine::guarded_forward(*job->model, job->batch.slice(begin, count), ws,
-                                   job->scores.subspan(size_t(begin) * k, size_t(count) * k),
-                                   device_.id);
-    }
-    const double busy =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-
+    double busy = 0;
+    const Status st = run_taken(worker, taken, &busy);
     lock.lock();
-    busy_seconds_ += busy;
-    --busy_workers_;
-    if (is_long) --long_busy_;
-    // At its cap until now, with items left: it may be taken again.
-    const bool again = job->active-- == job->max_workers && job->left() > 0;
-    if (again) ready_.insert(job);
-    if (!st.is_ok() && job->first_error.is_ok()) job->first_error = st;
-    job->finished += count;
-    const bool last = job->finished == job->batch.batch_size;
-    if (last) --in_flight_;
-    // Work this worker may not take alone: the query's next pieces, or a waiting long
-    // piece that the freed long lane lets start; and a stop waits for the last one.
-    if (again || is_long || (last && stopping_)) wake_for_work(index);
-    if (last) {
-      lock.unlock();
-      job->done(job->first_error);
-      lock.lock();
-    }
+    settle_locked(lock, index, taken, st, busy);
   }
+}
+
+bool CpuRunner::take_locked(int index, const Job* before, bool nested, Taken* out,
+                            Clock::time_point* wake) {
+  // A parked worker takes no work (its core may sleep) until woken or stopping.
+  if (index >= active_workers_) return false;
+  const int awake = std::min(active_workers_, num_workers_);
+  const Clock::time_point now = Clock::now();
+  // A piece run at a yield point leaves the long lanes as they are: its worker is
+  // already counted in them, or not, by the pass it interrupts.
+  const int long_busy = nested ? 0 : long_busy_;
+  std::shared_ptr<Job> job;
+  uint32_t count = 0;
+  bool is_long = false;
+  size_t looked = 0;
+  for (const std::shared_ptr<Job>& j : ready_) {
+    if (++looked > kMaxQueriesLooked) break;
+    if (before != nullptr && !earlier(*j, *before)) break;
+    count = piece(*j, long_busy, awake, now, &is_long);
+    if (count > 0) {
+      job = j;
+      break;
+    }
+    if (wake != nullptr) *wake = std::min(*wake, j->urgent_at);
+  }
+  if (!job) return false;
+  out->job = job;
+  out->begin = job->taken;
+  out->count = count;
+  out->is_long = is_long && !nested;
+  out->nested = nested;
+  if (out->begin == 0 && job->started != nullptr) *job->started = Clock::now();
+  job->taken += count;
+  // Once a piece has failed the query's answer is that error: skip the rest.
+  out->skip = !job->first_error.is_ok();
+  ++job->active;
+  if (!nested) ++busy_workers_;  // a nested piece's worker is busy already
+  if (out->is_long) ++long_busy_;
+  if (nested) ++preemptions_;
+  if (job->left() == 0) --untaken_;
+  if (job->left() == 0 || job->active == job->max_workers) {
+    ready_.erase(job);
+    ready_changed_locked();
+  }
+  return true;
+}
+
+Status CpuRunner::run_taken(Worker& worker, const Taken& taken, double* busy) {
+  const Job& job = *taken.job;
+  const int level = worker.depth++;
+  worker.running[level] = &job;
+  worker.nested_seconds[level] = 0;
+  Status st;
+  const auto t0 = std::chrono::steady_clock::now();
+  if (!taken.skip) {
+    const size_t k = job.model->spec().num_outputs();
+    // A worker that throws would end the process: the query fails instead, and its
+    // caller sees the device's fault (the daemon marks it degraded).
+    st = engine::guarded_forward(*job.model, job.batch.slice(taken.begin, taken.count),
+                                 worker.ws[level],
+                                 job.scores.subspan(size_t(taken.begin) * k, size_t(taken.count) * k),
+                                 device_.id);
+  }
+  const double elapsed =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  // Busy time is counted once: the passes run at this one's yield points count their own.
+  *busy = elapsed - worker.nested_seconds[level];
+  if (level > 0) worker.nested_seconds[level - 1] += elapsed;
+  worker.running[level] = nullptr;
+  worker.depth = level;
+  return st;
+}
+
+void CpuRunner::settle_locked(std::unique_lock<std::mutex>& lock, int index, const Taken& taken,
+                              const Status& st, double busy) {
+  Job& job = *taken.job;
+  busy_seconds_ += busy;
+  if (!taken.nested) --busy_workers_;
+  if (taken.is_long) --long_busy_;
+  // At its cap until now, with items left: it may be taken again.
+  const bool again = job.active-- == job.max_workers && job.left() > 0;
+  if (again) {
+    ready_.insert(taken.job);
+    ready_changed_locked();
+  }
+  if (!st.is_ok() && job.first_error.is_ok()) job.first_error = st;
+  job.finished += taken.count;
+  const bool last = job.finished == job.batch.batch_size;
+  if (last) --in_flight_;
+  // Work this worker may not take alone: the query's next pieces, or a waiting long
+  // piece that the freed long lane lets start; and a stop waits for the last one.
+  if (again || taken.is_long || (last && stopping_)) wake_for_work(taken.nested ? -1 : index);
+  if (last) {
+    lock.unlock();
+    job.done(job.first_error);
+    lock.lock();
+  }
+}
+
+void CpuRunner::preempt_at(Worker& worker) {
+  if (!preemption_.load(std::memory_order_relaxed) || worker.depth > kMaxNesting) return;
+  const Job& running = *worker.running[worker.depth - 1];
+  // The common case, nothing due before the running query: one load, no lock.
+  if (earliest_ready_.load(std::memory_order_relaxed) > running.deadline.time_since_epoch().count()) {
+    return;
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  while (worker.depth <= kMaxNesting) {
+    // An awake worker that is free (or just woken) takes the query itself: interrupting
+    // this pass would only delay it.
+    if (busy_workers_ < std::min(active_workers_, num_workers_)) return;
+    Taken taken;
+    if (!take_locked(worker.index, &running, true, &taken, nullptr)) return;
+    lock.unlock();
+    double busy = 0;
+    const Status st = run_taken(worker, taken, &busy);
+    lock.lock();
+    settle_locked(lock, worker.index, taken, st, busy);
+  }
+}
+
+void CpuRunner::ready_changed_locked() {
+  earliest_ready_.store(
+      ready_.empty() ? INT64_MAX : (*ready_.begin())->deadline.time_since_epoch().count(),
+      std::memory_order_relaxed);
+}
+
+uint64_t CpuRunner::preemptions() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return preemptions_;
 }
 
 Status CpuRunner::submit(Request request, size_t max_queued) {
@@ -250,6 +357,7 @@ Status CpuRunner::submit(Request request, size_t max_queued) {
     }
     job->seq = next_seq_++;
     ready_.insert(job);
+    ready_changed_locked();
     ++untaken_;
     ++in_flight_;
     wake_for_work(-1);

@@ -3,6 +3,7 @@
 // chosen number of workers. What the profiler measures and the daemon serves with.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -35,9 +36,16 @@ using engine::ModelSpec;
 /// sub-batch left and fewer than their `workers` cap busy on them, the one whose deadline
 /// is earliest, submission order breaking ties; O(log n) per pick. A query without a
 /// deadline is due when submitted, so queries that all pass none (or each its arrival
-/// time) are served first come, first served. Non-preemptive: a sub-batch once started
-/// runs to its end; Request::short_items and reserve bound how long a piece may hold a
-/// reserved worker (bounded waiting).
+/// time) are served first come, first served. Request::short_items and reserve bound how
+/// long a piece may hold a reserved worker (bounded waiting).
+///
+/// Cooperative preemption (set_preemption, off at creation): a running forward pass
+/// offers its worker at every yield point (engine/model.h: between tables, layers and
+/// recurrent steps). There, when a queued query is due before the running one and no
+/// awake worker is free to take it, the worker runs a piece of it on another workspace
+/// and then resumes the interrupted pass, state intact: a tight query waits one step of
+/// the running pass, not the rest of it. Up to kMaxNesting passes deep per worker.
+/// Queries that all pass no deadline are due in arrival order, so none preempts another.
 class CpuRunner final : public Runner {
  public:
   /// Starts `workers` threads (0: one per core of the device). Worker w binds itself to
@@ -65,6 +73,14 @@ class CpuRunner final : public Runner {
              std::span<float> scores);
 
   int workers() const override { return static_cast<int>(threads_.size()); }
+  /// Turns cooperative preemption on or off (see the class comment); takes effect at the
+  /// next yield point.
+  void set_preemption(bool on) override { preemption_.store(on, std::memory_order_relaxed); }
+  bool preemption() const { return preemption_.load(std::memory_order_relaxed); }
+  /// Passes that may be suspended on one worker at once, each for a more urgent one.
+  static constexpr int kMaxNesting = 2;
+  /// Pieces run at a yield point, in another pass's place, since creation.
+  uint64_t preemptions() const;
   /// Parks workers: only workers 0 .. n-1 take sub-batches from now on (clamped to
   /// [1, workers()]); the others finish what they run and then sleep, so their cores
   /// can enter deep idle states. All are awake at creation.
@@ -82,14 +98,34 @@ class CpuRunner final : public Runner {
 
  private:
   struct Job;
+  struct Taken;
+  class Worker;
   static uint32_t piece(const Job& job, int long_busy, int awake, Clock::time_point now,
                         bool* is_long);
   // Earliest deadline first, then submission order.
+  static bool earlier(const Job& a, const Job& b);
   struct EarlierDeadline {
-    bool operator()(const std::shared_ptr<Job>& a, const std::shared_ptr<Job>& b) const;
+    bool operator()(const std::shared_ptr<Job>& a, const std::shared_ptr<Job>& b) const {
+      return earlier(*a, *b);
+    }
   };
   CpuRunner(const hw::Topology& topology, hw::CpuDevice device);
   void worker_main(int index, const std::string& cpuset);
+  // The three steps of running a piece, the same for a worker's own loop and for a piece
+  // run at a yield point (`nested`). take_locked: the first query in queue order (only
+  // those due before `before`, when given) with a piece this worker may take now; false
+  // if none, with *wake the earliest time a waiting query becomes urgent. mu_ held.
+  bool take_locked(int index, const Job* before, bool nested, Taken* out, Clock::time_point* wake);
+  // Runs the piece on the worker's workspace for its current depth; mu_ not held.
+  Status run_taken(Worker& worker, const Taken& taken, double* busy);
+  // Counts the piece done and, for its query's last piece, calls done (mu_ released
+  // around it). mu_ held through `lock`.
+  void settle_locked(std::unique_lock<std::mutex>& lock, int index, const Taken& taken,
+                     const Status& st, double busy);
+  // A running pass's yield point on `worker`: runs more urgent pieces, if any, then returns.
+  void preempt_at(Worker& worker);
+  // Publishes the earliest deadline in ready_ for the yield points' lock-free check. mu_ held.
+  void ready_changed_locked();
   double parked_seconds_locked() const;  // brings the parked total up to now; mu_ held
 
   const hw::Topology& topology_;
@@ -112,6 +148,12 @@ class CpuRunner final : public Runner {
     bool waiting = false;  // (under mu_) in wait, and not yet sent a wake-up
   };
   std::vector<std::unique_ptr<Sleeper>> sleepers_;  // one per worker, made before they start
+  std::vector<std::unique_ptr<Worker>> worker_state_;  // one per worker, made before they start
+  std::atomic<bool> preemption_{false};
+  // ready_'s first deadline (ns since the clock's epoch; max when empty), read without mu_
+  // at every yield point, so that a pass with nothing more urgent queued pays one load.
+  std::atomic<int64_t> earliest_ready_{INT64_MAX};
+  uint64_t preemptions_ = 0;  // (under mu_)
   std::condition_variable started_cv_;
   // Queries a worker may take a sub-batch of now: one left and fewer than their cap busy.
   std::set<std::shared_ptr<Job>, EarlierDeadline> ready_;

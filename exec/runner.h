@@ -83,6 +83,9 @@ class Runner {
   virtual double parked_seconds() const { return 0; }
   /// Keeps n workers awake (clamped to [1, workers()]); a runner that never parks ignores it.
   virtual void set_active_workers(int /*n*/) {}
+  /// Lets a running pass stop at its yield points for a query due sooner (CpuRunner's
+  /// cooperative preemption); a runner that runs whole queries in order ignores it.
+  virtual void set_preemption(bool /*on*/) {}
 
   /// submit() and wait: the query's status.
   Status run(Request request);

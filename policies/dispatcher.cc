@@ -64,11 +64,13 @@ double Dispatcher::ahead_ms(size_t i, double deadline_ms, const DeviceLoad& load
     }
   }
   // Every awake worker busy: the query also waits for a running sub-batch, possibly one
-  // due later (never preempted): half of the longest such per awake worker (the mean
+  // due later (not preempted): half of the longest such per awake worker (the mean
   // remainder of a sub-batch found running). With a reserved worker (BoundedWait), the
-  // first to free up runs nothing longer than the bound.
+  // first to free up runs nothing longer than the bound; with preemption, a piece due
+  // later yields at its next step.
   const int awake = load.active_workers > 0 ? load.active_workers : devices_[i].workers;
   if (awake >= 2) longest_behind = std::min(longest_behind, wait_bound_ms(i));
+  if (bounded_wait_.preemption) longest_behind = 0;
   const double blocking =
       load.busy_workers >= awake ? std::min(behind, awake * longest_behind / 2) : 0.0;
   return std::min(ahead + blocking, backlog_ms_[i]);

@@ -68,10 +68,15 @@ struct Admission {
 /// query waits at most about the bound for it, while the others run the heavy models'
 /// sub-batches as the policy chose them (exec::Request). With only loose models in the
 /// mix the bound is long and nothing changes. Static's FIFO baseline is left alone.
+///
+/// `preemption`: the CPU runners stop a running pass at its next yield point for a query
+/// due sooner (exec::CpuRunner::set_preemption), so a query waits for the pieces due
+/// before it, not for one due later that is running: the dispatcher predicts its wait so.
 struct BoundedWait {
   bool on = false;
   double fraction = 0.5;
   std::chrono::milliseconds window{1000};
+  bool preemption = false;
 };
 
 /// One device the dispatcher may place on.

@@ -8,10 +8,13 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <iterator>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "engine/inputs.h"
+#include "engine/layers.h"
 #include "engine/model.h"
 #include "test_util.h"
 
@@ -80,6 +83,110 @@ TEST_CASE("for every model type, sub-batches score exactly like the whole batch"
       begin += n;
     }
     for (float s : whole) CHECK((std::isfinite(s) && s >= 0.0f && s <= 1.0f));
+  }
+}
+
+// Cooperative preemption (engine/model.h, YieldPoint): a worker runs another model's pass
+// at a yield point, on its own workspace, and the interrupted pass resumes.
+class RunOtherPass final : public YieldPoint {
+ public:
+  RunOtherPass(const Model& model, const BatchView& batch) : model_(model), batch_(batch) {
+    ws_.set_yield(this);
+  }
+  void at_yield_point() override {
+    ++points;
+    if (busy_) return;  // the nested pass's own points: one level here
+    busy_ = true;
+    nested.push_back(score(model_, batch_, ws_));
+    busy_ = false;
+  }
+  int points = 0;
+  std::vector<std::vector<float>> nested;  // every interrupting pass's scores
+
+ private:
+  const Model& model_;
+  BatchView batch_;
+  Workspace ws_;
+  bool busy_ = false;
+};
+
+TEST_CASE("for every model type, a pass interrupted at every yield point scores bit for bit "
+          "like an uninterrupted one, and so does the pass run in its place") {
+  constexpr size_t kCases = std::size(kGoldenCases);
+  for (size_t i = 0; i < kCases; ++i) {
+    const std::string c = kGoldenCases[i];
+    const std::string other = kGoldenCases[(i + kCases / 2) % kCases];  // another model type
+    CAPTURE(c);
+    CAPTURE(other);
+    const ModelSpec spec = golden_spec(c.c_str());
+    const ModelSpec other_spec = golden_spec(other.c_str());
+    const auto model = load_or_die(spec);
+    const auto urgent = load_or_die(other_spec);
+    const Batch batch = ragged_batch(spec, 100, 5);
+    const Batch urgent_batch = ragged_batch(other_spec, 11, 6);
+
+    // The smallest blocks: every GEMM and pooling of more than 32 rows is cut, and may be
+    // interrupted, between blocks of 32 (layers.h, YieldBlocks).
+    set_yield_blocks({.flops = 1, .lookups = 1, .min_rows = 32});
+    // Alone: the same blocks (a hook that never interrupts), so only the interruptions differ.
+    struct Pass final : YieldPoint {
+      void at_yield_point() override {}
+    } pass;
+    Workspace plain;
+    plain.set_yield(&pass);
+    const std::vector<float> alone = score(*model, view_of(batch), plain);
+    const std::vector<float> urgent_alone = score(*urgent, view_of(urgent_batch), plain);
+
+    // The interrupting pass also offers points (to the same hook, which then declines):
+    // the nesting a worker does one level deeper.
+    RunOtherPass hook(*urgent, view_of(urgent_batch));
+    Workspace ws;
+    ws.set_yield(&hook);
+    const std::vector<float> interrupted = score(*model, view_of(batch), ws);
+    set_yield_blocks({});
+
+    CHECK(hook.nested.size() >= 1);
+    CHECK(hook.points > static_cast<int>(hook.nested.size()));  // the nested passes' points
+    CHECK(std::memcmp(interrupted.data(), alone.data(), alone.size() * sizeof(float)) == 0);
+    for (const std::vector<float>& s : hook.nested) {
+      CHECK(std::memcmp(s.data(), urgent_alone.data(), s.size() * sizeof(float)) == 0);
+    }
+    // Cut into blocks, a pass scores as whole up to the GEMM kernels' rounding (a row
+    // block's tail may run another kernel): the tolerance of the sub-batch test above.
+    Workspace whole_ws;
+    const std::vector<float> whole = score(*model, view_of(batch), whole_ws);
+    for (size_t k = 0; k < whole.size(); ++k) {
+      CHECK(alone[k] == doctest::Approx(whole[k]).epsilon(1e-5));
+    }
+  }
+}
+
+TEST_CASE("the zoo's large models offer a yield point at least once per table and layer") {
+  // What bounds the wait of a preempting query: steps, not whole passes.
+  for (const std::string c : {"dot", "din", "dien", "mtwnd"}) {
+    CAPTURE(c);
+    const ModelSpec spec = golden_spec(c.c_str());
+    const auto model = load_or_die(spec);
+    struct Count final : YieldPoint {
+      void at_yield_point() override { ++n; }
+      int n = 0;
+    } count;
+    Workspace ws;
+    ws.set_yield(&count);
+    const Batch batch = ragged_batch(spec, 100, 2);
+    score(*model, view_of(batch), ws);
+    size_t layers = spec.top_mlp.size() + spec.bottom_mlp.size() + spec.mlp.size() +
+                    spec.attention_mlp.size();
+    // DIEN: a point per recurrent step of each of its two recurrences as well.
+    if (spec.type == ModelType::kDien) layers += 2 * size_t(spec.behaviour_tables);
+    CHECK(count.n >= spec.num_tables() + static_cast<int>(layers) - 2);
+    // Cut into blocks of 32 rows, the 100 items' GEMMs and pools offer more points.
+    const int whole_steps = count.n;
+    count.n = 0;
+    set_yield_blocks({.flops = 1, .lookups = 1, .min_rows = 32});
+    score(*model, view_of(batch), ws);
+    set_yield_blocks({});
+    CHECK(count.n > whole_steps);
   }
 }
 

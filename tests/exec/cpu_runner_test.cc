@@ -488,5 +488,218 @@ TEST_CASE("bounded waiting: a free worker looks at kMaxQueriesLooked queued quer
   }
 }
 
+// A model whose forward pass is `steps` steps, each waiting for a permit from the test,
+// with a yield point between them (as the engine's models offer one between tables and
+// layers): the test sees exactly where a worker interrupts a pass.
+class Stepper final : public Model {
+ public:
+  Stepper(engine::ModelSpec spec, int steps) : spec_(std::move(spec)), steps_(steps) {}
+  const engine::ModelSpec& spec() const override { return spec_; }
+  engine::Isa isa() const override { return engine::Isa::kGeneric; }
+  Status forward(const BatchView& batch, engine::Workspace& ws,
+                 std::span<float> scores) const override {
+    for (int step = 0; step < steps_; ++step) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        log_.push_back(std::to_string(batch.batch_size) + "." + std::to_string(step));
+      }
+      entered_.fetch_add(1);
+      entered_.notify_all();
+      permits_.acquire();
+      if (step + 1 < steps_) ws.yield_point();
+    }
+    std::fill(scores.begin(), scores.end(), 0.5f);
+    return Status::ok();
+  }
+  std::vector<engine::TensorToWrite> tensors() const override { return {}; }
+  // Waits until `n` steps have begun in all.
+  void wait_entered(int n) const {
+    for (int seen = entered_.load(); seen < n; seen = entered_.load()) entered_.wait(seen);
+  }
+  void release(int n) const { permits_.release(n); }
+  // "items.step" for every step begun, in order: which pass ran where.
+  std::vector<std::string> log() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return log_;
+  }
+
+ private:
+  engine::ModelSpec spec_;
+  int steps_;
+  mutable std::mutex mu_;
+  mutable std::vector<std::string> log_;
+  mutable std::atomic<int> entered_{0};
+  mutable std::counting_semaphore<1024> permits_{0};
+};
+
+// A one-worker runner serving Stepper passes; each query is named by its item count.
+struct Stepped {
+  HostDevice host;
+  engine::ModelSpec spec = golden_spec();
+  Stepper model{spec, 2};
+  std::vector<Batch> batches;
+  std::vector<std::vector<float>> scores;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<uint32_t> answered;  // item counts, in the order answered
+  int submitted = 0;
+  // Last, so it is destroyed (its worker joined) before anything its callbacks touch.
+  std::unique_ptr<CpuRunner> runner =
+      std::move(CpuRunner::create(host.topology, host.device, 1).value());
+
+  explicit Stepped(bool preemption) {
+    batches.reserve(16);
+    scores.reserve(16);
+    runner->set_preemption(preemption);
+  }
+  void submit(uint32_t items, std::optional<Clock::time_point> deadline) {
+    batches.push_back(engine::random_batch(spec, items, items));
+    scores.emplace_back(items * spec.num_outputs());
+    ++submitted;
+    REQUIRE(runner
+                ->submit({.model = &model,
+                          .batch = view_of(batches.back()),
+                          .scores = scores.back(),
+                          .deadline = deadline,
+                          .done =
+                              [this, items](Status st) {
+                                CHECK(st.is_ok());
+                                std::lock_guard<std::mutex> lock(mu);
+                                answered.push_back(items);
+                                cv.notify_all();
+                              }})
+                .is_ok());
+  }
+  // Lets every step through and waits for every answer.
+  std::vector<uint32_t> finish() {
+    model.release(1024);
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return static_cast<int>(answered.size()) == submitted; });
+    return answered;
+  }
+};
+
+TEST_CASE("preemption: a tighter query runs at the running pass's next yield point, and the "
+          "pass then resumes where it stopped") {
+  const auto t0 = Clock::now();
+  const auto ms = [](int n) { return std::chrono::milliseconds(n); };
+  for (const bool on : {false, true}) {
+    CAPTURE(on);
+    Stepped s(on);
+    s.submit(4, t0 + ms(100));  // the long pass: its first step is running
+    s.model.wait_entered(1);
+    s.submit(1, t0 + ms(10));  // due sooner
+    s.model.release(1);        // the long pass reaches its yield point
+    s.model.wait_entered(2);
+    // Preemptive: the tight query begins at that point, one step into the long pass;
+    // without, it waits for the whole pass.
+    CHECK(s.model.log() == (on ? std::vector<std::string>{"4.0", "1.0"}
+                               : std::vector<std::string>{"4.0", "4.1"}));
+    CHECK(s.finish() == (on ? std::vector<uint32_t>{1, 4} : std::vector<uint32_t>{4, 1}));
+    CHECK(s.model.log() == (on ? std::vector<std::string>{"4.0", "1.0", "1.1", "4.1"}
+                               : std::vector<std::string>{"4.0", "4.1", "1.0", "1.1"}));
+    CHECK(s.runner->preemptions() == (on ? 1u : 0u));
+    CHECK(s.runner->load().busy_workers == 0);
+  }
+}
+
+TEST_CASE("preemption: a query due later, or queries with no deadline, never interrupt") {
+  const auto t0 = Clock::now();
+  for (const bool deadlines : {false, true}) {
+    CAPTURE(deadlines);
+    Stepped s(true);
+    // With no deadline each is due on arrival: the first is due soonest.
+    s.submit(4, deadlines ? std::optional(t0 + std::chrono::milliseconds(10)) : std::nullopt);
+    s.model.wait_entered(1);
+    s.submit(1, deadlines ? std::optional(t0 + std::chrono::milliseconds(100)) : std::nullopt);
+    CHECK(s.finish() == std::vector<uint32_t>{4, 1});
+    CHECK(s.model.log() == std::vector<std::string>{"4.0", "4.1", "1.0", "1.1"});
+    CHECK(s.runner->preemptions() == 0);
+  }
+}
+
+TEST_CASE("preemption: passes nest kMaxNesting deep on a worker, and no deeper") {
+  static_assert(CpuRunner::kMaxNesting == 2);
+  const auto t0 = Clock::now();
+  const auto ms = [](int n) { return std::chrono::milliseconds(n); };
+  Stepped s(true);
+  s.submit(4, t0 + ms(100));
+  s.model.wait_entered(1);
+  s.submit(3, t0 + ms(50));  // interrupts "4" at its yield point
+  s.model.release(1);
+  s.model.wait_entered(2);
+  s.submit(2, t0 + ms(10));  // interrupts "3": two passes suspended
+  s.model.release(1);
+  s.model.wait_entered(3);
+  s.submit(1, t0 + ms(1));  // due soonest, but "2" is as deep as a pass may go: it waits
+  CHECK(s.finish() == std::vector<uint32_t>{2, 1, 3, 4});
+  // "1" runs at "3"'s yield point once "2" is done, on the level "2" used.
+  CHECK(s.model.log() ==
+        std::vector<std::string>{"4.0", "3.0", "2.0", "2.1", "1.0", "1.1", "3.1", "4.1"});
+  CHECK(s.runner->preemptions() == 3);
+}
+
+TEST_CASE("preemption with the zoo's models: every interrupted and interrupting query scores "
+          "exactly as alone") {
+  HostDevice host;
+  auto runner = std::move(CpuRunner::create(host.topology, host.device, 1).value());
+  runner->set_preemption(true);
+  const auto spec_of = [](const std::string& name) {
+    return engine::load_model_spec(std::string(RECSCHED_SOURCE_DIR) + "/tests/fixtures/golden/" +
+                                   name + ".model.json")
+        .value();
+  };
+  const engine::ModelSpec long_spec = spec_of("dien"), tight_spec = spec_of("ncf");
+  const auto long_model = std::move(engine::load_model(long_spec, {}).value());
+  const auto tight_model = std::move(engine::load_model(tight_spec, {}).value());
+  const Batch long_batch = engine::random_batch(long_spec, 2048, 1);
+  const Batch tight_batch = engine::random_batch(tight_spec, 3, 2);
+  // Alone, as a worker runs a pass (its workspace yields, so its longest steps are cut
+  // into blocks), with nothing to interrupt it.
+  struct Pass final : engine::YieldPoint {
+    void at_yield_point() override {}
+  } pass;
+  auto alone = [&](const Model& model, const Batch& batch) {
+    engine::Workspace ws;
+    ws.set_yield(&pass);
+    std::vector<float> out(batch.batch_size * model.spec().num_outputs());
+    REQUIRE(model.forward(view_of(batch), ws, out).is_ok());
+    return out;
+  };
+  const std::vector<float> long_alone = alone(*long_model, long_batch);
+  const std::vector<float> tight_alone = alone(*tight_model, tight_batch);
+  // Tight queries keep arriving while the long pass runs, until one has interrupted it (a
+  // slow machine may finish a pass before the first arrives: then it tries again).
+  for (int attempt = 0; attempt < 20 && runner->preemptions() == 0; ++attempt) {
+    std::vector<float> long_scores(long_alone.size());
+    std::atomic<bool> long_done{false};
+    REQUIRE(runner
+                ->submit({.model = long_model.get(),
+                          .batch = view_of(long_batch),
+                          .scores = long_scores,
+                          .deadline = Clock::now() + std::chrono::seconds(10),
+                          .done =
+                              [&](Status st) {
+                                CHECK(st.is_ok());
+                                long_done = true;
+                              }})
+                .is_ok());
+    std::vector<std::vector<float>> tight_scores;
+    while (!long_done) {
+      std::vector<float> out(tight_alone.size());
+      REQUIRE(runner
+                  ->run({.model = tight_model.get(),
+                         .batch = view_of(tight_batch),
+                         .scores = out,
+                         .deadline = Clock::now()})
+                  .is_ok());
+      tight_scores.push_back(std::move(out));
+    }
+    CHECK(long_scores == long_alone);
+    for (const std::vector<float>& out : tight_scores) CHECK(out == tight_alone);
+  }
+  CHECK(runner->preemptions() > 0);
+}
+
 }  // namespace
 }  // namespace recsched::exec

@@ -90,6 +90,30 @@ TEST_CASE("the backlog a query sees is the work queued ahead of it in its runner
   }
 }
 
+TEST_CASE("with preemption, a query due sooner expects no wait for a running piece due later") {
+  OneCpu c;
+  const ModelView loose{"m", 1000.0, 0.0};
+  const auto t0 = Clock::now();
+  for (const bool preemption : {false, true}) {
+    CAPTURE(preemption);
+    Dispatcher d(c.devices, make("earliest-finish"), 2.0);
+    d.set_bounded_wait({.on = false, .preemption = preemption});
+    Decision a = d.dispatch({1, &loose, 256, 1000.0}, {{}}, c.table, t0);
+    REQUIRE(a.admitted());
+    // Both workers busy with the loose query: without preemption the tight one waits for
+    // half of its running sub-batch; with it, only for its own service.
+    Decision b = d.dispatch({2, &c.model, 8, 10.0}, {{2, 1, 0}}, c.table,
+                            t0 + std::chrono::milliseconds(1));
+    REQUIRE(b.admitted());
+    CHECK(b.placement.predicted_ms ==
+          doctest::Approx(preemption ? b.service_ms : a.service_ms / 2 + b.service_ms));
+    // Work due sooner still counts in full.
+    Decision e = d.dispatch({3, &c.model, 8, 10.0}, {{2, 2, 0}}, c.table,
+                            t0 + std::chrono::milliseconds(1));
+    CHECK(e.placement.predicted_ms >= b.backlog_added_ms / 2 + e.service_ms - 1e-9);
+  }
+}
+
 TEST_CASE("a query predicted beyond reject_factor x its SLA is rejected, with the reason") {
   OneCpu c;
   Dispatcher d(c.devices, make("static"), 2.0);
