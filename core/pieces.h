@@ -13,6 +13,10 @@ namespace recsched {
 /// piece of; past them it waits (a bound on the pick's cost under deep queues).
 inline constexpr size_t kMaxQueriesLooked = 64;
 
+/// Cooperative preemption (exec::CpuRunner::set_preemption): pieces that may be suspended
+/// on one worker at once, each for a more urgent one.
+inline constexpr int kMaxSuspended = 2;
+
 /// One query's state as the rule reads it (exec::Request's bounded-waiting fields).
 struct PieceQuery {
   uint32_t left = 0;         ///< items not yet taken

@@ -391,6 +391,7 @@ Status read_limits(const json& v, const std::string& key, LimitsConfig& out) {
        number_field("low_priority_share", out.low_priority_share, {0, 1, true}),
        number_field("wait_bound_fraction", out.wait_bound_fraction, {0, 1}),
        bool_field("preemption", out.preemption),
+       integer_field("worker_nice", out.worker_nice, 0, 19),
        integer_field("degraded_ms", out.degraded_ms, 0, kMaxMs),
        integer_field("window", out.window, 1, kMaxCount),
        integer_field("placement_log", out.placement_log, 0, kMaxCount)}));

@@ -59,10 +59,14 @@
 //                             (0, normal_priority_share]
 // limits.wait_bound_fraction  bounded waiting on CPU workers (policies::BoundedWait): one
 //                             worker runs only pieces of at most this fraction of the
-//                             tightest live slack; 0 turns it off; 0.5; [0, 1]
+//                             tightest live slack; 0 turns it off; 0 (preemption bounds
+//                             the wait instead, docs/policies.md); [0, 1]
 // limits.preemption           CPU workers stop a running pass at its next yield point
 //                             (between tables, layers, recurrent steps) for a query due
-//                             sooner (exec::CpuRunner); false; true or false
+//                             sooner (exec::CpuRunner); true; true or false
+// limits.worker_nice          the CPU workers' nice value (lower priority than the threads
+//                             that read requests and write answers on the same cores); 0;
+//                             [0, 19]; needs a restart
 // limits.degraded_ms          a device whose query failed is avoided this long; 10000;
 //                             [0, 3600000]
 // limits.window               completed queries in the tail-latency window; 64; [1, 1048576]
@@ -119,8 +123,9 @@ struct LimitsConfig {
   double reject_factor = 1.0;  ///< admit while predicted completion <= factor x SLA x share
   double normal_priority_share = 0.8;  ///< priority 0's share of the admission bound
   double low_priority_share = 0.5;     ///< priority < 0's share (priority > 0: 1)
-  double wait_bound_fraction = 0.5;    ///< policies::BoundedWait::fraction; 0 = off
-  bool preemption = false;             ///< cooperative preemption on CPU workers
+  double wait_bound_fraction = 0;      ///< policies::BoundedWait::fraction; 0 = off
+  bool preemption = true;              ///< cooperative preemption on CPU workers
+  uint32_t worker_nice = 0;            ///< CPU workers' nice value (exec::CpuRunner::create)
   uint32_t degraded_ms = 10000;        ///< how long a device whose query failed is avoided
   uint32_t window = 64;  ///< sliding window of completed queries for tail latency (DeepRecSched)
   uint32_t placement_log = 4096;  ///< placements kept for /v1/placements

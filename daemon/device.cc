@@ -128,8 +128,10 @@ class GpuServingDevice final : public ServingDevice {
 
 Result<std::unique_ptr<ServingDevice>> make_cpu_device(const hw::Topology& topology,
                                                        const hw::CpuDevice& device,
-                                                       const profiler::PowerConfig& power) {
-  RECSCHED_ASSIGN_OR_RETURN(auto runner, exec::CpuRunner::create(topology, device));
+                                                       const profiler::PowerConfig& power,
+                                                       int worker_nice) {
+  RECSCHED_ASSIGN_OR_RETURN(auto runner,
+                            exec::CpuRunner::create(topology, device, 0, worker_nice));
   const int cores = static_cast<int>(std::max<uint32_t>(1, device.cores));
   profiler::MeterChoice meter = profiler::cpu_meter(power, {}, cores);
   return std::unique_ptr<ServingDevice>(new CpuServingDevice(

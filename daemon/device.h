@@ -83,10 +83,11 @@ class ServingDevice {
   std::chrono::steady_clock::time_point last_failure_;
 };
 
-/// A CPU device: a CpuRunner on the device's cores.
+/// A CPU device: a CpuRunner on the device's cores, its workers at nice `worker_nice`.
 Result<std::unique_ptr<ServingDevice>> make_cpu_device(const hw::Topology& topology,
                                                        const hw::CpuDevice& device,
-                                                       const profiler::PowerConfig& power);
+                                                       const profiler::PowerConfig& power,
+                                                       int worker_nice = 0);
 
 /// Every CUDA GPU this build and host have, as "gpu0", "gpu1", ...; empty with `why` set
 /// where there are none (no CUDA in this build, no driver, no device).

@@ -165,7 +165,8 @@ Status Service::open_devices(const Progress& progress) {
   }
   for (const hw::CpuDevice& d : hardware_.cpus) {
     if (!wanted(d.id)) continue;
-    RECSCHED_ASSIGN_OR_RETURN(auto dev, make_cpu_device(*topology_, d, c.power));
+    RECSCHED_ASSIGN_OR_RETURN(auto dev,
+                              make_cpu_device(*topology_, d, c.power, int(c.limits.worker_nice)));
     spdlog::info("{}: {} workers on CPUs {} (NUMA node {}); power: {}", d.id, dev->workers(),
                  d.cpuset, d.numa_node, dev->power_note());
     devices_.push_back(std::move(dev));
@@ -363,6 +364,7 @@ nlohmann::json Service::with_tuning(const std::string& name, nlohmann::json para
     }
     options.sim.reject_factor = config_.limits.reject_factor;
     options.sim.wait_bound_fraction = config_.limits.wait_bound_fraction;
+    options.sim.preemption = config_.limits.preemption;
     options.sim.max_queue = config_.limits.max_queue;
     // The profiles as measured: the learnt corrections move every 16 answers, and a
     // re-tuning each time would cost seconds of CPU per policy switch under load.
@@ -370,6 +372,7 @@ nlohmann::json Service::with_tuning(const std::string& name, nlohmann::json para
   }
   key += std::to_string(options.sim.reject_factor) + "," +
          std::to_string(options.sim.wait_bound_fraction) + "," +
+         std::to_string(options.sim.preemption) + "," +
          std::to_string(options.sim.max_queue);
   std::lock_guard<std::mutex> lock(tuning_mu_);
   if (tuning_.table != table || tuning_.key != key) {
@@ -441,6 +444,8 @@ std::string Service::reload(const DaemonConfig& next) {
         "limits.{max_body_bytes,max_header_bytes,max_headers,max_connections,"
         "header_timeout_ms,read_timeout_ms,idle_timeout_ms,window}");
   }
+  // The workers lowered their own priority at start; raising it back needs privilege.
+  if (a.worker_nice != b.worker_nice) ignored.push_back("limits.worker_nice");
   config_.limits.max_queue = b.max_queue;
   config_.limits.max_items = b.max_items;
   config_.limits.max_elements = b.max_elements;

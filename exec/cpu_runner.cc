@@ -1,7 +1,12 @@
 #include "exec/cpu_runner.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
+#include <cerrno>
+#include <cstring>
 #include <chrono>
 #include <future>
 
@@ -79,9 +84,13 @@ CpuRunner::CpuRunner(const hw::Topology& topology, hw::CpuDevice device)
     : topology_(topology), device_(std::move(device)) {}
 
 Result<std::unique_ptr<CpuRunner>> CpuRunner::create(const hw::Topology& topology,
-                                                     const hw::CpuDevice& device, int workers) {
+                                                     const hw::CpuDevice& device, int workers,
+                                                     int nice) {
   if (!topology.is_this_system()) {
     return invalid_argument("a CPU runner needs this machine's topology, not a loaded one");
+  }
+  if (nice < 0 || nice > 19) {
+    return invalid_argument("worker nice value " + std::to_string(nice) + " is outside [0, 19]");
   }
   // The device's cores, each as a cpuset: one core per worker, round robin.
   RECSCHED_ASSIGN_OR_RETURN(std::vector<std::string> core_sets, topology.core_cpusets(device));
@@ -97,7 +106,8 @@ Result<std::unique_ptr<CpuRunner>> CpuRunner::create(const hw::Topology& topolog
     r->worker_state_.push_back(std::make_unique<Worker>(*r, w));
   }
   for (int w = 0; w < workers; ++w) {
-    r->threads_.emplace_back(&CpuRunner::worker_main, r.get(), w, core_sets[w % core_sets.size()]);
+    r->threads_.emplace_back(&CpuRunner::worker_main, r.get(), w, core_sets[w % core_sets.size()],
+                             nice);
   }
   // Wait until every worker has bound itself (or failed to).
   {
@@ -149,11 +159,17 @@ void CpuRunner::wake_for_work(int self) {
   }
 }
 
-void CpuRunner::worker_main(int index, const std::string& cpuset) {
+void CpuRunner::worker_main(int index, const std::string& cpuset, int nice) {
   Status bound = topology_.bind_thread(cpuset);
   if (bound.is_ok() && device_.numa_node >= 0) {
     // Scratch memory (workspaces) comes from the device's own node too.
     bound = topology_.bind_memory_to_node(device_.numa_node);
+  }
+  // On Linux a nice value is per thread: this worker's alone.
+  if (bound.is_ok() && nice > 0 &&
+      setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), nice) != 0) {
+    bound = unavailable("setpriority(nice " + std::to_string(nice) +
+                        "): " + std::strerror(errno));
   }
   Result<std::string> actual = topology_.thread_binding();
   engine::set_blas_threads(1);  // parallelism comes from sub-batches, not inside a GEMM

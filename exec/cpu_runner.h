@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/batch.h"
+#include "core/pieces.h"
 #include "core/status.h"
 #include "engine/model.h"
 #include "exec/runner.h"
@@ -50,10 +51,14 @@ class CpuRunner final : public Runner {
  public:
   /// Starts `workers` threads (0: one per core of the device). Worker w binds itself to
   /// core w % cores of the device (all of that core's PUs) before anything else; a failed
-  /// bind fails create() with the OS's reason, it is never ignored. kInvalidArgument if
-  /// `topology` is not this machine's.
+  /// bind fails create() with the OS's reason, it is never ignored. With `nice` > 0 each
+  /// worker then lowers its own scheduling priority to that nice value (0-19), so that the
+  /// threads that read requests and write answers on the same cores run as soon as they
+  /// wake instead of waiting out a worker's time slice; failing that fails create() too.
+  /// kInvalidArgument if `topology` is not this machine's or `nice` is outside [0, 19].
   static Result<std::unique_ptr<CpuRunner>> create(const hw::Topology& topology,
-                                                   const hw::CpuDevice& device, int workers = 0);
+                                                   const hw::CpuDevice& device, int workers = 0,
+                                                   int nice = 0);
   ~CpuRunner() override;
   CpuRunner(const CpuRunner&) = delete;
   CpuRunner& operator=(const CpuRunner&) = delete;
@@ -78,7 +83,7 @@ class CpuRunner final : public Runner {
   void set_preemption(bool on) override { preemption_.store(on, std::memory_order_relaxed); }
   bool preemption() const { return preemption_.load(std::memory_order_relaxed); }
   /// Passes that may be suspended on one worker at once, each for a more urgent one.
-  static constexpr int kMaxNesting = 2;
+  static constexpr int kMaxNesting = kMaxSuspended;
   /// Pieces run at a yield point, in another pass's place, since creation.
   uint64_t preemptions() const;
   /// Parks workers: only workers 0 .. n-1 take sub-batches from now on (clamped to
@@ -110,7 +115,7 @@ class CpuRunner final : public Runner {
     }
   };
   CpuRunner(const hw::Topology& topology, hw::CpuDevice device);
-  void worker_main(int index, const std::string& cpuset);
+  void worker_main(int index, const std::string& cpuset, int nice);
   // The three steps of running a piece, the same for a worker's own loop and for a piece
   // run at a yield point (`nested`). take_locked: the first query in queue order (only
   // those due before `before`, when given) with a piece this worker may take now; false

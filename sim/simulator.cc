@@ -64,9 +64,12 @@ struct Job {
 };
 
 // CpuRunner's order: earliest key first, then arrival.
+bool earlier(const Job& a, const Job& b) {
+  return a.key_ms != b.key_ms ? a.key_ms < b.key_ms : a.query < b.query;
+}
 struct EarlierKey {
   bool operator()(const std::shared_ptr<Job>& a, const std::shared_ptr<Job>& b) const {
-    return a->key_ms != b->key_ms ? a->key_ms < b->key_ms : a->query < b->query;
+    return earlier(*a, *b);
   }
 };
 
@@ -94,6 +97,20 @@ class OrderOverride final : public policies::Policy {
 
 enum class WorkerState { kIdle, kBusy, kParked };
 
+// A piece a worker took (CpuRunner's Taken).
+struct Taken {
+  std::shared_ptr<Job> job;
+  uint32_t count = 0;
+  bool is_long = false;
+};
+
+// A piece interrupted at a yield point (Options::preemption): what is left of it.
+struct Suspended {
+  Taken piece;
+  double remaining_ms = 0;
+  double busy_w = 0;
+};
+
 struct Worker {
   WorkerState state = WorkerState::kIdle;
   double since_ms = 0;
@@ -101,6 +118,10 @@ struct Worker {
   std::shared_ptr<Job> job;
   uint32_t count = 0;  // items in the running sub-batch
   bool is_long = false;  // a long piece (exec::Request::short_items)
+  double started_ms = 0, end_ms = 0;  // of the running piece (since it last resumed)
+  uint64_t gen = 0;  // the running piece's end event carries it: older ones are stale
+  bool preempt_pending = false;  // a preemption event is queued for this worker
+  std::vector<Suspended> suspended;  // innermost last
 };
 
 struct SimDevice {
@@ -122,6 +143,8 @@ struct Event {
   size_t device = 0;
   size_t worker = 0;
   bool wake = false;  // no piece ends: a query left for a long lane turns urgent
+  bool preempt = false;  // the worker's running piece reaches a yield point
+  uint64_t gen = 0;      // Worker::gen when pushed
   bool operator>(const Event& o) const { return t != o.t ? t > o.t : seq > o.seq; }
 };
 
@@ -152,7 +175,8 @@ class Simulation {
     dispatcher_ = std::make_unique<policies::Dispatcher>(std::move(infos), std::move(policy),
                                                          admission);
     dispatcher_->set_bounded_wait({.on = options.wait_bound_fraction > 0,
-                                   .fraction = options.wait_bound_fraction});
+                                   .fraction = options.wait_bound_fraction,
+                                   .preemption = options.preemption});
     for (const ModelTarget& t : targets) {
       models_[t.model].view = {t.model, t.sla_ms, 0.0};
     }
@@ -273,6 +297,56 @@ class Simulation {
                       long_busy, awake, is_long);
   }
 
+  // The first query in queue order (only those due before `before`, when given) with items
+  // left, fewer than its cap running and a piece this worker may take now (CpuRunner's
+  // take_locked); a nested piece (run at a yield point) leaves the long lanes as they are.
+  bool take(SimDevice& s, double now, const Job* before, bool nested, Taken* out,
+            double* wake) {
+    size_t looked = 0;
+    for (const std::shared_ptr<Job>& j : s.ready) {
+      if (++looked > kMaxQueriesLooked) break;
+      if (before != nullptr && !earlier(*j, *before)) break;
+      bool is_long = false;
+      const uint32_t count = piece(*j, nested ? 0 : s.long_busy, s.active, now, &is_long);
+      if (count > 0) {
+        *out = {j, count, is_long && !nested};
+        j->taken += count;
+        ++j->running;
+        if (out->is_long) ++s.long_busy;
+        if (j->taken == j->items || j->running == j->cap) s.ready.erase(j);
+        return true;
+      }
+      if (wake != nullptr) *wake = std::min(*wake, j->urgent_ms);
+    }
+    return false;
+  }
+
+  // Starts `p` on worker i of `device` now: its service time from the profile, with noise.
+  void begin_piece(size_t device, size_t i, const Taken& p, double now) {
+    SimDevice& s = devices_[device];
+    Worker& w = s.workers[i];
+    const Query& q = trace_[p.job->query];
+    double ms = policies::predict_service_ms(profiles_, q.model, s.d.info.id, p.count, p.count, 1)
+                    .value_or(0);
+    if (options_.noise > 0) {
+      const double sg = options_.noise;
+      ms *= std::exp(sg * normal(rng_) - sg * sg / 2);
+    }
+    set_state(s, w, WorkerState::kBusy, now);
+    w.busy_w = busy_power(q.model, s, p.count);
+    w.job = p.job;
+    w.count = p.count;
+    w.is_long = p.is_long;
+    run_until(device, i, now, now + ms);
+  }
+
+  void run_until(size_t device, size_t i, double now, double end) {
+    Worker& w = devices_[device].workers[i];
+    w.started_ms = now;
+    w.end_ms = end;
+    events_.push({end, seq_++, device, i, false, false, ++w.gen});
+  }
+
   // Every free awake worker takes a piece of the first query in queue order that has items
   // left, fewer than its cap running and a piece it may take now (CpuRunner's rule).
   void start_work(size_t device, double now) {
@@ -280,21 +354,9 @@ class Simulation {
     for (size_t i = 0; i < s.workers.size() && static_cast<int>(i) < s.active; ++i) {
       Worker& w = s.workers[i];
       if (w.state != WorkerState::kIdle) continue;
-      std::shared_ptr<Job> job;
-      uint32_t count = 0;
-      bool is_long = false;
+      Taken p;
       double wake = std::numeric_limits<double>::infinity();
-      size_t looked = 0;
-      for (const std::shared_ptr<Job>& j : s.ready) {
-        if (++looked > kMaxQueriesLooked) break;
-        count = piece(*j, s.long_busy, s.active, now, &is_long);
-        if (count > 0) {
-          job = j;
-          break;
-        }
-        wake = std::min(wake, j->urgent_ms);
-      }
-      if (!job) {
+      if (!take(s, now, nullptr, false, &p, &wake)) {
         // As the runner's worker does: wait until the first of those left turns urgent.
         if (std::isfinite(wake) && wake > now && wake < s.next_wake_ms) {
           s.next_wake_ms = wake;
@@ -302,24 +364,71 @@ class Simulation {
         }
         return;
       }
-      const Query& q = trace_[job->query];
-      job->taken += count;
-      ++job->running;
-      if (is_long) ++s.long_busy;
-      if (job->taken == job->items || job->running == job->cap) s.ready.erase(job);
-      double ms = policies::predict_service_ms(profiles_, q.model, s.d.info.id, count, count, 1)
-                      .value_or(0);
-      if (options_.noise > 0) {
-        const double sg = options_.noise;
-        ms *= std::exp(sg * normal(rng_) - sg * sg / 2);
-      }
-      set_state(s, w, WorkerState::kBusy, now);
-      w.busy_w = busy_power(q.model, s, count);
-      w.job = job;
-      w.count = count;
-      w.is_long = is_long;
-      events_.push({now + ms, seq_++, device, i});
+      begin_piece(device, i, p, now);
     }
+    maybe_preempt(device, now);
+  }
+
+  // Options::preemption: with every awake worker busy, the query first in queue order
+  // interrupts the busy worker whose piece is due latest (and later than it) at that
+  // piece's next yield point, unless the piece ends first.
+  void maybe_preempt(size_t device, double now) {
+    SimDevice& s = devices_[device];
+    if (!options_.preemption || s.d.info.kind != policies::DeviceKind::kCpu || s.ready.empty()) {
+      return;
+    }
+    const std::shared_ptr<Job>& first = *s.ready.begin();
+    size_t best = s.workers.size();
+    for (size_t i = 0; i < s.workers.size() && static_cast<int>(i) < s.active; ++i) {
+      const Worker& w = s.workers[i];
+      if (w.state != WorkerState::kBusy) return;  // a free worker takes what it may
+      if (w.preempt_pending || w.suspended.size() >= size_t{kMaxSuspended} ||
+          !earlier(*first, *w.job)) {
+        continue;
+      }
+      if (best == s.workers.size() || earlier(*s.workers[best].job, *w.job)) best = i;
+    }
+    if (best == s.workers.size()) return;
+    Worker& w = s.workers[best];
+    const double step = std::max(1e-6, options_.yield_stretch_ms);
+    const double at = std::max(now, w.started_ms + std::ceil((now - w.started_ms) / step) * step);
+    if (at >= w.end_ms) return;
+    w.preempt_pending = true;
+    events_.push({at, seq_++, device, best, false, true, w.gen});
+  }
+
+  // A preemption event: the worker's running piece stops at its yield point for the first
+  // query due before it, if one is still there, and resumes once that piece is done.
+  void preempt(const Event& e) {
+    SimDevice& s = devices_[e.device];
+    Worker& w = s.workers[e.worker];
+    w.preempt_pending = false;
+    if (e.gen != w.gen || w.state != WorkerState::kBusy) return;  // it ended meanwhile
+    Taken p;
+    if (!take(s, e.t, w.job.get(), true, &p, nullptr)) return;
+    ++preemptions_;
+    w.suspended.push_back({{std::move(w.job), w.count, w.is_long}, w.end_ms - e.t, w.busy_w});
+    begin_piece(e.device, e.worker, p, e.t);
+  }
+
+  // After a piece run at a yield point: another due before the suspended one, or that one
+  // resumes where it stopped.
+  void after_nested(size_t device, size_t i, double now) {
+    SimDevice& s = devices_[device];
+    Worker& w = s.workers[i];
+    Taken p;
+    if (take(s, now, w.suspended.back().piece.job.get(), true, &p, nullptr)) {
+      ++preemptions_;
+      return begin_piece(device, i, p, now);
+    }
+    Suspended back = std::move(w.suspended.back());
+    w.suspended.pop_back();
+    set_state(s, w, WorkerState::kBusy, now);  // the energy so far at the nested piece's power
+    w.busy_w = back.busy_w;
+    w.job = std::move(back.piece.job);
+    w.count = back.piece.count;
+    w.is_long = back.piece.is_long;
+    run_until(device, i, now, now + back.remaining_ms);
   }
 
   // The profile's power per busy worker at this size (policies::busy_w_per_worker, which
@@ -335,12 +444,17 @@ class Simulation {
       if (e.t == s.next_wake_ms) s.next_wake_ms = std::numeric_limits<double>::infinity();
       return start_work(e.device, e.t);
     }
+    if (e.preempt) return preempt(e);
     Worker& w = s.workers[e.worker];
+    if (e.gen != w.gen) return;  // the piece was interrupted: it ends later
     std::shared_ptr<Job> job = std::move(w.job);
     if (w.is_long) --s.long_busy;
-    set_state(s, w,
-              static_cast<int>(e.worker) < s.active ? WorkerState::kIdle : WorkerState::kParked,
-              e.t);
+    const bool nested = !w.suspended.empty();
+    if (!nested) {
+      set_state(s, w,
+                static_cast<int>(e.worker) < s.active ? WorkerState::kIdle : WorkerState::kParked,
+                e.t);
+    }
     if (job->running-- == job->cap && job->taken < job->items) s.ready.insert(job);
     job->finished += w.count;
     if (job->finished == job->items) {
@@ -360,6 +474,7 @@ class Simulation {
       dispatcher_->complete(job->decision, {job->query + 1, q.model, q.items,
                                             job->decision.placement, latency, true});
     }
+    if (nested) after_nested(e.device, e.worker, e.t);
     start_work(e.device, e.t);
   }
 
@@ -367,6 +482,7 @@ class Simulation {
     Report r;
     r.policy = std::string(dispatcher_->policy().name());
     r.policy_params = dispatcher_->policy().params();
+    r.preemptions = preemptions_;
     const double end = std::max(end_ms_, span);
     uint64_t offered = 0, rejected = 0, completed = 0;
     bool ok = true;
@@ -432,7 +548,7 @@ class Simulation {
   std::map<std::string, ModelState> models_;
   std::priority_queue<Event, std::vector<Event>, std::greater<>> events_;
   std::vector<policies::DeviceLoad> loads_;
-  uint64_t seq_ = 0, completions_ = 0, done_in_span_ = 0;
+  uint64_t seq_ = 0, completions_ = 0, done_in_span_ = 0, preemptions_ = 0;
   double warmup_ms_ = 0, end_ms_ = 0;
 };
 
@@ -564,6 +680,7 @@ nlohmann::json Report::to_json() const {
           {"mix_throughput_qps", mix_throughput_qps},
           {"energy_j", energy_j},
           {"energy_per_query_j", energy_per_query_j},
+          {"preemptions", preemptions},
           {"seconds", seconds},
           {"meets_sla", meets_sla},
           {"queries_per_device", queries_per_device},

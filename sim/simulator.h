@@ -95,6 +95,15 @@ struct Options {
   enum class Queue { kPolicy, kDeadline, kArrival } queue = Queue::kPolicy;
   /// Bounded waiting on CPU workers (policies::BoundedWait::fraction); 0 = off.
   double wait_bound_fraction = 0;
+  /// Cooperative preemption on CPU workers (recschedd's limits.preemption, exec::CpuRunner):
+  /// a query due sooner than a running piece, finding no worker free, interrupts it at its
+  /// next yield point, modelled as every `yield_stretch_ms` of the piece's run (the
+  /// longest stretch between points that bench/engine_breakdown measures is 0.3-2.5 ms
+  /// with the engine's blocks), and the piece resumes after it; up to
+  /// exec::CpuRunner::kMaxNesting pieces suspended per worker. The blocks' own cost
+  /// (engine/layers.h) is not modelled.
+  bool preemption = false;
+  double yield_stretch_ms = 0.5;
   /// A model that has a target but received no queries fails meets_sla (true: the mix's
   /// judgement, as bench/run-suite's; false lets a target list cover models a trace omits).
   bool judge_every_target = true;
@@ -124,6 +133,7 @@ struct Report {
   /// second over its share of the queries offered (equal to throughput_qps when every
   /// model keeps up alike).
   double mix_throughput_qps = 0;
+  uint64_t preemptions = 0;  ///< pieces run at another's yield point (Options::preemption)
   double energy_j = 0;      ///< over the whole run, all devices
   double energy_per_query_j = 0;
   double seconds = 0;  ///< simulated: first arrival to last completion

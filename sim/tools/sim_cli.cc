@@ -54,8 +54,13 @@ workload:
                        (every query, whatever the policy says)
   --wait-bound F       bounded waiting on CPU workers: one worker runs only pieces of
                        at most F x the tightest live slack (0 = off, every piece as the
-                       policy cut it; default 0.5, as recschedd's
+                       policy cut it; default 0, as recschedd's
                        limits.wait_bound_fraction)
+  --preemption on|off  cooperative preemption on CPU workers, as recschedd's
+                       limits.preemption (default on): a query due sooner interrupts a
+                       running piece at its next yield point
+  --yield-stretch MS   with --preemption on, a running piece reaches a yield point every
+                       MS of its run (default 0.5)
 what to run (one of):
   --qps Q              one run per policy at Q queries/s
   --find-max           latency-bounded throughput per policy (doubling, then bisection
@@ -279,7 +284,16 @@ int run(const std::map<std::string, std::string>& o, std::ostream& out, std::ost
     options.daemon_admission = o.at("admission") == "daemon";
   }
   options.wait_bound_fraction =
-      o.count("wait-bound") ? number("--wait-bound", o.at("wait-bound"), 0, 1) : 0.5;
+      o.count("wait-bound") ? number("--wait-bound", o.at("wait-bound"), 0, 1) : 0.0;
+  options.preemption = true;  // recschedd's default
+  if (o.count("preemption")) {
+    if (o.at("preemption") != "on" && o.at("preemption") != "off")
+      throw UsageError{"--preemption takes on or off, not '" + o.at("preemption") + "'"};
+    options.preemption = o.at("preemption") == "on";
+  }
+  if (o.count("yield-stretch")) {
+    options.yield_stretch_ms = number("--yield-stretch", o.at("yield-stretch"), 0.001, 1000);
+  }
   if (o.count("queue")) {
     const std::string& q = o.at("queue");
     if (q == "edf") {
@@ -491,7 +505,8 @@ int run_sim_cli(const std::vector<std::string>& args, std::ostream& out, std::os
       "profiles",     "gpu-profiles", "cpu-workers", "gpu-streams", "cpu-idle-w",
       "cpu-parked-w", "gpu-idle-w",   "models",      "targets",     "seconds",
       "seed",         "noise",        "qps",         "policies",   "queue",
-      "reject-factor", "wait-bound",   "drs-tuning",  "admission"};
+      "reject-factor", "wait-bound",   "drs-tuning",  "admission",  "preemption",
+      "yield-stretch"};
   static const std::vector<std::string> kFlags = {"no-gpu", "find-max", "suite", "per-model",
                                                   "json"};
   try {

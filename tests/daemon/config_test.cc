@@ -134,7 +134,8 @@ TEST_CASE("the example config writes out every key with its default value") {
         Keys{"max_body_bytes", "max_header_bytes", "max_headers", "max_connections",
              "header_timeout_ms", "read_timeout_ms", "idle_timeout_ms", "max_queue", "max_items",
              "max_elements", "max_json_depth", "reject_factor", "normal_priority_share",
-             "low_priority_share", "wait_bound_fraction", "preemption", "degraded_ms", "window",
+             "low_priority_share", "wait_bound_fraction", "preemption", "worker_nice", "degraded_ms",
+             "window",
              "placement_log"});
 
   Result<DaemonConfig> c = load_example_config();
@@ -192,8 +193,9 @@ TEST_CASE("omitted keys take their defaults") {
   CHECK(l.reject_factor == 1.0);
   CHECK(l.normal_priority_share == 0.8);
   CHECK(l.low_priority_share == 0.5);
-  CHECK(l.wait_bound_fraction == 0.5);
-  CHECK(l.preemption == false);
+  CHECK(l.wait_bound_fraction == 0);
+  CHECK(l.preemption == true);
+  CHECK(l.worker_nice == 0);
   CHECK(l.degraded_ms == 10000);
   CHECK(l.window == 64);
   CHECK(l.placement_log == 4096);

@@ -1,8 +1,11 @@
 #include "exec/cpu_runner.h"
 
 #include <doctest/doctest.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -117,6 +120,45 @@ TEST_CASE("bad runs are refused, and a bad id fails the query, not the runner") 
         StatusCode::kInvalidArgument);
   const Batch good = engine::random_batch(spec, 8, 1);
   CHECK(runner->run(*model, view_of(good), 2, runner->workers(), out).is_ok());
+}
+
+// A model that records, inside each forward pass, the nice value of the thread running it.
+class NiceProbe final : public Model {
+ public:
+  explicit NiceProbe(engine::ModelSpec spec) : spec_(std::move(spec)) {}
+  const engine::ModelSpec& spec() const override { return spec_; }
+  engine::Isa isa() const override { return engine::Isa::kGeneric; }
+  Status forward(const BatchView&, engine::Workspace&, std::span<float> scores) const override {
+    errno = 0;
+    seen_ = getpriority(PRIO_PROCESS, static_cast<id_t>(gettid()));
+    std::fill(scores.begin(), scores.end(), 0.5f);
+    return Status::ok();
+  }
+  std::vector<engine::TensorToWrite> tensors() const override { return {}; }
+  int seen() const { return seen_; }
+
+ private:
+  engine::ModelSpec spec_;
+  mutable std::atomic<int> seen_{-100};
+};
+
+TEST_CASE("workers lower their own priority to the nice value asked for, and only theirs") {
+  HostDevice host;
+  const int before = getpriority(PRIO_PROCESS, 0);
+  REQUIRE(before <= 7);
+  auto runner = CpuRunner::create(host.topology, host.device, 1, 7);
+  REQUIRE_MESSAGE(runner.has_value(), runner.status().to_string());
+  const engine::ModelSpec spec = golden_spec();
+  const NiceProbe model(spec);
+  const Batch batch = engine::random_batch(spec, 2, 1);
+  std::vector<float> scores(2 * spec.num_outputs());
+  REQUIRE((*runner)->run(model, view_of(batch), 2, 1, scores).is_ok());
+  CHECK(model.seen() == 7);
+  CHECK(getpriority(PRIO_PROCESS, 0) == before);  // the calling thread's is untouched
+  CHECK(CpuRunner::create(host.topology, host.device, 1, 20).status().code() ==
+        StatusCode::kInvalidArgument);
+  CHECK(CpuRunner::create(host.topology, host.device, 1, -1).status().code() ==
+        StatusCode::kInvalidArgument);
 }
 
 TEST_CASE("a runner needs this machine's topology") {

@@ -195,6 +195,45 @@ TEST_CASE("bounded waiting: a tight query behind two long ones waits at most its
   CHECK(completed == 4);
 }
 
+TEST_CASE("preemption: a tight query behind two long ones waits for one yield stretch") {
+  const ProfileTable table = tight_and_heavy(0);  // heavy: 64 items in 6.4 ms
+  const std::vector<ModelTarget> targets = {{"tight", 1.0}, {"heavy", 100.0}};
+  const std::vector<Query> trace = {
+      {0.0, "tight", 16}, {0.5, "heavy", 64}, {0.6, "heavy", 64}, {2.0, "tight", 16}};
+  auto run = [&](bool preemption, const char* queue) {
+    Options o = exact();
+    o.preemption = preemption;
+    o.yield_stretch_ms = 0.25;
+    auto r = simulate(trace, {cpu(2)}, table, targets, make("static", {{"queue", queue}}), o);
+    REQUIRE(r.has_value());
+    return *r;
+  };
+  auto worst = [](const Report& r, const std::string& m) {
+    for (const ModelReport& x : r.models) {
+      if (x.model == m) return x.max_ms;
+    }
+    FAIL("no model " << m);
+    return 0.0;
+  };
+  const Report off = run(false, "edf"), on = run(true, "edf");
+  // Off: it waits for a whole heavy query (to 6.9).
+  CHECK(worst(off, "tight") == doctest::Approx(6.9 - 2.0 + 0.21));
+  CHECK(off.preemptions == 0);
+  // On: the heavy query due latest (started at 0.6) stops at its next yield point, 0.6 +
+  // 6 x 0.25 = 2.1; the tight query runs to 2.31, and the heavy one resumes with its 4.9 ms
+  // left, ending at 7.21 instead of 7.0.
+  CHECK(on.preemptions == 1);
+  CHECK(worst(on, "tight") == doctest::Approx(0.1 + 0.21));
+  CHECK(worst(on, "heavy") == doctest::Approx(7.21 - 0.6));
+  uint64_t completed = 0;
+  for (const ModelReport& x : on.models) completed += x.completed;
+  CHECK(completed == 4);
+  // First come, first served, nobody is due before a running piece: nothing is interrupted.
+  const Report fifo = run(true, "fifo");
+  CHECK(fifo.preemptions == 0);
+  CHECK(worst(fifo, "tight") == doctest::Approx(worst(run(false, "fifo"), "tight")));
+}
+
 TEST_CASE("bounded waiting: a loose query takes the reserved worker once it is urgent") {
   // A heavy query with a target close to its own service time (64 items in 6.9 ms, target
   // 10 ms; no piece of it fits the 0.395 ms bound: 0.5 ms per piece) is loose next to the
