@@ -65,7 +65,7 @@
 //                             (between tables, layers, recurrent steps) for a query due
 //                             sooner (exec::CpuRunner); true; true or false
 // limits.worker_nice          the CPU workers' nice value (lower priority than the threads
-//                             that read requests and write answers on the same cores); 0;
+//                             that read requests and write answers on the same cores); 10;
 //                             [0, 19]; needs a restart
 // limits.degraded_ms          a device whose query failed is avoided this long; 10000;
 //                             [0, 3600000]
@@ -125,7 +125,7 @@ struct LimitsConfig {
   double low_priority_share = 0.5;     ///< priority < 0's share (priority > 0: 1)
   double wait_bound_fraction = 0;      ///< policies::BoundedWait::fraction; 0 = off
   bool preemption = true;              ///< cooperative preemption on CPU workers
-  uint32_t worker_nice = 0;            ///< CPU workers' nice value (exec::CpuRunner::create)
+  uint32_t worker_nice = 10;           ///< CPU workers' nice value (exec::CpuRunner::create)
   uint32_t degraded_ms = 10000;        ///< how long a device whose query failed is avoided
   uint32_t window = 64;  ///< sliding window of completed queries for tail latency (DeepRecSched)
   uint32_t placement_log = 4096;  ///< placements kept for /v1/placements

@@ -108,6 +108,8 @@ class WndModel final : public ModelBase {
 
 class DinModel final : public ModelBase {
  public:
+  static constexpr int64_t kItemsPerPoint = 32;
+
   DinModel(const ModelSpec& spec, Isa isa) : ModelBase(spec, isa) {}
 
   Status build() {
@@ -143,6 +145,9 @@ class DinModel final : public ModelBase {
         std::copy_n(ad, dim, x + dim);
         for (int32_t d = 0; d < dim; ++d) x[2 * dim + d] = b[d] * ad[d];
       }
+      // The attention input is B rows per item (250 for the zoo's DIN): a point every
+      // kItemsPerPoint items keeps this loop, too, from holding a worker for long.
+      if ((r + 1) % kItemsPerPoint == 0) ws.yield_point();
     }
     RECSCHED_RETURN_IF_ERROR(
         att_.forward(ConstMatrixView{att_in, rows, 3 * dim}, MatrixView{w, rows, 1}, ws, kHidden));
@@ -163,6 +168,7 @@ class DinModel final : public ModelBase {
         for (int32_t d = 0; d < dim; ++d) pooled[d] += wi * b[d];
       }
       std::copy_n(item + int64_t{nb + 1} * dim, 2 * dim, t + 2 * dim);  // a, c
+      if ((r + 1) % kItemsPerPoint == 0) ws.yield_point();
     }
     return top_.forward(ConstMatrixView{top_in, n, top_ld}, scores, ws, kHidden);
   }

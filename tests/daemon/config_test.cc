@@ -195,7 +195,7 @@ TEST_CASE("omitted keys take their defaults") {
   CHECK(l.low_priority_share == 0.5);
   CHECK(l.wait_bound_fraction == 0);
   CHECK(l.preemption == true);
-  CHECK(l.worker_nice == 0);
+  CHECK(l.worker_nice == 10);
   CHECK(l.degraded_ms == 10000);
   CHECK(l.window == 64);
   CHECK(l.placement_log == 4096);

@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""Daemon configurations side by side on the co-located zoo, at one fixed load.
+
+bench/run-suite searches for the highest load that meets every target, with few queries
+per step: on this 2-core VM one slow NCF query fails a step, and two of its runs do not
+separate configurations. This runs the whole zoo at one offered load (a fraction of the
+measured capacity) for long enough that every model's p95 rests on a few hundred
+queries, once per configuration per round, the configurations rotating their order from
+round to round, and prints each model's p50 / p95 / p99 and rejections per configuration.
+
+  python3 bench/colocation_ab.py --qps 58 --seconds 40 --rounds 2 \\
+      --config before='{"limits": {"preemption": false, "wait_bound_fraction": 0.5}}' \\
+      --config now='{}' --out docs/bench-.../ab.json
+
+Targets: the medium targets of a run-suite JSON (--targets-from), else the daemon's.
+Profiles: the main job's cache (build/main-job/state), so no configuration re-profiles.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+
+
+def load_run_suite():
+    # run-suite has no .py suffix: load it as a module for its Daemon class.
+    import importlib.machinery
+    import importlib.util
+    path = os.path.join(ROOT, "bench", "run-suite")
+    loader = importlib.machinery.SourceFileLoader("run_suite", path)
+    spec = importlib.util.spec_from_loader("run_suite", loader)
+    mod = importlib.util.module_from_spec(spec)
+    loader.exec_module(mod)
+    return mod
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--state-dir", default=None, help="profile cache (default BUILD/main-job/state)")
+    ap.add_argument("--config", action="append", required=True, metavar="NAME=JSON",
+                    help="a configuration: keys added to recschedd's config (repeat)")
+    ap.add_argument("--policy", default="earliest-finish")
+    ap.add_argument("--qps", type=float, required=True, help="offered load, queries/s")
+    ap.add_argument("--seconds", type=float, default=40)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--targets-from", help="a run-suite JSON: its medium targets")
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    rs = load_run_suite()
+    configs = []
+    for c in a.config:
+        name, _, text = c.partition("=")
+        try:
+            configs.append((name, json.loads(text)))
+        except json.JSONDecodeError as e:
+            ap.error(f"--config {name}: not JSON ({e})")
+    targets = None
+    if a.targets_from:
+        targets = json.load(open(a.targets_from))["detail"]["targets_ms"]["medium"]
+    state = a.state_dir or os.path.join(a.build_dir, "main-job", "state")
+    run_dir = os.path.join(a.build_dir, "colocation-ab")
+    os.makedirs(run_dir, exist_ok=True)
+    load_bin = os.path.join(a.build_dir, "bench", "load", "recsched-load")
+    results = {name: [] for name, _ in configs}
+    for r in range(a.rounds):
+        order = configs[r % len(configs):] + configs[:r % len(configs)]
+        for name, extra in order:
+            d = rs.Daemon(os.path.join(a.build_dir, "daemon", "recschedd"), run_dir, state, False,
+                          extra)
+            d.start()
+            try:
+                if targets:
+                    d.set_targets(targets)
+                out = os.path.join(run_dir, f"{name}-{r}.json")
+                cmd = [load_bin, "--socket", d.socket, "--quiet", "--out", out, "--policy",
+                       a.policy, "--qps", str(a.qps), "--duration", str(a.seconds),
+                       "--warmup", str(min(2.0, a.seconds / 10)), "--seed", str(r + 1)]
+                t0 = time.time()
+                subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+                rs.log(f"{name} round {r}: {time.time() - t0:.0f} s, load "
+                       f"{os.getloadavg()[0]:.2f}")
+                results[name].append({"cmd": " ".join(cmd), "report": json.load(open(out))})
+            finally:
+                d.stop()
+    summary = {}
+    models = sorted(results[configs[0][0]][0]["report"]["models"])
+    print(f"{a.policy}, {a.qps} q/s offered, {a.seconds} s x {a.rounds} rounds")
+    print(f"{'model':8} " + " ".join(f"{n:>34}" for n, _ in configs))
+    print(f"{'':8} " + " ".join(f"{'p50 / p95 / p99 ms, rejected':>34}" for _ in configs))
+    for m in models:
+        row = []
+        for name, _ in configs:
+            runs = [x["report"]["models"][m] for x in results[name]]
+            sent = sum(x["sent"] for x in runs)
+            rej = sum(x["rejected"] for x in runs)
+            p = [sum(x[k] for x in runs) / len(runs) for k in ("p50_ms", "p95_ms", "p99_ms")]
+            summary.setdefault(name, {})[m] = {"p50_ms": p[0], "p95_ms": p[1], "p99_ms": p[2],
+                                               "sent": sent, "rejected": rej,
+                                               "sla_ms": runs[0]["sla_ms"]}
+            row.append(f"{p[0]:7.2f} / {p[1]:7.2f} / {p[2]:7.2f}, {rej / max(1, sent):4.0%}")
+        print(f"{m:8} " + " ".join(f"{x:>34}" for x in row))
+    json.dump({"policy": a.policy, "qps": a.qps, "seconds": a.seconds, "rounds": a.rounds,
+               "configs": dict(configs), "summary": summary, "runs": results},
+              open(a.out, "w"), indent=1)
+
+
+if __name__ == "__main__":
+    main()
