@@ -386,6 +386,7 @@ HttpResponse Service::placements_json(size_t limit) const {
                    {"actual_ms", p.actual_ms},
                    {"wait_ms", p.wait_ms},
                    {"service_ms", p.service_ms},
+                   {"suspended_ms", p.suspended_ms},
                    {"policy", p.policy},
                    {"reason", p.placement.reason},
                    {"outcome", p.outcome}});

@@ -167,6 +167,9 @@ Status Service::open_devices(const Progress& progress) {
     if (!wanted(d.id)) continue;
     RECSCHED_ASSIGN_OR_RETURN(auto dev,
                               make_cpu_device(*topology_, d, c.power, int(c.limits.worker_nice)));
+    // Before profiling, so that the profiles measure passes as serving runs them (with
+    // preemption on, the long steps cut into blocks).
+    dev->runner().set_preemption(c.limits.preemption);
     spdlog::info("{}: {} workers on CPUs {} (NUMA node {}); power: {}", d.id, dev->workers(),
                  d.cpuset, d.numa_node, dev->power_note());
     devices_.push_back(std::move(dev));
@@ -288,7 +291,6 @@ void Service::start_dispatcher(std::unique_ptr<policies::Policy> policy) {
   dispatcher_ = std::make_unique<policies::Dispatcher>(device_infos(), std::move(policy),
                                                        admission(c.limits));
   dispatcher_->set_bounded_wait(bounded_wait(c.limits));
-  for (const auto& dev : devices_) dev->runner().set_preemption(c.limits.preemption);
   spdlog::info("policy: {} {}", c.policy.name, dispatcher_->policy().params().dump());
 }
 

@@ -54,6 +54,7 @@ struct PlacementRecord {
   double actual_ms = 0;  ///< arrival to answer; 0 if it never ran
   double wait_ms = 0;    ///< dispatched to its first piece's start (queueing); 0 if never ran
   double service_ms = 0;  ///< first piece's start to last piece's end on the runner
+  double suspended_ms = 0;  ///< of service_ms, suspended while more urgent queries ran
   std::string outcome;   ///< "ok", or the error that ended it
 };
 

@@ -34,6 +34,7 @@ struct Service::InFlight {
   Clock::time_point dispatched_at;  // when the dispatcher decided (decoding done)
   Clock::time_point started;     // its first piece's start (the runner writes it)
   Clock::time_point done_at;     // the runner finished it
+  double suspended_ms = 0;       // of that, suspended for more urgent queries (the runner writes it)
   bool counted_in_flight = false;
   std::vector<float> scores;
   PlacementRecord record;
@@ -170,7 +171,8 @@ void Service::infer(const std::string& name, HttpRequest req, Responder respond)
                                                 }
                                                 finish(q, std::move(st));
                                               },
-                                          .started = &q->started},
+                                          .started = &q->started,
+                                          .suspended_ms = &q->suspended_ms},
                                          max_queue);
   if (!st.is_ok()) finish(q, std::move(st));
 }
@@ -214,6 +216,7 @@ void Service::finish(const std::shared_ptr<InFlight>& q, Status st) {
         using Ms = std::chrono::duration<double, std::milli>;
         q->record.wait_ms = Ms(q->started - q->dispatched_at).count();
         q->record.service_ms = Ms(q->done_at - q->started).count();
+        q->record.suspended_ms = q->suspended_ms;
       }
       q->record.outcome = st.is_ok() ? "ok" : st.message();
       placements_.push_back(std::move(q->record));
@@ -244,7 +247,10 @@ void Service::learn(const InFlight& q, Clock::time_point finished) {
   using Ms = std::chrono::duration<double, std::milli>;
   const uint32_t n = q.request.batch.batch_size;
   const policies::Placement& pl = q.decision.placement;
-  const double service_ms = Ms(q.done_at - q.started).count();
+  // Its own service: the time it was suspended for more urgent queries is theirs, and
+  // would otherwise teach every preempted model a slower profile.
+  const double service_ms =
+      std::max(0.0, Ms(q.done_at - q.started).count() - q.suspended_ms);
   // Outside the runner, as the placement log's actual_ms counts it (arrival to finish()):
   // decoding and dispatch before, the hand-back after.
   const double outside_ms =

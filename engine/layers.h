@@ -39,11 +39,12 @@ class EmbeddingTables {
 };
 
 /// How finely a pass that yields (Workspace::yields) cuts its longest steps: a Linear
-/// layer into blocks of rows of about `flops` floating-point operations (at least
-/// min_rows rows), a table's pooling into blocks of about `lookups` ids, with a yield
-/// point between blocks. Every row is computed as it would be whole, by the same kernels
-/// (the pooling's sums are bit-identical; a GEMM's rows are too with oneDNN's kernels,
-/// which do not split the inner dimension by the row count). 0 turns a cut off.
+/// layer into blocks of about `flops` floating-point operations (by output columns where
+/// its input is the smaller operand, else by rows; at least min_rows of either), a
+/// table's pooling into blocks of about `lookups` ids, with a yield point between blocks.
+/// The pooling's sums are bit-identical to the whole; a GEMM cut into blocks may round
+/// differently (another kernel on a block's tail), within the tolerance of a sub-batch.
+/// The same cut gives the same bits, interrupted or not. 0 turns a cut off.
 struct YieldBlocks {
   double flops = 32e6;      // about 0.5 ms of one core's GEMM
   int64_t lookups = 16384;  // about 0.1-0.3 ms of gathers

@@ -28,6 +28,9 @@ struct CpuRunner::Job {
   std::span<float> scores;
   DoneFn done;
   Clock::time_point* started = nullptr;  // Request::started
+  double* suspended_ms = nullptr;        // Request::suspended_ms
+  double suspended_s = 0;  // its pieces' time suspended, summed (under mu_)
+  uint32_t pieces = 0;     // pieces taken (under mu_)
   Clock::time_point deadline;  // the order key with seq (fixed before it is queued)
   uint64_t seq = 0;
   uint32_t taken = 0;     // items handed out (under mu_)
@@ -165,11 +168,16 @@ void CpuRunner::worker_main(int index, const std::string& cpuset, int nice) {
     // Scratch memory (workspaces) comes from the device's own node too.
     bound = topology_.bind_memory_to_node(device_.numa_node);
   }
-  // On Linux a nice value is per thread: this worker's alone.
-  if (bound.is_ok() && nice > 0 &&
-      setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), nice) != 0) {
-    bound = unavailable("setpriority(nice " + std::to_string(nice) +
-                        "): " + std::strerror(errno));
+  // On Linux a nice value is per thread: this worker's alone. Only ever lowered: a process
+  // already started at a higher nice value keeps it (raising priority needs privilege).
+  if (bound.is_ok() && nice > 0) {
+    const id_t tid = static_cast<id_t>(gettid());
+    errno = 0;
+    const int now = getpriority(PRIO_PROCESS, tid);
+    if (!(errno == 0 && now >= nice) && setpriority(PRIO_PROCESS, tid, nice) != 0) {
+      bound = unavailable("setpriority(nice " + std::to_string(nice) +
+                          "): " + std::strerror(errno));
+    }
   }
   Result<std::string> actual = topology_.thread_binding();
   engine::set_blas_threads(1);  // parallelism comes from sub-batches, not inside a GEMM
@@ -202,10 +210,10 @@ void CpuRunner::worker_main(int index, const std::string& cpuset, int nice) {
       sleeper.waiting = false;
     }
     lock.unlock();
-    double busy = 0;
-    const Status st = run_taken(worker, taken, &busy);
+    double busy = 0, suspended = 0;
+    const Status st = run_taken(worker, taken, &busy, &suspended);
     lock.lock();
-    settle_locked(lock, index, taken, st, busy);
+    settle_locked(lock, index, taken, st, busy, suspended);
   }
 }
 
@@ -240,6 +248,7 @@ bool CpuRunner::take_locked(int index, const Job* before, bool nested, Taken* ou
   out->nested = nested;
   if (out->begin == 0 && job->started != nullptr) *job->started = Clock::now();
   job->taken += count;
+  ++job->pieces;
   // Once a piece has failed the query's answer is that error: skip the rest.
   out->skip = !job->first_error.is_ok();
   ++job->active;
@@ -254,7 +263,8 @@ bool CpuRunner::take_locked(int index, const Job* before, bool nested, Taken* ou
   return true;
 }
 
-Status CpuRunner::run_taken(Worker& worker, const Taken& taken, double* busy) {
+Status CpuRunner::run_taken(Worker& worker, const Taken& taken, double* busy,
+                           double* suspended) {
   const Job& job = *taken.job;
   const int level = worker.depth++;
   worker.running[level] = &job;
@@ -274,6 +284,7 @@ Status CpuRunner::run_taken(Worker& worker, const Taken& taken, double* busy) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   // Busy time is counted once: the passes run at this one's yield points count their own.
   *busy = elapsed - worker.nested_seconds[level];
+  *suspended = worker.nested_seconds[level];
   if (level > 0) worker.nested_seconds[level - 1] += elapsed;
   worker.running[level] = nullptr;
   worker.depth = level;
@@ -281,9 +292,10 @@ Status CpuRunner::run_taken(Worker& worker, const Taken& taken, double* busy) {
 }
 
 void CpuRunner::settle_locked(std::unique_lock<std::mutex>& lock, int index, const Taken& taken,
-                              const Status& st, double busy) {
+                              const Status& st, double busy, double suspended) {
   Job& job = *taken.job;
   busy_seconds_ += busy;
+  job.suspended_s += suspended;
   if (!taken.nested) --busy_workers_;
   if (taken.is_long) --long_busy_;
   // At its cap until now, with items left: it may be taken again.
@@ -300,6 +312,11 @@ void CpuRunner::settle_locked(std::unique_lock<std::mutex>& lock, int index, con
   // piece that the freed long lane lets start; and a stop waits for the last one.
   if (again || taken.is_long || (last && stopping_)) wake_for_work(taken.nested ? -1 : index);
   if (last) {
+    if (job.suspended_ms != nullptr) {
+      const uint32_t at_once = std::max<uint32_t>(
+          1, std::min<uint32_t>(job.pieces, static_cast<uint32_t>(job.max_workers)));
+      *job.suspended_ms = job.suspended_s * 1e3 / at_once;
+    }
     lock.unlock();
     job.done(job.first_error);
     lock.lock();
@@ -309,22 +326,24 @@ void CpuRunner::settle_locked(std::unique_lock<std::mutex>& lock, int index, con
 void CpuRunner::preempt_at(Worker& worker) {
   if (!preemption_.load(std::memory_order_relaxed) || worker.depth > kMaxNesting) return;
   const Job& running = *worker.running[worker.depth - 1];
-  // The common case, nothing due before the running query: one load, no lock.
-  if (earliest_ready_.load(std::memory_order_relaxed) > running.deadline.time_since_epoch().count()) {
+  // The common case, nothing due before the running query: one load, no lock. (A query
+  // due at the same instant but submitted earlier is left to the next free worker.)
+  if (earliest_ready_.load(std::memory_order_relaxed) >=
+      running.deadline.time_since_epoch().count()) {
     return;
   }
   std::unique_lock<std::mutex> lock(mu_);
-  while (worker.depth <= kMaxNesting) {
+  while (worker.depth <= kMaxNesting && preemption_.load(std::memory_order_relaxed)) {
     // An awake worker that is free (or just woken) takes the query itself: interrupting
     // this pass would only delay it.
     if (busy_workers_ < std::min(active_workers_, num_workers_)) return;
     Taken taken;
     if (!take_locked(worker.index, &running, true, &taken, nullptr)) return;
     lock.unlock();
-    double busy = 0;
-    const Status st = run_taken(worker, taken, &busy);
+    double busy = 0, suspended = 0;
+    const Status st = run_taken(worker, taken, &busy, &suspended);
     lock.lock();
-    settle_locked(lock, worker.index, taken, st, busy);
+    settle_locked(lock, worker.index, taken, st, busy, suspended);
   }
 }
 
@@ -363,6 +382,7 @@ Status CpuRunner::submit(Request request, size_t max_queued) {
   job->scores = request.scores;
   job->done = std::move(request.done);
   job->started = request.started;
+  job->suspended_ms = request.suspended_ms;
   job->deadline = request.deadline.value_or(Clock::now());
   {
     std::lock_guard<std::mutex> lock(mu_);

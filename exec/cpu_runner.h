@@ -45,16 +45,18 @@ using engine::ModelSpec;
 /// recurrent steps). There, when a queued query is due before the running one and no
 /// awake worker is free to take it, the worker runs a piece of it on another workspace
 /// and then resumes the interrupted pass, state intact: a tight query waits one step of
-/// the running pass, not the rest of it. Up to kMaxNesting passes deep per worker.
+/// the running pass, not the rest of it. Up to kMaxNesting passes suspended per worker
+/// (kMaxNesting + 1 running one inside another).
 /// Queries that all pass no deadline are due in arrival order, so none preempts another.
 class CpuRunner final : public Runner {
  public:
   /// Starts `workers` threads (0: one per core of the device). Worker w binds itself to
   /// core w % cores of the device (all of that core's PUs) before anything else; a failed
   /// bind fails create() with the OS's reason, it is never ignored. With `nice` > 0 each
-  /// worker then lowers its own scheduling priority to that nice value (0-19), so that the
-  /// threads that read requests and write answers on the same cores run as soon as they
-  /// wake instead of waiting out a worker's time slice; failing that fails create() too.
+  /// worker then lowers its own scheduling priority to that nice value (0-19; a thread
+  /// already at a higher one keeps it), so that the threads that read requests and write
+  /// answers on the same cores run as soon as they wake instead of waiting out a worker's
+  /// time slice; failing that fails create() too.
   /// kInvalidArgument if `topology` is not this machine's or `nice` is outside [0, 19].
   static Result<std::unique_ptr<CpuRunner>> create(const hw::Topology& topology,
                                                    const hw::CpuDevice& device, int workers = 0,
@@ -122,11 +124,12 @@ class CpuRunner final : public Runner {
   // if none, with *wake the earliest time a waiting query becomes urgent. mu_ held.
   bool take_locked(int index, const Job* before, bool nested, Taken* out, Clock::time_point* wake);
   // Runs the piece on the worker's workspace for its current depth; mu_ not held.
-  Status run_taken(Worker& worker, const Taken& taken, double* busy);
+  // *busy: its own seconds; *suspended: those of the passes run at its yield points.
+  Status run_taken(Worker& worker, const Taken& taken, double* busy, double* suspended);
   // Counts the piece done and, for its query's last piece, calls done (mu_ released
   // around it). mu_ held through `lock`.
   void settle_locked(std::unique_lock<std::mutex>& lock, int index, const Taken& taken,
-                     const Status& st, double busy);
+                     const Status& st, double busy, double suspended);
   // A running pass's yield point on `worker`: runs more urgent pieces, if any, then returns.
   void preempt_at(Worker& worker);
   // Publishes the earliest deadline in ready_ for the yield points' lock-free check. mu_ held.

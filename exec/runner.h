@@ -56,6 +56,12 @@ struct Request {
   /// Where to write when its first piece (or the whole query) starts on a worker, before
   /// `done` is called; nullptr: not wanted. What the daemon measures service time from.
   Clock::time_point* started = nullptr;
+  /// Where to write, before `done`, the milliseconds its pieces spent suspended while
+  /// more urgent queries ran in their place (CpuRunner's cooperative preemption): summed
+  /// over its pieces, divided by how many could run at once (its worker cap, at most its
+  /// piece count), an estimate of what preemption added to its started-to-done time.
+  /// nullptr: not wanted; a runner that never preempts writes 0 or nothing.
+  double* suspended_ms = nullptr;
 };
 
 /// A runner's state at one instant.

@@ -57,8 +57,9 @@ struct Admission {
 };
 
 /// Bounded waiting on shared CPU workers (limited preemption with a reserved lane). A
-/// CPU runner never stops a piece of work once started, so a query of a tight-target
-/// model that finds every worker busy waits for the shortest of the running pieces. Here,
+/// CPU runner without cooperative preemption never stops a piece of work once started, so
+/// a query of a tight-target model that finds every worker busy waits for the shortest of
+/// the running pieces. Here,
 /// per CPU device, the dispatcher keeps each model's slack (its target minus its predicted
 /// service time: a low quantile over its recent queries; a model not seen for `window` or
 /// for 8 of its mean gaps between queries, the longer, is forgotten) and sets the bound to `fraction` x the smallest positive slack among them.

@@ -391,7 +391,8 @@ class Simulation {
     if (best == s.workers.size()) return;
     Worker& w = s.workers[best];
     const double step = std::max(1e-6, options_.yield_stretch_ms);
-    const double at = std::max(now, w.started_ms + std::ceil((now - w.started_ms) / step) * step);
+    // The next point after now: a piece's first comes one stretch after it starts.
+    const double at = w.started_ms + (std::floor((now - w.started_ms) / step) + 1) * step;
     if (at >= w.end_ms) return;
     w.preempt_pending = true;
     events_.push({at, seq_++, device, best, false, true, w.gen});

@@ -117,6 +117,7 @@ TEST_CASE("health, metadata, control and metrics routes answer") {
     const json& p = placements["placements"][0];
     CHECK(p["service_ms"].get<double>() > 0);
     CHECK(p["wait_ms"].get<double>() >= 0);
+    CHECK(p["suspended_ms"].get<double>() == 0);  // nothing ran in its place
     CHECK(p["wait_ms"].get<double>() + p["service_ms"].get<double>() <=
           p["actual_ms"].get<double>());
   }
