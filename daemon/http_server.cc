@@ -99,9 +99,17 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
         is_unix_(is_unix),
         timer_(stream_.get_executor()) {}
 
-  void run() {
+  // Called by the acceptor, on the acceptor's thread: counted and tracked (so stop() can
+  // close it) at once, and everything else on the session's own strand, where close_soon()
+  // runs too. (Starting the first read here raced a stop()'s close on another thread.)
+  void start() {
     ++server_.open;
-    server_.track(this->weak_from_this());  // so stop() can close it
+    server_.track(this->weak_from_this());
+    asio::dispatch(stream_.get_executor(), [self = this->shared_from_this()] { self->run(); });
+  }
+
+ private:
+  void run() {
     if (server_.open > server_.options.max_connections) {
       reject(503, "too many connections (limit " + std::to_string(server_.options.max_connections) +
                       ")");
@@ -110,6 +118,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     read(server_.options.idle_timeout_ms);
   }
 
+ public:
   ~Session() {
     --server_.open;
     server_.notify();
@@ -458,7 +467,7 @@ void HttpServer::Impl::accept(asio::basic_socket_acceptor<Protocol>& acceptor, b
         if (stopping) return;
         if (!ec) {
           using Stream = beast::basic_stream<Protocol, asio::any_io_executor>;
-          std::make_shared<Session<Stream>>(std::move(socket), *this, is_unix)->run();
+          std::make_shared<Session<Stream>>(std::move(socket), *this, is_unix)->start();
         }
         accept(acceptor, is_unix);
       });
