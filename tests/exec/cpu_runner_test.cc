@@ -310,10 +310,32 @@ TEST_CASE("parked workers take no sub-batches until woken") {
   CHECK(most_at_once() == 2);
 }
 
+// Where a test model's forward pass stops until the test lets it through: it counts what
+// reached it and hands out permits (Gate and Stepper below).
+class Turnstile {
+ public:
+  // Waits until `n` passes (or steps) have reached it in all.
+  void wait_entered(int n) const {
+    for (int seen = entered_.load(); seen < n; seen = entered_.load()) entered_.wait(seen);
+  }
+  void release(int n) const { permits_.release(n); }
+
+ protected:
+  void pass() const {
+    entered_.fetch_add(1);
+    entered_.notify_all();
+    permits_.acquire();
+  }
+
+ private:
+  mutable std::atomic<int> entered_{0};
+  mutable std::counting_semaphore<1024> permits_{0};
+};
+
 // A model whose every forward pass waits for a permit from the test: while the one worker
 // of a runner is held inside it, the test queues queries, then releases the permits and
 // reads the order in which the queries were answered. Deterministic: no sleeps.
-class Gate final : public Model {
+class Gate final : public Model, public Turnstile {
  public:
   explicit Gate(engine::ModelSpec spec) : spec_(std::move(spec)) {}
   const engine::ModelSpec& spec() const override { return spec_; }
@@ -324,17 +346,11 @@ class Gate final : public Model {
       std::lock_guard<std::mutex> lock(mu_);
       sizes_.push_back(batch.batch_size);
     }
-    entered_.fetch_add(1);
-    entered_.notify_all();
-    permits_.acquire();
+    pass();
     std::fill(scores.begin(), scores.end(), 0.5f);
     return Status::ok();
   }
   std::vector<engine::TensorToWrite> tensors() const override { return {}; }
-  void wait_entered(int n) const {
-    for (int seen = entered_.load(); seen < n; seen = entered_.load()) entered_.wait(seen);
-  }
-  void release(int n) const { permits_.release(n); }
   /// The batch size of every forward pass, in the order they entered.
   std::vector<uint32_t> sizes() const {
     std::lock_guard<std::mutex> lock(mu_);
@@ -345,8 +361,6 @@ class Gate final : public Model {
   engine::ModelSpec spec_;
   mutable std::mutex mu_;
   mutable std::vector<uint32_t> sizes_;
-  mutable std::atomic<int> entered_{0};
-  mutable std::counting_semaphore<1024> permits_{0};
 };
 
 // Bounded waiting's fields of a request (Request::short_items, reserve, urgent_at).
@@ -535,7 +549,7 @@ TEST_CASE("bounded waiting: a free worker looks at kMaxQueriesLooked queued quer
 // A model whose forward pass is `steps` steps, each waiting for a permit from the test,
 // with a yield point between them (as the engine's models offer one between tables and
 // layers): the test sees exactly where a worker interrupts a pass.
-class Stepper final : public Model {
+class Stepper final : public Model, public Turnstile {
  public:
   Stepper(engine::ModelSpec spec, int steps) : spec_(std::move(spec)), steps_(steps) {}
   const engine::ModelSpec& spec() const override { return spec_; }
@@ -547,20 +561,13 @@ class Stepper final : public Model {
         std::lock_guard<std::mutex> lock(mu_);
         log_.push_back(std::to_string(batch.batch_size) + "." + std::to_string(step));
       }
-      entered_.fetch_add(1);
-      entered_.notify_all();
-      permits_.acquire();
+      pass();
       if (step + 1 < steps_) ws.yield_point();
     }
     std::fill(scores.begin(), scores.end(), 0.5f);
     return Status::ok();
   }
   std::vector<engine::TensorToWrite> tensors() const override { return {}; }
-  // Waits until `n` steps have begun in all.
-  void wait_entered(int n) const {
-    for (int seen = entered_.load(); seen < n; seen = entered_.load()) entered_.wait(seen);
-  }
-  void release(int n) const { permits_.release(n); }
   // "items.step" for every step begun, in order: which pass ran where.
   std::vector<std::string> log() const {
     std::lock_guard<std::mutex> lock(mu_);
@@ -572,8 +579,6 @@ class Stepper final : public Model {
   int steps_;
   mutable std::mutex mu_;
   mutable std::vector<std::string> log_;
-  mutable std::atomic<int> entered_{0};
-  mutable std::counting_semaphore<1024> permits_{0};
 };
 
 // A one-worker runner serving Stepper passes; each query is named by its item count.
