@@ -389,6 +389,7 @@ Status read_limits(const json& v, const std::string& key, LimitsConfig& out) {
        number_field("reject_factor", out.reject_factor, {0.1, 1000}),
        number_field("normal_priority_share", out.normal_priority_share, {0, 1, true}),
        number_field("low_priority_share", out.low_priority_share, {0, 1, true}),
+       number_field("late_budget", out.late_budget, {0, 1}),
        number_field("wait_bound_fraction", out.wait_bound_fraction, {0, 1}),
        bool_field("preemption", out.preemption),
        integer_field("worker_nice", out.worker_nice, 0, 19),

@@ -57,6 +57,10 @@
 // limits.normal_priority_share  the share for priority 0 (the default); 0.8; (0, 1]
 // limits.low_priority_share   the share for priority < 0 (priority > 0 has 1); 0.5;
 //                             (0, normal_priority_share]
+// limits.late_budget          the fraction of each model's tail (100 - sla_percentile, in
+//                             %) admission may spend on queries predicted past the bound
+//                             above: such a query is admitted while the model's recent
+//                             late answers leave room (policies::Admission); 0.5; [0, 1]
 // limits.wait_bound_fraction  bounded waiting on CPU workers (policies::BoundedWait): one
 //                             worker runs only pieces of at most this fraction of the
 //                             tightest live slack; 0 turns it off; 0 (preemption bounds
@@ -123,6 +127,7 @@ struct LimitsConfig {
   double reject_factor = 1.0;  ///< admit while predicted completion <= factor x SLA x share
   double normal_priority_share = 0.8;  ///< priority 0's share of the admission bound
   double low_priority_share = 0.5;     ///< priority < 0's share (priority > 0: 1)
+  double late_budget = 0.5;            ///< policies::Admission::late_budget; 0 = off
   double wait_bound_fraction = 0;      ///< policies::BoundedWait::fraction; 0 = off
   bool preemption = true;              ///< cooperative preemption on CPU workers
   uint32_t worker_nice = 10;           ///< CPU workers' nice value (exec::CpuRunner::create)

@@ -9,6 +9,7 @@
 
 #include "policies/policy.h"
 #include "policies/registry.h"
+#include "engine/inputs.h"
 #include "profiler/profile_cache.h"
 #include "profiler/profiler.h"
 #include "sim/tune.h"
@@ -34,6 +35,7 @@ policies::Admission admission(const LimitsConfig& l) {
   a.reject_factor = l.reject_factor;
   a.normal_share = l.normal_priority_share;
   a.low_share = l.low_priority_share;
+  a.late_budget = l.late_budget;
   // The prediction is already the corrected one (the profile table corrected by
   // ServiceCorrection, plus the learnt time outside the runner): the dispatcher's own
   // latency ratio on top (mean + 1.645 sd, queueing noise included; since removed) turned
@@ -87,6 +89,7 @@ Result<std::unique_ptr<Service>> Service::create(DaemonConfig config,
   RECSCHED_RETURN_IF_ERROR(s->open_devices(progress));
   RECSCHED_RETURN_IF_ERROR(s->load_models(progress));
   RECSCHED_RETURN_IF_ERROR(s->load_or_measure_profiles(progress));
+  s->warm_up(progress);
   {
     // deeprecsched is tuned before serving, as DeepRecSys does, now that profiles exist.
     const nlohmann::json& given = s->config_.policy.params;
@@ -227,6 +230,32 @@ Status Service::load_models(const Progress& progress) {
 }
 
 // Profiles: from the cache when it matches this hardware, build and spec; else measured.
+void Service::warm_up(const Progress& progress) {
+  // Each model runs once on every worker of every device it is served on, at the largest
+  // size a query is likely to have (DeepRecInfra's sizes: lognormal with a 1024 cap), so
+  // that the first queries served find their scratch memory allocated and touched (a
+  // model's first pass on a worker ran 10-25x its steady time on this VM; with the
+  // profiles from the cache nothing had run before serving). A failure is logged: the
+  // device fails that model's queries as it would have.
+  const auto t0 = std::chrono::steady_clock::now();
+  const uint32_t items = std::min<uint32_t>(kWarmUpItems, config_.limits.max_items);
+  progress("warming up " + std::to_string(models_.size()) + " models at " +
+           std::to_string(items) + " items");
+  for (const auto& m : models_) {
+    const Batch batch = engine::random_batch(m->cfg.spec, items, /*seed=*/1);
+    for (size_t di = 0; di < devices_.size(); ++di) {
+      if (!m->on[di]) continue;
+      Status st = devices_[di]->runner().warm_up(*m->on[di], view_of(batch));
+      if (!st.is_ok()) {
+        spdlog::warn("warm-up of {} on {} failed: {}", m->cfg.spec.name, devices_[di]->id(),
+                     st.message());
+      }
+    }
+  }
+  spdlog::info("warmed up {} models at {} items in {:.2f} s", models_.size(), items,
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+}
+
 Status Service::load_or_measure_profiles(const Progress& progress) {
   const DaemonConfig& c = config_;
   const auto t0 = std::chrono::steady_clock::now();
@@ -364,7 +393,7 @@ nlohmann::json Service::with_tuning(const std::string& name, nlohmann::json para
       targets.push_back({m->cfg.spec.name, m->cfg.sla_ms});
       key += m->cfg.spec.name + "=" + std::to_string(m->cfg.sla_ms) + ",";
     }
-    options.sim.reject_factor = config_.limits.reject_factor;
+    options.sim.admission = admission(config_.limits);
     options.sim.wait_bound_fraction = config_.limits.wait_bound_fraction;
     options.sim.preemption = config_.limits.preemption;
     options.sim.max_queue = config_.limits.max_queue;
@@ -372,7 +401,9 @@ nlohmann::json Service::with_tuning(const std::string& name, nlohmann::json para
     // re-tuning each time would cost seconds of CPU per policy switch under load.
     table = measured_profiles_;
   }
-  key += std::to_string(options.sim.reject_factor) + "," +
+  key += std::to_string(options.sim.admission.reject_factor) + "," +
+         std::to_string(options.sim.admission.normal_share) + "," +
+         std::to_string(options.sim.admission.late_budget) + "," +
          std::to_string(options.sim.wait_bound_fraction) + "," +
          std::to_string(options.sim.preemption) + "," +
          std::to_string(options.sim.max_queue);
@@ -455,6 +486,7 @@ std::string Service::reload(const DaemonConfig& next) {
   config_.limits.reject_factor = b.reject_factor;
   config_.limits.normal_priority_share = b.normal_priority_share;
   config_.limits.low_priority_share = b.low_priority_share;
+  config_.limits.late_budget = b.late_budget;
   config_.limits.wait_bound_fraction = b.wait_bound_fraction;
   config_.limits.preemption = b.preemption;
   for (const auto& dev : devices_) dev->runner().set_preemption(b.preemption);
@@ -468,7 +500,8 @@ std::string Service::reload(const DaemonConfig& next) {
   }
   std::string out =
       "reloaded SLA targets, admission limits (max_queue, max_items, max_elements, "
-      "max_json_depth, reject_factor, priority shares, wait_bound_fraction, preemption, degraded_ms, "
+      "max_json_depth, reject_factor, priority shares, late_budget, wait_bound_fraction, "
+      "preemption, degraded_ms, "
       "placement_log), token";
   if (!(next.policy.name == config_.policy.name && next.policy.params == config_.policy.params)) {
     lock.unlock();

@@ -114,6 +114,7 @@ class Service {
   Status open_devices(const Progress& progress);
   Status load_models(const Progress& progress);
   Status load_or_measure_profiles(const Progress& progress);
+  void warm_up(const Progress& progress);
   void start_dispatcher(std::unique_ptr<policies::Policy> policy);
   /// The served devices as the dispatcher and the simulator see them.
   std::vector<policies::DeviceInfo> device_infos() const;
@@ -157,6 +158,9 @@ class Service {
   policies::ServiceCorrection correction_;                  ///< under mu_
   uint64_t learnt_since_publish_ = 0;                       ///< under mu_
   static constexpr uint64_t kPublishEvery = 16;
+  /// The batch each model is warmed up with before serving (warm_up; capped by
+  /// limits.max_items).
+  static constexpr uint32_t kWarmUpItems = 1024;
   /// Sets the measured profile (start-up, re-profiling) and forgets what was learnt
   /// against the previous one. mu_ held.
   void set_measured_profiles(std::shared_ptr<const ProfileTable> table);

@@ -107,7 +107,7 @@ void Service::infer(const std::string& name, HttpRequest req, Responder respond)
   double overhead_ms;  // learnt time outside the runner: decoding, encoding
   {
     std::lock_guard<std::mutex> lock(mu_);
-    view = {name, q->sla_ms, q->model->window.percentile(95)};
+    view = {name, q->sla_ms, q->model->window.percentile(95), q->model->cfg.sla_percentile};
     overhead_ms = correction_.overhead_ms(name, n).value;
   }
   const std::shared_ptr<const ProfileTable> table = profiles();

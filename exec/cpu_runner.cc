@@ -197,6 +197,14 @@ void CpuRunner::worker_main(int index, const std::string& cpuset, int nice) {
     while (true) {
       // A query left for a long lane becomes urgent at a known time: wake up then.
       Clock::time_point wake = Clock::time_point::max();
+      if (sleepers_[index]->chore) {
+        const std::function<void(Worker&)> chore = std::move(sleepers_[index]->chore);
+        sleepers_[index]->chore = nullptr;
+        lock.unlock();
+        chore(worker);
+        lock.lock();
+        continue;
+      }
       if (take_locked(index, nullptr, false, &taken, &wake)) break;
       // Stop only once every queued query has been handed out: nothing is dropped.
       if (stopping_ && untaken_ == 0) return;
@@ -408,6 +416,52 @@ Status CpuRunner::run(const Model& model, const BatchView& batch, uint32_t sub_b
                      .scores = scores,
                      .sub_batch = sub_batch,
                      .workers = workers});
+}
+
+namespace {
+// Yield points that never preempt, with blocks as serving cuts them (the workspaces' slots
+// then take the sizes serving asks of them).
+class NoYield final : public engine::YieldPoint {
+ public:
+  explicit NoYield(bool blocks) : blocks_(blocks) {}
+  void at_yield_point() override {}
+  bool active() const override { return blocks_; }
+
+ private:
+  bool blocks_;
+};
+}  // namespace
+
+Status CpuRunner::warm_up(const Model& model, const BatchView& batch) {
+  const size_t k = model.spec().num_outputs();
+  std::mutex done_mu;
+  std::condition_variable done_cv;
+  int left = 0;
+  Status first = Status::ok();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return unavailable("the runner is stopping");
+    left = static_cast<int>(sleepers_.size());
+    for (auto& sleeper : sleepers_) {
+      sleeper->chore = [&, k](Worker& worker) {
+        std::vector<float> scores(size_t(batch.batch_size) * k);
+        NoYield points(preemption());
+        Status st = Status::ok();
+        for (engine::Workspace& ws : worker.ws) {
+          ws.set_yield(&points);
+          if (st.is_ok()) st = engine::guarded_forward(model, batch, ws, scores, device_.id);
+          ws.set_yield(&worker);
+        }
+        std::lock_guard<std::mutex> done(done_mu);
+        if (!st.is_ok() && first.is_ok()) first = st;
+        if (--left == 0) done_cv.notify_all();
+      };
+      sleeper->cv.notify_one();
+    }
+  }
+  std::unique_lock<std::mutex> done(done_mu);
+  done_cv.wait(done, [&] { return left == 0; });
+  return first;
 }
 
 void CpuRunner::set_active_workers(int n) {

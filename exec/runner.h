@@ -93,6 +93,13 @@ class Runner {
   /// cooperative preemption); a runner that runs whole queries in order ignores it.
   virtual void set_preemption(bool /*on*/) {}
 
+  /// Runs `batch` of `model` once wherever this runner's queries may run, and returns
+  /// when it has (the first failure, or OK): the queries served first then find their
+  /// scratch memory allocated and touched. Before serving: it adds its work to whatever is
+  /// queued. The default runs it once as a query; CpuRunner on every worker, in each of
+  /// its workspaces.
+  virtual Status warm_up(const engine::Model& model, const BatchView& batch);
+
   /// submit() and wait: the query's status.
   Status run(Request request);
 };

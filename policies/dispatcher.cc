@@ -205,8 +205,17 @@ Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLo
   const int awake_now = chosen.active_workers > 0 ? chosen.active_workers : it->workers;
   const bool starts_now = admission_.admit_idle && !own_target &&
                           chosen.queued < static_cast<size_t>(std::max(1, awake_now));
-  if (sla > 0 && !starts_now &&
-      out.placement.predicted_ms > admission_.reject_factor * share * sla) {
+  out.target_ms = sla;
+  Tail& tail = tails_[model];
+  if (query.model != nullptr) tail.percentile = query.model->sla_percentile;
+  const bool over_bound = sla > 0 && !starts_now &&
+                          out.placement.predicted_ms > admission_.reject_factor * share * sla;
+  // Past the bound: admitted on the model's tail budget while it has room (see Admission).
+  if (over_bound && priority >= 0 && !own_target && budget_room(tail)) {
+    out.on_budget = true;
+    out.expected_late = out.placement.predicted_ms > sla;
+    if (out.expected_late) ++tail.expected_late;
+  } else if (over_bound) {
     char buf[300];
     if (share != 1.0) {
       std::snprintf(buf, sizeof buf,
@@ -221,7 +230,13 @@ Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLo
                     out.placement.predicted_ms, it->id.c_str(), load_of(out.device_index).queued,
                     admission_.reject_factor, sla);
     }
-    out.status = unavailable(buf);
+    std::string why = buf;
+    if (admission_.late_budget > 0 && priority >= 0 && !own_target) {
+      std::snprintf(buf, sizeof buf, "; its tail budget is spent (%.1f %% of its answers late)",
+                    100 * tail.late);
+      why += buf;
+    }
+    out.status = unavailable(why);
     return out;
   }
   // The work this query adds: its service time on each worker it may occupy.
@@ -257,9 +272,22 @@ Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLo
   return out;
 }
 
+Dispatcher::Tail Dispatcher::tail(std::string_view model) const {
+  const auto it = tails_.find(model);
+  return it != tails_.end() ? it->second : Tail{};
+}
+
+bool Dispatcher::budget_room(const Tail& t) const {
+  const double budget = admission_.late_budget * (100 - t.percentile) / 100;
+  return budget > 0 && t.late + (t.expected_late + 1) / kLateWindow <= budget + 1e-12;
+}
+
 Status Dispatcher::hopeless(const std::string& model, double sla_ms,
                             const std::vector<DeviceLoad>& loads, Clock::time_point now) const {
   if (!(sla_ms > 0) || devices_.empty()) return Status::ok();
+  // A model with tail budget left is decoded and dispatched: dispatch() decides (the
+  // request's priority and own target are not known before decoding).
+  if (budget_room(tail(model))) return Status::ok();
   const double bound = admission_.reject_factor * sla_ms;
   double best = 0;
   const std::vector<bool> offer = offered(loads, devices_.size());
@@ -282,6 +310,15 @@ Status Dispatcher::hopeless(const std::string& model, double sla_ms,
 
 void Dispatcher::complete(const Decision& decision, const Completion& done) {
   if (!decision.admitted() || decision.device_index >= backlog_ms_.size()) return;
+  // The tail budget: an answer past its target counts as late; a failure is not an answer.
+  if (decision.target_ms > 0) {
+    Tail& t = tails_[done.model];
+    if (decision.expected_late) t.expected_late = std::max(0, t.expected_late - 1);
+    if (done.ok) {
+      const double late = done.latency_ms > decision.target_ms ? 1.0 : 0.0;
+      t.late += (late - t.late) / kLateWindow;
+    }
+  }
   double& b = backlog_ms_[decision.device_index];
   b = std::max(0.0, b - decision.backlog_added_ms);
   auto& q = queued_[decision.device_index];

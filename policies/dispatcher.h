@@ -50,11 +50,28 @@ struct Admission {
   /// only ever sheds queueing. Not for a query that set its own target (a request's
   /// sla_ms is its deadline), nor when off (the simulator's rule so far).
   bool admit_idle = false;
+  /// The tail budget: a model's target bounds a percentile (95: 5 % of its answers may be
+  /// late), so refusing every query predicted past the bound turns away queries the
+  /// target allows, and the target is judged on refusals too (at most 1 % of a model's
+  /// queries). A query of priority >= 0 that set no target of its own and is predicted
+  /// past the bound is admitted while the model's late answers (exponentially weighted
+  /// over its last kLateWindow completions), plus the admitted queries predicted late
+  /// and not yet done, stay within late_budget x its tail (100 - percentile, in %).
+  /// Under overload the late fraction rises to the budget and refusals resume. 0 = off.
+  double late_budget = 0;
 
   double share(int priority) const {
     return priority > 0 ? 1.0 : priority == 0 ? normal_share : low_share;
   }
 };
+
+/// recschedd's defaults (limits.reject_factor, normal_priority_share, low_priority_share,
+/// late_budget), which the simulator runs too (sim::Options::admission): one rule.
+inline constexpr Admission kDaemonAdmission{.reject_factor = 1.0,
+                                            .normal_share = 0.8,
+                                            .low_share = 0.5,
+                                            .admit_idle = true,
+                                            .late_budget = 0.5};
 
 /// Bounded waiting on shared CPU workers (limited preemption with a reserved lane). A
 /// CPU runner without cooperative preemption never stops a piece of work once started, so
@@ -109,6 +126,12 @@ struct Decision {
   uint32_t short_items = UINT32_MAX;
   int reserve = 0;
   Clock::time_point urgent_at = Clock::time_point::max();
+  /// The target it is judged against (ms; 0: none), and whether it was admitted on its
+  /// model's tail budget (predicted past the admission bound) and predicted past the
+  /// target itself: see Admission::late_budget.
+  double target_ms = 0;
+  bool on_budget = false;
+  bool expected_late = false;
 };
 
 class Dispatcher {
@@ -167,6 +190,17 @@ class Dispatcher {
   const std::vector<DeviceInfo>& devices() const { return devices_; }
   /// Predicted milliseconds of work admitted and not finished, per device (constructor order).
   const std::vector<double>& backlog_ms() const { return backlog_ms_; }
+  /// A model's late answers as the tail budget counts them (Admission::late_budget): the
+  /// exponentially weighted fraction of its completions past their target, and the
+  /// queries admitted on the budget, predicted late, not yet completed.
+  struct Tail {
+    double late = 0;
+    int expected_late = 0;
+    double percentile = 95;
+  };
+  Tail tail(std::string_view model) const;
+  /// The number of completions the late fraction is weighted over (its 1 / alpha).
+  static constexpr double kLateWindow = 200;
 
  private:
   std::vector<DeviceInfo> devices_;
@@ -198,6 +232,9 @@ class Dispatcher {
   };
   std::vector<std::map<std::string, Slack, std::less<>>> slack_;  // per device, by model
   void learn_slack(size_t index, const std::string& model, double slack_ms);
+  std::map<std::string, Tail, std::less<>> tails_;  // by model
+  // Whether one more query of this model predicted past its bound fits its tail budget.
+  bool budget_room(const Tail& t) const;
   static double low_slack(const Slack& s);
   // Tight: a slack within kTightRange x the tightest of the live mix; its queries are what
   // the reserve is for, and are never limited by it.

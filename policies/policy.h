@@ -40,6 +40,7 @@ struct ModelView {
   std::string name;
   double sla_ms = 100;       ///< tail-latency target
   double recent_p95_ms = 0;  ///< over the daemon's sliding window; 0 when nothing completed
+  double sla_percentile = 95;  ///< which percentile sla_ms bounds (Admission::late_budget)
 };
 
 /// Read-only snapshot given to place(); valid only during that call.

@@ -169,11 +169,8 @@ class Simulation {
                                                    ? policies::QueueOrder::kDeadline
                                                    : policies::QueueOrder::kArrival);
     }
-    policies::Admission admission;
-    admission.reject_factor = options.reject_factor;
-    admission.admit_idle = options.daemon_admission;
     dispatcher_ = std::make_unique<policies::Dispatcher>(std::move(infos), std::move(policy),
-                                                         admission);
+                                                         options.admission);
     dispatcher_->set_bounded_wait({.on = options.wait_bound_fraction > 0,
                                    .fraction = options.wait_bound_fraction,
                                    .preemption = options.preemption});
@@ -633,7 +630,7 @@ Result<Report> saturation_qps(TraceOptions trace, const std::vector<Device>& dev
   // served in arrival order and nothing is reserved).
   std::vector<ModelTarget> targets;
   for (const std::string& m : models) targets.push_back({m, 1e9});
-  options.reject_factor = 1e9;
+  options.admission.reject_factor = 1e9;
   // recschedd's default limits.max_queue: past saturation the queue stops growing (as the
   // daemon's does) instead of holding the whole trace.
   if (options.max_queue == 0) options.max_queue = 1024;

@@ -16,7 +16,7 @@
 //   sigma `noise`) drawn per sub-batch. Contention between workers (shared memory
 //   bandwidth) is not modelled beyond what the profile measured.
 // - Admission and placement go through policies::Dispatcher, the code recschedd runs, with
-//   recschedd's admission rule (Options::daemon_admission).
+//   recschedd's admission rule and defaults (Options::admission).
 // - Energy: each worker is busy (the profile's power per worker at that size), awake
 //   and idle (the device's idle watts per worker) or parked (parked_w per worker), and
 //   the report sums power x time per state over the run.
@@ -78,13 +78,12 @@ struct ModelTarget {
 };
 
 struct Options {
-  /// Admission: a query predicted to take over reject_factor x its target is turned away
-  /// (recschedd's limits.reject_factor, default 2). With `daemon_admission` (recschedd's
-  /// rule, policies::Admission::admit_idle), not when its device has a worker free and
-  /// nothing waiting: it then waits for no one. false: the prediction alone decides (the
-  /// simulator's rule before 2026-12-05).
-  double reject_factor = 2;
-  bool daemon_admission = true;
+  /// Admission: recschedd's rule with its defaults (policies::kDaemonAdmission; every
+  /// simulated query has priority 0): a query predicted to take over reject_factor x
+  /// normal_share x its target is turned away unless its device has a worker free and
+  /// nothing waiting (admit_idle) or its model's tail budget has room (late_budget).
+  /// Before 2026-12-05 the simulator admitted up to 2 x the target, the daemon up to 0.8 x.
+  policies::Admission admission = policies::kDaemonAdmission;
   double noise = 0.1;  ///< sigma of the per-sub-batch lognormal noise; 0 = exact profile
   uint64_t seed = 7;
   /// Queries at the start whose latency is not counted (warm-up while policies tune).

@@ -44,11 +44,16 @@ workload:
                        (default medium)
   --seconds S          simulated seconds per run (default 20); --seed N (default 1)
   --noise X            sigma of per-sub-batch lognormal noise (default 0.1)
-  --reject-factor X    admission rejects a query predicted to take over X times its
-                       target (default 2), unless its device has a worker free and
-                       nothing waiting: recschedd's rule
+  --reject-factor X    admission rejects a query predicted to take over X x 0.8 (the
+                       share of priority 0) x its target (default 1, recschedd's
+                       limits.reject_factor), unless its device has a worker free and
+                       nothing waiting, or its model's tail budget has room
+  --late-budget F      the tail budget: the fraction of each model's tail (5 % of its
+                       answers at a p95 target) admission may spend on queries
+                       predicted past the bound (default 0.5, recschedd's
+                       limits.late_budget; 0 = off)
   --admission RULE     daemon (that rule, the default) or prediction (the prediction
-                       alone decides: the simulator's rule before 2026-12-05)
+                       alone decides: no idle or budget exception)
   --queue ORDER        CPU queue order: policy (as each placement says: static FIFO,
                        the others earliest deadline first; the default), edf or fifo
                        (every query, whatever the policy says)
@@ -276,12 +281,19 @@ int run(const std::map<std::string, std::string>& o, std::ostream& out, std::ost
   Options options;
   options.noise = o.count("noise") ? number("--noise", o.at("noise"), 0, 2) : 0.1;
   if (o.count("reject-factor")) {
-    options.reject_factor = number("--reject-factor", o.at("reject-factor"), 0.01, 1e9);
+    options.admission.reject_factor =
+        number("--reject-factor", o.at("reject-factor"), 0.01, 1e9);
+  }
+  if (o.count("late-budget")) {
+    options.admission.late_budget = number("--late-budget", o.at("late-budget"), 0, 1);
   }
   if (o.count("admission")) {
     if (o.at("admission") != "daemon" && o.at("admission") != "prediction")
       throw UsageError{"--admission takes daemon or prediction, not '" + o.at("admission") + "'"};
-    options.daemon_admission = o.at("admission") == "daemon";
+    if (o.at("admission") == "prediction") {
+      options.admission.admit_idle = false;
+      options.admission.late_budget = 0;
+    }
   }
   options.wait_bound_fraction =
       o.count("wait-bound") ? number("--wait-bound", o.at("wait-bound"), 0, 1) : 0.0;
@@ -394,7 +406,10 @@ int run(const std::map<std::string, std::string>& o, std::ostream& out, std::ost
   doc["seconds_per_run"] = trace.seconds;
   doc["noise"] = options.noise;
   doc["queue"] = o.count("queue") ? o.at("queue") : "policy";
-  doc["admission"] = options.daemon_admission ? "daemon" : "prediction";
+  doc["admission"] = options.admission.admit_idle ? "daemon" : "prediction";
+  doc["admission_limits"] = {{"reject_factor", options.admission.reject_factor},
+                             {"share", options.admission.normal_share},
+                             {"late_budget", options.admission.late_budget}};
   if (!as_json) {
     out << "devices:";
     for (const Device& d : s.devices) out << " " << d.info.id << " (" << d.info.workers << ")";
@@ -506,7 +521,7 @@ int run_sim_cli(const std::vector<std::string>& args, std::ostream& out, std::os
       "cpu-parked-w", "gpu-idle-w",   "models",      "targets",     "seconds",
       "seed",         "noise",        "qps",         "policies",   "queue",
       "reject-factor", "wait-bound",   "drs-tuning",  "admission",  "preemption",
-      "yield-stretch"};
+      "yield-stretch", "late-budget"};
   static const std::vector<std::string> kFlags = {"no-gpu", "find-max", "suite", "per-model",
                                                   "json"};
   try {

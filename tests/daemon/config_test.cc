@@ -1,4 +1,5 @@
 #include "daemon/config.h"
+#include "policies/dispatcher.h"
 
 #include <doctest/doctest.h>
 #include <unistd.h>
@@ -134,7 +135,7 @@ TEST_CASE("the example config writes out every key with its default value") {
         Keys{"max_body_bytes", "max_header_bytes", "max_headers", "max_connections",
              "header_timeout_ms", "read_timeout_ms", "idle_timeout_ms", "max_queue", "max_items",
              "max_elements", "max_json_depth", "reject_factor", "normal_priority_share",
-             "low_priority_share", "wait_bound_fraction", "preemption", "worker_nice", "degraded_ms",
+             "low_priority_share", "late_budget", "wait_bound_fraction", "preemption", "worker_nice", "degraded_ms",
              "window",
              "placement_log"});
 
@@ -193,7 +194,13 @@ TEST_CASE("omitted keys take their defaults") {
   CHECK(l.reject_factor == 1.0);
   CHECK(l.normal_priority_share == 0.8);
   CHECK(l.low_priority_share == 0.5);
+  CHECK(l.late_budget == 0.5);
   CHECK(l.wait_bound_fraction == 0);
+  // One admission rule: the simulator runs recschedd's defaults (policies::kDaemonAdmission).
+  CHECK(l.reject_factor == policies::kDaemonAdmission.reject_factor);
+  CHECK(l.normal_priority_share == policies::kDaemonAdmission.normal_share);
+  CHECK(l.low_priority_share == policies::kDaemonAdmission.low_share);
+  CHECK(l.late_budget == policies::kDaemonAdmission.late_budget);
   CHECK(l.preemption == true);
   CHECK(l.worker_nice == 10);
   CHECK(l.degraded_ms == 10000);

@@ -122,6 +122,64 @@ TEST_CASE("bad runs are refused, and a bad id fails the query, not the runner") 
   CHECK(runner->run(*model, view_of(good), 2, runner->workers(), out).is_ok());
 }
 
+// A model that records which thread ran each pass and with which workspace; fails on demand.
+class WarmProbe final : public Model {
+ public:
+  explicit WarmProbe(engine::ModelSpec spec) : spec_(std::move(spec)) {}
+  const engine::ModelSpec& spec() const override { return spec_; }
+  engine::Isa isa() const override { return engine::Isa::kGeneric; }
+  Status forward(const BatchView& batch, engine::Workspace& ws,
+                 std::span<float> scores) const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    threads_.insert(std::this_thread::get_id());
+    workspaces_.insert(&ws);
+    ++passes_;
+    items_ = batch.batch_size;
+    // A yield point as serving offers them: it must not preempt, nor touch the runner's
+    // state for a query that is not there.
+    ws.yield_point();
+    std::fill(scores.begin(), scores.end(), 0.5f);
+    return fail_ ? internal_error("probe failed") : Status::ok();
+  }
+  std::vector<engine::TensorToWrite> tensors() const override { return {}; }
+  mutable std::mutex mu_;
+  mutable std::set<std::thread::id> threads_;
+  mutable std::set<const engine::Workspace*> workspaces_;
+  mutable int passes_ = 0;
+  mutable uint32_t items_ = 0;
+  bool fail_ = false;
+
+ private:
+  engine::ModelSpec spec_;
+};
+
+TEST_CASE("warm_up runs the batch on every worker, parked ones too, in each of its workspaces") {
+  HostDevice host;
+  auto runner = std::move(CpuRunner::create(host.topology, host.device, 2).value());
+  runner->set_preemption(true);
+  runner->set_active_workers(1);  // one parked: it is warmed as well
+  const engine::ModelSpec spec = golden_spec();
+  WarmProbe model(spec);
+  const Batch batch = engine::random_batch(spec, 16, 1);
+  REQUIRE(runner->warm_up(model, view_of(batch)).is_ok());
+  constexpr int kLevels = CpuRunner::kMaxNesting + 1;
+  CHECK(model.passes_ == 2 * kLevels);
+  CHECK(model.threads_.size() == 2);
+  CHECK(model.workspaces_.size() == 2 * kLevels);
+  CHECK(model.items_ == 16);
+  CHECK(runner->preemptions() == 0);
+  // The first failure comes back; the runner still serves.
+  model.fail_ = true;
+  const Status st = runner->warm_up(model, view_of(batch));
+  CHECK(st.code() == StatusCode::kInternal);
+  CHECK(st.message().find("probe failed") != std::string::npos);
+  model.fail_ = false;
+  std::vector<float> scores(16 * spec.num_outputs());
+  CHECK(runner->run(model, view_of(batch), 16, 1, scores).is_ok());
+  // Queries served after it run in the workspaces it warmed.
+  CHECK(model.workspaces_.size() == 2 * kLevels);
+}
+
 // A model that records, inside each forward pass, the nice value of the thread running it.
 class NiceProbe final : public Model {
  public:

@@ -3,6 +3,8 @@
 
 #include <doctest/doctest.h>
 
+#include <cmath>
+
 #include "policies/registry.h"
 #include "tests/policies/contract.h"
 
@@ -131,6 +133,87 @@ TEST_CASE("a query predicted beyond reject_factor x its SLA is rejected, with th
   CHECK_FALSE(n.status.message().empty());
   CHECK(n.status.code() == StatusCode::kUnavailable);  // 503: load, not a bug
   CHECK(r.status.code() == StatusCode::kUnavailable);
+}
+
+TEST_CASE("a query predicted past its bound is admitted on its model's tail budget while it lasts") {
+  OneCpu c;  // model "m": a 10 ms p95 target, so 5 % of its answers may be late
+  const auto t0 = Clock::now();
+  // Budget 0.5 of the tail: 2.5 % of the model's answers, over kLateWindow (200) of them.
+  Dispatcher d(c.devices, make("static"), Admission{.reject_factor = 1.0, .late_budget = 0.5});
+  // 256 items: 25.65 ms on one worker, past the 10 ms target. Five fit the budget in flight
+  // (0 late + 5 / 200 = 2.5 %); the sixth does not.
+  std::vector<Decision> late;
+  for (uint64_t i = 0; i < 5; ++i) {
+    late.push_back(d.dispatch({i, &c.model, 256, 10.0}, {{}}, c.table, t0));
+    REQUIRE(late.back().admitted());
+    CHECK(late.back().on_budget);
+    CHECK(late.back().expected_late);
+  }
+  CHECK(d.tail("m").expected_late == 5);
+  Decision refused = d.dispatch({5, &c.model, 256, 10.0}, {{}}, c.table, t0);
+  CHECK_FALSE(refused.admitted());
+  CHECK(refused.status.message().find("tail budget is spent") != std::string::npos);
+  // Before decoding, too: the wait alone is past the target and the budget is spent.
+  CHECK_FALSE(d.hopeless("m", 10.0, {{}}, t0).is_ok());
+  // They finish late: the late fraction is what they were expected to add.
+  for (const Decision& x : late) d.complete(x, {1, "m", 256, x.placement, 26.0, true});
+  CHECK(d.tail("m").expected_late == 0);
+  const double after_five = 1 - std::pow(1 - 1 / Dispatcher::kLateWindow, 5);
+  CHECK(d.tail("m").late == doctest::Approx(after_five));
+  CHECK_FALSE(d.dispatch({6, &c.model, 256, 10.0}, {{}}, c.table, t0).admitted());
+  // On-time answers pay it back: once 43 more are on time the late fraction is under 2 %,
+  // and one more predicted-late query fits.
+  for (uint64_t i = 0; i < 43; ++i) {
+    Decision ok = d.dispatch({100 + i, &c.model, 8, 10.0}, {{}}, c.table, t0);
+    REQUIRE(ok.admitted());
+    CHECK_FALSE(ok.on_budget);
+    d.complete(ok, {100 + i, "m", 8, ok.placement, 1.0, true});
+  }
+  CHECK(d.tail("m").late < 0.02);
+  CHECK(d.hopeless("m", 10.0, {{}}, t0).is_ok());
+  Decision again = d.dispatch({7, &c.model, 256, 10.0}, {{}}, c.table, t0);
+  CHECK(again.admitted());
+  CHECK(again.on_budget);
+  // A failure is not an answer: it leaves the late fraction alone.
+  const double before = d.tail("m").late;
+  d.complete(again, {7, "m", 256, again.placement, 0.0, false});
+  CHECK(d.tail("m").late == before);
+  CHECK(d.tail("m").expected_late == 0);
+}
+
+TEST_CASE("the tail budget is not spent on low priority, on a request's own target, or when off") {
+  OneCpu c;
+  const auto t0 = Clock::now();
+  Dispatcher d(c.devices, make("static"),
+               Admission{.reject_factor = 1.0, .normal_share = 0.8, .low_share = 0.5,
+                         .late_budget = 0.5});
+  // Low priority is shed first: refused past its bound whatever the budget.
+  CHECK_FALSE(d.dispatch({1, &c.model, 256, 10.0}, {{}}, c.table, t0, -1).admitted());
+  // A request's own sla_ms is its deadline, not a tail target.
+  CHECK_FALSE(d.dispatch({2, &c.model, 256, 10.0}, {{}}, c.table, t0, 0, true).admitted());
+  // 89 items: 8.95 ms, past 0.8 x 10 ms but within the target: admitted on the budget,
+  // not expected late (nothing held in flight against the budget).
+  Decision near = d.dispatch({3, &c.model, 89, 10.0}, {{}}, c.table, t0);
+  CHECK(near.admitted());
+  CHECK(near.on_budget);
+  CHECK_FALSE(near.expected_late);
+  CHECK(d.tail("m").expected_late == 0);
+  d.complete(near, {3, "m", 89, near.placement, 9.0, true});
+  CHECK(d.tail("m").late == 0.0);
+  // Off: the prediction alone decides, as before the budget.
+  d.set_admission({.reject_factor = 1.0, .normal_share = 0.8, .low_share = 0.5});
+  Decision off = d.dispatch({4, &c.model, 89, 10.0}, {{}}, c.table, t0);
+  CHECK_FALSE(off.admitted());
+  CHECK(off.status.message().find("tail budget") == std::string::npos);
+  // The tail follows the model's own percentile: p99 leaves 1 %, half of it 0.5 %: one
+  // predicted-late query in flight fits (1 / 200), a second does not.
+  Dispatcher strict(c.devices, make("static"), Admission{.reject_factor = 1.0, .late_budget = 0.5});
+  const ModelView p99{"m", 10.0, 0.0, 99.0};
+  Decision a = strict.dispatch({5, &p99, 256, 10.0}, {{}}, c.table, t0);
+  CHECK(a.admitted());
+  CHECK(a.expected_late);
+  CHECK_FALSE(strict.dispatch({6, &p99, 256, 10.0}, {{}}, c.table, t0).admitted());
+  CHECK(strict.tail("m").percentile == 99.0);
 }
 
 // A policy that fails as policy.h says only a broken one does.

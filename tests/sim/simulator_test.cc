@@ -45,7 +45,7 @@ Options exact() {
   Options o;
   o.noise = 0;
   o.warmup_fraction = 0;
-  o.reject_factor = 1000;
+  o.admission.reject_factor = 1000;
   return o;
 }
 
@@ -264,8 +264,7 @@ TEST_CASE("a run is judged per model: each one's rejections, and a model with no
   std::vector<Query> trace = poisson_trace(t);
   REQUIRE(trace.size() > 150);
   Options o = exact();
-  o.reject_factor = 1;
-  o.daemon_admission = false;  // rejections by the prediction alone (see the end)
+  o.admission = {.reject_factor = 1};  // rejections by the prediction alone (see the end)
   auto run = [&](const std::vector<Query>& tr, const std::vector<ModelTarget>& targets,
                  const Options& opts) {
     auto r = simulate(tr, {cpu(2)}, table, targets, make("earliest-finish"), opts);
@@ -289,7 +288,7 @@ TEST_CASE("a run is judged per model: each one's rejections, and a model with no
   CHECK_FALSE(r.meets_sla);
   // recschedd's rule: a worker is free and nothing waits, so the query is admitted (turning
   // it away would shorten no one's wait); it is late, and the run fails on its p95.
-  o.daemon_admission = true;
+  o.admission.admit_idle = true;
   const Report d = run(trace, {{"heavy", 100}, {"tight", 0.1}}, o);
   for (const ModelReport& m : d.models) {
     CHECK(m.rejected == 0);
