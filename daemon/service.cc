@@ -229,7 +229,6 @@ Status Service::load_models(const Progress& progress) {
   return Status::ok();
 }
 
-// Profiles: from the cache when it matches this hardware, build and spec; else measured.
 void Service::warm_up(const Progress& progress) {
   // Each model runs once on every worker of every device it is served on, at the largest
   // size a query is likely to have (DeepRecInfra's sizes: lognormal with a 1024 cap), so
@@ -256,6 +255,7 @@ void Service::warm_up(const Progress& progress) {
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
 }
 
+// Profiles: from the cache when it matches this hardware, build and spec; else measured.
 Status Service::load_or_measure_profiles(const Progress& progress) {
   const DaemonConfig& c = config_;
   const auto t0 = std::chrono::steady_clock::now();

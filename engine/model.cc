@@ -37,9 +37,11 @@ Result<std::unique_ptr<Model>> load_model(const ModelSpec& spec, const LoadOptio
 }
 
 Status guarded_forward(const Model& model, const BatchView& batch, Workspace& ws,
-                       std::span<float> scores, const std::string& device) {
+                       std::span<float> scores, const std::string& device, bool fail_points) {
   try {
-    if (failpoint::any()) RECSCHED_RETURN_IF_ERROR(failpoint::hit("forward." + device));
+    if (fail_points && failpoint::any()) {
+      RECSCHED_RETURN_IF_ERROR(failpoint::hit("forward." + device));
+    }
     return model.forward(batch, ws, scores);
   } catch (const std::exception& e) {
     return internal_error("device " + device + ": forward() threw: " + e.what());

@@ -86,9 +86,12 @@ class Model {
 
 /// forward() as a device's worker runs it: the fail point "forward.<device>" first
 /// (core/failpoint.h), and an exception becomes kInternal naming the device, so a model
-/// that throws fails its query instead of ending the process.
+/// that throws fails its query instead of ending the process. `fail_points` false: no
+/// fail point (a pass that serves no query, such as a runner's warm-up, must not use up a
+/// rehearsed failure meant for one).
 Status guarded_forward(const Model& model, const BatchView& batch, Workspace& ws,
-                       std::span<float> scores, const std::string& device);
+                       std::span<float> scores, const std::string& device,
+                       bool fail_points = true);
 
 /// Builds a model. Errors: kInvalidArgument naming the tensor for a missing, extra,
 /// mis-shaped or non-F32 tensor in the weights file; kNotFound if the file cannot be

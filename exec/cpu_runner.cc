@@ -433,7 +433,11 @@ class NoYield final : public engine::YieldPoint {
 }  // namespace
 
 Status CpuRunner::warm_up(const Model& model, const BatchView& batch) {
+  // One warm-up at a time: each worker has one chore slot.
+  std::lock_guard<std::mutex> one(warm_mu_);
   const size_t k = model.spec().num_outputs();
+  std::vector<std::vector<float>> scores(sleepers_.size(),
+                                         std::vector<float>(size_t(batch.batch_size) * k));
   std::mutex done_mu;
   std::condition_variable done_cv;
   int left = 0;
@@ -442,21 +446,24 @@ Status CpuRunner::warm_up(const Model& model, const BatchView& batch) {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return unavailable("the runner is stopping");
     left = static_cast<int>(sleepers_.size());
-    for (auto& sleeper : sleepers_) {
-      sleeper->chore = [&, k](Worker& worker) {
-        std::vector<float> scores(size_t(batch.batch_size) * k);
+    for (size_t i = 0; i < sleepers_.size(); ++i) {
+      sleepers_[i]->chore = [&, i](Worker& worker) {
         NoYield points(preemption());
         Status st = Status::ok();
         for (engine::Workspace& ws : worker.ws) {
           ws.set_yield(&points);
-          if (st.is_ok()) st = engine::guarded_forward(model, batch, ws, scores, device_.id);
+          // guarded_forward catches what the model throws; no fail point: this pass
+          // serves no query.
+          if (st.is_ok()) {
+            st = engine::guarded_forward(model, batch, ws, scores[i], device_.id, false);
+          }
           ws.set_yield(&worker);
         }
         std::lock_guard<std::mutex> done(done_mu);
         if (!st.is_ok() && first.is_ok()) first = st;
         if (--left == 0) done_cv.notify_all();
       };
-      sleeper->cv.notify_one();
+      sleepers_[i]->cv.notify_one();
     }
   }
   std::unique_lock<std::mutex> done(done_mu);

@@ -80,7 +80,8 @@ class CpuRunner final : public Runner {
              std::span<float> scores);
 
   /// On every worker, parked or not, in each of its workspaces (one per level of
-  /// preemption). On this VM a model's first pass on a worker ran 10-25x its steady time
+  /// preemption), with no fail point (it serves no query); one call at a time (a second
+  /// waits). On this VM a model's first pass on a worker ran 10-25x its steady time
   /// (DIN, 164 items: 96 ms against 7), which made the first second of traffic late.
   Status warm_up(const Model& model, const BatchView& batch) override;
 
@@ -162,6 +163,7 @@ class CpuRunner final : public Runner {
     // (under mu_) run by the worker before it next takes work: warm_up()'s passes.
     std::function<void(Worker&)> chore;
   };
+  std::mutex warm_mu_;  // one warm_up() at a time
   std::vector<std::unique_ptr<Sleeper>> sleepers_;  // one per worker, made before they start
   std::vector<std::unique_ptr<Worker>> worker_state_;  // one per worker, made before they start
   std::atomic<bool> preemption_{false};

@@ -205,13 +205,17 @@ Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLo
   const int awake_now = chosen.active_workers > 0 ? chosen.active_workers : it->workers;
   const bool starts_now = admission_.admit_idle && !own_target &&
                           chosen.queued < static_cast<size_t>(std::max(1, awake_now));
-  out.target_ms = sla;
+  // The model's tail: a request's own target is a deadline, neither judged nor counted.
+  out.model = model;
+  out.target_ms = own_target ? 0.0 : sla;
   Tail& tail = tails_[model];
   if (query.model != nullptr) tail.percentile = query.model->sla_percentile;
   const bool over_bound = sla > 0 && !starts_now &&
                           out.placement.predicted_ms > admission_.reject_factor * share * sla;
-  // Past the bound: admitted on the model's tail budget while it has room (see Admission).
-  if (over_bound && priority >= 0 && !own_target && budget_room(tail)) {
+  // Past the bound: admitted on the model's tail budget while it has room and it is
+  // predicted within kLateCap x its target (see Admission).
+  if (over_bound && priority >= 0 && !own_target && budget_room(tail) &&
+      out.placement.predicted_ms <= kLateCap * sla) {
     out.on_budget = true;
     out.expected_late = out.placement.predicted_ms > sla;
     if (out.expected_late) ++tail.expected_late;
@@ -232,8 +236,15 @@ Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLo
     }
     std::string why = buf;
     if (admission_.late_budget > 0 && priority >= 0 && !own_target) {
-      std::snprintf(buf, sizeof buf, "; its tail budget is spent (%.1f %% of its answers late)",
-                    100 * tail.late);
+      if (out.placement.predicted_ms > kLateCap * sla) {
+        std::snprintf(buf, sizeof buf, "; past %g x the SLA, not admitted on its tail budget",
+                      kLateCap);
+      } else {
+        std::snprintf(buf, sizeof buf,
+                      "; its tail budget is spent (%.1f %% of its answers late, %d admitted "
+                      "predicted late in flight)",
+                      100 * tail.late, tail.expected_late);
+      }
       why += buf;
     }
     out.status = unavailable(why);
@@ -285,10 +296,11 @@ bool Dispatcher::budget_room(const Tail& t) const {
 Status Dispatcher::hopeless(const std::string& model, double sla_ms,
                             const std::vector<DeviceLoad>& loads, Clock::time_point now) const {
   if (!(sla_ms > 0) || devices_.empty()) return Status::ok();
-  // A model with tail budget left is decoded and dispatched: dispatch() decides (the
-  // request's priority and own target are not known before decoding).
-  if (budget_room(tail(model))) return Status::ok();
-  const double bound = admission_.reject_factor * sla_ms;
+  // A model with tail budget left may be admitted up to kLateCap x its target (the
+  // request's priority and own target are not known before decoding: dispatch() decides).
+  const double bound = (budget_room(tail(model)) ? std::max(admission_.reject_factor, kLateCap)
+                                                 : admission_.reject_factor) *
+                       sla_ms;
   double best = 0;
   const std::vector<bool> offer = offered(loads, devices_.size());
   bool first = true;
@@ -312,7 +324,7 @@ void Dispatcher::complete(const Decision& decision, const Completion& done) {
   if (!decision.admitted() || decision.device_index >= backlog_ms_.size()) return;
   // The tail budget: an answer past its target counts as late; a failure is not an answer.
   if (decision.target_ms > 0) {
-    Tail& t = tails_[done.model];
+    Tail& t = tails_[decision.model];
     if (decision.expected_late) t.expected_late = std::max(0, t.expected_late - 1);
     if (done.ok) {
       const double late = done.latency_ms > decision.target_ms ? 1.0 : 0.0;

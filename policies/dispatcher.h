@@ -54,9 +54,10 @@ struct Admission {
   /// late), so refusing every query predicted past the bound turns away queries the
   /// target allows, and the target is judged on refusals too (at most 1 % of a model's
   /// queries). A query of priority >= 0 that set no target of its own and is predicted
-  /// past the bound is admitted while the model's late answers (exponentially weighted
-  /// over its last kLateWindow completions), plus the admitted queries predicted late
-  /// and not yet done, stay within late_budget x its tail (100 - percentile, in %).
+  /// past the bound, but within Dispatcher::kLateCap x its target, is admitted while the
+  /// model's late answers (exponentially weighted over its last kLateWindow completions
+  /// of queries without their own target), plus the admitted queries predicted late and
+  /// not yet done, stay within late_budget x its tail (100 - percentile, in %).
   /// Under overload the late fraction rises to the budget and refusals resume. 0 = off.
   double late_budget = 0;
 
@@ -130,6 +131,7 @@ struct Decision {
   /// model's tail budget (predicted past the admission bound) and predicted past the
   /// target itself: see Admission::late_budget.
   double target_ms = 0;
+  std::string model;  ///< whose tail it counts in
   bool on_budget = false;
   bool expected_late = false;
 };
@@ -201,6 +203,9 @@ class Dispatcher {
   Tail tail(std::string_view model) const;
   /// The number of completions the late fraction is weighted over (its 1 / alpha).
   static constexpr double kLateWindow = 200;
+  /// A query predicted past this times its target is not admitted on the budget: it would
+  /// take the place of queries that can still make theirs (earliest deadline first).
+  static constexpr double kLateCap = 2;
 
  private:
   std::vector<DeviceInfo> devices_;

@@ -593,8 +593,16 @@ Result<Report> find_max_qps(TraceOptions trace, const std::vector<Device>& devic
                             const std::string& policy, const nlohmann::json& params,
                             const Options& options, double start_qps) {
   const nlohmann::json knobs = params.is_null() ? nlohmann::json::object() : params;
+  // The rarest model's share of the mix (an empty mix is every target's model, equally).
+  double total = 0, rarest = std::numeric_limits<double>::infinity();
+  for (const auto& [model, w] : trace.mix) total += w, rarest = std::min(rarest, w);
+  const double share = trace.mix.empty() ? 1.0 / std::max<size_t>(1, targets.size())
+                                         : rarest / std::max(total, 1e-12);
+  const double seconds = trace.seconds;
   auto run = [&](double qps) -> Result<Report> {
     trace.qps = qps;
+    trace.seconds = std::max(seconds, kMinQueriesPerModel / (qps * std::max(share, 1e-6) *
+                                                             (1 - options.warmup_fraction)));
     RECSCHED_ASSIGN_OR_RETURN(auto p, policies::create_policy(policy, knobs));
     return simulate(poisson_trace(trace), devices, profiles, targets, std::move(p), options);
   };

@@ -53,7 +53,8 @@ workload:
                        predicted past the bound (default 0.5, recschedd's
                        limits.late_budget; 0 = off)
   --admission RULE     daemon (that rule, the default) or prediction (the prediction
-                       alone decides: no idle or budget exception)
+                       alone decides: no idle exception, and no budget unless
+                       --late-budget says so)
   --queue ORDER        CPU queue order: policy (as each placement says: static FIFO,
                        the others earliest deadline first; the default), edf or fifo
                        (every query, whatever the policy says)
@@ -284,9 +285,6 @@ int run(const std::map<std::string, std::string>& o, std::ostream& out, std::ost
     options.admission.reject_factor =
         number("--reject-factor", o.at("reject-factor"), 0.01, 1e9);
   }
-  if (o.count("late-budget")) {
-    options.admission.late_budget = number("--late-budget", o.at("late-budget"), 0, 1);
-  }
   if (o.count("admission")) {
     if (o.at("admission") != "daemon" && o.at("admission") != "prediction")
       throw UsageError{"--admission takes daemon or prediction, not '" + o.at("admission") + "'"};
@@ -294,6 +292,9 @@ int run(const std::map<std::string, std::string>& o, std::ostream& out, std::ost
       options.admission.admit_idle = false;
       options.admission.late_budget = 0;
     }
+  }
+  if (o.count("late-budget")) {
+    options.admission.late_budget = number("--late-budget", o.at("late-budget"), 0, 1);
   }
   options.wait_bound_fraction =
       o.count("wait-bound") ? number("--wait-bound", o.at("wait-bound"), 0, 1) : 0.0;

@@ -15,6 +15,7 @@
 #include <string>
 #include <thread>
 
+#include "core/failpoint.h"
 #include "core/pieces.h"
 #include "engine/inputs.h"
 
@@ -178,6 +179,12 @@ TEST_CASE("warm_up runs the batch on every worker, parked ones too, in each of i
   CHECK(runner->run(model, view_of(batch), 16, 1, scores).is_ok());
   // Queries served after it run in the workspaces it warmed.
   CHECK(model.workspaces_.size() == 2 * kLevels);
+  // It serves no query, so it leaves a rehearsed failure for the first query that does.
+  REQUIRE(failpoint::set("forward." + host.device.id, "1*error").is_ok());
+  CHECK(runner->warm_up(model, view_of(batch)).is_ok());
+  CHECK_FALSE(runner->run(model, view_of(batch), 16, 1, scores).is_ok());
+  CHECK(runner->run(model, view_of(batch), 16, 1, scores).is_ok());
+  failpoint::clear();
 }
 
 // A model that records, inside each forward pass, the nice value of the thread running it.

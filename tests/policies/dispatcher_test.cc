@@ -137,30 +137,46 @@ TEST_CASE("a query predicted beyond reject_factor x its SLA is rejected, with th
 
 TEST_CASE("a query predicted past its bound is admitted on its model's tail budget while it lasts") {
   OneCpu c;  // model "m": a 10 ms p95 target, so 5 % of its answers may be late
+  c.devices = {{"cpu0", DeviceKind::kCpu, 16, 3.0}};  // room: a short queue adds little wait
+  const ModelView loose{"m", 1000.0, 0.0};
   const auto t0 = Clock::now();
   // Budget 0.5 of the tail: 2.5 % of the model's answers, over kLateWindow (200) of them.
   Dispatcher d(c.devices, make("static"), Admission{.reject_factor = 1.0, .late_budget = 0.5});
-  // 256 items: 25.65 ms on one worker, past the 10 ms target. Five fit the budget in flight
+  // 256 items: 25.65 ms, past kLateCap (2) x the target: refused, budget or not.
+  Decision far = d.dispatch({90, &c.model, 256, 10.0}, {{}}, c.table, t0);
+  CHECK_FALSE(far.admitted());
+  CHECK(far.status.message().find("past 2 x the SLA") != std::string::npos);
+  // 110 items: 11.05 ms alone, past the 10 ms target. Five fit the budget in flight
   // (0 late + 5 / 200 = 2.5 %); the sixth does not.
   std::vector<Decision> late;
   for (uint64_t i = 0; i < 5; ++i) {
-    late.push_back(d.dispatch({i, &c.model, 256, 10.0}, {{}}, c.table, t0));
+    late.push_back(d.dispatch({i, &c.model, 110, 10.0}, {{}}, c.table, t0));
     REQUIRE(late.back().admitted());
     CHECK(late.back().on_budget);
     CHECK(late.back().expected_late);
   }
   CHECK(d.tail("m").expected_late == 5);
-  Decision refused = d.dispatch({5, &c.model, 256, 10.0}, {{}}, c.table, t0);
+  Decision refused = d.dispatch({5, &c.model, 110, 10.0}, {{}}, c.table, t0);
   CHECK_FALSE(refused.admitted());
-  CHECK(refused.status.message().find("tail budget is spent") != std::string::npos);
-  // Before decoding, too: the wait alone is past the target and the budget is spent.
+  CHECK(refused.status.message().find(
+            "tail budget is spent (0.0 % of its answers late, 5 admitted predicted late in "
+            "flight)") != std::string::npos);
+  // Before decoding: 205 ms of loose work queued is 12.8 ms of wait on 16 workers, past the
+  // target; with the budget spent that is a refusal.
+  Decision big1 = d.dispatch({80, &loose, 1024, 1000.0}, {{}}, c.table, t0);
+  Decision big2 = d.dispatch({81, &loose, 1024, 1000.0}, {{}}, c.table, t0);
+  REQUIRE(big1.admitted());
+  REQUIRE(big2.admitted());
   CHECK_FALSE(d.hopeless("m", 10.0, {{}}, t0).is_ok());
   // They finish late: the late fraction is what they were expected to add.
-  for (const Decision& x : late) d.complete(x, {1, "m", 256, x.placement, 26.0, true});
+  for (const Decision& x : late) d.complete(x, {1, "m", 110, x.placement, 12.0, true});
   CHECK(d.tail("m").expected_late == 0);
   const double after_five = 1 - std::pow(1 - 1 / Dispatcher::kLateWindow, 5);
   CHECK(d.tail("m").late == doctest::Approx(after_five));
-  CHECK_FALSE(d.dispatch({6, &c.model, 256, 10.0}, {{}}, c.table, t0).admitted());
+  CHECK_FALSE(d.hopeless("m", 10.0, {{}}, t0).is_ok());
+  d.complete(big1, {80, "m", 1024, big1.placement, 100.0, true});
+  d.complete(big2, {81, "m", 1024, big2.placement, 100.0, true});
+  CHECK_FALSE(d.dispatch({6, &c.model, 110, 10.0}, {{}}, c.table, t0).admitted());
   // On-time answers pay it back: once 43 more are on time the late fraction is under 2 %,
   // and one more predicted-late query fits.
   for (uint64_t i = 0; i < 43; ++i) {
@@ -170,27 +186,40 @@ TEST_CASE("a query predicted past its bound is admitted on its model's tail budg
     d.complete(ok, {100 + i, "m", 8, ok.placement, 1.0, true});
   }
   CHECK(d.tail("m").late < 0.02);
+  // With room, a wait past the target but within 2 x is no reason to refuse before decoding.
+  Decision big3 = d.dispatch({82, &loose, 1024, 1000.0}, {{}}, c.table, t0);
+  Decision big4 = d.dispatch({83, &loose, 1024, 1000.0}, {{}}, c.table, t0);
   CHECK(d.hopeless("m", 10.0, {{}}, t0).is_ok());
-  Decision again = d.dispatch({7, &c.model, 256, 10.0}, {{}}, c.table, t0);
+  d.complete(big3, {82, "m", 1024, big3.placement, 100.0, true});
+  d.complete(big4, {83, "m", 1024, big4.placement, 100.0, true});
+  Decision again = d.dispatch({7, &c.model, 110, 10.0}, {{}}, c.table, t0);
   CHECK(again.admitted());
   CHECK(again.on_budget);
+  CHECK(d.tail("m").expected_late == 1);
   // A failure is not an answer: it leaves the late fraction alone.
   const double before = d.tail("m").late;
-  d.complete(again, {7, "m", 256, again.placement, 0.0, false});
+  d.complete(again, {7, "m", 110, again.placement, 0.0, false});
   CHECK(d.tail("m").late == before);
   CHECK(d.tail("m").expected_late == 0);
 }
 
 TEST_CASE("the tail budget is not spent on low priority, on a request's own target, or when off") {
   OneCpu c;
+  c.devices = {{"cpu0", DeviceKind::kCpu, 16, 3.0}};
   const auto t0 = Clock::now();
   Dispatcher d(c.devices, make("static"),
                Admission{.reject_factor = 1.0, .normal_share = 0.8, .low_share = 0.5,
                          .late_budget = 0.5});
+  // 110 items, 11.05 ms: within 2 x the target, so the budget could take it.
   // Low priority is shed first: refused past its bound whatever the budget.
-  CHECK_FALSE(d.dispatch({1, &c.model, 256, 10.0}, {{}}, c.table, t0, -1).admitted());
+  CHECK_FALSE(d.dispatch({1, &c.model, 110, 10.0}, {{}}, c.table, t0, -1).admitted());
   // A request's own sla_ms is its deadline, not a tail target.
-  CHECK_FALSE(d.dispatch({2, &c.model, 256, 10.0}, {{}}, c.table, t0, 0, true).admitted());
+  CHECK_FALSE(d.dispatch({2, &c.model, 110, 10.0}, {{}}, c.table, t0, 0, true).admitted());
+  // ... nor is it counted in the model's tail when it is admitted and late.
+  Decision own = d.dispatch({9, &c.model, 8, 10.0}, {{}}, c.table, t0, 0, true);
+  REQUIRE(own.admitted());
+  d.complete(own, {9, "m", 8, own.placement, 50.0, true});
+  CHECK(d.tail("m").late == 0.0);
   // 89 items: 8.95 ms, past 0.8 x 10 ms but within the target: admitted on the budget,
   // not expected late (nothing held in flight against the budget).
   Decision near = d.dispatch({3, &c.model, 89, 10.0}, {{}}, c.table, t0);
@@ -209,10 +238,10 @@ TEST_CASE("the tail budget is not spent on low priority, on a request's own targ
   // predicted-late query in flight fits (1 / 200), a second does not.
   Dispatcher strict(c.devices, make("static"), Admission{.reject_factor = 1.0, .late_budget = 0.5});
   const ModelView p99{"m", 10.0, 0.0, 99.0};
-  Decision a = strict.dispatch({5, &p99, 256, 10.0}, {{}}, c.table, t0);
+  Decision a = strict.dispatch({5, &p99, 110, 10.0}, {{}}, c.table, t0);
   CHECK(a.admitted());
   CHECK(a.expected_late);
-  CHECK_FALSE(strict.dispatch({6, &p99, 256, 10.0}, {{}}, c.table, t0).admitted());
+  CHECK_FALSE(strict.dispatch({6, &p99, 110, 10.0}, {{}}, c.table, t0).admitted());
   CHECK(strict.tail("m").percentile == 99.0);
 }
 
