@@ -83,6 +83,10 @@ struct ModelResult {
   double sla_ms = 0;
   double sla_percentile = 95;  ///< the percentile sla_ms bounds (find-max-qps judges it)
   Histogram latency_ns;        ///< ok queries, from the scheduled send time to the last byte
+  /// The same from the moment the request's first byte was handed to the socket: without
+  /// the generator's own lag in sending (its timer's wake-up, its other sends), which
+  /// latency_ns counts (open loop). Reported beside it, never judged.
+  Histogram from_send_ns;
 };
 
 struct RunResult {

@@ -108,12 +108,18 @@ TEST_CASE("recsched-load drives a real recschedd: every query answered, per mode
     for (const ModelResult& m : r.models) {
       CHECK(m.ok > 10);
       CHECK(m.latency_ns.percentile(95) > 0);
+      // From the send: as many answers, none longer than from its scheduled time.
+      CHECK(m.from_send_ns.count() == m.latency_ns.count());
+      CHECK(m.from_send_ns.percentile(95) > 0);
+      CHECK(m.from_send_ns.max() <= m.latency_ns.max());
     }
     REQUIRE(r.energy_joules.has_value());
     CHECK(*r.energy_joules > 0);  // the estimate's idle watts alone make it positive
     CHECK_FALSE(r.energy_source.empty());
     const json j = r.to_json();
     CHECK(j["models"]["golden_dot"]["sla_ms"] == 50);
+    CHECK(j["models"]["golden_dot"]["p95_from_send_ms"].get<double>() <=
+          j["models"]["golden_dot"]["p95_ms"].get<double>());
     CHECK(j["energy"]["source"] == r.energy_source);
   }
   // The daemon counted what the generator sent.
