@@ -316,7 +316,7 @@ Status Dispatcher::hopeless(const std::string& model, double sla_ms,
   std::snprintf(buf, sizeof buf,
                 "rejected before decoding: the shortest predicted wait, %.1f ms, already exceeds "
                 "%g x the SLA of %g ms on every device",
-                best, admission_.reject_factor, sla_ms);
+                best, bound / sla_ms, sla_ms);
   return unavailable(buf);
 }
 
