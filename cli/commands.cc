@@ -14,9 +14,10 @@ using nlohmann::json;
 
 std::span<const Command> commands() {
   // The only list: adding a subcommand is a cmd_*.cc file and one line here.
-  static const std::array<const Command*, 9> kList = {
-      &kStatusCommand,     &kTopologyCommand, &kDevicesCommand, &kModelsCommand,  &kProfilesCommand,
-      &kPlacementsCommand, &kStatsCommand,    &kPolicyCommand,  &kProfileCommand,
+  static const std::array<const Command*, 10> kList = {
+      &kStatusCommand,     &kTopologyCommand, &kDevicesCommand, &kModelsCommand,
+      &kProfilesCommand,   &kPlacementsCommand, &kStatsCommand,  &kCapacityCommand,
+      &kPolicyCommand,     &kProfileCommand,
   };
   static const std::vector<Command> kCommands = [] {
     std::vector<Command> v;

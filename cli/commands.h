@@ -77,6 +77,7 @@ extern const Command kModelsCommand;
 extern const Command kProfilesCommand;
 extern const Command kPlacementsCommand;
 extern const Command kStatsCommand;
+extern const Command kCapacityCommand;
 extern const Command kPolicyCommand;
 extern const Command kProfileCommand;
 

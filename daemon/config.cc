@@ -404,6 +404,32 @@ Status read_limits(const json& v, const std::string& key, LimitsConfig& out) {
   return Status::ok();
 }
 
+Status read_fleet(const json& v, const std::string& key, const fs::path& base, FleetConfig& out) {
+  return read_object(
+      v, key,
+      {{"agent_check",
+        [&](const json& a, const std::string& k) -> Status {
+          RECSCHED_ASSIGN_OR_RETURN(out.agent_check, read_string(a, k));
+          if (out.agent_check.empty()) return Status::ok();
+          const std::string problem = tcp_problem(out.agent_check);
+          if (!problem.empty()) return key_error(k, problem);
+          if (split_host_port(out.agent_check)->second == 0) {
+            return key_error(k, "needs a fixed port (the balancer is configured with it)");
+          }
+          return Status::ok();
+        }},
+       number_field("agent_weight_qps", out.agent_weight_qps, {0, 1e9}),
+       number_field("max_utilisation", out.max_utilisation, {0, 1, true}),
+       integer_field("drain_ms", out.drain_ms, 0, kMaxMs),
+       {"nfd_feature_file",
+        [&](const json& f, const std::string& k) -> Status {
+          RECSCHED_ASSIGN_OR_RETURN(out.nfd_feature_file, read_string(f, k));
+          out.nfd_feature_file = resolve(base, out.nfd_feature_file);
+          return Status::ok();
+        }},
+       bool_field("orca_load_report", out.orca_load_report)});
+}
+
 Status read_listen(const json& v, const std::string& key, const fs::path& base, ListenConfig& out) {
   RECSCHED_RETURN_IF_ERROR(
       read_object(v, key,
@@ -510,7 +536,9 @@ Status read_config(const json& root, const fs::path& base, DaemonConfig& c) {
         [&](const json& v, const std::string& k) { return read_profile(v, k, c.profile); }},
        {"power", [&](const json& v, const std::string& k) { return read_power(v, k, c.power); }},
        {"limits",
-        [&](const json& v, const std::string& k) { return read_limits(v, k, c.limits); }}}));
+        [&](const json& v, const std::string& k) { return read_limits(v, k, c.limits); }},
+       {"fleet",
+        [&](const json& v, const std::string& k) { return read_fleet(v, k, base, c.fleet); }}}));
   if (c.models.empty()) return key_error("models", "required but missing");
   // "listen" omitted keeps the defaults, which listen on both.
   return Status::ok();

@@ -75,6 +75,22 @@
 //                             [0, 3600000]
 // limits.window               completed queries in the tail-latency window; 64; [1, 1048576]
 // limits.placement_log        placements kept for /v1/placements; 4096; [0, 1048576]
+// fleet.agent_check           HAProxy agent-check listener "HOST:PORT" ("[IPV6]:PORT"), "" =
+//                             none; ""; as listen.tcp, port 1-65535; needs a restart
+// fleet.agent_weight_qps      the host headroom (q/s) the agent reports as weight 100 %; set
+//                             the same on every host behind one balancer so weights compare
+//                             (up to 256 %); 0 = this host's own capacity (the weight is then
+//                             its free fraction, 1-100 %); 0; [0, 1e9]
+// fleet.max_utilisation       the fraction of the devices' throughput counted as capacity
+//                             (policies::CapacityOptions); 0.8; (0, 1]
+// fleet.drain_ms              on SIGTERM: report not ready and `drain`, close connections
+//                             after each answer, keep serving this long, then stop; 0;
+//                             [0, 3600000]
+// fleet.nfd_feature_file      Node Feature Discovery local feature file written at start
+//                             and after re-profiling, "" = none; ""; a path
+// fleet.orca_load_report      add an ORCA `endpoint-load-metrics` header (TEXT) to every
+//                             inference answer, for Envoy's client-side weighted round
+//                             robin; false; true or false
 #pragma once
 
 #include <cstdint>
@@ -138,6 +154,18 @@ struct LimitsConfig {
   friend bool operator==(const LimitsConfig&, const LimitsConfig&) = default;
 };
 
+/// How recschedd fits into a fleet: capacity export, the balancer's agent, draining.
+struct FleetConfig {
+  std::string agent_check;       ///< HAProxy agent "HOST:PORT"; "" = none
+  double agent_weight_qps = 0;   ///< headroom reported as weight 100 %; 0 = own capacity
+  double max_utilisation = 0.8;  ///< policies::CapacityOptions::max_utilisation
+  uint32_t drain_ms = 0;         ///< serving on after SIGTERM while the balancer drains
+  std::string nfd_feature_file;  ///< "" = none
+  bool orca_load_report = false;
+
+  friend bool operator==(const FleetConfig&, const FleetConfig&) = default;
+};
+
 /// The placement policy: its registry name (not checked here) and its own arguments.
 struct PolicyConfig {
   std::string name = "static";
@@ -162,6 +190,7 @@ struct DaemonConfig {
   profiler::ProfileOptions profile;  ///< min_reps, max_reps: the defaults, or quick()'s
   profiler::PowerConfig power;
   LimitsConfig limits;
+  FleetConfig fleet;
 };
 
 /// Reads and validates the config at `path`; relative paths in it are taken against its

@@ -51,6 +51,7 @@ struct HttpServer::Impl {
   std::atomic<uint32_t> open{0};
   std::atomic<uint32_t> pending{0};  // requests handed to the handler, not yet answered
   std::atomic<bool> stopping{false};
+  std::atomic<bool> draining{false};  // answers close their connections
   std::atomic<bool> stopped{false};  // I/O threads joined: no request is handed on any more
   std::mutex mu;
   std::condition_variable idle;
@@ -315,7 +316,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   // reaching a descriptor number that close() freed and an accept reused).
   void write(HttpResponse r) {
     auto out = std::make_shared<Outgoing>();
-    out->closing = !keep_alive_ || server_.stopping;
+    out->closing = !keep_alive_ || server_.stopping || server_.draining;
     http::response<http::string_body> res(static_cast<http::status>(r.status), version_);
     res.set(http::field::server, "recschedd");
     res.set(http::field::content_type, r.content_type);
@@ -539,6 +540,8 @@ uint16_t HttpServer::tcp_port() const {
 }
 
 uint32_t HttpServer::connections() const { return impl_->open; }
+
+void HttpServer::set_draining() { impl_->draining = true; }
 
 void HttpServer::start() {
   if (impl_->tcp_acceptor) impl_->accept(*impl_->tcp_acceptor, false);

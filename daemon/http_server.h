@@ -71,6 +71,10 @@ class HttpServer {
   /// Stops accepting, waits up to `grace_ms` for in-flight requests to be answered, closes.
   void stop(uint32_t grace_ms = 30000);
 
+  /// Draining (before stop()): every answer from now on closes its connection, so a
+  /// balancer's pooled connections end cleanly, each after an answer.
+  void set_draining();
+
   /// Connections open now (for metrics).
   uint32_t connections() const;
 

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "core/failpoint.h"
+#include "daemon/agent_check.h"
 #include "daemon/config.h"
 #include "daemon/http_server.h"
 #include "daemon/sd_notify.h"
@@ -36,7 +37,9 @@ placing each query on this host's devices by its size and model.
   --foreground       accepted for systemd units (recschedd never forks)
   -h, --help         this text
 
-Signals: SIGTERM/SIGINT stop accepting, answer every query in flight, exit 0;
+Signals: SIGTERM/SIGINT stop accepting, answer every query in flight, exit 0 (with
+fleet.drain_ms set, first drain: report not ready and `drain` to the balancer's agent,
+keep serving that long; a second signal ends the drain);
 SIGHUP re-reads the config (SLA targets, admission limits, token, policy parameters;
 listeners, models and server limits need a restart, and the log says which changed).
 
@@ -172,6 +175,17 @@ int main(int argc, char** argv) {
   }
   server->start();
   if (!svc->ready()) return fail("the service did not become ready");
+  // HAProxy's agent check (fleet.agent_check): this host's weight, or drain.
+  std::unique_ptr<AgentCheckServer> agent;
+  if (!config->fleet.agent_check.empty()) {
+    auto hp = split_host_port(config->fleet.agent_check);
+    auto started = hp ? AgentCheckServer::start(hp->first, hp->second,
+                                                [svc] { return svc->agent_status(); })
+                      : recsched::Result<std::unique_ptr<AgentCheckServer>>(hp.status());
+    if (!started) return fail("fleet.agent_check: " + started.status().message());
+    agent = std::move(started).value();
+    spdlog::info("agent check on {}:{}", hp->first, agent->port());
+  }
   spdlog::info("ready: {} models", config->models.size());
   // Listeners bound and accepting, profiles loaded: only now may systemd start dependants.
   notify(notifier.ready());
@@ -221,12 +235,35 @@ int main(int argc, char** argv) {
       notify(notifier.status(outcome));
       continue;
     }
+    if (config->fleet.drain_ms > 0) {
+      // Leave the fleet first: not ready, `drain` to the balancer, connections closed after
+      // each answer, still serving; a second signal cuts it short.
+      spdlog::info("{} received: draining for {} ms", strsignal(sig), config->fleet.drain_ms);
+      notify(notifier.stopping());
+      notify(notifier.status("draining for " + std::to_string(config->fleet.drain_ms) + " ms"));
+      svc->set_draining(true);
+      server->set_draining();
+      const auto until = SteadyClock::now() + std::chrono::milliseconds(config->fleet.drain_ms);
+      while (true) {
+        const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(
+            until - SteadyClock::now());
+        if (left.count() <= 0) break;
+        const timespec wait{static_cast<time_t>(left.count() / 1000000000),
+                            static_cast<long>(left.count() % 1000000000)};
+        const int again = sigtimedwait(&signals, nullptr, &wait);
+        if (again == SIGTERM || again == SIGINT) {
+          spdlog::info("{} received again: stopping now", strsignal(again));
+          break;
+        }
+      }
+    }
     spdlog::info("{} received: stopping (answering {} queries in flight)", strsignal(sig),
                  svc->in_flight());
     notify(notifier.stopping());
     notify(notifier.status("stopping: answering " + std::to_string(svc->in_flight()) +
                            " queries in flight"));
     server->stop(30000);
+    agent.reset();  // it asks the service, which goes next
     service->reset();  // the runner finishes anything still queued
     spdlog::info("stopped");
     return 0;

@@ -3,7 +3,7 @@
 //   KServe v2:  GET /v2, /v2/health/live, /v2/health/ready, /v2/models/{m},
 //               /v2/models/{m}/ready;  POST /v2/models/{m}/infer
 //   Control:    GET /v1/topology, /v1/devices, /v1/models, /v1/profiles,
-//               /v1/placements?limit=N, /v1/stats, /v1/policy;
+//               /v1/placements?limit=N, /v1/stats, /v1/policy, /v1/capacity;
 //               PUT /v1/policy, POST /v1/profile (unix socket, or TCP with the token)
 //   Metrics:    GET /metrics (Prometheus text)
 #include <spdlog/spdlog.h>
@@ -99,7 +99,9 @@ void Service::handle(HttpRequest req, Responder respond) {
     if (p.size() == 3 && p[1] == "health" && (p[2] == "live" || p[2] == "ready")) {
       if (!get) return method_not_allowed();
       if (p[2] == "live") return reply(json_response(200, {{"live", true}}));
-      return reply(json_response(ready() ? 200 : 503, {{"ready", ready()}}));
+      // Draining: still serving, but a balancer or Kubernetes should send no more.
+      const bool serving = ready() && !draining();
+      return reply(json_response(serving ? 200 : 503, {{"ready", serving}}));
     }
     if (p.size() >= 3 && p[1] == "models") {
       // Triton's clients may address a version: /v2/models/{m}/versions/{v}/...
@@ -113,7 +115,8 @@ void Service::handle(HttpRequest req, Responder respond) {
       }
       if (rest.size() == 1 && rest[0] == "ready") {
         if (!get) return method_not_allowed();
-        return reply(json_response(ready() ? 200 : 503, {{"name", p[2]}, {"ready", ready()}}));
+        const bool serving = ready() && !draining();
+        return reply(json_response(serving ? 200 : 503, {{"name", p[2]}, {"ready", serving}}));
       }
       if (rest.size() == 1 && rest[0] == "infer") {
         if (!post) return method_not_allowed();
@@ -140,6 +143,7 @@ void Service::handle(HttpRequest req, Responder respond) {
     if (r == "profiles") return reply(profiles_json());
     if (r == "stats") return reply(stats_json());
     if (r == "policy") return reply(policy_json());
+    if (r == "capacity") return reply(capacity_response());
     if (r == "placements") {
       size_t limit = 100;
       if (query.rfind("limit=", 0) == 0) {
@@ -161,6 +165,9 @@ void Service::handle(HttpRequest req, Responder respond) {
 HttpResponse Service::metrics() const {
   std::ostringstream o;
   o << std::setprecision(12);
+  // Taken before mu_: both take it themselves.
+  const policies::HostCapacity cap = capacity();
+  const FleetState fleet = fleet_state();
   std::lock_guard<std::mutex> lock(mu_);
   o << "# HELP recsched_requests_total Inference requests by model and outcome.\n"
        "# TYPE recsched_requests_total counter\n";
@@ -247,6 +254,33 @@ HttpResponse Service::metrics() const {
     o << "recsched_energy_joules_total{device=\"" << label(d->id()) << "\",source=\""
       << d->power_source() << "\"} " << (joules ? *joules : 0.0) << "\n";
   }
+  // The capacity model (GET /v1/capacity; policies/capacity.h): modelled, not measured.
+  auto gauge = [&](const char* name, const char* help) {
+    o << "# HELP " << name << " " << help << "\n# TYPE " << name << " gauge\n";
+  };
+  gauge("recsched_capacity_qps",
+        "Modelled queries per second of the model this host can take within its target.");
+  for (const auto& m : cap.models) {
+    o << "recsched_capacity_qps{model=\"" << label(m.model) << "\"} " << m.capacity_qps << "\n";
+  }
+  gauge("recsched_offered_qps", "Queries per second arriving for the model (last ~10 s).");
+  for (const auto& m : cap.models) {
+    o << "recsched_offered_qps{model=\"" << label(m.model) << "\"} " << m.offered_qps << "\n";
+  }
+  gauge("recsched_served_qps", "Queries per second answered with scores (last ~10 s).");
+  for (const auto& m : cap.models) {
+    o << "recsched_served_qps{model=\"" << label(m.model) << "\"} " << m.served_qps << "\n";
+  }
+  gauge("recsched_headroom_qps",
+        "More queries per second of the model the host could take now (modelled).");
+  for (const auto& m : cap.models) {
+    o << "recsched_headroom_qps{model=\"" << label(m.model) << "\"} " << m.headroom_qps << "\n";
+  }
+  gauge("recsched_host_utilisation",
+        "Sum over models of served over capacity: the modelled share of the host in use.");
+  o << "recsched_host_utilisation " << cap.utilisation << "\n";
+  gauge("recsched_draining", "1 while the daemon drains before stopping (fleet.drain_ms).");
+  o << "recsched_draining " << (fleet.draining ? 1 : 0) << "\n";
   HttpResponse r;
   r.content_type = "text/plain; version=0.0.4";
   r.body = o.str();
@@ -451,6 +485,10 @@ HttpResponse Service::put_policy(const std::string& body) {
   return policy_json();
 }
 
+HttpResponse Service::capacity_response() const {
+  return json_response(200, capacity_json(capacity(), fleet_state(), config_.fleet.max_utilisation));
+}
+
 HttpResponse Service::post_profile() {
   if (profiling_.exchange(true)) return error_response(409, "a profiling run is already going");
   if (reprofile_.joinable()) reprofile_.join();
@@ -477,6 +515,7 @@ HttpResponse Service::post_profile() {
     }
     // Serving meanwhile is left out of the estimate rather than counted twice.
     for (auto& d : devices_) d->mark_busy_fed();
+    write_nfd_features();
     spdlog::info("re-profiled {} models on {} devices", models_.size(), devices_.size());
     profiling_ = false;
   });

@@ -100,6 +100,7 @@ Result<std::unique_ptr<Service>> Service::create(DaemonConfig config,
     }
   }
   s->start_dispatcher(std::move(policy).value());
+  s->write_nfd_features();
   s->ready_ = true;
   return s;
 }
@@ -460,6 +461,7 @@ std::string Service::reload(const DaemonConfig& next) {
   if (!(next.listen == config_.listen)) ignored.push_back("listen");
   if (next.models.size() != config_.models.size()) ignored.push_back("models");
   if (next.partition != config_.partition) ignored.push_back("partition");
+  if (!(next.fleet == config_.fleet)) ignored.push_back("fleet");  // read without mu_
   std::unique_lock<std::mutex> lock(mu_);
   for (const ModelConfig& mc : next.models) {
     if (ModelState* m = find(mc.spec.name)) {
@@ -516,6 +518,83 @@ std::string Service::reload(const DaemonConfig& next) {
     for (const std::string& k : ignored) out += " " + k;
   }
   return out;
+}
+
+}  // namespace recsched::daemon
+
+namespace recsched::daemon {
+
+// The fleet's view of this host (fleet.h): capacity, the balancer's agent, NFD's labels.
+
+policies::HostCapacity Service::capacity() const {
+  const std::shared_ptr<const ProfileTable> table = profiles();
+  std::vector<bool> degraded;
+  uint32_t degraded_ms;
+  std::vector<policies::ModelDemand> demand;
+  policies::CapacityOptions options;
+  options.max_utilisation = config_.fleet.max_utilisation;  // fleet keys need a restart
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    degraded_ms = config_.limits.degraded_ms;
+    options.bound_share = config_.limits.reject_factor * config_.limits.normal_priority_share;
+    const double now = seconds(Clock::now());
+    for (const auto& m : models_) {
+      demand.push_back({m->cfg.spec.name, m->cfg.sla_ms, m->mean_items, m->offered.rate(now),
+                        m->served.rate(now)});
+    }
+  }
+  for (const auto& d : devices_) degraded.push_back(d->health(degraded_ms).degraded);
+  return policies::host_capacity(*table, device_infos(), degraded, demand, options);
+}
+
+FleetState Service::fleet_state() const {
+  FleetState s;
+  s.ready = ready();
+  s.draining = draining();
+  uint32_t degraded_ms;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    degraded_ms = config_.limits.degraded_ms;
+  }
+  s.devices = static_cast<int>(devices_.size());
+  for (const auto& d : devices_) s.degraded_devices += d->health(degraded_ms).degraded ? 1 : 0;
+  return s;
+}
+
+std::string Service::agent_status() const {
+  return agent_reply(capacity(), fleet_state(), config_.fleet.agent_weight_qps);
+}
+
+std::string Service::orca_header() const {
+  const Clock::time_point now = Clock::now();
+  {
+    std::lock_guard<std::mutex> lock(capacity_mu_);
+    if (!orca_cache_.second.empty() && now - orca_cache_.first < kCapacityCacheFor) {
+      return orca_cache_.second;
+    }
+  }
+  double errors = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& m : models_) errors += m->errors.rate(seconds(now));
+  }
+  std::string text = orca_load_report(capacity(), errors);
+  std::lock_guard<std::mutex> lock(capacity_mu_);
+  orca_cache_ = {now, text};
+  return text;
+}
+
+void Service::write_nfd_features() const {
+  const std::string& path = config_.fleet.nfd_feature_file;
+  if (path.empty()) return;
+  int cpus = 0, gpus = 0;
+  for (const auto& d : devices_) (d->kind() == DeviceKind::kGpu ? gpus : cpus) += 1;
+  Status st = write_file_atomically(path, nfd_features(capacity(), cpus, gpus));
+  if (!st.is_ok()) {
+    spdlog::warn("node features not written: {}", st.message());
+  } else {
+    spdlog::info("node features written to {}", path);
+  }
 }
 
 }  // namespace recsched::daemon

@@ -19,8 +19,10 @@
 #include "core/status.h"
 #include "daemon/config.h"
 #include "daemon/device.h"
+#include "daemon/fleet.h"
 #include "daemon/http_server.h"
 #include "engine/model.h"
+#include "policies/capacity.h"
 #include "policies/correction.h"
 #include "policies/dispatcher.h"
 #include "policies/plugin.h"
@@ -74,6 +76,17 @@ class Service {
   std::string reload(const DaemonConfig& config);
 
   bool ready() const { return ready_; }
+  /// Leaving the fleet (SIGTERM with fleet.drain_ms): /v2/health/ready answers 503 and the
+  /// balancer's agent `drain`, while queries are still served.
+  void set_draining(bool on) { draining_ = on; }
+  bool draining() const { return draining_; }
+  /// Each model's capacity at its target and the host's headroom now (policies/capacity.h),
+  /// from the corrected profiles and the offered and served rates of the last ~10 s.
+  policies::HostCapacity capacity() const;
+  FleetState fleet_state() const;
+  /// The line HAProxy's agent check gets now (agent_reply in fleet.h).
+  std::string agent_status() const;
+  const FleetConfig& fleet_config() const { return config_.fleet; }
   /// Queries admitted and not yet answered.
   uint64_t in_flight() const { return in_flight_; }
   /// Queries answered with scores since start (every model): systemd's STATUS= line.
@@ -104,6 +117,7 @@ class Service {
   HttpResponse placements_json(size_t limit) const;
   HttpResponse stats_json() const;
   HttpResponse policy_json() const;
+  HttpResponse capacity_response() const;
   HttpResponse put_policy(const std::string& body);
   HttpResponse post_profile();
 
@@ -115,6 +129,8 @@ class Service {
   Status load_models(const Progress& progress);
   Status load_or_measure_profiles(const Progress& progress);
   void warm_up(const Progress& progress);
+  /// fleet.nfd_feature_file, from the capacity at rest (no traffic); a failure is logged.
+  void write_nfd_features() const;
   void start_dispatcher(std::unique_ptr<policies::Policy> policy);
   /// The served devices as the dispatcher and the simulator see them.
   std::vector<policies::DeviceInfo> device_infos() const;
@@ -176,6 +192,17 @@ class Service {
   std::atomic<uint64_t> answered_{0};
   std::atomic<bool> ready_{false};
   std::atomic<bool> profiling_{false};
+  std::atomic<bool> draining_{false};
+  const Clock::time_point started_ = Clock::now();
+  /// Seconds since start, the rate meters' clock.
+  double seconds(Clock::time_point t) const {
+    return std::chrono::duration<double>(t - started_).count();
+  }
+  /// The ORCA report is built from a capacity snapshot at most this old.
+  static constexpr std::chrono::milliseconds kCapacityCacheFor{200};
+  mutable std::mutex capacity_mu_;
+  mutable std::pair<Clock::time_point, std::string> orca_cache_;  // under capacity_mu_
+  std::string orca_header() const;
   std::thread reprofile_;
 };
 
@@ -200,6 +227,10 @@ struct Service::ModelState {
   std::vector<uint64_t> buckets = std::vector<uint64_t>(latency_buckets().size(), 0);
   double latency_sum_s = 0;
   std::vector<uint64_t> per_device;  ///< queries placed on each served device
+  // What the capacity model sees (policies::ModelDemand), under Service::mu_.
+  policies::RateMeter offered, served, errors;
+  double mean_items = policies::kDefaultItems;  ///< exponentially weighted, decoded queries
+  bool sized = false;                           ///< mean_items has seen a query
 };
 
 }  // namespace recsched::daemon

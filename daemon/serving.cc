@@ -67,6 +67,7 @@ void Service::infer(const std::string& name, HttpRequest req, Responder respond)
     max_queue = config_.limits.max_queue;
     q->sla_ms = q->model->cfg.sla_ms;
     ++q->model->requests;
+    q->model->offered.add(seconds(q->arrival));
   }
   std::optional<size_t> header_length;
   if (auto it = req.headers.find("inference-header-content-length"); it != req.headers.end()) {
@@ -192,7 +193,13 @@ void Service::finish(const std::shared_ptr<InFlight>& q, Status st) {
     std::lock_guard<std::mutex> lock(mu_);
     ModelState& m = *q->model;
     if (q->ran) ++m.per_device[q->decision.device_index];
+    if (q->decoded && n > 0) {
+      // The capacity model's query size: the recent mean (about the last 20 queries).
+      m.mean_items = m.sized ? 0.95 * m.mean_items + 0.05 * n : n;
+      m.sized = true;
+    }
     if (st.is_ok()) {
+      m.served.add(seconds(finished));
       ++m.ok;
       m.items += n;
       m.window.add(ms);
@@ -205,10 +212,12 @@ void Service::finish(const std::shared_ptr<InFlight>& q, Status st) {
       ++answered_;
     } else if (st.code() == StatusCode::kUnavailable) {
       ++m.rejected;  // before decoding (deep overload), at admission, or a full queue
+      m.errors.add(seconds(finished));
     } else if (!q->decoded) {
       ++m.invalid;
     } else {
       ++m.failed;
+      m.errors.add(seconds(finished));
     }
     if (q->dispatched) {
       q->record.actual_ms = q->ran ? ms : 0;
@@ -234,6 +243,7 @@ void Service::finish(const std::shared_ptr<InFlight>& q, Status st) {
     if (enc.header_length) {
       r.headers.emplace_back("Inference-Header-Content-Length", std::to_string(*enc.header_length));
     }
+    if (config_.fleet.orca_load_report) r.headers.emplace_back("endpoint-load-metrics", orca_header());
     q->respond(std::move(r));
   } else {
     q->respond(error_response(http_status(st.code()), st.message()));

@@ -15,6 +15,8 @@ PACKAGES=(
   systemd dpkg-dev                   # systemd-analyze (unit check), dpkg-shlibdeps (.deb check)
   jq                                 # scripts/check-tests.sh reads ctest's test list
   gnuplot-nox                        # recsched-load --png (its test checks the plot)
+  python3-yaml python3-jsonschema    # deploy/kubernetes/validate.py (manifests vs schemas)
+  haproxy                            # tests/fleet: a real HAProxy in front of three recschedd
 )
 # --fuzz: also clang 16 and libFuzzer for scripts/fuzz.sh (clang 14 cannot capture structured
 # bindings in lambdas); libomp-16-dev only for omp.h (the fuzz build links GCC's libgomp).

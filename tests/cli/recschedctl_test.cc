@@ -182,6 +182,9 @@ TEST_CASE("every subcommand prints a table, and with --json the daemon's JSON") 
       {{"profiles", "--model", "golden_dot"}, {"golden_dot"}, {"profiles"}},
       {{"placements", "--limit", "2"}, {"QUERY", "OUTCOME", "table-2", "ok"}, {"placements"}},
       {{"stats"}, {"REQUESTS", "P95_MS", "golden_dot", "in flight:"}, {"models", "in_flight"}},
+      {{"capacity"},
+       {"CAPACITY_QPS", "HEADROOM_QPS", "golden_dot", "host: utilisation", "modelled"},
+       {"host", "models", "model"}},
       {{"policy"}, {"policy:", "static", "available:"}, {"name", "params", "available"}},
       {{"policy", "show"}, {"policy:", "static"}, {"name", "params"}},
   };
@@ -454,7 +457,7 @@ TEST_CASE("--help prints the usage, and each command's own") {
   CHECK(all.code == kExitOk);
   CHECK(all.out.rfind("usage: recschedctl", 0) == 0);
   for (const char* cmd : {"status", "topology", "devices", "models", "profiles", "placements",
-                          "stats", "policy", "profile"}) {
+                          "stats", "capacity", "policy", "profile"}) {
     CAPTURE(cmd);
     CHECK(all.out.find(std::string("  ") + cmd + " ") != std::string::npos);
     for (const auto& args : std::vector<std::vector<std::string>>{

@@ -123,7 +123,7 @@ TEST_CASE("the example config writes out every key with its default value") {
   };
   using Keys = std::set<std::string>;
   CHECK(keys(j) == Keys{"listen", "models", "partition", "policy", "devices", "state_dir", "token",
-                        "gpus", "profile", "power", "limits"});
+                        "gpus", "profile", "power", "limits", "fleet"});
   CHECK(keys(j["listen"]) == Keys{"socket", "tcp", "socket_group"});
   CHECK(keys(j["models"][0]) == Keys{"spec", "weights", "sla_ms", "sla_percentile"});
   CHECK(keys(j["policy"]) == Keys{"name", "params", "plugin_dir"});
@@ -138,6 +138,8 @@ TEST_CASE("the example config writes out every key with its default value") {
              "low_priority_share", "late_budget", "wait_bound_fraction", "preemption", "worker_nice", "degraded_ms",
              "window",
              "placement_log"});
+  CHECK(keys(j["fleet"]) == Keys{"agent_check", "agent_weight_qps", "max_utilisation", "drain_ms",
+                                 "nfd_feature_file", "orca_load_report"});
 
   Result<DaemonConfig> c = load_example_config();
   REQUIRE_MESSAGE(c.has_value(), c.status().to_string());
@@ -156,6 +158,7 @@ TEST_CASE("the example config writes out every key with its default value") {
   CHECK(c->power.gpu_idle_w == defaults.power.gpu_idle_w);
   CHECK(c->power.powercap_root == defaults.power.powercap_root);
   CHECK(c->limits == defaults.limits);
+  CHECK(c->fleet == defaults.fleet);
 }
 
 TEST_CASE("omitted keys take their defaults") {
@@ -206,6 +209,47 @@ TEST_CASE("omitted keys take their defaults") {
   CHECK(l.degraded_ms == 10000);
   CHECK(l.window == 64);
   CHECK(l.placement_log == 4096);
+  const FleetConfig f = c->fleet;
+  CHECK(f.agent_check.empty());
+  CHECK(f.agent_weight_qps == 0);
+  CHECK(f.max_utilisation == 0.8);
+  CHECK(f.drain_ms == 0);
+  CHECK(f.nfd_feature_file.empty());
+  CHECK_FALSE(f.orca_load_report);
+}
+
+TEST_CASE("the fleet keys are read, relative paths resolved, bad values refused") {
+  Result<DaemonConfig> c = parse_config(fill(R"({
+      "models": ["$M/ncf.json"],
+      "fleet": {"agent_check": "127.0.0.1:8001", "agent_weight_qps": 250, "max_utilisation": 0.5,
+                "drain_ms": 3000, "nfd_feature_file": "nfd/recsched", "orca_load_report": true}})",
+                                             ""),
+                                        "/etc/recsched", kEtcPath);
+  REQUIRE_MESSAGE(c.has_value(), c.status().to_string());
+  CHECK(c->fleet.agent_check == "127.0.0.1:8001");
+  CHECK(c->fleet.agent_weight_qps == 250);
+  CHECK(c->fleet.max_utilisation == 0.5);
+  CHECK(c->fleet.drain_ms == 3000);
+  CHECK(c->fleet.nfd_feature_file == "/etc/recsched/nfd/recsched");
+  CHECK(c->fleet.orca_load_report);
+
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {R"({"agent_check": "nohost"})", "key 'fleet.agent_check'"},
+      {R"({"agent_check": "127.0.0.1:0"})", "key 'fleet.agent_check': needs a fixed port"},
+      {R"({"max_utilisation": 0})", "key 'fleet.max_utilisation': must be a number in (0, 1]"},
+      {R"({"agent_weight_qps": -1})", "key 'fleet.agent_weight_qps'"},
+      {R"({"drain_ms": 3600001})", "key 'fleet.drain_ms'"},
+      {R"({"orca_load_report": 1})", "key 'fleet.orca_load_report': must be true or false"},
+      {R"({"weight": 1})", "key 'fleet.weight': unknown key"},
+  };
+  for (const auto& [fleet, want] : bad) {
+    CAPTURE(fleet);
+    Result<DaemonConfig> r = parse_config(
+        fill(R"({"models": ["$M/ncf.json"], "fleet": )" + fleet + "}", ""), "/etc/recsched",
+        kEtcPath);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.status().message().find(want) != std::string::npos);
+  }
 }
 
 TEST_CASE("set keys override the defaults") {

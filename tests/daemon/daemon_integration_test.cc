@@ -130,6 +130,71 @@ TEST_CASE("health, metadata, control and metrics routes answer") {
   CHECK(request(d.port, http::verb::delete_, "/v1/stats").status == 405);
 }
 
+TEST_CASE("the fleet's view: /v1/capacity, its gauges, the ORCA header, NFD's file, draining") {
+  const fs::path features =
+      fs::temp_directory_path() / ("recsched_nfd_" + std::to_string(getpid()));
+  Daemon d("secret", 1 << 20,
+           {{"fleet", {{"orca_load_report", true}, {"nfd_feature_file", features.string()}}}});
+  // At rest: every model has capacity at its target (the golden models are tiny), sized
+  // at DeepRecInfra's median until a query arrives; nothing offered, the host all free.
+  json c = request(d.port, http::verb::get, "/v1/capacity").json_body();
+  REQUIRE(c["models"].size() == 3);
+  for (const json& m : c["models"]) {
+    CAPTURE(m.dump());
+    CHECK(m["capacity_qps"].get<double>() > 0);
+    CHECK(m["items"] == 164);
+    CHECK(m["offered_qps"] == 0);
+    REQUIRE(m["devices"].size() >= 1);
+    CHECK(m["devices"][0]["device"] == "cpu0");
+  }
+  CHECK(c["host"]["ready"] == true);
+  CHECK(c["host"]["draining"] == false);
+  CHECK(c["host"]["utilisation"] == 0);
+  CHECK(c["host"]["headroom_qps"] == c["host"]["mix_capacity_qps"]);
+  // The node features, written at start.
+  const std::string f = read_text(features);
+  CHECK(f.find("recsched.io/cpu-devices=") != std::string::npos);
+  CHECK(f.find("recsched.io/gpu=false") != std::string::npos);
+  CHECK(f.find("recsched.io/capacity-class.golden_dot=") != std::string::npos);
+  // Traffic: offered and served rates, the query size learnt, an ORCA report on each answer.
+  const std::string body = infer_body("dot").dump();
+  const uint32_t items = infer_body("dot")["inputs"][0]["shape"][0].get<uint32_t>();
+  for (int i = 0; i < 5; ++i) {
+    const Reply r = request(d.port, http::verb::post, "/v2/models/golden_dot/infer", body);
+    REQUIRE(r.status == 200);
+    const std::string orca = r.headers.count("endpoint-load-metrics") ? r.headers.at("endpoint-load-metrics") : "";
+    CHECK_MESSAGE(orca.rfind("TEXT application_utilization=", 0) == 0, orca);
+    CHECK(orca.find(", rps_fractional=") != std::string::npos);
+    CHECK(orca.find(", named_metrics.headroom_qps=") != std::string::npos);
+  }
+  c = request(d.port, http::verb::get, "/v1/capacity").json_body();
+  const json& dot = c["models"][0];
+  REQUIRE(dot["model"] == "golden_dot");
+  CHECK(dot["offered_qps"].get<double>() > 0);
+  CHECK(dot["served_qps"].get<double>() > 0);
+  CHECK(dot["items"].get<double>() == doctest::Approx(items));
+  CHECK(c["host"]["utilisation"].get<double>() > 0);
+  CHECK(c["host"]["served_qps"].get<double>() > 0);
+  CHECK(c["models"][1]["offered_qps"] == 0);
+  const std::string metrics = request(d.port, http::verb::get, "/metrics").body;
+  CHECK(metrics.find("recsched_capacity_qps{model=\"golden_dot\"} ") != std::string::npos);
+  CHECK(metrics.find("recsched_headroom_qps{model=\"golden_dien\"} ") != std::string::npos);
+  CHECK(metrics.find("recsched_draining 0\n") != std::string::npos);
+  CHECK(d.service->agent_status().rfind("up ready ", 0) == 0);
+  // Draining: not ready (for the balancer and Kubernetes), the agent says drain, and queries
+  // are still answered.
+  d.service->set_draining(true);
+  CHECK(request(d.port, http::verb::get, "/v2/health/ready").status == 503);
+  CHECK(request(d.port, http::verb::get, "/v2/models/golden_dot/ready").status == 503);
+  CHECK(request(d.port, http::verb::get, "/v2/health/live").status == 200);
+  CHECK(d.service->agent_status() == "drain\n");
+  CHECK(request(d.port, http::verb::get, "/v1/capacity").json_body()["host"]["draining"] == true);
+  CHECK(request(d.port, http::verb::post, "/v2/models/golden_dot/infer", body).status == 200);
+  CHECK(request(d.port, http::verb::get, "/metrics").body.find("recsched_draining 1\n") !=
+        std::string::npos);
+  fs::remove(features);
+}
+
 TEST_CASE("GET /v1/profiles shows what serving measured against the profile, once learnt") {
   Daemon d;
   json before = request(d.port, http::verb::get, "/v1/profiles").json_body();

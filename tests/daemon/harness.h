@@ -37,6 +37,11 @@ inline std::string golden(const std::string& c, const std::string& suffix) {
   return std::string(RECSCHED_SOURCE_DIR) + "/tests/fixtures/golden/" + c + suffix;
 }
 
+inline std::string read_text(const fs::path& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
 inline json read_json(const std::string& path) {
   std::ifstream in(path);
   return json::parse(in);
@@ -77,6 +82,25 @@ inline Reply request(const std::string& where, http::verb method, const std::str
   r.body = res.body();
   for (const auto& f : res) r.headers[std::string(f.name_string())] = std::string(f.value());
   return r;
+}
+
+// What a line-per-connection TCP service on 127.0.0.1:port (HAProxy's agent protocol)
+// writes before it closes.
+inline std::string read_until_close(uint16_t port) {
+  asio::io_context io;
+  asio::ip::tcp::socket s(io);
+  s.connect({asio::ip::make_address("127.0.0.1"), port});
+  std::string out;
+  boost::system::error_code ec;
+  asio::read(s, asio::dynamic_buffer(out), ec);  // until EOF
+  return out;
+}
+
+// A TCP port free now on 127.0.0.1 (for a listener that needs a fixed one).
+inline uint16_t free_tcp_port() {
+  asio::io_context io;
+  asio::ip::tcp::acceptor a(io, {asio::ip::make_address("127.0.0.1"), 0});
+  return a.local_endpoint().port();
 }
 
 // The KServe v2 JSON body for a golden case's inputs.

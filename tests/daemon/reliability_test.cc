@@ -32,11 +32,6 @@ namespace {
 using namespace testing;  // NOLINT: the shared harness
 using namespace std::chrono_literals;
 
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
@@ -444,16 +439,18 @@ struct Process {
   std::string socket;
   pid_t pid = -1;
 
-  Process(const fs::path& d, const std::string& state_dir) : dir(d) {
+  Process(const fs::path& d, const std::string& state_dir, const json& extra = json::object())
+      : dir(d) {
     fs::create_directories(dir);
     socket = (dir / "s.sock").string();
-    const json cfg = {{"listen", {{"socket", socket}, {"tcp", ""}}},
+    json cfg = {{"listen", {{"socket", socket}, {"tcp", ""}}},
                       {"models",
                        {{{"spec", golden("dot", ".model.json")},
                          {"weights", golden("dot", ".safetensors")}}}},
                       {"state_dir", state_dir},
                       {"gpus", false},
                       {"profile", {{"quick", true}}}};
+    cfg.merge_patch(extra);
     std::ofstream(dir / "cfg.json") << cfg.dump();
   }
   ~Process() { stop(SIGKILL); }
@@ -543,6 +540,42 @@ TEST_CASE("SIGKILL under load, then restart: ready from the profile cache, servi
   REQUIRE(got.size() == want.size());
   for (size_t k = 0; k < want.size(); ++k) CHECK(got[k] == doctest::Approx(want[k]).epsilon(1e-5));
   CHECK(WIFEXITED(p.stop(SIGTERM)));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("SIGTERM with fleet.drain_ms: not ready, `drain` to the agent, still serving, then exit 0") {
+  const fs::path dir = fs::temp_directory_path() / ("recschedd_drain_" + std::to_string(getpid()));
+  const uint16_t agent = free_tcp_port();
+  Process p(dir, (dir / "state").string(),
+            {{"fleet", {{"agent_check", "127.0.0.1:" + std::to_string(agent)}, {"drain_ms", 3000}}}});
+  REQUIRE_MESSAGE(p.start(), p.log());
+  const std::string up = read_until_close(agent);
+  CHECK_MESSAGE(up.rfind("up ready ", 0) == 0, up);
+  const std::string body = infer_body("dot").dump();
+  const std::string where = "unix:" + p.socket;
+  CHECK(request(where, http::verb::post, "/v2/models/golden_dot/infer", body).status == 200);
+
+  const auto t0 = Clock::now();
+  REQUIRE(kill(p.pid, SIGTERM) == 0);
+  // Within the drain: not ready, the agent says drain, queries still answered, each answer
+  // closing its connection.
+  bool unready = false;
+  while (!unready && seconds_since(t0) < 2.5) {
+    unready = request(where, http::verb::get, "/v2/health/ready").status == 503;
+    if (!unready) std::this_thread::sleep_for(20ms);
+  }
+  CHECK_MESSAGE(unready, p.log());
+  CHECK(read_until_close(agent) == "drain\n");
+  const Reply r = request(where, http::verb::post, "/v2/models/golden_dot/infer", body);
+  CHECK(r.status == 200);
+  CHECK(r.headers.count("Connection") == 1);
+  if (r.headers.count("Connection")) CHECK(r.headers.at("Connection") == "close");
+  // Then it stops by itself, cleanly, once the drain is over.
+  const int status = p.stop(0);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(seconds_since(t0) >= 2.9);
+  CHECK_MESSAGE(p.log().find("draining for 3000 ms") != std::string::npos, p.log());
   fs::remove_all(dir);
 }
 
