@@ -85,6 +85,9 @@ HostCapacity host_capacity(const ProfileTable& profiles, const std::vector<Devic
 }
 
 void RateMeter::add(double now_s, double count) {
+  // Threads stamp their events a little out of order: one a few microseconds older than
+  // the last counts as if at the last.
+  now_s = std::max(now_s, last_s_);
   value_ = rate(now_s) + count / tau_s_;
   last_s_ = now_s;
 }

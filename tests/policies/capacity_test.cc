@@ -121,6 +121,10 @@ TEST_CASE("a rate meter forgets exponentially") {
   RateMeter b(10);
   b.add(5, 20);
   CHECK(b.rate(5) == doctest::Approx(2));
+  // An event stamped a little before the last counts as at the last: no decay undone.
+  b.add(4.9);
+  CHECK(b.rate(5) == doctest::Approx(2.1));
+  CHECK(b.rate(15) == doctest::Approx(2.1 * std::exp(-1.0)));
 }
 
 }  // namespace
