@@ -84,9 +84,9 @@ Result<std::unique_ptr<Service>> Service::create(DaemonConfig config,
   s->config_ = std::move(config);
   RECSCHED_RETURN_IF_ERROR(s->discover_topology(progress));
   s->load_policy_plugins();
+  RECSCHED_RETURN_IF_ERROR(s->open_devices(progress));
   auto policy = s->make_policy(s->config_.policy.name, s->config_.policy.params);
   if (!policy) return invalid_argument("policy: " + policy.status().message());
-  RECSCHED_RETURN_IF_ERROR(s->open_devices(progress));
   RECSCHED_RETURN_IF_ERROR(s->load_models(progress));
   RECSCHED_RETURN_IF_ERROR(s->load_or_measure_profiles(progress));
   s->warm_up(progress);
@@ -370,6 +370,11 @@ Result<std::unique_ptr<policies::Policy>> Service::make_policy(const std::string
     std::string known;
     for (const std::string& n : policy_names()) known += (known.empty() ? "" : ", ") + n;
     return invalid_argument("unknown policy '" + name + "' (available: " + known + ")");
+  }
+  // A policy pinned to one device (static's "device") and not told which takes the first
+  // served one: its own default, cpu0, may not be served here (config "devices").
+  if (p && !devices_.empty() && !params.contains("device") && (*p)->params().contains("device")) {
+    RECSCHED_RETURN_IF_ERROR((*p)->configure({{"device", devices_.front()->id()}}));
   }
   return p;
 }

@@ -7,7 +7,8 @@
 #   fuzz  build-fuzz  clang + libFuzzer: every harness over its seed corpus, then
 #                     FUZZ_SECONDS (default 20) of fuzzing each, nproc at a time (scripts/fuzz.sh)
 # Usage: scripts/run-sanitizers.sh [asan] [tsan] [fuzz]   (default: all three)
-# Every test of the suite runs and counts except the .deb check (label "package"); bench/
+# Every test of the suite runs and counts except the .deb check (label "package") and the
+# HAProxy fleet test (label "fleet", which runs in the main suite); bench/
 # is built, since recsched-load's tests (load_test, load_daemon_test) are part of the
 # suite. ctest's
 # own output goes to <build>/ctest.log (printed when a test fails), so the main
@@ -50,7 +51,9 @@ run_ctest() {  # NAME, DIR, [command prefix...]
   local rc=0
   # -LE package: the .deb check (packaging/check-deb.sh) rightly refuses a package whose
   # binaries link libasan or libtsan; a sanitizer build is not a shippable package.
-  "$@" ctest --test-dir "$dir" --output-on-failure -j "$JOBS" -LE package \
+  # -LE fleet: three daemons, HAProxy and a load through it measure shares and restarts
+  # in wall time; the agent and the drain they use run here in daemon_test.
+  "$@" ctest --test-dir "$dir" --output-on-failure -j "$JOBS" -LE "package|fleet" \
     --output-junit "$ROOT/$dir/ctest-junit.xml" --test-output-size-passed 4194304 \
     >"$dir/ctest.log" 2>&1 || rc=$?
   local summary

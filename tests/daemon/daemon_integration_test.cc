@@ -294,6 +294,24 @@ TEST_CASE("startup refuses devices, policies and plugin directories it cannot us
   fs::remove_all(dir);
 }
 
+TEST_CASE("static without a device serves on the first served device, not a cpu0 it lacks") {
+  // This host's cores as devices, serving on cpu1 only: static's own default (cpu0) is
+  // not served here, and every query would be refused.
+  Daemon d("secret", 1 << 20, {{"partition", "core"}, {"devices", {"cpu1"}}});
+  CHECK(request(d.port, http::verb::get, "/v1/policy").json_body()["params"]["device"] == "cpu1");
+  CHECK(request(d.port, http::verb::post, "/v2/models/golden_dot/infer", infer_body("dot").dump())
+            .status == 200);
+  // Switched to at run time without a device: the same.
+  const std::string sock = "unix:" + d.socket;
+  REQUIRE(request(sock, http::verb::put, "/v1/policy", R"({"name": "earliest-finish"})").status ==
+          200);
+  const Reply r = request(sock, http::verb::put, "/v1/policy", R"({"name": "static", "params": {}})");
+  REQUIRE(r.status == 200);
+  CHECK(r.json_body()["params"]["device"] == "cpu1");
+  CHECK(request(d.port, http::verb::post, "/v2/models/golden_dot/infer", infer_body("dot").dump())
+            .status == 200);
+}
+
 TEST_CASE("GET /v1/policy lists every policy, PUT validates and switches") {
   Daemon d;
   const std::string sock = "unix:" + d.socket;
