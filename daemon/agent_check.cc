@@ -1,6 +1,7 @@
 #include "daemon/agent_check.h"
 
 #include <boost/asio.hpp>
+#include <chrono>
 #include <memory>
 #include <thread>
 
@@ -15,19 +16,57 @@ struct AgentCheckServer::Impl {
   std::function<std::string()> reply;
   std::thread thread;
 
+  asio::steady_timer retry{io};
+
+  // One connection: the line written whole, our side shut, then what the agent sent
+  // (agent-send) read and dropped until it closes, or for a second at most: closing a
+  // socket with unread input would send a reset in place of the line's orderly end.
+  struct Connection : std::enable_shared_from_this<Connection> {
+    tcp::socket socket;
+    asio::steady_timer deadline;
+    std::string line;
+    char sink[256];
+    Connection(tcp::socket s, std::string l)
+        : socket(std::move(s)), deadline(socket.get_executor()), line(std::move(l)) {}
+    void start() {
+      auto self = shared_from_this();
+      deadline.expires_after(std::chrono::seconds(1));
+      deadline.async_wait([self](boost::system::error_code ec) {
+        if (!ec) self->close();
+      });
+      asio::async_write(socket, asio::buffer(line), [self](boost::system::error_code ec, size_t) {
+        if (ec) return self->close();
+        boost::system::error_code ignored;
+        self->socket.shutdown(tcp::socket::shutdown_send, ignored);
+        self->drain();
+      });
+    }
+    void drain() {
+      auto self = shared_from_this();
+      socket.async_read_some(asio::buffer(sink), [self](boost::system::error_code ec, size_t) {
+        if (ec) return self->close();  // the agent closed (or went away): done
+        self->drain();
+      });
+    }
+    void close() {
+      boost::system::error_code ignored;
+      deadline.cancel();
+      socket.close(ignored);
+    }
+  };
+
   void accept() {
     acceptor.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
       if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
-      if (!ec) {
-        auto s = std::make_shared<tcp::socket>(std::move(socket));
-        auto line = std::make_shared<std::string>(reply());
-        // Written whole, then closed: HAProxy reads until the close or the newline.
-        asio::async_write(*s, asio::buffer(*line), [s, line](boost::system::error_code, size_t) {
-          boost::system::error_code ignored;
-          s->shutdown(tcp::socket::shutdown_both, ignored);
-          s->close(ignored);
+      if (ec) {
+        // Out of descriptors, say: try again shortly rather than spin.
+        retry.expires_after(std::chrono::milliseconds(100));
+        retry.async_wait([this](boost::system::error_code e) {
+          if (!e && acceptor.is_open()) accept();
         });
+        return;
       }
+      std::make_shared<Connection>(std::move(socket), reply())->start();
       accept();
     });
   }
@@ -61,6 +100,7 @@ AgentCheckServer::~AgentCheckServer() {
   asio::post(impl_->io, [this] {
     boost::system::error_code ignored;
     impl_->acceptor.close(ignored);
+    impl_->retry.cancel();
   });
   impl_->thread.join();
 }

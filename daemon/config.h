@@ -84,7 +84,9 @@
 // fleet.max_utilisation       the fraction of the devices' throughput counted as capacity
 //                             (policies::CapacityOptions); 0.8; (0, 1]
 // fleet.drain_ms              on SIGTERM: report not ready and `drain`, close connections
-//                             after each answer, keep serving this long, then stop; 0;
+//                             after each answer, keep serving this long, then stop (keep it
+//                             and the answers in flight within systemd's TimeoutStopSec,
+//                             60 s in the unit, or Kubernetes' grace period); 0;
 //                             [0, 3600000]
 // fleet.nfd_feature_file      Node Feature Discovery local feature file written at start
 //                             and after re-profiling, "" = none; ""; a path

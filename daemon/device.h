@@ -27,7 +27,8 @@ namespace recsched::daemon {
 /// One device recschedd serves on.
 class ServingDevice {
  public:
-  virtual ~ServingDevice() = default;
+  /// The runner goes first: the queries it still finishes record their outcome here.
+  virtual ~ServingDevice() { runner_.reset(); }
   const std::string& id() const { return id_; }
   policies::DeviceKind kind() const { return kind_; }
   /// Where its queries execute: submit(), load(), parking (exec/runner.h).

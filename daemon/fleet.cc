@@ -33,11 +33,17 @@ std::string number(double x) {
   return buf;
 }
 
-// A Kubernetes label name part: alphanumerics, '-', '_', '.', at most 63 characters.
-std::string label_part(const std::string& s) {
+// A Kubernetes label key's name part from `s`: '-', '_', '.' and alphanumerics (anything
+// else becomes '-'), beginning and ending with an alphanumeric, at most 63 characters.
+std::string label_name(const std::string& s) {
+  auto alnum = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; };
   std::string out;
-  for (char c : s) out += std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' ? c : '-';
-  return out.substr(0, 63);
+  for (char c : s) out += alnum(c) || c == '-' || c == '_' || c == '.' ? c : '-';
+  if (out.size() > 63) out.resize(63);
+  while (!out.empty() && !alnum(out.back())) out.pop_back();
+  size_t first = 0;
+  while (first < out.size() && !alnum(out[first])) ++first;
+  return out.substr(first);
 }
 
 std::string capacity_class(double qps) {
@@ -117,7 +123,8 @@ std::string nfd_features(const policies::HostCapacity& capacity, int cpu_devices
   out += "recsched.io/gpu-devices=" + std::to_string(gpu_devices) + "\n";
   out += std::string("recsched.io/gpu=") + (gpu_devices > 0 ? "true" : "false") + "\n";
   for (const policies::ModelCapacity& m : capacity.models) {
-    out += "recsched.io/capacity-class." + label_part(m.model) + "=" + capacity_class(m.capacity_qps) + "\n";
+    const std::string name = label_name("capacity-class." + m.model);
+    out += "recsched.io/" + name + "=" + capacity_class(m.capacity_qps) + "\n";
   }
   return out;
 }

@@ -173,9 +173,8 @@ int main(int argc, char** argv) {
     if (!st.is_ok()) return fail(st.message());
     spdlog::info("listening on {}", config->listen.socket);
   }
-  server->start();
-  if (!svc->ready()) return fail("the service did not become ready");
-  // HAProxy's agent check (fleet.agent_check): this host's weight, or drain.
+  // HAProxy's agent check (fleet.agent_check): this host's weight, or drain. Bound before
+  // the HTTP server takes traffic, so that a host that answers ready also answers the agent.
   std::unique_ptr<AgentCheckServer> agent;
   if (!config->fleet.agent_check.empty()) {
     auto hp = split_host_port(config->fleet.agent_check);
@@ -186,6 +185,8 @@ int main(int argc, char** argv) {
     agent = std::move(started).value();
     spdlog::info("agent check on {}:{}", hp->first, agent->port());
   }
+  server->start();
+  if (!svc->ready()) return fail("the service did not become ready");
   spdlog::info("ready: {} models", config->models.size());
   // Listeners bound and accepting, profiles loaded: only now may systemd start dependants.
   notify(notifier.ready());
@@ -255,8 +256,12 @@ int main(int argc, char** argv) {
           spdlog::info("{} received again: stopping now", strsignal(again));
           break;
         }
+        if (again == SIGHUP) spdlog::info("SIGHUP ignored: draining before a stop");
       }
     }
+    // Leaving in any case: the balancer's agent says drain, ready says 503, from now.
+    svc->set_draining(true);
+    server->set_draining();
     spdlog::info("{} received: stopping (answering {} queries in flight)", strsignal(sig),
                  svc->in_flight());
     notify(notifier.stopping());

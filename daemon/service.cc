@@ -333,6 +333,9 @@ std::vector<policies::DeviceInfo> Service::device_infos() const {
 }
 
 Service::~Service() {
+  // The queries the runners still finish below must not look at the other devices (the
+  // ORCA header's capacity does): they are being destroyed one by one.
+  closing_ = true;
   if (reprofile_.joinable()) reprofile_.join();
   devices_.clear();  // each runner finishes every queued query first
 }
@@ -364,9 +367,8 @@ std::vector<std::string> Service::policy_names() const {
 
 Result<std::unique_ptr<policies::Policy>> Service::make_policy(const std::string& name,
                                                                const nlohmann::json& params) const {
-  if (plugins_.has(name)) return plugins_.create(name, params);
-  auto p = policies::create_policy(name, params);
-  if (!p && p.status().code() == StatusCode::kNotFound) {
+  auto p = plugins_.has(name) ? plugins_.create(name, params) : policies::create_policy(name, params);
+  if (!p && p.status().code() == StatusCode::kNotFound && !plugins_.has(name)) {
     std::string known;
     for (const std::string& n : policy_names()) known += (known.empty() ? "" : ", ") + n;
     return invalid_argument("unknown policy '" + name + "' (available: " + known + ")");

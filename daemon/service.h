@@ -193,6 +193,7 @@ class Service {
   std::atomic<bool> ready_{false};
   std::atomic<bool> profiling_{false};
   std::atomic<bool> draining_{false};
+  std::atomic<bool> closing_{false};  ///< ~Service has begun: devices_ is being cleared
   const Clock::time_point started_ = Clock::now();
   /// Seconds since start, the rate meters' clock.
   double seconds(Clock::time_point t) const {

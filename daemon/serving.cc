@@ -243,7 +243,9 @@ void Service::finish(const std::shared_ptr<InFlight>& q, Status st) {
     if (enc.header_length) {
       r.headers.emplace_back("Inference-Header-Content-Length", std::to_string(*enc.header_length));
     }
-    if (config_.fleet.orca_load_report) r.headers.emplace_back("endpoint-load-metrics", orca_header());
+    if (config_.fleet.orca_load_report && !closing_) {
+      r.headers.emplace_back("endpoint-load-metrics", orca_header());
+    }
     q->respond(std::move(r));
   } else {
     q->respond(error_response(http_status(st.code()), st.message()));

@@ -4,7 +4,8 @@
 # minbase root filesystem from the Debian archive (mmdebstrap), imported as the base image
 # (podman import), (3) the Containerfile beside this script, which installs the .deb and
 # the Debian packages it depends on (apt, from the archive), then (4) a smoke run of the
-# image. docs/operations.md ("Kubernetes") explains the image and the manifests.
+# image (--help as uid 10001), and (5) a serving run: recschedd in the image on NCF, ready,
+# its agent line, a drained stop. docs/operations.md ("Kubernetes") explains the image.
 #
 #   deploy/container/build.sh [--deb FILE] [--source DIR] [--work DIR] [--tag IMAGE]
 #
@@ -107,4 +108,37 @@ user="$(podman "${podman_opts[@]}" run --rm "${run_opts[@]}" --network none --en
 [ "$user" = "10001" ] || fail "the image runs as uid $user, not 10001"
 podman "${podman_opts[@]}" run --rm "${run_opts[@]}" --network none "$tag" --help | head -1 |
   grep -q "^usage: recschedd" || fail "recschedd --help in the image did not print its usage"
-step "OK: $tag ($(podman image inspect "$tag" --format '{{.Size}}') bytes), runs as uid 10001"
+# 5. The daemon in the image: NCF from the packaged zoo, on the host's loopback, with a
+# state directory it may write; ready, its capacity and its agent line, then a clean stop.
+step "serving run"
+smoke="$work/smoke"
+rm -rf "$smoke" && mkdir -p "$smoke/state" && chown 10001:10001 "$smoke/state"
+port=18900
+while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 2)); done
+cat >"$smoke/recschedd.json" <<JSON
+{"listen": {"socket": "", "tcp": "127.0.0.1:$port"},
+ "models": ["/usr/share/recsched/models/ncf.json"], "gpus": false, "profile": {"quick": true},
+ "state_dir": "/var/lib/recsched",
+ "fleet": {"agent_check": "127.0.0.1:$((port + 1))", "drain_ms": 500}}
+JSON
+name="recsched-smoke-$$"
+podman "${podman_opts[@]}" run -d --name "$name" "${run_opts[@]}" --network host \
+  -v "$smoke/recschedd.json:/etc/recsched/recschedd.json:ro" -v "$smoke/state:/var/lib/recsched" \
+  "$tag" >/dev/null || fail "the daemon did not start in the image (podman run failed)"
+ready=""
+for _ in $(seq 1 120); do
+  ready="$( (exec 3<>"/dev/tcp/127.0.0.1/$port" && printf 'GET /v2/health/ready HTTP/1.0\r\n\r\n' >&3 &&
+    cat <&3) 2>/dev/null | tail -n 1)" || true
+  [ "$ready" = '{"ready":true}' ] && break
+  sleep 1
+done
+agent="$( (exec 3<>"/dev/tcp/127.0.0.1/$((port + 1))" && cat <&3) 2>/dev/null)" || true
+podman "${podman_opts[@]}" stop -t 10 "$name" >/dev/null
+log="$(podman "${podman_opts[@]}" logs "$name" 2>&1)"
+status="$(podman "${podman_opts[@]}" inspect "$name" --format '{{.State.ExitCode}}')"
+podman "${podman_opts[@]}" rm "$name" >/dev/null
+[ "$ready" = '{"ready":true}' ] || fail "the daemon in the image never answered ready; its log: $log"
+case "$agent" in "up ready "*) ;; *) fail "its agent check answered '$agent', not 'up ready W%'" ;; esac
+[ "$status" = 0 ] || fail "it exited $status after SIGTERM; its log: $log"
+grep -q "draining for 500 ms" <<<"$log" || fail "it did not drain on SIGTERM; its log: $log"
+step "OK: $tag ($(podman image inspect "$tag" --format '{{.Size}}') bytes), runs as uid 10001, served (agent: ${agent%$'\n'}), drained and stopped cleanly"

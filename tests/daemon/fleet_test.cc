@@ -101,6 +101,8 @@ TEST_CASE("the ORCA load report is Envoy's TEXT form") {
 TEST_CASE("the NFD feature file names devices and each model's capacity class") {
   policies::HostCapacity h = busy_host();
   h.models.push_back({"odd name/x", 5, 1, 0, 0, 0, 0, {}});
+  h.models.push_back({"trailing-", 5, 1, 0, 0, 0, 0, {}});
+  h.models.push_back({std::string(80, 'y'), 5, 1, 0, 0, 0, 0, {}});
   const std::string f = nfd_features(h, 2, 1);
   CHECK(f.rfind("# ", 0) == 0);
   CHECK(f.find("\nrecsched.io/cpu-devices=2\n") != std::string::npos);
@@ -109,6 +111,10 @@ TEST_CASE("the NFD feature file names devices and each model's capacity class") 
   CHECK(f.find("\nrecsched.io/capacity-class.m=medium\n") != std::string::npos);
   CHECK(f.find("\nrecsched.io/capacity-class.other=high\n") != std::string::npos);
   CHECK(f.find("\nrecsched.io/capacity-class.odd-name-x=none\n") != std::string::npos);
+  // A label key's name part ends with an alphanumeric and has at most 63 characters.
+  CHECK(f.find("\nrecsched.io/capacity-class.trailing=none\n") != std::string::npos);
+  const std::string longest = "capacity-class." + std::string(63 - 15, 'y');
+  CHECK(f.find("\nrecsched.io/" + longest + "=none\n") != std::string::npos);
   CHECK(nfd_features(h, 1, 0).find("\nrecsched.io/gpu=false\n") != std::string::npos);
 }
 
@@ -140,6 +146,8 @@ TEST_CASE("the agent-check listener answers each connection with the line of the
   CHECK(testing::read_until_close(port) == "up ready 40%\n");
   CHECK(testing::read_until_close(port) == "drain\n");
   CHECK(calls == 2);
+  // An agent that sends first (HAProxy's agent-send) gets its line all the same.
+  CHECK(testing::read_until_close(port, "hello from haproxy\n") == "drain\n");
   // A port already taken is refused with the OS's reason.
   auto clash = AgentCheckServer::start("127.0.0.1", port, [] { return std::string(); });
   REQUIRE_FALSE(clash.has_value());

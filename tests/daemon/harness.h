@@ -86,10 +86,11 @@ inline Reply request(const std::string& where, http::verb method, const std::str
 
 // What a line-per-connection TCP service on 127.0.0.1:port (HAProxy's agent protocol)
 // writes before it closes.
-inline std::string read_until_close(uint16_t port) {
+inline std::string read_until_close(uint16_t port, const std::string& send = "") {
   asio::io_context io;
   asio::ip::tcp::socket s(io);
   s.connect({asio::ip::make_address("127.0.0.1"), port});
+  if (!send.empty()) asio::write(s, asio::buffer(send));  // HAProxy's agent-send
   std::string out;
   boost::system::error_code ec;
   asio::read(s, asio::dynamic_buffer(out), ec);  // until EOF
