@@ -20,7 +20,7 @@ roundrobin) checks GET /v2/health/ready and reads the agents; its admin socket g
           HAProxy has it UP with a weight) while recsched-load runs through HAProxy:
           no failed request at the client (rejected + errors == 0 in its JSON).
   haproxy_fleet.py --measure --out FILE.json [--build DIR] [--source DIR] [--keep]
-                    [--no-retry] [--layout workers|cores] [--c-nice N]
+                    [--no-retry] [--layout workers|cores] [--c-nice N] [--c-cpu CPUS]
       The measurement for docs/operations.md (about 5 min here): the fleet's latency-bounded
       throughput (recsched-load --find-max-qps through HAProxy) with plain round robin
       (no agent check) and with the agents' weights, alternated twice, each search with
@@ -29,7 +29,8 @@ roundrobin) checks GET /v2/health/ready and reads the agents; its admin socket g
       recsched-load's own outputs.
 
 --layout cores (measure): a alone on cpu0, b and c sharing cpu1, one worker each, in
-place of the default skew by worker count; --c-nice N: c's limits.worker_nice.
+place of the default skew by worker count; --c-nice N: c's limits.worker_nice; --c-cpu
+CPUS: c in a cgroup (v1 cpu controller, root) with a quota of CPUS processors.
 --build DIR: the build tree (default the repository's build/: daemon/recschedd,
 bench/load/recsched-load); --source DIR: the repository (default: this script's
 ../..), for models/*.json. --keep leaves the run directory (configs, logs, HAProxy's
@@ -226,8 +227,13 @@ class Daemon:
     def start(self):
         with open(self.log_path, "a") as f:
             f.write(f"\n===== {time.strftime('%H:%M:%S')} start\n")
-        self.proc = self.run.procs.start([self.run.recschedd, "--config", self.config_path],
-                                         self.log_path)
+        args = [self.run.recschedd, "--config", self.config_path]
+        if self.name == "c" and self.run.c_cgroup:
+            # A smaller host, emulated: c runs (profiling included) in a cgroup with a CPU
+            # quota, entered before exec so every thread is in it.
+            args = ["sh", "-c", f'echo $$ > {self.run.c_cgroup}/cgroup.procs && exec "$@"',
+                    "sh"] + args
+        self.proc = self.run.procs.start(args, self.log_path)
 
     def wait_ready(self, timeout):
         """Until GET /v2/health/ready answers 200 and the agent answers; Failed if the
@@ -449,6 +455,8 @@ class Run:
         self.keep = args.keep
         self.c_nice = getattr(args, "c_nice", None)
         self.layout = getattr(args, "layout", "workers")
+        self.c_cpu = getattr(args, "c_cpu", None)
+        self.c_cgroup = None
         self.retries = not args.no_retry
         self.recschedd = os.path.join(self.build, "daemon", "recschedd")
         self.load = os.path.join(self.build, "bench", "load", "recsched-load")
@@ -460,10 +468,26 @@ class Run:
 
     def __enter__(self):
         self.dir = tempfile.mkdtemp(prefix="recsched-fleet-")
+        if self.c_cpu is not None:
+            # cgroup v1's cpu controller (this VM's hybrid layout); a quota of c_cpu CPUs.
+            root = "/sys/fs/cgroup/cpu"
+            if not os.path.isdir(root):
+                raise SystemExit(f"--c-cpu needs cgroup v1's cpu controller at {root}")
+            self.c_cgroup = os.path.join(root, f"recsched-fleet-c-{os.getpid()}")
+            os.mkdir(self.c_cgroup)
+            with open(os.path.join(self.c_cgroup, "cpu.cfs_period_us"), "w") as f:
+                f.write("100000")
+            with open(os.path.join(self.c_cgroup, "cpu.cfs_quota_us"), "w") as f:
+                f.write(str(int(self.c_cpu * 100000)))
         return self
 
     def __exit__(self, *exc):
         self.procs.kill_all()
+        if self.c_cgroup:
+            try:
+                os.rmdir(self.c_cgroup)
+            except OSError:
+                pass
         if self.keep:
             print(f"run directory kept: {self.dir}", flush=True)
         else:
@@ -734,7 +758,8 @@ def run_measure(run, out_path):
                   "b": "1 worker on cpu1" if run.layout == "cores" else "2 workers (partition numa)",
                   "c": ("1 worker on cpu1 (shared with b)" if run.layout == "cores"
                         else "1 worker (partition core, cpu0)")
-                       + (f", worker_nice {run.c_nice}" if run.c_nice is not None else ""),
+                       + (f", worker_nice {run.c_nice}" if run.c_nice is not None else "")
+                       + (f", CPU quota {run.c_cpu}" if run.c_cpu is not None else ""),
                   "models_sla_ms": MODELS,
                   "sizes": SIZES, "agent_weight_qps": weight_qps, "drain_ms": DRAIN_MS,
                   "capacity": {d.name: d.capacity()["host"] for d in daemons}},
@@ -780,6 +805,9 @@ def main():
     ap.add_argument("--layout", choices=["workers", "cores"], default="workers",
                     help="workers (default): a and b 2 workers on both cores, c 1 worker; "
                          "cores: a alone on cpu0, b and c sharing cpu1 (1 worker each)")
+    ap.add_argument("--c-cpu", type=float, default=None,
+                    help="--measure: c in a cgroup (v1 cpu controller) with a quota of this "
+                         "many CPUs (0.3: 30 ms per 100 ms), a smaller host emulated")
     ap.add_argument("--c-nice", type=int, default=None,
                     help="--measure: c's limits.worker_nice (19 emulates a slower host: on "
                          "shared cores its one worker gets little CPU under contention)")
