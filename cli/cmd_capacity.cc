@@ -28,40 +28,30 @@ Prometheus gauges report.
 )";
 
 int run(Context& ctx, const std::vector<std::string>& args) {
-  auto parsed = parse_command_args(args, {}, {});
-  if (!parsed) return usage_error(ctx, parsed.status().message());
-  if (!parsed->positional.empty()) {
-    return usage_error(ctx, "unexpected argument '" + parsed->positional[0] + "'");
-  }
-  auto cap = fetch(ctx, "GET", "/v1/capacity");
-  if (!cap) return ctx.failure;
-  if (ctx.json()) {
-    print_json(ctx, *cap);
-    return kExitOk;
-  }
-  Table t({"MODEL", "TARGET_MS", "ITEMS", "CAPACITY_QPS", "OFFERED_QPS", "SERVED_QPS",
-           "HEADROOM_QPS"});
-  for (const auto& m : array_at(*cap, "models")) {
-    // A model offered more than its capacity, or with none at all, is what to see first.
-    Color c = Color::kNone;
-    if (m.contains("capacity_qps") && m["capacity_qps"].is_number() &&
-        m.contains("offered_qps") && m["offered_qps"].is_number()) {
-      const double capacity = m["capacity_qps"].get<double>();
-      if (capacity <= 0 || m["offered_qps"].get<double>() > capacity) c = Color::kRed;
+  return show_route(ctx, args, "/v1/capacity", [&](const nlohmann::json& cap) {
+    Table t({"MODEL", "TARGET_MS", "ITEMS", "CAPACITY_QPS", "OFFERED_QPS", "SERVED_QPS",
+             "HEADROOM_QPS"});
+    for (const auto& m : array_at(cap, "models")) {
+      // A model offered more than its capacity, or with none at all, is what to see first.
+      Color c = Color::kNone;
+      if (m.contains("capacity_qps") && m["capacity_qps"].is_number() &&
+          m.contains("offered_qps") && m["offered_qps"].is_number()) {
+        const double capacity = m["capacity_qps"].get<double>();
+        if (capacity <= 0 || m["offered_qps"].get<double>() > capacity) c = Color::kRed;
+      }
+      t.add_row({field(m, "model"), field(m, "target_ms", 1), field(m, "items", 0),
+                 Cell(field(m, "capacity_qps", 1), c), field(m, "offered_qps", 1),
+                 field(m, "served_qps", 1), field(m, "headroom_qps", 1)});
     }
-    t.add_row({field(m, "model"), field(m, "target_ms", 1), field(m, "items", 0),
-               Cell(field(m, "capacity_qps", 1), c), field(m, "offered_qps", 1),
-               field(m, "served_qps", 1), field(m, "headroom_qps", 1)});
-  }
-  t.print(ctx.out, ctx.color);
-  const nlohmann::json host = cap->value("host", nlohmann::json::object());
-  ctx.out << "host: utilisation " << field(host, "utilisation", 3) << ", capacity for the mix "
-          << field(host, "mix_capacity_qps", 1) << " q/s, headroom "
-          << field(host, "headroom_qps", 1) << " q/s";
-  if (host.value("draining", false)) ctx.out << ", draining";
-  if (host.value("degraded", false)) ctx.out << ", degraded";
-  ctx.out << "\n(modelled from the profiles, not measured at the target)\n";
-  return kExitOk;
+    t.print(ctx.out, ctx.color);
+    const nlohmann::json host = cap.value("host", nlohmann::json::object());
+    ctx.out << "host: utilisation " << field(host, "utilisation", 3) << ", capacity for the mix "
+            << field(host, "mix_capacity_qps", 1) << " q/s, headroom "
+            << field(host, "headroom_qps", 1) << " q/s";
+    if (host.value("draining", false)) ctx.out << ", draining";
+    if (host.value("degraded", false)) ctx.out << ", degraded";
+    ctx.out << "\n(modelled from the profiles, not measured at the target)\n";
+  });
 }
 
 }  // namespace

@@ -19,30 +19,20 @@ HARDWARE is a GPU's model and PCI bus id.
 )";
 
 int run(Context& ctx, const std::vector<std::string>& args) {
-  auto parsed = parse_command_args(args, {}, {});
-  if (!parsed) return usage_error(ctx, parsed.status().message());
-  if (!parsed->positional.empty()) {
-    return usage_error(ctx, "unexpected argument '" + parsed->positional[0] + "'");
-  }
-  auto devices = fetch(ctx, "GET", "/v1/devices");
-  if (!devices) return ctx.failure;
-  if (ctx.json()) {
-    print_json(ctx, *devices);
-    return kExitOk;
-  }
-  Table t({"ID", "KIND", "SERVING", "NUMA", "CORES", "CPUSET", "WORKERS", "QUEUED", "BUSY",
-           "HARDWARE", "POWER"});
-  for (const auto& d : array_at(*devices, "devices")) {
-    const bool serving = d.value("serving", false);
-    std::string hw = field(d, "model");
-    if (d.contains("pci_bus_id")) hw += " (" + field(d, "pci_bus_id") + ")";
-    t.add_row({field(d, "id"), field(d, "kind"),
-               Cell(serving ? "yes" : "no", serving ? Color::kGreen : Color::kNone),
-               field(d, "numa_node"), field(d, "cores"), field(d, "cpuset"), field(d, "workers"),
-               field(d, "queued"), field(d, "busy_workers"), hw, field(d, "power")});
-  }
-  t.print(ctx.out, ctx.color);
-  return kExitOk;
+  return show_route(ctx, args, "/v1/devices", [&](const nlohmann::json& devices) {
+    Table t({"ID", "KIND", "SERVING", "NUMA", "CORES", "CPUSET", "WORKERS", "QUEUED", "BUSY",
+             "HARDWARE", "POWER"});
+    for (const auto& d : array_at(devices, "devices")) {
+      const bool serving = d.value("serving", false);
+      std::string hw = field(d, "model");
+      if (d.contains("pci_bus_id")) hw += " (" + field(d, "pci_bus_id") + ")";
+      t.add_row({field(d, "id"), field(d, "kind"),
+                 Cell(serving ? "yes" : "no", serving ? Color::kGreen : Color::kNone),
+                 field(d, "numa_node"), field(d, "cores"), field(d, "cpuset"), field(d, "workers"),
+                 field(d, "queued"), field(d, "busy_workers"), hw, field(d, "power")});
+    }
+    t.print(ctx.out, ctx.color);
+  });
 }
 
 }  // namespace

@@ -19,28 +19,19 @@ it uses, its weights ("seeded" or a safetensors file) and its spec file.
 )";
 
 int run(Context& ctx, const std::vector<std::string>& args) {
-  auto parsed = parse_command_args(args, {}, {});
-  if (!parsed) return usage_error(ctx, parsed.status().message());
-  if (!parsed->positional.empty()) {
-    return usage_error(ctx, "unexpected argument '" + parsed->positional[0] + "'");
-  }
-  auto models = fetch(ctx, "GET", "/v1/models");
-  if (!models) return ctx.failure;
-  if (ctx.json()) {
-    print_json(ctx, *models);
-    return kExitOk;
-  }
-  Table t({"NAME", "TYPE", "TABLES", "EMBEDDINGS", "SLA_MS", "PCTL", "DEVICE", "KERNELS", "WEIGHTS",
-           "SPEC"});
-  for (const auto& m : array_at(*models, "models")) {
-    const auto bytes = m.find("table_bytes");
-    t.add_row({field(m, "name"), field(m, "type"), field(m, "tables"),
-               bytes != m.end() && bytes->is_number() ? bytes_text(bytes->get<double>()) : "-",
-               field(m, "sla_ms", 1), field(m, "sla_percentile", 1), field(m, "device"),
-               field(m, "kernels"), field(m, "weights"), field(m, "spec")});
-  }
-  t.print(ctx.out, ctx.color);
-  return kExitOk;
+  return show_route(ctx, args, "/v1/models", [&](const nlohmann::json& models) {
+    Table t({"NAME", "TYPE", "TABLES", "EMBEDDINGS", "SLA_MS", "PCTL", "DEVICE", "KERNELS",
+             "WEIGHTS", "SPEC"});
+    for (const auto& m : array_at(models, "models")) {
+      const auto bytes = m.find("table_bytes");
+      const bool has_bytes = bytes != m.end() && bytes->is_number();
+      t.add_row({field(m, "name"), field(m, "type"), field(m, "tables"),
+                 has_bytes ? bytes_text(bytes->get<double>()) : "-",
+                 field(m, "sla_ms", 1), field(m, "sla_percentile", 1), field(m, "device"),
+                 field(m, "kernels"), field(m, "weights"), field(m, "spec")});
+    }
+    t.print(ctx.out, ctx.color);
+  });
 }
 
 }  // namespace

@@ -21,36 +21,26 @@ queries in flight.
 )";
 
 int run(Context& ctx, const std::vector<std::string>& args) {
-  auto parsed = parse_command_args(args, {}, {});
-  if (!parsed) return usage_error(ctx, parsed.status().message());
-  if (!parsed->positional.empty()) {
-    return usage_error(ctx, "unexpected argument '" + parsed->positional[0] + "'");
-  }
-  auto stats = fetch(ctx, "GET", "/v1/stats");
-  if (!stats) return ctx.failure;
-  if (ctx.json()) {
-    print_json(ctx, *stats);
-    return kExitOk;
-  }
-  Table t({"MODEL", "REQUESTS", "OK", "INVALID", "REJECTED", "FAILED", "ITEMS", "SLA_MS",
-           "SLA_MISSES", "WINDOW", "P50_MS", "P95_MS", "P99_MS"});
-  for (const auto& m : array_at(*stats, "models")) {
-    // A p95 over the SLA is what an operator must see first.
-    Color p95 = Color::kNone;
-    if (m.value("window", 0) > 0 && m.contains("p95_ms") && m.contains("sla_ms") &&
-        m["p95_ms"].is_number() && m["sla_ms"].is_number()) {
-      p95 = m["p95_ms"].get<double>() > m["sla_ms"].get<double>() ? Color::kRed : Color::kGreen;
+  return show_route(ctx, args, "/v1/stats", [&](const nlohmann::json& stats) {
+    Table t({"MODEL", "REQUESTS", "OK", "INVALID", "REJECTED", "FAILED", "ITEMS", "SLA_MS",
+             "SLA_MISSES", "WINDOW", "P50_MS", "P95_MS", "P99_MS"});
+    for (const auto& m : array_at(stats, "models")) {
+      // A p95 over the SLA is what an operator must see first.
+      Color p95 = Color::kNone;
+      if (m.value("window", 0) > 0 && m.contains("p95_ms") && m.contains("sla_ms") &&
+          m["p95_ms"].is_number() && m["sla_ms"].is_number()) {
+        p95 = m["p95_ms"].get<double>() > m["sla_ms"].get<double>() ? Color::kRed : Color::kGreen;
+      }
+      const bool misses = m.value("sla_violations", 0) > 0;
+      t.add_row({field(m, "model"), field(m, "requests"), field(m, "ok"), field(m, "invalid"),
+                 field(m, "rejected"), field(m, "failed"), field(m, "items"), field(m, "sla_ms", 1),
+                 Cell(field(m, "sla_violations"), misses ? Color::kYellow : Color::kNone),
+                 field(m, "window"), field(m, "p50_ms"), Cell(field(m, "p95_ms"), p95),
+                 field(m, "p99_ms")});
     }
-    const bool misses = m.value("sla_violations", 0) > 0;
-    t.add_row({field(m, "model"), field(m, "requests"), field(m, "ok"), field(m, "invalid"),
-               field(m, "rejected"), field(m, "failed"), field(m, "items"), field(m, "sla_ms", 1),
-               Cell(field(m, "sla_violations"), misses ? Color::kYellow : Color::kNone),
-               field(m, "window"), field(m, "p50_ms"), Cell(field(m, "p95_ms"), p95),
-               field(m, "p99_ms")});
-  }
-  t.print(ctx.out, ctx.color);
-  ctx.out << "in flight: " << field(*stats, "in_flight") << "\n";
-  return kExitOk;
+    t.print(ctx.out, ctx.color);
+    ctx.out << "in flight: " << field(stats, "in_flight") << "\n";
+  });
 }
 
 }  // namespace

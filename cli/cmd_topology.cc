@@ -17,23 +17,13 @@ fingerprint that keys the profile cache, and how the CPUs are cut into devices.
 )";
 
 int run(Context& ctx, const std::vector<std::string>& args) {
-  auto parsed = parse_command_args(args, {}, {});
-  if (!parsed) return usage_error(ctx, parsed.status().message());
-  if (!parsed->positional.empty()) {
-    return usage_error(ctx, "unexpected argument '" + parsed->positional[0] + "'");
-  }
-  auto topology = fetch(ctx, "GET", "/v1/topology");
-  if (!topology) return ctx.failure;
-  if (ctx.json()) {
-    print_json(ctx, *topology);
-    return kExitOk;
-  }
-  print_fields(ctx.out,
-               {{"summary", Cell(field(*topology, "summary"))},
-                {"partition", Cell(field(*topology, "partition"))},
-                {"fingerprint", Cell(field(*topology, "fingerprint"))}},
-               ctx.color);
-  return kExitOk;
+  return show_route(ctx, args, "/v1/topology", [&](const nlohmann::json& topology) {
+    print_fields(ctx.out,
+                 {{"summary", Cell(field(topology, "summary"))},
+                  {"partition", Cell(field(topology, "partition"))},
+                  {"fingerprint", Cell(field(topology, "fingerprint"))}},
+                 ctx.color);
+  });
 }
 
 }  // namespace

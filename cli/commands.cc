@@ -66,6 +66,23 @@ std::optional<json> fetch(Context& ctx, std::string_view method, std::string_vie
   return j;
 }
 
+int show_route(Context& ctx, const std::vector<std::string>& args, std::string_view target,
+               const std::function<void(const json&)>& draw) {
+  auto parsed = parse_command_args(args, {}, {});
+  if (!parsed) return usage_error(ctx, parsed.status().message());
+  if (!parsed->positional.empty()) {
+    return usage_error(ctx, "unexpected argument '" + parsed->positional[0] + "'");
+  }
+  auto answer = fetch(ctx, "GET", target);
+  if (!answer) return ctx.failure;
+  if (ctx.json()) {
+    print_json(ctx, *answer);
+  } else {
+    draw(*answer);
+  }
+  return kExitOk;
+}
+
 int usage_error(Context& ctx, const std::string& message) {
   ctx.err << "recschedctl " << ctx.command << ": " << message << " (see recschedctl " << ctx.command
           << " --help)\n";

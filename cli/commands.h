@@ -58,6 +58,12 @@ int failed(Context& ctx, const std::string& message);
 /// The daemon's JSON as it came (indented), for --json.
 void print_json(Context& ctx, const nlohmann::json& value);
 
+/// A command that takes no argument of its own and shows one GET route: `args` parsed
+/// (anything but the global flags is a usage error), `target` fetched, then printed as
+/// JSON with --json, else drawn by `draw` (a table on ctx.out). Returns the exit code.
+int show_route(Context& ctx, const std::vector<std::string>& args, std::string_view target,
+               const std::function<void(const nlohmann::json&)>& draw);
+
 /// A JSON value as a table cell: "-" for null or missing, integers as they are, other
 /// numbers with `decimals` digits, true/false as yes/no, arrays joined by ",", objects
 /// as compact JSON.

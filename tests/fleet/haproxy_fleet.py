@@ -116,16 +116,21 @@ def http_get(port, path, timeout=2.0):
         conn.close()
 
 
+def read_to_close(s):
+    """Everything socket `s` receives until the peer closes, as text."""
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode(errors="replace")
+
+
 def agent_line(port, timeout=2.0):
     """What the agent on `port` answers HAProxy: one line, then the close."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        data = b""
-        while True:
-            chunk = s.recv(256)
-            if not chunk:
-                break
-            data += chunk
-    return data.decode(errors="replace").strip()
+        return read_to_close(s).strip()
 
 
 def tail(path, lines=25):
@@ -394,13 +399,7 @@ class HAProxy:
             s.settimeout(5)
             s.connect(self.sock)
             s.sendall(cmd.encode() + b"\n")
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        return data.decode(errors="replace")
+            return read_to_close(s)
 
     def servers(self):
         """`show stat` rows of the backend's servers: name -> {status, weight, ...}."""
