@@ -8,6 +8,7 @@ PACKAGES=(
   libboost1.81-dev                   # Boost.Asio + Beast (HTTP)
   nlohmann-json3-dev                 # JSON
   libhwloc-dev                       # topology discovery
+  libglpk-dev                        # recsched-plan: the fleet planner's integer program
   libspdlog-dev                      # logging
   doctest-dev                        # tests
   libdnnl-dev                        # oneDNN sgemm for the dense layers

@@ -2,13 +2,13 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <ostream>
 #include <sstream>
 
 #include "policies/registry.h"
+#include "sim/host.h"
 #include "sim/simulator.h"
 #include "sim/tune.h"
 
@@ -184,80 +184,29 @@ void print_reports(const std::vector<Report>& reports, const std::string& title,
 int run(const std::map<std::string, std::string>& o, std::ostream& out, std::ostream& err) {
   if (!o.count("profiles")) throw UsageError{"--profiles FILE is required"};
   Setup s;
-  std::string note;
-  auto table = load_profiles(o.at("profiles"), &note);
-  if (!table) {
-    err << "recsched-sim: " << table.status().message() << "\n";
+  HostOptions ho;
+  ho.profiles = o.at("profiles");
+  if (o.count("gpu-profiles")) ho.gpu_profiles = o.at("gpu-profiles");
+  ho.gpu = !o.count("no-gpu");
+  if (o.count("cpu-workers"))
+    ho.cpu_workers = int(number("--cpu-workers", o.at("cpu-workers"), 1, 4096));
+  if (o.count("gpu-streams"))
+    ho.gpu_streams = int(number("--gpu-streams", o.at("gpu-streams"), 1, 64));
+  if (o.count("cpu-idle-w")) ho.cpu_idle_w = number("--cpu-idle-w", o.at("cpu-idle-w"), 0, 1e4);
+  if (o.count("cpu-parked-w"))
+    ho.cpu_parked_w = number("--cpu-parked-w", o.at("cpu-parked-w"), 0, 1e4);
+  if (o.count("gpu-idle-w")) ho.gpu_idle_w = number("--gpu-idle-w", o.at("gpu-idle-w"), 0, 1e4);
+  auto host = load_host(ho);
+  if (!host) {
+    err << "recsched-sim: " << host.status().message() << "\n";
     return 1;
   }
-  if (!note.empty()) err << "recsched-sim: " << o.at("profiles") << ": " << note << "\n";
-  // Device facts from the file when it has them (recsched-profile's "devices").
-  std::map<std::string, int> cores;
-  {
-    std::ifstream f(o.at("profiles"));
-    json j = json::parse(f, nullptr, false);
-    if (j.is_object() && j.contains("devices") && j["devices"].is_array()) {
-      for (const auto& d : j["devices"]) {
-        if (d.contains("id") && d.contains("cores")) cores[d["id"]] = d["cores"].get<int>();
-      }
-    }
-  }
-  ProfileTable merged;
-  for (const auto& [model, device] : table->keys()) {
-    for (const ProfilePoint& p : table->points(model, device)) merged.add(model, device, p);
-  }
-  if (o.count("gpu-profiles")) {
-    auto gpu = load_profiles(o.at("gpu-profiles"), &note);
-    if (!gpu) {
-      err << "recsched-sim: " << gpu.status().message() << "\n";
-      return 1;
-    }
-    if (!note.empty()) err << "recsched-sim: " << o.at("gpu-profiles") << ": " << note << "\n";
-    for (const auto& [model, device] : gpu->keys()) {
-      if (device.rfind("gpu", 0) != 0) continue;
-      for (const ProfilePoint& p : gpu->points(model, device)) merged.add(model, device, p);
-    }
-  }
-  s.profiles = std::move(merged);
-
-  const double cpu_idle =
-      o.count("cpu-idle-w") ? number("--cpu-idle-w", o.at("cpu-idle-w"), 0, 1e4) : 1.5;
-  const double cpu_parked =
-      o.count("cpu-parked-w") ? number("--cpu-parked-w", o.at("cpu-parked-w"), 0, 1e4) : 0.2;
-  const double gpu_idle =
-      o.count("gpu-idle-w") ? number("--gpu-idle-w", o.at("gpu-idle-w"), 0, 1e4) : 70;
-  const int gpu_streams =
-      o.count("gpu-streams") ? int(number("--gpu-streams", o.at("gpu-streams"), 1, 64)) : 1;
-  std::vector<std::string> device_ids;
+  if (!host->note.empty()) err << "recsched-sim: " << host->note << "\n";
+  s.profiles = std::move(host->profiles);
+  s.devices = std::move(host->devices);
+  s.cpu = host->cpu;
   std::map<std::string, std::vector<std::string>> models_on;
-  for (const auto& [model, device] : s.profiles.keys()) {
-    if (std::find(device_ids.begin(), device_ids.end(), device) == device_ids.end())
-      device_ids.push_back(device);
-    models_on[model].push_back(device);
-  }
-  for (const std::string& id : device_ids) {
-    const bool gpu = id.rfind("gpu", 0) == 0;
-    if (gpu && o.count("no-gpu")) continue;
-    Device d;
-    d.info.id = id;
-    d.info.kind = gpu ? policies::DeviceKind::kGpu : policies::DeviceKind::kCpu;
-    if (gpu) {
-      d.info.workers = gpu_streams;
-      d.info.idle_w = gpu_idle;
-    } else {
-      d.info.workers = o.count("cpu-workers")
-                           ? int(number("--cpu-workers", o.at("cpu-workers"), 1, 4096))
-                           : (cores.count(id) ? cores.at(id) : 1);
-      d.info.idle_w = cpu_idle * d.info.workers;
-      d.parked_w_per_worker = cpu_parked;
-      if (s.cpu.empty()) s.cpu = id;
-    }
-    s.devices.push_back(d);
-  }
-  if (s.cpu.empty()) {
-    err << "recsched-sim: the profiles have no CPU device\n";
-    return 1;
-  }
+  for (const auto& [model, device] : s.profiles.keys()) models_on[model].push_back(device);
   if (o.count("models")) {
     for (const std::string& m : split(o.at("models"), ',')) {
       const size_t eq = m.find('=');

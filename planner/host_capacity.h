@@ -1,0 +1,75 @@
+// The capacity facts recsched-plan plans with, from recsched's own simulator on each host
+// type's recorded profile, not from a formula: each model's latency-bounded throughput
+// served alone on one host (sim::find_max_qps, the same search recsched-sim --find-max
+// runs), and for each co-location set of up to max_set_size models its efficiency: the
+// set's latency-bounded throughput, simulated with each model offered an equal share of
+// the host's time (weights proportional to the alone capacities), over the harmonic
+// prediction from the alone capacities (planner.h). Every figure is cached in a JSON file
+// keyed by what determines it (the profile files' contents, the host's shape, the policy,
+// the targets, the simulator's settings), so a plan over a day costs one simulation per
+// (type, set) once.
+//
+// replay() runs a plan back through the simulator, host by host: one host of each
+// assignment, at its share of the slot's load, and reports whether every model it serves
+// meets its target there. Depends on planner, sim.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "planner/planner.h"
+#include "sim/host.h"
+#include "sim/simulator.h"
+
+namespace recsched::plan {
+
+struct HostTypeSpec {
+  std::string name;
+  sim::HostOptions host;  ///< the profiles and the shape the simulator gives it
+  int count = 0;
+  double power_w = 0;
+};
+
+struct SimSettings {
+  std::string policy = "earliest-finish";
+  double seconds = 10;  ///< per simulated run (find_max_qps lengthens it for rare models)
+  uint64_t seed = 1;
+  sim::Options options;  ///< recschedd's admission and defaults
+};
+
+struct CapacityOptions {
+  SimSettings sim;
+  int max_set_size = 2;    ///< co-location sets of 2..max_set_size models (1 = none)
+  std::string cache_path;  ///< empty = no cache
+  unsigned threads = 0;    ///< 0 = the machine's
+  /// Called once per simulation run that was not in the cache (progress for the tool).
+  std::function<void(const std::string& what)> on_simulated;
+};
+
+/// The capacity facts of every type, for these targets. kInvalidArgument for a model
+/// without a target or without a profile on a type; errors of the profile files as read.
+Result<std::vector<HostType>> measure_capacity(const std::vector<HostTypeSpec>& types,
+                                               const std::vector<sim::ModelTarget>& targets,
+                                               const CapacityOptions& options,
+                                               size_t* simulated = nullptr);
+
+struct ReplayResult {
+  size_t slot = 0;
+  std::string type;
+  std::vector<std::string> models;
+  std::map<std::string, double> qps_per_host;
+  bool meets_sla = false;
+  std::map<std::string, double> p95_ms;
+  std::map<std::string, double> rejected;  ///< fraction of the model's queries
+};
+
+/// One simulation per (slot, assignment) of `plans` (slot i is plans[i]).
+Result<std::vector<ReplayResult>> replay(const std::vector<HostTypeSpec>& types,
+                                         const std::vector<sim::ModelTarget>& targets,
+                                         const std::vector<SlotPlan>& plans,
+                                         const SimSettings& settings, unsigned threads = 0);
+
+}  // namespace recsched::plan
