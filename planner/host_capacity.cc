@@ -217,6 +217,7 @@ Result<std::vector<HostType>> measure_capacity(const std::vector<HostTypeSpec>& 
   struct SetJob {
     size_t type;
     std::vector<std::string> models;
+    std::vector<double> shares;
     double predicted = 0, measured = 0;
   };
   std::vector<SetJob> set_jobs;
@@ -227,23 +228,31 @@ Result<std::vector<HostType>> measure_capacity(const std::vector<HostTypeSpec>& 
     std::vector<std::vector<std::string>> sets;
     std::vector<std::string> cur;
     subsets(servable, size_t(options.max_set_size), 0, &cur, &sets);
-    for (auto& s : sets) set_jobs.push_back({t, std::move(s)});
+    for (const auto& s : sets) {
+      const size_t k = s.size();
+      set_jobs.push_back({t, s, std::vector<double>(k, 1.0 / double(k))});
+      if (!options.skewed_mixes) continue;
+      for (size_t heavy = 0; heavy < k; ++heavy) {
+        std::vector<double> shares(k, 1.0 / double(k + 2));
+        shares[heavy] = 3.0 / double(k + 2);
+        set_jobs.push_back({t, s, shares});
+      }
+    }
   }
   RECSCHED_RETURN_IF_ERROR(parallel_for(set_jobs.size(), options.threads, [&](size_t i) {
     SetJob& job = set_jobs[i];
+    // Weights w_m = share_m x alone_m (queries in proportion to the time each model takes),
+    // so the harmonic prediction 1 / sum(f_m / alone_m) is sum(share_m x alone_m).
     std::vector<std::pair<std::string, double>> mix;
-    double sum = 0;
-    for (const std::string& m : job.models) {
-      mix.push_back({m, out[job.type].alone_qps.at(m)});
-      sum += out[job.type].alone_qps.at(m);
+    for (size_t i = 0; i < job.models.size(); ++i) {
+      const double w = job.shares[i] * out[job.type].alone_qps.at(job.models[i]);
+      mix.push_back({job.models[i], w});
+      job.predicted += w;
     }
-    // Weights w_m = alone_m: each model a 1/|S| share of the host's time, so the harmonic
-    // prediction is sum(alone) / |S|.
-    job.predicted = sum / double(job.models.size());
     return bounded_qps(job.type, mix, job.predicted / 4, &job.measured);
   }));
   for (const SetJob& job : set_jobs) {
-    out[job.type].set_efficiency[set_key(job.models)] = job.measured / job.predicted;
+    out[job.type].sets.push_back({job.models, job.shares, job.measured / job.predicted});
   }
   RECSCHED_RETURN_IF_ERROR(cache.save());
   if (simulated) *simulated = ran;
@@ -293,8 +302,10 @@ Result<std::vector<ReplayResult>> replay(const std::vector<HostTypeSpec>& types,
       return Status::ok();
     }
     trace.qps = total;
-    // Long enough for the rarest model's p95 to rest on 200 queries.
-    trace.seconds = std::min(600.0, std::max(settings.seconds, 200 / rarest));
+    // Long enough for the rarest model's p95 to rest on 200 queries, within 300,000
+    // queries in all (a host's second at full rate is thousands).
+    trace.seconds =
+        std::min(600.0, std::max(settings.seconds, std::min(200 / rarest, 300000 / total)));
     trace.seed = settings.seed + i;
     RECSCHED_ASSIGN_OR_RETURN(auto policy, policies::create_policy(settings.policy, json::object()));
     RECSCHED_ASSIGN_OR_RETURN(sim::Report rep,

@@ -2,12 +2,12 @@
 // type's recorded profile, not from a formula: each model's latency-bounded throughput
 // served alone on one host (sim::find_max_qps, the same search recsched-sim --find-max
 // runs), and for each co-location set of up to max_set_size models its efficiency: the
-// set's latency-bounded throughput, simulated with each model offered an equal share of
-// the host's time (weights proportional to the alone capacities), over the harmonic
-// prediction from the alone capacities (planner.h). Every figure is cached in a JSON file
-// keyed by what determines it (the profile files' contents, the host's shape, the policy,
-// the targets, the simulator's settings), so a plan over a day costs one simulation per
-// (type, set) once.
+// set's latency-bounded throughput, simulated at a mix (each model's share of the host's
+// time: equal, and with CapacityOptions::skewed_mixes each model in turn at 3 shares to the
+// others' 1), over the harmonic prediction from the alone capacities (planner.h). Every
+// figure is cached in a JSON file keyed by what determines it (the profile files'
+// contents, the host's shape, the policy, the targets, the simulator's settings, the mix),
+// so a plan over a day costs one simulation per (type, set, mix) once.
 //
 // replay() runs a plan back through the simulator, host by host: one host of each
 // assignment, at its share of the slot's load, and reports whether every model it serves
@@ -43,6 +43,9 @@ struct SimSettings {
 struct CapacityOptions {
   SimSettings sim;
   int max_set_size = 2;    ///< co-location sets of 2..max_set_size models (1 = none)
+  /// Besides equal shares, each model of a set at 3 shares to the others' 1: a set of k
+  /// models is simulated at k + 1 mixes, so the plan can follow loads that are not equal.
+  bool skewed_mixes = true;
   std::string cache_path;  ///< empty = no cache
   unsigned threads = 0;    ///< 0 = the machine's
   /// Called once per simulation run that was not in the cache (progress for the tool).

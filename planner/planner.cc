@@ -17,6 +17,7 @@ using Clock = std::chrono::steady_clock;
 struct Config {
   size_t type = 0;
   std::vector<std::string> models;
+  std::vector<double> shares;  // empty for one model
   double efficiency = 1;
 };
 
@@ -31,17 +32,18 @@ std::vector<Config> configs_of(const Problem& p) {
       return it != h.alone_qps.end() && it->second > 0;
     };
     for (const std::string& m : p.models) {
-      if (serves(m)) out.push_back({t, {m}, 1.0});
+      if (serves(m)) out.push_back({t, {m}, {}, 1.0});
     }
-    for (const auto& [key, eff] : h.set_efficiency) {
-      std::vector<std::string> ms = set_models(key);
-      if (ms.size() < 2 || !(eff > 0)) continue;
+    for (const HostType::Set& set : h.sets) {
+      const std::vector<std::string>& ms = set.models;
+      if (ms.size() < 2 || set.shares.size() != ms.size() || !(set.efficiency > 0)) continue;
+      if (!std::all_of(set.shares.begin(), set.shares.end(), [](double s) { return s > 0; })) continue;
       if (!std::all_of(ms.begin(), ms.end(), serves)) continue;
       if (!std::all_of(ms.begin(), ms.end(), [&](const std::string& m) {
             return std::find(p.models.begin(), p.models.end(), m) != p.models.end();
           }))
         continue;
-      out.push_back({t, ms, eff});
+      out.push_back({t, ms, set.shares, set.efficiency});
     }
   }
   return out;
@@ -72,9 +74,7 @@ void settle(const Problem& p, SlotPlan* plan) {
                                       [&](const HostType& x) { return x.name == a.type; });
     double work = 0;
     for (const auto& [m, q] : a.qps) work += q / h.alone_qps.at(m);
-    double eff = 1;
-    if (a.models.size() > 1) eff = h.set_efficiency.at(set_key(a.models));
-    a.busy = a.hosts > 0 ? work / (eff * a.hosts) : 0;
+    a.busy = a.hosts > 0 ? work / (a.efficiency * a.hosts) : 0;
     plan->powered[a.type] += a.hosts;
     plan->hosts += a.hosts;
     plan->power_w += a.hosts * h.power_w;
@@ -200,26 +200,6 @@ std::vector<double> dive(glp_prob* solved, const Rounding& r) {
 
 }  // namespace
 
-std::string set_key(std::vector<std::string> models) {
-  std::sort(models.begin(), models.end());
-  std::string out;
-  for (const std::string& m : models) out += (out.empty() ? "" : "+") + m;
-  return out;
-}
-
-std::vector<std::string> set_models(const std::string& key) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= key.size()) {
-    const size_t plus = key.find('+', start);
-    const std::string part = key.substr(start, plus == std::string::npos ? std::string::npos : plus - start);
-    if (!part.empty()) out.push_back(part);
-    if (plus == std::string::npos) break;
-    start = plus + 1;
-  }
-  return out;
-}
-
 nlohmann::json SlotPlan::to_json() const {
   nlohmann::json j;
   j["method"] = method;
@@ -232,8 +212,10 @@ nlohmann::json SlotPlan::to_json() const {
   j["unserved_qps"] = unserved_qps;
   j["assignments"] = nlohmann::json::array();
   for (const Assignment& a : assignments) {
-    j["assignments"].push_back(
-        {{"type", a.type}, {"models", a.models}, {"hosts", a.hosts}, {"qps", a.qps}, {"busy", a.busy}});
+    nlohmann::json e = {{"type", a.type},   {"models", a.models},         {"hosts", a.hosts},
+                        {"qps", a.qps},     {"efficiency", a.efficiency}, {"busy", a.busy}};
+    if (!a.shares.empty()) e["shares"] = a.shares;
+    j["assignments"].push_back(std::move(e));
   }
   return j;
 }
@@ -276,9 +258,17 @@ Result<SlotPlan> plan_slot(const Problem& p, const std::map<std::string, double>
     glp_set_col_bnds(lp.get(), s_col0 + int(m), GLP_LO, 0, 0);
     glp_set_obj_coef(lp.get(), s_col0 + int(m), short_penalty[m]);
   }
-  // Rows: demand (nm), capacity (nc), count (nt).
-  const int d_row0 = 1, c_row0 = d_row0 + int(nm), t_row0 = c_row0 + int(nc);
-  glp_add_rows(lp.get(), int(nm + nc + nt));
+  // Rows: demand (nm), capacity (nc), count (nt), and the mix of each set (one row per
+  // model after its first): a set's efficiency was simulated with each model taking its
+  // share of the host's time, so its hosts serve the models in that proportion
+  // (x_a / (alone_a share_a) = x_b / (alone_b share_b)), never one model alone at the
+  // set's efficiency.
+  size_t mix_rows = 0;
+  for (const Config& c : configs) mix_rows += c.models.size() - 1;
+  const int d_row0 = 1, c_row0 = d_row0 + int(nm), t_row0 = c_row0 + int(nc),
+            m_row0 = t_row0 + int(nt);
+  glp_add_rows(lp.get(), int(nm + nc + nt + mix_rows));
+  for (size_t r = 0; r < mix_rows; ++r) glp_set_row_bnds(lp.get(), m_row0 + int(r), GLP_FX, 0, 0);
   for (size_t m = 0; m < nm; ++m) {
     const double l = load_of(load, p.models[m]);
     glp_set_row_bnds(lp.get(), d_row0 + int(m), GLP_FX, l, l);
@@ -305,6 +295,20 @@ Result<SlotPlan> plan_slot(const Problem& p, const std::map<std::string, double>
   for (size_t c = 0; c < nc; ++c) {
     put(c_row0 + int(c), n_col0 + int(c), -1);
     put(t_row0 + int(configs[c].type), n_col0 + int(c), 1);
+  }
+  int mix_row = m_row0;
+  for (size_t c = 0; c < nc; ++c) {
+    const HostType& h = p.types[configs[c].type];
+    // The x columns of c, in the order of configs[c].models.
+    std::vector<size_t> ks;
+    for (size_t k = 0; k < x_cols.size(); ++k)
+      if (x_cols[k].first == c) ks.push_back(k);
+    for (size_t i = 1; i < ks.size(); ++i, ++mix_row) {
+      put(mix_row, x_col0 + int(ks[0]),
+          1.0 / (h.alone_qps.at(x_cols[ks[0]].second) * configs[c].shares[0]));
+      put(mix_row, x_col0 + int(ks[i]),
+          -1.0 / (h.alone_qps.at(x_cols[ks[i]].second) * configs[c].shares[i]));
+    }
   }
   for (size_t m = 0; m < nm; ++m) put(d_row0 + int(m), s_col0 + int(m), 1);
   glp_load_matrix(lp.get(), int(ia.size() - 1), ia.data(), ja.data(), ar.data());
@@ -374,6 +378,8 @@ Result<SlotPlan> plan_slot(const Problem& p, const std::map<std::string, double>
       if (x > 1e-9) a.qps[x_cols[k].second] = x;
     }
     a.models = configs[c].models;
+    a.shares = configs[c].shares;
+    a.efficiency = configs[c].efficiency;
     plan.assignments.push_back(std::move(a));
   }
   for (size_t m = 0; m < nm; ++m) {
@@ -419,7 +425,12 @@ Result<SlotPlan> greedy_slot(const Problem& p, const std::map<std::string, doubl
       left[t] -= take;
       const double served = std::min(rest, take * per_host);
       rest -= served;
-      plan.assignments.push_back({p.types[t].name, {m}, take, {{m, served}}, 0});
+      Assignment a;
+      a.type = p.types[t].name;
+      a.models = {m};
+      a.hosts = take;
+      a.qps = {{m, served}};
+      plan.assignments.push_back(std::move(a));
     }
     if (rest > 1e-6) plan.unserved_qps[m] = rest;
   }

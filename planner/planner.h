@@ -7,20 +7,23 @@
 //
 // The capacity facts of a host type (HostType) come from recsched's simulator on that
 // type's profile (planner/host_capacity.h): each model's latency-bounded throughput alone,
-// and for each co-location set its efficiency: the simulated latency-bounded throughput of
-// the set's mix over what the models' alone capacities predict for that mix (harmonic:
-// each query of model m uses 1/alone_m of a host). A host of type t serving set S at
-// rates x_m then fits when sum(x_m / alone_m) <= efficiency(S) x utilisation: a linear
-// capacity region through the simulated point (replay() checks the plan's points).
+// and for each co-location set, at one or more mixes (each model's share of the host's
+// time), its efficiency: the simulated latency-bounded throughput of that mix over what the
+// models' alone capacities predict for it (harmonic: each query of model m uses 1/alone_m
+// of a host). A host of type t serving set S at rates x_m then fits when
+// sum(x_m / alone_m) <= efficiency(S, shares) x utilisation, with every model at its
+// simulated share (x_m / alone_m proportional to share_m): the hosts of a set run the mix
+// the simulator measured, scaled down, never another (replay() checks them).
 //
 // The program, per slot (c = a type and one of its sets; L_m the model's load):
 //   minimise   sum_c power(type(c)) n_c  (+ 1e-6 per host: fewer hosts on a tie)
 //   subject to sum_c x_{c,m} + short_m = L_m                  every model m
 //              sum_{m in S(c)} x_{c,m} / alone_{t,m} <= eff(c) u n_c   every c
 //              sum_{c of type t} n_c <= count_t                 every type t
-//              n_c integer >= 0, x >= 0, short_m >= 0 at a penalty above any fleet's power
+//              x_{c,a} / (alone_{t,a} share_a) = x_{c,b} / (alone_{t,b} share_b)   a, b in S(c)
+//              n_c integer >= 0, x >= 0, short_m >= 0 at 100x the dearest way to serve m
 // so a fleet too small for the load gets a plan that says how much of each model it
-// cannot serve, not a failure. Depends on nothing of recsched but core's Status.
+// cannot serve, not a failure. Depends on core's Status and GLPK (in the .cc only).
 #pragma once
 
 #include <map>
@@ -40,14 +43,14 @@ struct HostType {
   /// Latency-bounded q/s of each model served alone on one host; absent or 0: the type
   /// cannot meet that model's target.
   std::map<std::string, double> alone_qps;
-  /// Co-location sets (2 models or more, sorted names joined by '+') and their
-  /// efficiency; a set not listed is not offered for this type.
-  std::map<std::string, double> set_efficiency;
+  /// Co-location sets measured on this type; a set not listed is not offered.
+  struct Set {
+    std::vector<std::string> models;  ///< 2 or more, sorted
+    std::vector<double> shares;       ///< each model's share of the host's time, summing to 1
+    double efficiency = 0;
+  };
+  std::vector<Set> sets;
 };
-
-/// "a+b" for {"a", "b"} (sorted); the key of HostType::set_efficiency.
-std::string set_key(std::vector<std::string> models);
-std::vector<std::string> set_models(const std::string& key);
 
 struct Problem {
   std::vector<HostType> types;
@@ -64,6 +67,8 @@ struct Assignment {
   std::vector<std::string> models;
   int hosts = 0;
   std::map<std::string, double> qps;
+  std::vector<double> shares;  ///< a set's time shares (HostType::Set), empty for one model
+  double efficiency = 1;       ///< the set's at those shares, 1 for one model
   double busy = 0;  ///< sum(x_m / alone_m) / (efficiency x hosts): the share of capacity used
 };
 

@@ -45,6 +45,8 @@ plan:
                      facts, as JSON
   --replay           run every slot's plan back through the simulator, one host of each
                      assignment at its share of the load; exit 1 if one misses a target
+  --max-set-size N   co-location sets of up to N models (default: the fleet's
+                     max_set_size; 1 = no co-location, each host one model)
   --threads N        simulator threads (default: every core)
   --mip-gap X        relative optimality gap at which the solver stops (default 0.0001)
   --json             print the summary as JSON
@@ -261,7 +263,9 @@ int plan_day(const std::map<std::string, std::string>& o, std::ostream& out, std
   }
   CapacityOptions copt;
   copt.sim = fleet.sim;
-  copt.max_set_size = fleet.max_set_size;
+  copt.max_set_size = o.count("max-set-size")
+                          ? int(number("--max-set-size", o.at("max-set-size"), 1, 4))
+                          : fleet.max_set_size;
   copt.cache_path = o.count("cache") ? o.at("cache")
                                      : (fs::path(o.at("fleet")).replace_extension("").string() +
                                         ".capacity.json");
@@ -303,12 +307,16 @@ int plan_day(const std::map<std::string, std::string>& o, std::ostream& out, std
   doc["fleet"] = o.at("fleet");
   doc["policy"] = fleet.sim.policy;
   doc["utilisation"] = fleet.utilisation;
+  doc["max_set_size"] = copt.max_set_size;
   doc["slot_minutes"] = trace->slot_minutes;
   doc["fleet_hosts"] = fleet_hosts;
   doc["capacity"] = json::array();
   for (const HostType& h : problem.types) {
+    json sets = json::array();
+    for (const HostType::Set& s : h.sets)
+      sets.push_back({{"models", s.models}, {"shares", s.shares}, {"efficiency", s.efficiency}});
     doc["capacity"].push_back({{"type", h.name}, {"count", h.count}, {"power_w", h.power_w},
-                               {"alone_qps", h.alone_qps}, {"set_efficiency", h.set_efficiency}});
+                               {"alone_qps", h.alone_qps}, {"sets", sets}});
   }
   doc["capacity_seconds"] = capacity_s;
   doc["simulated_runs"] = simulated;
@@ -358,7 +366,8 @@ int plan_day(const std::map<std::string, std::string>& o, std::ostream& out, std
     out << "fleet: " << fleet_hosts << " hosts of " << problem.types.size() << " types, "
         << problem.models.size() << " models, " << ilp.size() << " slots of "
         << fmt(trace->slot_minutes, 0) << " min; policy " << fleet.sim.policy << ", utilisation "
-        << fmt(fleet.utilisation, 2) << "\n";
+        << fmt(fleet.utilisation, 2) << ", co-location sets of up to " << copt.max_set_size
+        << " models\n";
     out << "capacity facts: " << simulated << " simulations run (" << fmt(capacity_s) << " s), the rest cached\n";
     out << "  type            hosts  power W  latency-bounded q/s per host alone\n";
     for (const HostType& h : problem.types) {
@@ -526,7 +535,8 @@ int apply(const std::map<std::string, std::string>& o, std::ostream& out, std::o
 
 int run_plan_cli(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   static const std::vector<std::string> kValued = {"fleet", "trace", "cache", "out",    "threads",
-                                                   "mip-gap", "plan", "slot", "config", "hosts"};
+                                                   "mip-gap", "plan", "slot", "config", "hosts",
+                                                   "max-set-size"};
   static const std::vector<std::string> kFlags = {"replay", "json"};
   try {
     std::map<std::string, std::string> o;

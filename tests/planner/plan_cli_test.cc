@@ -116,7 +116,7 @@ TEST_CASE("recsched-plan: a day planned, replayed through the simulator, and app
   INFO(r.err);
   REQUIRE(r.rc == 0);
   const json summary = json::parse(r.out);
-  CHECK(summary["simulated_runs"] == 2 * 3);  // per type: each model alone, the pair
+  CHECK(summary["simulated_runs"] == 2 * 5);  // per type: each model alone, the pair at 3 mixes
   CHECK(summary["replay"]["missed"] == 0);
   CHECK(summary["replay"]["hosts_simulated"].get<int>() > 0);
   CHECK(summary["ilp"]["unserved_share"] == 0);

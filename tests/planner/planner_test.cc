@@ -18,67 +18,62 @@
 namespace recsched::plan {
 namespace {
 
-// The most of model b a set of configurations can serve once a's load is served, exactly:
-// a's load goes first to the configurations that give up the least of b per unit of a
-// (a fractional exchange, exact for two models). -1 when a's load does not fit.
-struct Conf {
-  size_t type;
-  bool a, b;
-  double ca, cb;  // a host's capacity for a alone and for b alone in this configuration
-  int n;
-};
-
-double max_b_after_a(std::vector<Conf> cs, double load_a) {
-  std::sort(cs.begin(), cs.end(), [](const Conf& x, const Conf& y) {
-    const double rx = x.b ? x.cb / x.ca : 0, ry = y.b ? y.cb / y.ca : 0;
-    return rx < ry;
-  });
-  double rest = load_a, b = 0;
-  for (const Conf& c : cs) {
-    if (c.n == 0) continue;
-    if (!c.a) {
-      b += c.n * c.cb;
-      continue;
+// Whether an integer choice of hosts serves both loads, exactly. Hosts serving one model
+// add up to capacities sa and sb; the hosts of type t serving the pair serve a and b only
+// in the simulated proportion: a share f_t in [0, 1] of their full (pa_t, pb_t). So the
+// loads fit when some (f_x, f_y) in the unit square leaves 0 <= la - sum f pa <= sa and
+// 0 <= lb - sum f pb <= sb: a polygon, nonempty exactly when one of the intersections of
+// its boundary lines lies in it.
+bool serves(double la, double lb, double sa, double sb, const double pa[2], const double pb[2]) {
+  struct Line {
+    double u, v, w;  // u f_x + v f_y = w
+  };
+  const std::vector<Line> lines = {{1, 0, 0},          {1, 0, 1},          {0, 1, 0},
+                                   {0, 1, 1},          {pa[0], pa[1], la}, {pa[0], pa[1], la - sa},
+                                   {pb[0], pb[1], lb}, {pb[0], pb[1], lb - sb}};
+  auto inside = [&](double fx, double fy) {
+    const double eps = 1e-7;
+    const double ra = la - fx * pa[0] - fy * pa[1], rb = lb - fx * pb[0] - fy * pb[1];
+    return fx >= -eps && fx <= 1 + eps && fy >= -eps && fy <= 1 + eps && ra >= -eps * (1 + la) &&
+           ra <= sa + eps * (1 + la) && rb >= -eps * (1 + lb) && rb <= sb + eps * (1 + lb);
+  };
+  for (size_t i = 0; i < lines.size(); ++i) {
+    for (size_t j = i + 1; j < lines.size(); ++j) {
+      const Line &a = lines[i], &b = lines[j];
+      const double det = a.u * b.v - a.v * b.u;
+      if (std::fabs(det) < 1e-12) continue;
+      if (inside((a.w * b.v - a.v * b.w) / det, (a.u * b.w - a.w * b.u) / det)) return true;
     }
-    const double take = std::min(rest, c.n * c.ca);
-    rest -= take;
-    if (c.b) b += (c.n - take / c.ca) * c.cb;
   }
-  return rest > 1e-9 ? -1 : b;
+  return false;
 }
 
-// The least power of any integer choice of hosts that serves both loads, by enumeration.
+// The least power of any integer choice of hosts that serves both loads, by enumeration
+// of every count of hosts per (type, set).
 double optimum_by_enumeration(const Problem& p, double la, double lb) {
-  std::vector<Conf> cs;
-  for (size_t t = 0; t < p.types.size(); ++t) {
-    const HostType& h = p.types[t];
-    const double ca = h.alone_qps.at("a") * p.utilisation, cb = h.alone_qps.at("b") * p.utilisation;
-    const double eff = h.set_efficiency.at("a+b");
-    cs.push_back({t, true, false, ca, 0, 0});
-    cs.push_back({t, false, true, 0, cb, 0});
-    cs.push_back({t, true, true, ca * eff, cb * eff, 0});
-  }
+  REQUIRE(p.types.size() == 2);
   double best = std::numeric_limits<double>::infinity();
-  std::function<void(size_t)> walk = [&](size_t i) {
-    if (i == cs.size()) {
-      std::vector<int> used(p.types.size(), 0);
-      double power = 0;
-      for (const Conf& c : cs) {
-        used[c.type] += c.n;
-        power += c.n * p.types[c.type].power_w;
-      }
-      for (size_t t = 0; t < used.size(); ++t)
-        if (used[t] > p.types[t].count) return;
-      if (power < best && max_b_after_a(cs, la) >= lb - 1e-9) best = power;
-      return;
-    }
-    for (int n = 0; n <= p.types[cs[i].type].count; ++n) {
-      cs[i].n = n;
-      walk(i + 1);
-    }
-    cs[i].n = 0;
-  };
-  walk(0);
+  const HostType &x = p.types[0], &y = p.types[1];
+  const double u = p.utilisation;
+  for (int xa = 0; xa <= x.count; ++xa)
+    for (int xb = 0; xa + xb <= x.count; ++xb)
+      for (int xab = 0; xa + xb + xab <= x.count; ++xab)
+        for (int ya = 0; ya <= y.count; ++ya)
+          for (int yb = 0; ya + yb <= y.count; ++yb)
+            for (int yab = 0; ya + yb + yab <= y.count; ++yab) {
+              const double power = (xa + xb + xab) * x.power_w + (ya + yb + yab) * y.power_w;
+              if (power >= best) continue;
+              const double sa = u * (xa * x.alone_qps.at("a") + ya * y.alone_qps.at("a"));
+              const double sb = u * (xb * x.alone_qps.at("b") + yb * y.alone_qps.at("b"));
+              // A pair host's time split at the set's shares.
+              const HostType::Set &sx = x.sets.at(0), &sy = y.sets.at(0);
+              const double fx = u * xab * sx.efficiency, fy = u * yab * sy.efficiency;
+              const double pa[2] = {fx * sx.shares[0] * x.alone_qps.at("a"),
+                                    fy * sy.shares[0] * y.alone_qps.at("a")};
+              const double pb[2] = {fx * sx.shares[1] * x.alone_qps.at("b"),
+                                    fy * sy.shares[1] * y.alone_qps.at("b")};
+              if (serves(la, lb, sa, sb, pa, pb)) best = power;
+            }
   return best;
 }
 
@@ -89,7 +84,7 @@ void check_plan(const Problem& p, const std::map<std::string, double>& load, con
   for (const Assignment& a : plan.assignments) {
     const HostType& h = *std::find_if(p.types.begin(), p.types.end(),
                                       [&](const HostType& x) { return x.name == a.type; });
-    const double eff = a.models.size() > 1 ? h.set_efficiency.at(set_key(a.models)) : 1.0;
+    const double eff = a.efficiency;
     double work = 0;
     for (const auto& [m, q] : a.qps) {
       CHECK(std::find(a.models.begin(), a.models.end(), m) != a.models.end());
@@ -97,6 +92,12 @@ void check_plan(const Problem& p, const std::map<std::string, double>& load, con
       served[m] += q;
     }
     CHECK(work <= eff * p.utilisation * a.hosts * (1 + 1e-6) + 1e-9);
+    // A set's hosts serve its models in the simulated proportion: their shares of time.
+    for (size_t i = 0; i < a.models.size() && a.models.size() > 1; ++i) {
+      const std::string& m = a.models[i];
+      const double share = a.qps.count(m) ? a.qps.at(m) / h.alone_qps.at(m) : 0;
+      CHECK(share == doctest::Approx(work * a.shares.at(i)).epsilon(1e-6));
+    }
     used[a.type] += a.hosts;
   }
   for (const HostType& h : p.types) CHECK(used[h.name] <= h.count);
@@ -118,7 +119,10 @@ Problem two_models(std::mt19937_64& rng) {
     h.count = count(rng);
     h.power_w = std::round(power(rng));
     h.alone_qps = {{"a", std::round(cap(rng))}, {"b", std::round(cap(rng))}};
-    h.set_efficiency = {{"a+b", std::round(eff(rng) * 100) / 100}};
+    // Equal shares or a skewed mix, as recsched-plan measures them.
+    const bool skewed = rng() % 2 == 0;
+    h.sets = {{{"a", "b"}, skewed ? std::vector<double>{0.75, 0.25} : std::vector<double>{0.5, 0.5},
+               std::round(eff(rng) * 100) / 100}};
     p.types.push_back(h);
   }
   return p;
@@ -179,13 +183,15 @@ TEST_CASE("greedy: each model to its most efficient type first-fit, one model pe
   CHECK(g->power_w == doctest::Approx(3 * 100 + 2 * 600));
   CHECK(g->powered.at("x") == 3);
   CHECK(g->unserved_qps.empty());
-  // With a+b offered on y (efficiency 1) the optimum is one host of each: x takes 100 of
-  // a, y the other 250 and all of b (250/300 + 100/600 = 1): 700 W.
-  p.types[1].set_efficiency["a+b"] = 1.0;
+  // With a+b offered on y (efficiency 1.2), in its simulated proportion (equal time:
+  // 300 a to 600 b, up to 0.6 x 300 = 180 of a and 360 of b per host): one y host takes b's
+  // 100 with 50 of a, three x hosts the other 300 of a: 900 W, where greedy needed 1500.
+  p.types[1].sets = {{{"a", "b"}, {0.5, 0.5}, 1.2}};
   auto best = plan_slot(p, {{"a", 350}, {"b", 100}}, {0.0, 10000});
   REQUIRE(best.has_value());
-  CHECK(best->power_w == doctest::Approx(100 + 600));
-  CHECK(best->hosts == 2);
+  CHECK(best->power_w == doctest::Approx(3 * 100 + 600));
+  CHECK(best->hosts == 4);
+  check_plan(p, {{"a", 350}, {"b", 100}}, *best);
   // More load than the fleet: greedy and the program both say what is left.
   auto over = greedy_slot(p, {{"a", 5000}, {"b", 0}});
   REQUIRE(over.has_value());
@@ -212,12 +218,6 @@ TEST_CASE("plan_slot: a model no type can serve is unserved, bad loads are refus
   REQUIRE(idle.has_value());
   CHECK(idle->hosts == 0);
   CHECK(idle->power_w == 0);
-}
-
-TEST_CASE("set keys are sorted and round-trip") {
-  CHECK(set_key({"rmc2", "ncf", "din"}) == "din+ncf+rmc2");
-  CHECK(set_models("din+ncf+rmc2") == std::vector<std::string>{"din", "ncf", "rmc2"});
-  CHECK(set_models("ncf") == std::vector<std::string>{"ncf"});
 }
 
 TEST_CASE("diurnal trace: the cosine between trough and peak, its mean and its peak hour") {
@@ -294,7 +294,7 @@ TEST_CASE("capacity facts from the simulator: alone, sets, the cache and a repla
   size_t ran = 0;
   auto facts = measure_capacity({small_host("fast", 1), small_host("slow", 2)}, targets, o, &ran);
   REQUIRE(facts.has_value());
-  CHECK(ran == 2 * 2 + 2 * 1);  // each model alone and the one pair, per type
+  CHECK(ran == 2 * 2 + 2 * 3);  // per type: each model alone, the pair at 3 mixes
   const HostType& fast = (*facts)[0];
   const HostType& slow = (*facts)[1];
   CHECK(fast.alone_qps.at("ncf") > 0);
@@ -302,16 +302,25 @@ TEST_CASE("capacity facts from the simulator: alone, sets, the cache and a repla
   // A host twice as slow serves less (latency-bounded, not exactly half: queueing).
   CHECK(slow.alone_qps.at("ncf") < fast.alone_qps.at("ncf"));
   CHECK(slow.alone_qps.at("wnd") < fast.alone_qps.at("wnd"));
-  const double eff = fast.set_efficiency.at("ncf+wnd");
-  CHECK(eff > 0.2);
-  CHECK(eff < 2.0);
+  REQUIRE(fast.sets.size() == 3);
+  CHECK(fast.sets[0].models == std::vector<std::string>{"ncf", "wnd"});
+  CHECK(fast.sets[0].shares == std::vector<double>{0.5, 0.5});
+  CHECK(fast.sets[1].shares == std::vector<double>{0.75, 0.25});
+  CHECK(fast.sets[2].shares == std::vector<double>{0.25, 0.75});
+  const double eff = fast.sets[0].efficiency;
+  for (const HostType::Set& s : fast.sets) {
+    CHECK(s.efficiency > 0.2);
+    CHECK(s.efficiency < 2.0);
+  }
   // Cached: the same facts, nothing simulated.
   size_t again = 99;
   auto cached = measure_capacity({small_host("fast", 1), small_host("slow", 2)}, targets, o, &again);
   REQUIRE(cached.has_value());
   CHECK(again == 0);
   CHECK((*cached)[0].alone_qps == fast.alone_qps);
-  CHECK((*cached)[0].set_efficiency == fast.set_efficiency);
+  REQUIRE((*cached)[0].sets.size() == fast.sets.size());
+  for (size_t i = 0; i < fast.sets.size(); ++i)
+    CHECK((*cached)[0].sets[i].efficiency == fast.sets[i].efficiency);
   // A model without a target or a profile is refused.
   CHECK(!measure_capacity({small_host("fast", 1)}, {{"nosuch", 5}}, o).has_value());
 
@@ -335,7 +344,12 @@ TEST_CASE("capacity facts from the simulator: alone, sets, the cache and a repla
   CHECK(!(*r)[1].meets_sla);
   CHECK(!replay({small_host("fast", 1)}, targets, {[] {
                   SlotPlan p;
-                  p.assignments.push_back({"nosuch", {"ncf"}, 1, {{"ncf", 1}}, 0});
+                  Assignment a;
+                  a.type = "nosuch";
+                  a.models = {"ncf"};
+                  a.hosts = 1;
+                  a.qps = {{"ncf", 1}};
+                  p.assignments.push_back(a);
                   return p;
                 }()},
                 o.sim)
