@@ -42,6 +42,11 @@ struct SimSettings {
 
 struct CapacityOptions {
   SimSettings sim;
+  /// The plan's utilisation: every figure is checked by one more run at this share of it
+  /// (a second trace, twice as long, another seed) and lowered 5 % at a time until that
+  /// run meets every target refusing at most 0.5 % of each model's queries, so that near
+  /// the bound a lucky pass of the search is not what the plan counts on.
+  double utilisation = 0.9;
   int max_set_size = 2;    ///< co-location sets of 2..max_set_size models (1 = none)
   /// Besides equal shares, each model of a set at 3 shares to the others' 1: a set of k
   /// models is simulated at k + 1 mixes, so the plan can follow loads that are not equal.
@@ -69,7 +74,9 @@ struct ReplayResult {
   std::map<std::string, double> rejected;  ///< fraction of the model's queries
 };
 
-/// One simulation per (slot, assignment) of `plans` (slot i is plans[i]).
+/// One simulation per (slot, assignment) of `plans` (slot i is plans[i]), of at least three
+/// times settings.seconds (longer where the rarest model needs it for 200 queries, within
+/// 300,000 queries in all).
 Result<std::vector<ReplayResult>> replay(const std::vector<HostTypeSpec>& types,
                                          const std::vector<sim::ModelTarget>& targets,
                                          const std::vector<SlotPlan>& plans,

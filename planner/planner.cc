@@ -230,9 +230,12 @@ Result<SlotPlan> plan_slot(const Problem& p, const std::map<std::string, double>
   std::vector<std::pair<size_t, std::string>> x_cols;  // (config, model)
   for (size_t c = 0; c < nc; ++c)
     for (const std::string& m : configs[c].models) x_cols.push_back({c, m});
-  // A q/s left unserved costs 100x the dearest way any configuration serves that model,
-  // so the program leaves load unserved only when no host can take it.
-  std::vector<double> short_penalty(nm, 1.0);
+  // A q/s left unserved costs more than powering the dearest host, and 100x the dearest
+  // way any configuration serves that model, so the program leaves load unserved only
+  // when no host can take it (not to save the last host of a slot a few q/s).
+  double dearest_host = 1;
+  for (const HostType& h : p.types) dearest_host = std::max(dearest_host, h.power_w);
+  std::vector<double> short_penalty(nm, 10 * dearest_host);
   for (size_t m = 0; m < nm; ++m) {
     for (const Config& c : configs) {
       if (std::find(c.models.begin(), c.models.end(), p.models[m]) == c.models.end()) continue;

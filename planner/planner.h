@@ -21,7 +21,8 @@
 //              sum_{m in S(c)} x_{c,m} / alone_{t,m} <= eff(c) u n_c   every c
 //              sum_{c of type t} n_c <= count_t                 every type t
 //              x_{c,a} / (alone_{t,a} share_a) = x_{c,b} / (alone_{t,b} share_b)   a, b in S(c)
-//              n_c integer >= 0, x >= 0, short_m >= 0 at 100x the dearest way to serve m
+//              n_c integer >= 0, x >= 0, short_m >= 0 at 10x the dearest host's power
+//              per q/s (and 100x the dearest way to serve m)
 // so a fleet too small for the load gets a plan that says how much of each model it
 // cannot serve, not a failure. Depends on core's Status and GLPK (in the .cc only).
 #pragma once

@@ -263,6 +263,7 @@ int plan_day(const std::map<std::string, std::string>& o, std::ostream& out, std
   }
   CapacityOptions copt;
   copt.sim = fleet.sim;
+  copt.utilisation = fleet.utilisation;
   copt.max_set_size = o.count("max-set-size")
                           ? int(number("--max-set-size", o.at("max-set-size"), 1, 4))
                           : fleet.max_set_size;
@@ -475,7 +476,10 @@ int apply(const std::map<std::string, std::string>& o, std::ostream& out, std::o
       cfg["models"].push_back(model_entry.at(m));
       label += (label.empty() ? "" : ".") + m;
     }
-    if (plan.contains("policy")) cfg["policy"]["name"] = plan["policy"];
+    if (plan.contains("policy") && cfg.value("/policy/name"_json_pointer, "") != plan["policy"]) {
+      cfg["policy"]["name"] = plan["policy"];
+      cfg["policy"]["params"] = json::object();  // the base's were for another policy
+    }
     g.label = label;
     g.file = (fs::path(o.at("out")) / (g.type + "." + label + ".json")).string();
     std::ofstream f(g.file);

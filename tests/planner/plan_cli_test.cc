@@ -135,6 +135,14 @@ TEST_CASE("recsched-plan: a day planned, replayed through the simulator, and app
         CHECK(served[m] == doctest::Approx(q.get<double>()).epsilon(1e-6));
     }
   }
+  // A trace file instead of the fleet's diurnal shape: its slots as written.
+  Run traced = run({"--fleet", fleet, "--cache", cache, "--json", "--trace",
+                    write("two.csv", "minute,ncf,wnd\n0,100,10\n720,900,50\n")});
+  REQUIRE(traced.rc == 0);
+  const json t = json::parse(traced.out);
+  CHECK(t["slot_minutes"] == 720);
+  CHECK(t["ilp"]["host_hours"].get<double>() > 0);
+  CHECK(t["ilp"]["peak_hosts"].get<int>() <= summary["ilp"]["peak_hosts"].get<int>());
   // The second run reads every figure from the cache.
   Run again = run({"--fleet", fleet, "--cache", cache, "--json"});
   REQUIRE(again.rc == 0);
@@ -191,6 +199,25 @@ TEST_CASE("recsched-plan: a day planned, replayed through the simulator, and app
   Run bad_slot = run({"apply", "--plan", plan, "--slot", "9", "--config", "x", "--out", out.string()});
   CHECK(bad_slot.rc == 1);
   CHECK(bad_slot.err.find("4 slots") != std::string::npos);
+}
+
+TEST_CASE("recsched-plan: docs/planner.md's fleet of 10,000 hosts plans from its committed cache") {
+  // The cache must match the committed profiles and settings: a stale one would make the
+  // documented command simulate for minutes. Planned on a copy, so the file stays as is.
+  const std::string dir = std::string(RECSCHED_SOURCE_DIR) + "/docs/planner/";
+  const fs::path cache = scratch() / "fleet-10k.capacity.json";
+  fs::copy_file(dir + "fleet-10k.capacity.json", cache, fs::copy_options::overwrite_existing);
+  Run r = run({"--fleet", dir + "fleet-10k.json", "--cache", cache.string(), "--json"});
+  INFO(r.err);
+  REQUIRE(r.rc == 0);
+  const json s = json::parse(r.out);
+  CHECK(s["simulated_runs"] == 0);
+  CHECK(s["fleet_hosts"] == 10000);
+  CHECK(s["ilp"]["unserved_share"] == 0);
+  CHECK(s["greedy"]["unserved_share"] == 0);
+  // The program never needs more than greedy; the figures themselves are docs/planner.md's.
+  CHECK(s["ilp"]["peak_hosts"].get<int>() <= s["greedy"]["peak_hosts"].get<int>());
+  CHECK(s["ilp"]["peak_power_w"].get<double>() <= s["greedy"]["peak_power_w"].get<double>());
 }
 
 }  // namespace
