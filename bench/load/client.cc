@@ -184,7 +184,8 @@ class Runner {
         progress_timer_(io_),
         drain_timer_(io_),
         state_(schedule_.size(), kPending),
-        sent_at_(schedule_.size()) {
+        sent_at_(schedule_.size()),
+        retried_(schedule_.size(), false) {
     warmup_ns_ = int64_t(o_.warmup_s * 1e9);
     for (const ModelInfo& m : pool_.models()) {
       paths_.push_back("/v2/models/" + m.name + "/infer");
@@ -216,6 +217,7 @@ class Runner {
     std::string head;
     EncodedQuery query;
     std::vector<asio::const_buffer> bufs;
+    uint32_t sends = 0;  // queries written on it: more than one = a pooled keep-alive
   };
   using ConnPtr = std::shared_ptr<Conn>;
 
@@ -272,9 +274,10 @@ class Runner {
     start(i);
   }
 
-  // Sends query i on an idle connection, a new one, or queues it for the next free one.
-  void start(size_t i) {
-    if (!idle_.empty()) {
+  // Sends query i on an idle connection, a new one, or queues it for the next free one;
+  // `fresh`: never on an idle one (a retry after a pooled connection turned out closed).
+  void start(size_t i, bool fresh = false) {
+    if (!idle_.empty() && !fresh) {
       ConnPtr c = std::move(idle_.back());
       idle_.pop_back();
       return send(c, i);
@@ -320,15 +323,18 @@ class Runner {
       for (std::string_view s : c->query.sections) c->bufs.emplace_back(s.data(), s.size());
     }
     sent_at_[i] = now;
+    ++c->sends;
     asio::async_write(c->sock, c->bufs,
                       [this, c, i, now](const boost::system::error_code& ec, size_t) {
-                        if (ec) return fail(c, i, error_kind("write", ec));
+                        if (ec) return retry_or_fail(c, i, error_kind("write", ec));
                         if (measured(i)) r_.write_ns.record(uint64_t((Clock::now() - now).count()));
                         c->parser.emplace();
                         c->parser->body_limit(uint64_t{1} << 30);
                         http::async_read(c->sock, c->buf, *c->parser,
                                          [this, c, i](const boost::system::error_code& e, size_t) {
-                                           if (e) return fail(c, i, error_kind("read", e));
+                                           if (e && c->parser->got_some())
+                                             return fail(c, i, error_kind("read", e));
+                                           if (e) return retry_or_fail(c, i, error_kind("read", e));
                                            complete(c, i);
                                          });
                       });
@@ -378,6 +384,23 @@ class Runner {
     } else {
       close(c);
     }
+  }
+
+  // A pooled keep-alive connection the server closed while it sat idle fails the next
+  // query written to it before any byte of an answer (a write error, or end of stream /
+  // reset on the read): as HTTP clients do, the query goes once more on a new connection.
+  // Anything else, or a second failure, is an error.
+  void retry_or_fail(const ConnPtr& c, size_t i, const std::string& kind) {
+    if (c->sends <= 1 || stopping_ || state_[i] != kInFlight || retried_[i]) return fail(c, i, kind);
+    retried_[i] = true;
+    ++r_.retried_on_new_connection;
+    // The closed connection's place goes to this query, not to one waiting.
+    if (conns_.erase(c) != 0) {
+      boost::system::error_code ignored;
+      c->sock.close(ignored);
+      --open_;
+    }
+    start(i, /*fresh=*/true);
   }
 
   void fail(const ConnPtr& c, size_t i, const std::string& kind) {
@@ -480,6 +503,7 @@ class Runner {
   asio::steady_timer timer_, progress_timer_, drain_timer_;
   std::vector<State> state_;
   std::vector<Clock::time_point> sent_at_;  // when each query's first byte went to the socket
+  std::vector<bool> retried_;               // sent again on a new connection (retry_or_fail)
   std::vector<std::string> paths_;
   Clock::time_point t0_, first_send_{}, last_answer_{};
   int64_t warmup_ns_ = 0;
@@ -604,6 +628,7 @@ json RunResult::to_json() const {
                 {"write_p50_ms", ms(write_ns.percentile(50))},
                 {"write_p99_ms", ms(write_ns.percentile(99))},
                 {"connections_opened", connections_opened},
+                {"retried_on_new_connection", retried_on_new_connection},
                 {"max_waiting_for_connection", max_waiting},
                 {"wall_s", wall_s},
                 {"answered", completed_total},
@@ -658,9 +683,10 @@ std::string RunResult::summary() const {
   }
   std::snprintf(line, sizeof line,
                 "generator: send lag p99 %.3f ms (max %.3f), writing a request p50 %.3f ms, %u "
-                "connections, at most %u waiting for one\n",
+                "connections (%u queries retried on a new one), at most %u waiting for one\n",
                 ms(send_lag_ns.percentile(99)), ms(double(send_lag_ns.max())),
-                ms(write_ns.percentile(50)), connections_opened, max_waiting);
+                ms(write_ns.percentile(50)), connections_opened, retried_on_new_connection,
+                max_waiting);
   o << line;
   return o.str();
 }

@@ -107,6 +107,10 @@ struct RunResult {
   Histogram send_lag_ns;
   Histogram write_ns;  ///< from the send to the request's last byte written
   uint32_t connections_opened = 0;
+  /// Queries sent again on a new connection because the pooled keep-alive one they were
+  /// written to had been closed by the server (idle timeout, a proxy's client timeout)
+  /// before any byte of an answer: scoring has no side effect, so a retry is safe.
+  uint32_t retried_on_new_connection = 0;
   uint32_t max_waiting = 0;  ///< most queries waiting for a free connection at once
   double wall_s = 0;         ///< first send to last answer
   uint64_t completed_total = 0;

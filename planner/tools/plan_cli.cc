@@ -417,9 +417,21 @@ int plan_day(const std::map<std::string, std::string>& o, std::ostream& out, std
 // Strips directories and the extension: "../models/ncf.json" -> "ncf".
 std::string stem(const std::string& p) { return fs::path(p).stem().string(); }
 
+int apply_slot(const std::map<std::string, std::string>& o, std::ostream& out, std::ostream& err);
+
+// A plan, config or inventory of the wrong shape is an error that names the file, not a crash.
 int apply(const std::map<std::string, std::string>& o, std::ostream& out, std::ostream& err) {
   for (const char* k : {"plan", "slot", "config", "out"})
     if (!o.count(k)) throw UsageError{std::string("apply needs --") + k};
+  try {
+    return apply_slot(o, out, err);
+  } catch (const json::exception& e) {
+    err << "recsched-plan: apply: a file is not what it should be (" << e.what() << ")\n";
+    return 1;
+  }
+}
+
+int apply_slot(const std::map<std::string, std::string>& o, std::ostream& out, std::ostream& err) {
   std::ifstream pf(o.at("plan"));
   const json plan = json::parse(pf, nullptr, false);
   if (plan.is_discarded() || !plan.contains("slots") || !plan["slots"].is_array()) {
@@ -488,9 +500,16 @@ int apply(const std::map<std::string, std::string>& o, std::ostream& out, std::o
       err << "recsched-plan: cannot write " << g.file << "\n";
       return 1;
     }
-    out << g.file << ": " << g.hosts << " hosts of " << g.type << "\n";
-    groups.push_back(std::move(g));
+    // The same set at two mixes is one config: its hosts add up.
+    auto same = std::find_if(groups.begin(), groups.end(),
+                             [&](const Group& x) { return x.file == g.file; });
+    if (same != groups.end()) {
+      same->hosts += g.hosts;
+    } else {
+      groups.push_back(std::move(g));
+    }
   }
+  for (const Group& g : groups) out << g.file << ": " << g.hosts << " hosts of " << g.type << "\n";
   if (!o.count("hosts")) return 0;
   std::ifstream hf(o.at("hosts"));
   const json hosts = json::parse(hf, nullptr, false);

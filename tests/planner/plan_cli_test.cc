@@ -199,6 +199,11 @@ TEST_CASE("recsched-plan: a day planned, replayed through the simulator, and app
   Run bad_slot = run({"apply", "--plan", plan, "--slot", "9", "--config", "x", "--out", out.string()});
   CHECK(bad_slot.rc == 1);
   CHECK(bad_slot.err.find("4 slots") != std::string::npos);
+  Run malformed = run({"apply", "--plan", write("odd-plan.json", R"({"slots": [{"ilp": {"assignments": [{"type": 5}]}}]})"),
+                       "--slot", "0", "--config", std::string(RECSCHED_SOURCE_DIR) + "/systemd/recschedd.json",
+                       "--out", out.string()});
+  CHECK(malformed.rc == 1);
+  CHECK(malformed.err.find("not what it should be") != std::string::npos);
 }
 
 TEST_CASE("recsched-plan: docs/planner.md's fleet of 10,000 hosts plans from its committed cache") {

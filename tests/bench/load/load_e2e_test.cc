@@ -40,7 +40,8 @@ struct Daemon {
   std::unique_ptr<daemon::HttpServer> server;
   Endpoint unix_ep, tcp_ep;
 
-  Daemon() {
+  /// idle_timeout_ms: how long the daemon keeps an idle keep-alive connection (0: its default).
+  explicit Daemon(int idle_timeout_ms = 0) {
     fs::create_directories(dir);
     const std::string socket = (dir / "s.sock").string();
     const json cfg = {{"listen", {{"socket", socket}, {"tcp", "127.0.0.1:0"}}},
@@ -59,6 +60,7 @@ struct Daemon {
     REQUIRE_MESSAGE(s.has_value(), s.status().to_string());
     service = std::move(s).value();
     daemon::ServerOptions so;
+    if (idle_timeout_ms > 0) so.idle_timeout_ms = idle_timeout_ms;
     daemon::Service* svc = service.get();
     server = daemon::HttpServer::create(so, [svc](daemon::HttpRequest r, daemon::Responder done) {
       svc->handle(std::move(r), std::move(done));
@@ -163,6 +165,33 @@ TEST_CASE("recsched-load counts admission rejections and JSON payloads work") {
 // What the ceiling is on a given machine is a benchmark figure (docs/benchmarks.md); here the
 // mode itself: it drives the route, every GET is answered, and the rate it reports is the
 // answers over the wall time.
+TEST_CASE("a pooled connection the daemon closed while idle: the query goes again on a new one") {
+  Daemon d(30);  // the daemon closes a keep-alive connection idle for 30 ms
+  const std::vector<ModelInfo> models = fetch_models(d.unix_ep);
+  for (const Endpoint& ep : {d.unix_ep, d.tcp_ep}) {
+    CAPTURE(ep.describe());
+    // One connection, a query every 200 ms (slower in slow builds): each query after the
+    // first is written to the pooled connection the daemon has closed since.
+    RunOptions o;
+    o.qps = 5 / kSlowdown;
+    o.duration_s = 2 * kSlowdown;
+    o.warmup_s = 0;
+    o.max_connections = 1;
+    o.sizes = SizeDistribution::parse("fixed:8");
+    PoolOptions po;
+    po.max_items = 8;
+    const PayloadPool pool(models, o.sizes, po);
+    const RunResult r = run_load(ep, pool, o);
+    INFO(r.summary());
+    CHECK(r.scheduled >= 5);
+    CHECK(r.errors.empty());
+    CHECK(r.all.ok == r.scheduled);
+    CHECK(r.retried_on_new_connection >= r.scheduled / 2);
+    CHECK(r.connections_opened == r.retried_on_new_connection + 1);
+    CHECK(r.to_json()["generator"]["retried_on_new_connection"] == r.retried_on_new_connection);
+  }
+}
+
 TEST_CASE("the generator's ceiling mode answers every GET on a trivial route and reports the rate") {
   Daemon d;
   const std::string out = (d.dir / "ceiling.json").string();
