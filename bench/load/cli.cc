@@ -21,7 +21,9 @@ constexpr const char* kUsage = R"(usage: recsched-load (--socket PATH | --tcp HO
 
 An open-loop load generator for recschedd: Poisson arrivals scheduled in advance, each
 query timed from its scheduled send time (no coordinated omission), on a pool of
-keep-alive connections; random features sent as KServe v2 binary tensors.
+keep-alive connections (a query written to one the server has closed while it sat idle
+goes once more on a new one, counted as retried_on_new_connection); random features sent
+as KServe v2 binary tensors.
 
 Where:
   --socket PATH          the daemon's unix socket
