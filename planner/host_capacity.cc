@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <filesystem>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
@@ -11,10 +12,15 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include <unistd.h>
+
 namespace recsched::plan {
 namespace {
 
 using nlohmann::json;
+
+// Part of every cache key: a figure cached by another version of the simulation is not used.
+constexpr int kCacheVersion = 1;
 
 std::string hex(uint64_t v) {
   char buf[17];
@@ -47,15 +53,22 @@ std::string num(double v) {
 
 // What determines a simulated figure besides the mix and the targets.
 std::string host_key(const HostTypeSpec& t, const SimSettings& s) {
+  // Every input of the figure: bump kCacheVersion when the simulator's behaviour changes.
   const sim::HostOptions& h = t.host;
-  const policies::Admission& a = s.options.admission;
-  return file_digest(h.profiles) + "/" + file_digest(h.gpu_profiles) + " gpu=" + (h.gpu ? "1" : "0") +
+  const sim::Options& o = s.options;
+  const policies::Admission& a = o.admission;
+  return "v" + std::to_string(kCacheVersion) + " " + file_digest(h.profiles) + "/" +
+         file_digest(h.gpu_profiles) + " gpu=" + (h.gpu ? "1" : "0") +
          " cpu=" + std::to_string(h.cpu_workers) + " streams=" + std::to_string(h.gpu_streams) +
-         " speed=" + num(h.speed) + " policy=" + s.policy + " s=" + num(s.seconds) +
-         " seed=" + std::to_string(s.seed) + " noise=" + num(s.options.noise) +
-         " admit=" + num(a.reject_factor) + "," + num(a.normal_share) + "," +
+         " speed=" + num(h.speed) + " idle=" + num(h.cpu_idle_w) + "," + num(h.cpu_parked_w) + "," +
+         num(h.gpu_idle_w) + " policy=" + s.policy + " s=" + num(s.seconds) +
+         " seed=" + std::to_string(s.seed) + " noise=" + num(o.noise) + "," + std::to_string(o.seed) +
+         " warmup=" + num(o.warmup_fraction) + " queue=" + std::to_string(int(o.queue)) +
+         " admit=" + num(a.reject_factor) + "," + num(a.normal_share) + "," + num(a.low_share) + "," +
          (a.admit_idle ? "1" : "0") + "," + num(a.late_budget) +
-         " preempt=" + (s.options.preemption ? "1" : "0") + " wb=" + num(s.options.wait_bound_fraction);
+         " preempt=" + (o.preemption ? "1" : "0") + "," + num(o.yield_stretch_ms) +
+         " wb=" + num(o.wait_bound_fraction) + " judge=" + (o.judge_every_target ? "1" : "0") +
+         " maxq=" + std::to_string(o.max_queue);
 }
 
 std::string mix_key(const std::vector<std::pair<std::string, double>>& mix,
@@ -92,7 +105,7 @@ class Cache {
   /// Writes the file if anything was added (atomically: a temp file renamed over it).
   Status save() const {
     if (path_.empty() || !dirty_) return Status::ok();
-    const std::string tmp = path_ + ".tmp";
+    const std::string tmp = path_ + ".tmp" + std::to_string(::getpid());
     {
       std::ofstream f(tmp);
       f << json{{"version", 1}, {"qps", entries_}}.dump(1) << "\n";
@@ -196,6 +209,12 @@ Result<std::vector<HostType>> measure_capacity(const std::vector<HostTypeSpec>& 
       if (!profiled) return invalid_argument("host type " + types[t].name + " has no profile of " + m);
     }
   }
+  if (!options.cache_path.empty()) {
+    std::error_code ec;
+    const auto st = std::filesystem::status(options.cache_path, ec);
+    if (!ec && std::filesystem::exists(st) && !std::filesystem::is_regular_file(st))
+      return invalid_argument("capacity cache " + options.cache_path + " is not a file");
+  }
   Cache cache(options.cache_path);
   std::atomic<size_t> ran{0};
   std::mutex progress_mu;
@@ -235,16 +254,17 @@ Result<std::vector<HostType>> measure_capacity(const std::vector<HostTypeSpec>& 
     // thousand queries of a model varies by a few tenths of a percent.
     std::vector<sim::ModelTarget> ts;
     for (const auto& [m, w] : mix) ts.push_back({m, target_ms.at(m)});
-    for (int step = 0; step < 20 && *qps > 0; ++step) {
+    bool passed = false;
+    for (int step = 0; step < 20 && *qps > 0 && !passed; ++step) {
       RECSCHED_ASSIGN_OR_RETURN(sim::Report r, run_at(hosts[t], mix, *qps * options.utilisation, ts,
                                                       options.sim, options.sim.seed + 7919,
                                                       2 * options.sim.seconds));
-      bool margin = r.meets_sla;
+      passed = r.meets_sla;
       for (const sim::ModelReport& m : r.models)
-        margin = margin && double(m.rejected) <= kVerifyRefused * double(m.offered);
-      if (margin) break;
-      *qps *= 0.95;
+        passed = passed && double(m.rejected) <= kVerifyRefused * double(m.offered);
+      if (!passed) *qps *= 0.95;
     }
+    if (!passed) *qps = 0;  // never met at 0.36x the search's figure: the type does not serve it
     cache.put(verified_key, *qps);
     ++ran;
     if (options.on_simulated) {
@@ -263,9 +283,14 @@ Result<std::vector<HostType>> measure_capacity(const std::vector<HostTypeSpec>& 
     for (const std::string& m : models) alone_jobs.push_back({t, m});
   }
   std::vector<double> alone(alone_jobs.size());
-  RECSCHED_RETURN_IF_ERROR(parallel_for(alone_jobs.size(), options.threads, [&](size_t i) {
+  // What was simulated is kept even when a later run fails.
+  auto save_then = [&](Status s) {
+    const Status saved = cache.save();
+    return s.is_ok() ? saved : s;
+  };
+  RECSCHED_RETURN_IF_ERROR(save_then(parallel_for(alone_jobs.size(), options.threads, [&](size_t i) {
     return bounded_qps(alone_jobs[i].first, {{alone_jobs[i].second, 1.0}}, 10, &alone[i]);
-  }));
+  })));
   for (size_t i = 0; i < alone_jobs.size(); ++i)
     out[alone_jobs[i].first].alone_qps[alone_jobs[i].second] = alone[i];
   // Then each set of models that every one the type can serve alone.
@@ -294,7 +319,7 @@ Result<std::vector<HostType>> measure_capacity(const std::vector<HostTypeSpec>& 
       }
     }
   }
-  RECSCHED_RETURN_IF_ERROR(parallel_for(set_jobs.size(), options.threads, [&](size_t i) {
+  RECSCHED_RETURN_IF_ERROR(save_then(parallel_for(set_jobs.size(), options.threads, [&](size_t i) {
     SetJob& job = set_jobs[i];
     // Weights w_m = share_m x alone_m (queries in proportion to the time each model takes),
     // so the harmonic prediction 1 / sum(f_m / alone_m) is sum(share_m x alone_m).
@@ -305,7 +330,7 @@ Result<std::vector<HostType>> measure_capacity(const std::vector<HostTypeSpec>& 
       job.predicted += w;
     }
     return bounded_qps(job.type, mix, job.predicted / 4, &job.measured);
-  }));
+  })));
   for (const SetJob& job : set_jobs) {
     out[job.type].sets.push_back({job.models, job.shares, job.measured / job.predicted});
   }

@@ -50,6 +50,10 @@ std::vector<Config> configs_of(const Problem& p) {
 }
 
 Status check_load(const Problem& p, const std::map<std::string, double>& load) {
+  if (p.models.empty()) return invalid_argument("the plan serves no model");
+  for (size_t i = 0; i < p.models.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (p.models[i] == p.models[j]) return invalid_argument("model '" + p.models[i] + "' listed twice");
   for (const auto& [m, q] : load) {
     if (std::find(p.models.begin(), p.models.end(), m) == p.models.end())
       return invalid_argument("load for '" + m + "', a model the plan does not serve");
@@ -220,9 +224,54 @@ nlohmann::json SlotPlan::to_json() const {
   return j;
 }
 
+// Load the program left unserved where a type that serves the model has hosts to spare:
+// a q/s priced per q/s can still lose to a whole host's watts for a last fraction of a
+// q/s, so such load gets hosts of its own (the type that serves it for the fewest watts
+// per q/s first), and only load no spare host can take stays unserved.
+void serve_leftovers(const Problem& p, SlotPlan* plan) {
+  std::map<std::string, int> used;
+  for (const Assignment& a : plan->assignments) used[a.type] += a.hosts;
+  for (auto it = plan->unserved_qps.begin(); it != plan->unserved_qps.end();) {
+    const std::string& m = it->first;
+    double rest = it->second;
+    std::vector<const HostType*> types;
+    for (const HostType& h : p.types) {
+      auto q = h.alone_qps.find(m);
+      if (q != h.alone_qps.end() && q->second > 0) types.push_back(&h);
+    }
+    std::sort(types.begin(), types.end(), [&](const HostType* a, const HostType* b) {
+      return a->power_w / a->alone_qps.at(m) < b->power_w / b->alone_qps.at(m);
+    });
+    for (const HostType* h : types) {
+      const int spare = h->count - used[h->name];
+      if (rest <= 0 || spare <= 0) continue;
+      const double per_host = h->alone_qps.at(m) * p.utilisation;
+      const int take = std::min(spare, int(std::ceil(rest / per_host - 1e-12)));
+      if (take <= 0) continue;
+      const double served = std::min(rest, take * per_host);
+      Assignment a;
+      a.type = h->name;
+      a.models = {m};
+      a.hosts = take;
+      a.qps = {{m, served}};
+      plan->assignments.push_back(std::move(a));
+      used[h->name] += take;
+      rest -= served;
+    }
+    if (rest > 1e-6) {
+      it->second = rest;
+      ++it;
+    } else {
+      it = plan->unserved_qps.erase(it);
+    }
+  }
+}
+
 Result<SlotPlan> plan_slot(const Problem& p, const std::map<std::string, double>& load,
                            const SolveOptions& options) {
   RECSCHED_RETURN_IF_ERROR(check_load(p, load));
+  if (!(options.mip_gap >= 0) || options.time_limit_ms < 1)
+    return invalid_argument("mip_gap must be >= 0 and time_limit_ms >= 1");
   const auto started = Clock::now();
   const std::vector<Config> configs = configs_of(p);
   const size_t nm = p.models.size(), nc = configs.size(), nt = p.types.size();
@@ -354,13 +403,22 @@ Result<SlotPlan> plan_slot(const Problem& p, const std::map<std::string, double>
   parm.cb_info = &rounding;
   const int rc = glp_intopt(lp.get(), &parm);
   const int st = glp_mip_status(lp.get());
-  if (st != GLP_OPT && st != GLP_FEAS) {
+  // The plan's columns: the search's best, or the dive's when the time ran out before the
+  // search took it.
+  const bool from_search = st == GLP_OPT || st == GLP_FEAS;
+  if (!from_search && rounding.dive.empty()) {
     return internal_error("GLPK found no integer plan (glp_intopt returned " + std::to_string(rc) +
                           ", status " + std::to_string(st) + ")");
   }
-  const double found = glp_mip_obj_val(lp.get());
+  auto value = [&](int col) {
+    return from_search ? glp_mip_col_val(lp.get(), col) : rounding.dive[size_t(col)];
+  };
+  double found = 0;
+  for (int j = 1; j <= rounding.columns; ++j) found += glp_get_obj_coef(lp.get(), j) * value(j);
   plan.gap = found > 0 ? std::max(0.0, (found - bound) / found) : 0;
-  if (rc == 0 && st == GLP_OPT) {
+  if (!from_search) {
+    plan.status = "time limit";
+  } else if (rc == 0 && st == GLP_OPT) {
     plan.status = "optimal";
   } else if (rc == GLP_EMIPGAP) {
     plan.status = "within the gap";
@@ -370,14 +428,14 @@ Result<SlotPlan> plan_slot(const Problem& p, const std::map<std::string, double>
     plan.status = "stopped (glp_intopt " + std::to_string(rc) + ")";
   }
   for (size_t c = 0; c < nc; ++c) {
-    const int n = int(std::lround(glp_mip_col_val(lp.get(), n_col0 + int(c))));
+    const int n = int(std::lround(value(n_col0 + int(c))));
     if (n <= 0) continue;
     Assignment a;
     a.type = p.types[configs[c].type].name;
     a.hosts = n;
     for (size_t k = 0; k < x_cols.size(); ++k) {
       if (x_cols[k].first != c) continue;
-      const double x = glp_mip_col_val(lp.get(), x_col0 + int(k));
+      const double x = value(x_col0 + int(k));
       if (x > 1e-9) a.qps[x_cols[k].second] = x;
     }
     a.models = configs[c].models;
@@ -386,9 +444,10 @@ Result<SlotPlan> plan_slot(const Problem& p, const std::map<std::string, double>
     plan.assignments.push_back(std::move(a));
   }
   for (size_t m = 0; m < nm; ++m) {
-    const double s = glp_mip_col_val(lp.get(), s_col0 + int(m));
+    const double s = value(s_col0 + int(m));
     if (s > 1e-6) plan.unserved_qps[p.models[m]] = s;
   }
+  serve_leftovers(p, &plan);
   settle(p, &plan);
   plan.solve_ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
   return plan;
@@ -425,6 +484,7 @@ Result<SlotPlan> greedy_slot(const Problem& p, const std::map<std::string, doubl
       const double per_host = p.types[t].alone_qps.at(m) * p.utilisation;
       const int need = int(std::ceil(rest / per_host - 1e-9));
       const int take = std::min(need, left[t]);
+      if (take <= 0) continue;
       left[t] -= take;
       const double served = std::min(rest, take * per_host);
       rest -= served;

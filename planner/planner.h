@@ -46,7 +46,7 @@ struct HostType {
   std::map<std::string, double> alone_qps;
   /// Co-location sets measured on this type; a set not listed is not offered.
   struct Set {
-    std::vector<std::string> models;  ///< 2 or more, sorted
+    std::vector<std::string> models;  ///< 2 or more, in the order of Problem::models
     std::vector<double> shares;       ///< each model's share of the host's time, summing to 1
     double efficiency = 0;
   };
@@ -96,8 +96,12 @@ struct SolveOptions {
   int time_limit_ms = 300;  ///< per slot; the best plan found by then is returned
 };
 
-/// kInvalidArgument for a load of a model the problem does not list or a negative load;
-/// kInternal when GLPK finds no integer plan (it always exists: every host off, all unserved).
+/// After the search, load left unserved where a type that serves the model has spare hosts
+/// gets hosts of its own (a per-q/s price can lose to a whole host for a last fraction of
+/// a q/s), so load stays unserved only when no spare host can take it.
+/// kInvalidArgument for a load of a model the problem does not list, a negative load, no
+/// models, or bad options; kInternal when GLPK returns no integer plan and the dive found
+/// none either (one always exists: every host off, all unserved).
 Result<SlotPlan> plan_slot(const Problem& problem, const std::map<std::string, double>& load,
                            const SolveOptions& options = {});
 

@@ -1,6 +1,7 @@
 #include "planner/trace.h"
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -53,6 +54,8 @@ Result<Trace> diurnal_trace(const std::vector<DiurnalModel>& models, double slot
 }
 
 Result<Trace> read_trace_csv(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) return invalid_argument(path + " is a directory, not a trace");
   std::ifstream f(path);
   if (!f) return not_found("cannot open trace " + path);
   Trace t;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <memory>
@@ -694,6 +695,8 @@ nlohmann::json Report::to_json() const {
 }
 
 Result<ProfileTable> load_profiles(const std::string& path, std::string* note) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) return invalid_argument(path + " is a directory, not profiles");
   std::ifstream f(path);
   if (!f) return not_found("cannot open profiles " + path);
   nlohmann::json j = nlohmann::json::parse(f, nullptr, false);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -48,7 +49,7 @@ plan:
   --max-set-size N   co-location sets of up to N models (default: the fleet's
                      max_set_size; 1 = no co-location, each host one model)
   --threads N        simulator threads (default: every core)
-  --mip-gap X        relative optimality gap at which the solver stops (default 0.0001)
+  --mip-gap X        relative optimality gap at which the solver stops (default 0.001)
   --json             print the summary as JSON
 
 apply (one slot of a plan to the hosts):
@@ -94,6 +95,38 @@ struct FleetError {
   std::string message;
 };
 
+// A whole number in [lo, hi] (a slot, a count): "0.7" is refused, not read as 0.
+int integer(const std::string& flag, const std::string& v, int lo, int hi) {
+  const double x = number(flag, v, lo, hi);
+  if (x != std::floor(x)) throw UsageError{flag + " takes a whole number, not '" + v + "'"};
+  return int(x);
+}
+
+// Names that become file names, cache keys and label values: letters, digits, '_' and '-'.
+bool plain_name(const std::string& s) {
+  return !s.empty() && s.size() <= 63 &&
+         std::all_of(s.begin(), s.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-'; });
+}
+
+// A Kubernetes node name (RFC 1123 subdomain): what label-nodes.sh may pass to kubectl.
+bool node_name(const std::string& s) {
+  if (s.empty() || s.size() > 253) return false;
+  auto lower_alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  if (!lower_alnum(s.front()) || !lower_alnum(s.back())) return false;
+  return std::all_of(s.begin(), s.end(), [&](char c) { return lower_alnum(c) || c == '-' || c == '.'; });
+}
+
+// A JSON file, or an error that names it (missing, a directory, not JSON).
+json read_json(const std::string& path, const std::string& what) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) throw FleetError{what + " " + path + ": not a readable file"};
+  std::ifstream f(path);
+  if (!f) throw FleetError{"cannot open " + what + " " + path};
+  json j = json::parse(f, nullptr, false, true);
+  if (j.is_discarded()) throw FleetError{what + " " + path + ": not valid JSON"};
+  return j;
+}
+
 const json& need(const json& j, const std::string& key, const std::string& where) {
   if (!j.is_object() || !j.contains(key)) throw FleetError{where + ": '" + key + "' is required"};
   return j.at(key);
@@ -121,10 +154,7 @@ double positive(double v, const std::string& what) {
 }
 
 Fleet read_fleet(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) throw FleetError{"cannot open fleet " + path};
-  const json j = json::parse(f, nullptr, false);
-  if (j.is_discarded()) throw FleetError{path + ": not valid JSON"};
+  const json j = read_json(path, "fleet");
   only_keys(j, {"comment", "policy", "utilisation", "max_set_size", "sim_seconds", "host_types",
                 "models", "trace"},
             path);
@@ -155,8 +185,8 @@ Fleet read_fleet(const std::string& path) {
     HostTypeSpec s;
     need(t, "name", where);
     s.name = get<std::string>(t, "name", where, "");
-    if (s.name.empty() || s.name.find_first_of("+./ ") != std::string::npos)
-      throw FleetError{where + ": name must be non-empty, without '+', '.', '/' or spaces"};
+    if (!plain_name(s.name))
+      throw FleetError{where + ": name must be 1-63 letters, digits, '_' or '-'"};
     if (!names.insert(s.name).second) throw FleetError{where + ": name '" + s.name + "' twice"};
     need(t, "profiles", where);
     s.host.profiles = resolve(get<std::string>(t, "profiles", where, ""));
@@ -180,6 +210,7 @@ Fleet read_fleet(const std::string& path) {
     only_keys(m, {"name", "target_ms", "peak_qps", "peak_hour"}, where);
     need(m, "name", where);
     const std::string name = get<std::string>(m, "name", where, "");
+    if (!plain_name(name)) throw FleetError{where + ": name must be 1-63 letters, digits, '_' or '-'"};
     for (const auto& t : fleet.targets)
       if (t.model == name) throw FleetError{where + ": model '" + name + "' twice"};
     need(m, "target_ms", where);
@@ -264,13 +295,12 @@ int plan_day(const std::map<std::string, std::string>& o, std::ostream& out, std
   CapacityOptions copt;
   copt.sim = fleet.sim;
   copt.utilisation = fleet.utilisation;
-  copt.max_set_size = o.count("max-set-size")
-                          ? int(number("--max-set-size", o.at("max-set-size"), 1, 4))
-                          : fleet.max_set_size;
+  copt.max_set_size = o.count("max-set-size") ? integer("--max-set-size", o.at("max-set-size"), 1, 4)
+                                              : fleet.max_set_size;
   copt.cache_path = o.count("cache") ? o.at("cache")
                                      : (fs::path(o.at("fleet")).replace_extension("").string() +
                                         ".capacity.json");
-  copt.threads = o.count("threads") ? unsigned(number("--threads", o.at("threads"), 1, 256)) : 0;
+  copt.threads = o.count("threads") ? unsigned(integer("--threads", o.at("threads"), 1, 256)) : 0;
   copt.on_simulated = [&](const std::string& what) { err << "recsched-plan: simulated " << what << "\n"; };
   const auto t0 = std::chrono::steady_clock::now();
   size_t simulated = 0;
@@ -425,33 +455,29 @@ int apply(const std::map<std::string, std::string>& o, std::ostream& out, std::o
     if (!o.count(k)) throw UsageError{std::string("apply needs --") + k};
   try {
     return apply_slot(o, out, err);
+  } catch (const FleetError& e) {
+    err << "recsched-plan: apply: " << e.message << "\n";
   } catch (const json::exception& e) {
     err << "recsched-plan: apply: a file is not what it should be (" << e.what() << ")\n";
-    return 1;
   }
+  return 1;
 }
 
 int apply_slot(const std::map<std::string, std::string>& o, std::ostream& out, std::ostream& err) {
-  std::ifstream pf(o.at("plan"));
-  const json plan = json::parse(pf, nullptr, false);
-  if (plan.is_discarded() || !plan.contains("slots") || !plan["slots"].is_array()) {
-    err << "recsched-plan: " << o.at("plan") << " is not a plan written by --out\n";
-    return 1;
+  const json plan = read_json(o.at("plan"), "plan");
+  if (!plan.is_object() || !plan.contains("slots") || !plan.at("slots").is_array())
+    throw FleetError{o.at("plan") + " is not a plan written by --out"};
+  const size_t slot = size_t(integer("--slot", o.at("slot"), 0, 1000000));
+  if (slot >= plan.at("slots").size()) {
+    throw FleetError{"the plan has " + std::to_string(plan.at("slots").size()) + " slots, not slot " +
+                     std::to_string(slot)};
   }
-  const size_t slot = size_t(number("--slot", o.at("slot"), 0, 1e6));
-  if (slot >= plan["slots"].size()) {
-    err << "recsched-plan: the plan has " << plan["slots"].size() << " slots, not slot " << slot << "\n";
-    return 1;
-  }
-  std::ifstream cf(o.at("config"));
-  json base = json::parse(cf, nullptr, false, true);
-  if (base.is_discarded() || !base.contains("models") || !base["models"].is_array()) {
-    err << "recsched-plan: " << o.at("config") << " is not a recschedd config with models\n";
-    return 1;
-  }
+  json base = read_json(o.at("config"), "config");
+  if (!base.is_object() || !base.contains("models") || !base.at("models").is_array())
+    throw FleetError{o.at("config") + " is not a recschedd config with models"};
   const fs::path base_dir = fs::absolute(fs::path(o.at("config")).parent_path());
   std::map<std::string, json> model_entry;
-  for (json m : base["models"]) {
+  for (json m : base.at("models")) {
     const std::string spec = m.value("spec", "");
     for (const char* key : {"spec", "weights"}) {
       const std::string v = m.value(key, "");
@@ -460,75 +486,75 @@ int apply_slot(const std::map<std::string, std::string>& o, std::ostream& out, s
     }
     model_entry[stem(spec)] = m;
   }
-  std::error_code ec;
-  fs::create_directories(o.at("out"), ec);
-  if (ec) {
-    err << "recsched-plan: cannot create " << o.at("out") << ": " << ec.message() << "\n";
-    return 1;
-  }
-  // One config per (type, set); the hosts it needs.
+  const fs::path out_dir = fs::absolute(o.at("out"));
+  // One config per (type, set) whatever its mixes; the hosts it needs. Everything is read
+  // and checked before a file is written.
   struct Group {
     std::string type, file, label;
     int hosts = 0;
+    json config;
   };
   std::vector<Group> groups;
-  for (const json& a : plan["slots"][slot]["ilp"]["assignments"]) {
+  for (const json& a : plan.at("slots").at(slot).at("ilp").at("assignments")) {
     Group g;
-    g.type = a["type"].get<std::string>();
-    g.hosts = a["hosts"].get<int>();
-    json cfg = base;
-    cfg["models"] = json::array();
-    std::string label;
-    for (const json& entry : a["models"]) {
+    g.type = a.at("type").get<std::string>();
+    g.hosts = a.at("hosts").get<int>();
+    if (!plain_name(g.type) || g.hosts < 0)
+      throw FleetError{o.at("plan") + ": an assignment with type '" + g.type + "' and " +
+                       std::to_string(g.hosts) + " hosts"};
+    g.config = base;
+    g.config["models"] = json::array();
+    for (const json& entry : a.at("models")) {
       const std::string m = entry.get<std::string>();
-      if (!model_entry.count(m)) {
-        err << "recsched-plan: " << o.at("config") << " has no model whose spec is named " << m << "\n";
-        return 1;
-      }
-      cfg["models"].push_back(model_entry.at(m));
-      label += (label.empty() ? "" : ".") + m;
+      if (!plain_name(m)) throw FleetError{o.at("plan") + ": a model named '" + m + "'"};
+      if (!model_entry.count(m))
+        throw FleetError{o.at("config") + " has no model whose spec is named " + m};
+      g.config["models"].push_back(model_entry.at(m));
+      g.label += (g.label.empty() ? "" : ".") + m;
     }
-    if (plan.contains("policy") && cfg.value("/policy/name"_json_pointer, "") != plan["policy"]) {
-      cfg["policy"]["name"] = plan["policy"];
-      cfg["policy"]["params"] = json::object();  // the base's were for another policy
+    if (g.label.empty()) throw FleetError{o.at("plan") + ": an assignment serves no model"};
+    if (plan.contains("policy") && g.config.value("/policy/name"_json_pointer, "") != plan.at("policy")) {
+      g.config["policy"]["name"] = plan.at("policy");
+      g.config["policy"]["params"] = json::object();  // the base's were for another policy
     }
-    g.label = label;
-    g.file = (fs::path(o.at("out")) / (g.type + "." + label + ".json")).string();
-    std::ofstream f(g.file);
-    f << cfg.dump(2) << "\n";
-    if (!f) {
-      err << "recsched-plan: cannot write " << g.file << "\n";
-      return 1;
-    }
-    // The same set at two mixes is one config: its hosts add up.
+    g.file = (out_dir / (g.type + "." + g.label + ".json")).string();
     auto same = std::find_if(groups.begin(), groups.end(),
                              [&](const Group& x) { return x.file == g.file; });
     if (same != groups.end()) {
-      same->hosts += g.hosts;
+      same->hosts += g.hosts;  // the same set at another mix: the same config
     } else {
       groups.push_back(std::move(g));
     }
   }
-  for (const Group& g : groups) out << g.file << ": " << g.hosts << " hosts of " << g.type << "\n";
-  if (!o.count("hosts")) return 0;
-  std::ifstream hf(o.at("hosts"));
-  const json hosts = json::parse(hf, nullptr, false);
-  if (hosts.is_discarded() || !hosts.is_array()) {
-    err << "recsched-plan: " << o.at("hosts") << " must be a JSON array of {name, type}\n";
-    return 1;
-  }
-  json assignments = json::object();
-  std::string script = "#!/bin/sh\n# recsched-plan apply: slot " + std::to_string(slot) + " of " +
-                       o.at("plan") + "\nset -e\n";
-  std::map<std::string, int> short_of;
-  for (const Group& g : groups) short_of[g.type] += 0;
-  for (const json& h : hosts) {
-    if (!h.is_object() || !h.contains("name") || !h.contains("type") || !h["name"].is_string() ||
-        !h["type"].is_string()) {
-      err << "recsched-plan: " << o.at("hosts") << ": every host needs a name and a type\n";
-      return 1;
+  json hosts = json::array();
+  if (o.count("hosts")) {
+    hosts = read_json(o.at("hosts"), "inventory");
+    if (!hosts.is_array()) throw FleetError{o.at("hosts") + " must be a JSON array of {name, type}"};
+    std::set<std::string> names;
+    for (const json& h : hosts) {
+      if (!h.is_object() || !h.contains("name") || !h.contains("type") || !h.at("name").is_string() ||
+          !h.at("type").is_string())
+        throw FleetError{o.at("hosts") + ": every host needs a name and a type"};
+      const std::string name = h.at("name");
+      if (!node_name(name))
+        throw FleetError{o.at("hosts") + ": '" + name + "' is not a node name (lower-case letters, digits, '-', '.')"};
+      if (!names.insert(name).second) throw FleetError{o.at("hosts") + ": host '" + name + "' twice"};
     }
-    const std::string name = h["name"], type = h["type"];
+  }
+  std::error_code ec;
+  fs::create_directories(out_dir, ec);
+  if (ec) throw FleetError{"cannot create " + out_dir.string() + ": " + ec.message()};
+  for (const Group& g : groups) {
+    std::ofstream f(g.file);
+    f << g.config.dump(2) << "\n";
+    if (!f) throw FleetError{"cannot write " + g.file};
+    out << g.file << ": " << g.hosts << " hosts of " << g.type << "\n";
+  }
+  if (!o.count("hosts")) return 0;
+  json assignments = json::object();
+  std::string script = "#!/bin/sh\n# recsched-plan apply: slot " + std::to_string(slot) + "\nset -e\n";
+  for (const json& h : hosts) {
+    const std::string name = h.at("name"), type = h.at("type");
     std::string given = "off", label = "off";
     for (Group& g : groups) {
       if (g.type == type && g.hosts > 0) {
@@ -539,13 +565,13 @@ int apply_slot(const std::map<std::string, std::string>& o, std::ostream& out, s
       }
     }
     assignments[name] = given;
-    script += "kubectl label node " + name + " recsched.io/plan-set=" + label + " --overwrite\n";
+    script += "kubectl label node '" + name + "' recsched.io/plan-set=" + label + " --overwrite\n";
   }
   int missing = 0;
   for (const Group& g : groups) missing += g.hosts;
-  std::ofstream(fs::path(o.at("out")) / "assignments.json") << assignments.dump(2) << "\n";
-  std::ofstream(fs::path(o.at("out")) / "label-nodes.sh") << script;
-  out << fs::path(o.at("out")) / "assignments.json" << ", " << fs::path(o.at("out")) / "label-nodes.sh"
+  std::ofstream(out_dir / "assignments.json") << assignments.dump(2) << "\n";
+  std::ofstream(out_dir / "label-nodes.sh") << script;
+  out << (out_dir / "assignments.json").string() << ", " << (out_dir / "label-nodes.sh").string()
       << ": " << hosts.size() << " hosts\n";
   if (missing > 0) {
     err << "recsched-plan: the inventory lacks " << missing << " hosts the plan powers\n";
@@ -593,6 +619,9 @@ int run_plan_cli(const std::vector<std::string>& args, std::ostream& out, std::o
   } catch (const UsageError& e) {
     err << "recsched-plan: " << e.message << " (see recsched-plan --help)\n";
     return 2;
+  } catch (const std::exception& e) {  // a file that fails as it is read, not a crash
+    err << "recsched-plan: " << e.what() << "\n";
+    return 1;
   }
 }
 

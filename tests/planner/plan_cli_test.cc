@@ -4,6 +4,8 @@
 
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -26,8 +28,9 @@ Run run(const std::vector<std::string>& args) {
   return {rc, out.str(), err.str()};
 }
 
+// Per process: ctest runs each test case as its own process, two at a time.
 fs::path scratch() {
-  const fs::path dir = fs::temp_directory_path() / "plan_cli_test";
+  const fs::path dir = fs::temp_directory_path() / ("plan_cli_test_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   return dir;
 }
@@ -78,7 +81,7 @@ TEST_CASE("recsched-plan: a bad fleet file is named with what is wrong") {
        "'count' is required"},
       {R"({"policy": "nosuch", "host_types": [], "models": []})", "unknown policy 'nosuch'"},
       {R"({"host_types": [{"name": "a+b", "profiles": "p", "count": 1, "power_w": 1}], "models": []})",
-       "without '+'"},
+       "letters, digits, '_' or '-'"},
       {R"({"host_types": [{"name": "a", "profiles": "p", "count": 1, "power_w": -5}], "models": []})",
        "power_w must be > 0"},
       {R"({"host_types": [{"name": "a", "profiles": "p", "count": 1, "power_w": 5}], "models": [{"name": "ncf"}]})",
@@ -92,7 +95,7 @@ TEST_CASE("recsched-plan: a bad fleet file is named with what is wrong") {
   }
   Run missing = run({"--fleet", "/nonexistent/fleet.json"});
   CHECK(missing.rc == 1);
-  CHECK(missing.err.find("cannot open fleet") != std::string::npos);
+  CHECK(missing.err.find("fleet /nonexistent/fleet.json: not a readable file") != std::string::npos);
   // A profile that does not exist, named with its host type.
   json f = small_fleet();
   f["host_types"][1]["profiles"] = "/nonexistent/profile.json";
@@ -165,11 +168,19 @@ TEST_CASE("recsched-plan: a day planned, replayed through the simulator, and app
   std::ifstream af(out / "assignments.json");
   const json assigned = json::parse(af);
   CHECK(assigned.size() == 12);
+  // The hosts each config should get: one config per (type, set), whatever its mixes.
+  std::map<std::string, int> expected;
+  for (const json& g : slot["assignments"]) {
+    std::string label;
+    for (const json& m : g["models"]) label += (label.empty() ? "" : ".") + m.get<std::string>();
+    expected[(fs::absolute(out) / (g["type"].get<std::string>() + "." + label + ".json")).string()] +=
+        g["hosts"].get<int>();
+  }
   int on = 0;
   for (const json& g : slot["assignments"]) {
     std::string label;
     for (const json& m : g["models"]) label += (label.empty() ? "" : ".") + m.get<std::string>();
-    const fs::path cfg_path = out / (g["type"].get<std::string>() + "." + label + ".json");
+    const fs::path cfg_path = fs::absolute(out) / (g["type"].get<std::string>() + "." + label + ".json");
     REQUIRE(fs::exists(cfg_path));
     std::ifstream cf(cfg_path);
     const json cfg = json::parse(cf);
@@ -181,15 +192,27 @@ TEST_CASE("recsched-plan: a day planned, replayed through the simulator, and app
       CHECK(fs::exists(spec));
       CHECK(fs::path(spec).stem() == g["models"][i].get<std::string>());
     }
+  }
+  for (const auto& [file, hosts] : expected) {
     int given = 0;
-    for (const auto& [host, file] : assigned.items()) given += file == cfg_path.string();
-    CHECK(given == g["hosts"].get<int>());
+    for (const auto& [host, f] : assigned.items()) given += f == file;
+    CHECK(given == hosts);
     on += given;
   }
   CHECK(on == slot["hosts"].get<int>());
   std::ifstream lf(out / "label-nodes.sh");
   const std::string labels((std::istreambuf_iterator<char>(lf)), std::istreambuf_iterator<char>());
-  CHECK(labels.find("kubectl label node f0 recsched.io/plan-set=") != std::string::npos);
+  CHECK(labels.find("kubectl label node 'f0' recsched.io/plan-set=") != std::string::npos);
+  // Names that are not node names, or a host twice, are refused before anything is written.
+  for (const char* bad : {R"([{"name": "x; touch /tmp/pwned #", "type": "fast"}])",
+                          R"([{"name": "f0", "type": "fast"}, {"name": "f0", "type": "slow"}])"}) {
+    CAPTURE(bad);
+    Run r2 = run({"apply", "--plan", plan, "--slot", "3", "--config",
+                  std::string(RECSCHED_SOURCE_DIR) + "/systemd/recschedd.json", "--out",
+                  (dir / "refused").string(), "--hosts", write("bad-hosts.json", bad)});
+    CHECK(r2.rc == 1);
+    CHECK(!fs::exists(dir / "refused"));
+  }
   // An inventory too small for the plan is refused with the count it lacks.
   Run small = run({"apply", "--plan", plan, "--slot", "3", "--config",
                    std::string(RECSCHED_SOURCE_DIR) + "/systemd/recschedd.json", "--out", out.string(),
@@ -199,6 +222,13 @@ TEST_CASE("recsched-plan: a day planned, replayed through the simulator, and app
   Run bad_slot = run({"apply", "--plan", plan, "--slot", "9", "--config", "x", "--out", out.string()});
   CHECK(bad_slot.rc == 1);
   CHECK(bad_slot.err.find("4 slots") != std::string::npos);
+  CHECK(run({"apply", "--plan", plan, "--slot", "0.5", "--config", "x", "--out", out.string()}).rc == 2);
+  Run dir_plan = run({"apply", "--plan", dir.string(), "--slot", "0", "--config", "x", "--out", out.string()});
+  CHECK(dir_plan.rc == 1);
+  CHECK(dir_plan.err.find("not a readable file") != std::string::npos);
+  Run dir_fleet = run({"--fleet", dir.string()});
+  CHECK(dir_fleet.rc == 1);
+  CHECK(dir_fleet.err.find("not a readable file") != std::string::npos);
   Run malformed = run({"apply", "--plan", write("odd-plan.json", R"({"slots": [{"ilp": {"assignments": [{"type": 5}]}}]})"),
                        "--slot", "0", "--config", std::string(RECSCHED_SOURCE_DIR) + "/systemd/recschedd.json",
                        "--out", out.string()});
