@@ -57,7 +57,7 @@ apply (one slot of a plan to the hosts):
   --slot N           the slot (0 = from midnight)
   --config BASE      a recschedd config: each co-location set gets a copy serving only
                      its models (matched by their spec file's name), with the plan's
-                     policy; relative spec paths are made absolute
+                     policy and targets; relative spec paths are made absolute
   --out DIR          where the configs go (DIR/<type>.<model>.<model>.json)
   --hosts FILE       optional inventory, [{"name": ..., "type": ...}]: each host is given
                      a config or "off" (DIR/assignments.json) and a node label
@@ -339,6 +339,8 @@ int plan_day(const std::map<std::string, std::string>& o, std::ostream& out, std
   doc["policy"] = fleet.sim.policy;
   doc["utilisation"] = fleet.utilisation;
   doc["max_set_size"] = copt.max_set_size;
+  doc["targets_ms"] = json::object();
+  for (const auto& t : fleet.targets) doc["targets_ms"][t.model] = t.sla_ms;
   doc["slot_minutes"] = trace->slot_minutes;
   doc["fleet_hosts"] = fleet_hosts;
   doc["capacity"] = json::array();
@@ -509,7 +511,11 @@ int apply_slot(const std::map<std::string, std::string>& o, std::ostream& out, s
       if (!plain_name(m)) throw FleetError{o.at("plan") + ": a model named '" + m + "'"};
       if (!model_entry.count(m))
         throw FleetError{o.at("config") + " has no model whose spec is named " + m};
-      g.config["models"].push_back(model_entry.at(m));
+      json entry_cfg = model_entry.at(m);
+      // The target the plan was made for, not the base config's.
+      if (plan.contains("targets_ms") && plan.at("targets_ms").contains(m))
+        entry_cfg["sla_ms"] = plan.at("targets_ms").at(m);
+      g.config["models"].push_back(std::move(entry_cfg));
       g.label += (g.label.empty() ? "" : ".") + m;
     }
     if (g.label.empty()) throw FleetError{o.at("plan") + ": an assignment serves no model"};

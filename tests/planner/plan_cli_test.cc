@@ -48,7 +48,7 @@ json small_fleet() {
              {"power_w", 90}}}},
           {"models",
            {{{"name", "ncf"}, {"target_ms", 5}, {"peak_qps", 1500}, {"peak_hour", 20}},
-            {{"name", "wnd"}, {"target_ms", 25}, {"peak_qps", 300}, {"peak_hour", 8}}}},
+            {{"name", "wnd"}, {"target_ms", 30}, {"peak_qps", 300}, {"peak_hour", 8}}}},
           {"trace", {{"slot_minutes", 360}, {"trough", 0.4}}}};
 }
 
@@ -191,6 +191,8 @@ TEST_CASE("recsched-plan: a day planned, replayed through the simulator, and app
       CHECK(fs::path(spec).is_absolute());
       CHECK(fs::exists(spec));
       CHECK(fs::path(spec).stem() == g["models"][i].get<std::string>());
+      // The fleet's target, not the base config's (wnd: 30 ms here, 25 in the base).
+      CHECK(cfg["models"][i]["sla_ms"] == (g["models"][i] == "wnd" ? 30 : 5));
     }
   }
   for (const auto& [file, hosts] : expected) {
