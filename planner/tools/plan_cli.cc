@@ -16,6 +16,7 @@
 #include "planner/planner.h"
 #include "planner/trace.h"
 #include "policies/registry.h"
+#include "sim/tools/options.h"
 
 namespace recsched::plan::tools {
 namespace {
@@ -64,20 +65,8 @@ apply (one slot of a plan to the hosts):
                      recsched.io/plan-set (DIR/label-nodes.sh, kubectl)
 )";
 
-struct UsageError {
-  std::string message;
-};
-
-double number(const std::string& flag, const std::string& v, double lo, double hi) {
-  try {
-    size_t used = 0;
-    const double x = std::stod(v, &used);
-    if (used == v.size() && x >= lo && x <= hi) return x;
-  } catch (const std::exception&) {
-  }
-  throw UsageError{flag + " takes a number in [" + std::to_string(lo) + ", " + std::to_string(hi) +
-                   "], not '" + v + "'"};
-}
+using sim::tools::number;
+using sim::tools::UsageError;
 
 // The fleet file, read with an error that names the key.
 struct Fleet {
@@ -594,29 +583,15 @@ int run_plan_cli(const std::vector<std::string>& args, std::ostream& out, std::o
                                                    "max-set-size"};
   static const std::vector<std::string> kFlags = {"replay", "json"};
   try {
-    std::map<std::string, std::string> o;
-    bool applying = false;
-    for (size_t i = 0; i < args.size(); ++i) {
-      const std::string& a = args[i];
-      if (a == "-h" || a == "--help") {
-        out << kUsage;
-        return 0;
-      }
-      if (i == 0 && a == "apply") {
-        applying = true;
-        continue;
-      }
-      if (a.rfind("--", 0) != 0) throw UsageError{"unexpected argument '" + a + "'"};
-      const std::string key = a.substr(2);
-      if (std::find(kFlags.begin(), kFlags.end(), key) != kFlags.end()) {
-        o[key] = "";
-      } else if (std::find(kValued.begin(), kValued.end(), key) != kValued.end()) {
-        if (i + 1 >= args.size()) throw UsageError{a + " needs a value"};
-        o[key] = args[++i];
-      } else {
-        throw UsageError{"unknown option '" + a + "'"};
-      }
+    // `apply` first selects the subcommand; the rest are options.
+    const bool applying = !args.empty() && args[0] == "apply";
+    const auto parsed = sim::tools::parse_options(
+        applying ? std::vector<std::string>(args.begin() + 1, args.end()) : args, kValued, kFlags);
+    if (!parsed) {
+      out << kUsage;
+      return 0;
     }
+    const std::map<std::string, std::string>& o = *parsed;
     if (applying) return apply(o, out, err);
     if (!o.count("fleet")) throw UsageError{"--fleet FILE is required"};
     for (const char* k : {"plan", "slot", "config", "hosts"})

@@ -10,6 +10,7 @@
 #include "policies/registry.h"
 #include "sim/host.h"
 #include "sim/simulator.h"
+#include "sim/tools/options.h"
 #include "sim/tune.h"
 
 namespace recsched::sim::tools {
@@ -88,10 +89,6 @@ what to run (one of):
 Exit status: 0 ok, 1 failure, 2 bad usage.
 )";
 
-struct UsageError {
-  std::string message;
-};
-
 std::vector<std::string> split(const std::string& s, char sep) {
   std::vector<std::string> out;
   std::stringstream ss(s);
@@ -100,17 +97,6 @@ std::vector<std::string> split(const std::string& s, char sep) {
     if (!part.empty()) out.push_back(part);
   }
   return out;
-}
-
-double number(const std::string& flag, const std::string& v, double lo, double hi) {
-  try {
-    size_t used = 0;
-    const double x = std::stod(v, &used);
-    if (used == v.size() && x >= lo && x <= hi) return x;
-  } catch (const std::exception&) {
-  }
-  throw UsageError{flag + " takes a number in [" + std::to_string(lo) + ", " + std::to_string(hi) +
-                   "], not '" + v + "'"};
 }
 
 // DeepRecSys's p95 targets (ms), as in ../shared/reference/deeprecinfra.md.
@@ -475,25 +461,12 @@ int run_sim_cli(const std::vector<std::string>& args, std::ostream& out, std::os
   static const std::vector<std::string> kFlags = {"no-gpu", "find-max", "suite", "per-model",
                                                   "json"};
   try {
-    std::map<std::string, std::string> o;
-    for (size_t i = 0; i < args.size(); ++i) {
-      const std::string& a = args[i];
-      if (a == "-h" || a == "--help") {
-        out << kUsage;
-        return 0;
-      }
-      if (a.rfind("--", 0) != 0) throw UsageError{"unexpected argument '" + a + "'"};
-      const std::string key = a.substr(2);
-      if (std::find(kFlags.begin(), kFlags.end(), key) != kFlags.end()) {
-        o[key] = "";
-      } else if (std::find(kValued.begin(), kValued.end(), key) != kValued.end()) {
-        if (i + 1 >= args.size()) throw UsageError{a + " needs a value"};
-        o[key] = args[++i];
-      } else {
-        throw UsageError{"unknown option '" + a + "'"};
-      }
+    const auto o = parse_options(args, kValued, kFlags);
+    if (!o) {
+      out << kUsage;
+      return 0;
     }
-    return run(o, out, err);
+    return run(*o, out, err);
   } catch (const UsageError& e) {
     err << "recsched-sim: " << e.message << " (see recsched-sim --help)\n";
     return 2;
