@@ -608,6 +608,25 @@ def retried(proxy):
             "retried_examples": again[:5], "bad_examples": bad[:5]}
 
 
+def start_skewed_fleet(run):
+    """run.start_fleet(), until c (1 worker) reports less capacity than a (2 workers): the
+    skew the checks rest on. Each profiles itself at its own moment on this shared host;
+    when a neighbour's burst makes a's profile slow, c looks as big as a and no weighting
+    could show anything, so all three profile again (twice at most) rather than be judged
+    on noise."""
+    for attempt in range(3):
+        daemons, weight_qps = run.start_fleet()
+        a_cap = daemons[0].capacity()["host"]["mix_capacity_qps"]
+        c_cap = daemons[2].capacity()["host"]["mix_capacity_qps"]
+        if c_cap < 0.8 * a_cap or attempt == 2:
+            return daemons, weight_qps
+        log(f"c's profile says {c_cap:.1f} q/s against a's {a_cap:.1f}: profiled in noise, "
+            "profiling all three again")
+        for d in daemons:
+            d.stop_now()
+            shutil.rmtree(os.path.join(d.dir, "state"), ignore_errors=True)
+
+
 # --test ----------------------------------------------------------------------------------
 
 def run_test(run):
@@ -619,7 +638,7 @@ def run_test(run):
         log(("PASS " if ok else "FAIL ") + what)
 
     run.preflight()
-    daemons, weight_qps = run.start_fleet()
+    daemons, weight_qps = start_skewed_fleet(run)
     proxy = HAProxy(run, "haproxy", daemons, agent=True)
     proxy.start()
     log(f"haproxy ({run.haproxy_version}) on 127.0.0.1:{proxy.port}")
@@ -659,7 +678,7 @@ def run_test(run):
     # (c) Rolling restart under load: the load outlasts the three restarts.
     # Low enough that admission never refuses while a restarting instance loads its
     # models (about a core for a few seconds) beside the two that serve.
-    restart_qps = min(50.0, max(5.0, round(0.08 * weight_qps, 1)))
+    restart_qps = min(30.0, max(5.0, round(0.08 * weight_qps, 1)))
     proc, out = run.start_load(proxy.port, "restart",
                                ["--qps", str(restart_qps), "--duration", "45", "--warmup", "0"])
     time.sleep(2)
@@ -718,7 +737,7 @@ def max_qps(result):
 def run_measure(run, out_path):
     t_start = time.monotonic()
     run.preflight()
-    daemons, weight_qps = run.start_fleet()
+    daemons, weight_qps = start_skewed_fleet(run)
     rr = HAProxy(run, "roundrobin", daemons, agent=False)
     ag = HAProxy(run, "agent", daemons, agent=True)
     for p in (rr, ag):
