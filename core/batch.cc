@@ -35,4 +35,35 @@ BatchView view_of(const Batch& batch) {
   return v;
 }
 
+Batch concat(std::span<const BatchView> parts) {
+  Batch out;
+  if (parts.empty()) return out;
+  out.num_dense = parts.front().num_dense;
+  out.num_tables = parts.front().num_tables;
+  size_t indices = 0;
+  for (const BatchView& p : parts) {
+    out.batch_size += p.batch_size;
+    for (uint32_t t = 0; t < p.num_tables; ++t) {
+      const auto off = p.table_offsets(t);
+      indices += static_cast<size_t>(off.back() - off.front());
+    }
+  }
+  out.dense.reserve(static_cast<size_t>(out.batch_size) * out.num_dense);
+  for (const BatchView& p : parts) out.dense.insert(out.dense.end(), p.dense.begin(), p.dense.end());
+  // Table-major, as the wire layout: every part's bags of table 0, then of table 1, ...
+  out.sparse.indices.reserve(indices);
+  out.sparse.offsets.reserve(static_cast<size_t>(out.num_tables) * out.batch_size + 1);
+  for (uint32_t t = 0; t < out.num_tables; ++t) {
+    for (const BatchView& p : parts) {
+      const auto off = p.table_offsets(t);
+      const int64_t base = static_cast<int64_t>(out.sparse.indices.size()) - off.front();
+      for (uint32_t b = 0; b < p.batch_size; ++b) out.sparse.offsets.push_back(base + off[b]);
+      out.sparse.indices.insert(out.sparse.indices.end(), p.indices.begin() + off.front(),
+                                p.indices.begin() + off.back());
+    }
+  }
+  out.sparse.offsets.push_back(static_cast<int64_t>(out.sparse.indices.size()));
+  return out;
+}
+
 }  // namespace recsched

@@ -55,4 +55,9 @@ struct BatchView {
 /// The whole batch as a view.
 BatchView view_of(const Batch& batch);
 
+/// The items of `parts`, in order, as one batch (an accelerator's merged pass: core/merge.h);
+/// item i of part p is item (items of the parts before p) + i of the result. Every part
+/// must have the same num_dense and num_tables (the first part's; checked by the caller).
+Batch concat(std::span<const BatchView> parts);
+
 }  // namespace recsched

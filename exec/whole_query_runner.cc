@@ -2,6 +2,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
+
+#include "core/merge.h"
+#include "core/pieces.h"
 
 namespace recsched::exec {
 
@@ -33,12 +37,79 @@ Status WholeQueryRunner::submit(Request request, size_t max_queued) {
       return unavailable("device " + name_ + " has " + std::to_string(in_flight_) +
                          " queries queued (limit " + std::to_string(max_queued) + ")");
     }
-    queue_.push_back(std::move(request));
+    const Clock::time_point due = request.deadline.value_or(Clock::now());
+    queue_.emplace(Key{due, submitted_++}, std::move(request));
     ++in_flight_;
   }
   cv_.notify_one();
   return Status::ok();
 }
+
+void WholeQueryRunner::set_merging(Merging merging) {
+  std::lock_guard<std::mutex> lock(mu_);
+  merging_ = std::move(merging);
+}
+
+WholeQueryRunner::Passes WholeQueryRunner::passes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return passes_;
+}
+
+std::vector<Request> WholeQueryRunner::take_pass_locked(Clock::time_point now) {
+  std::vector<Request> pass;
+  const Key head_key = queue_.begin()->first;
+  pass.push_back(std::move(queue_.begin()->second));
+  queue_.erase(queue_.begin());
+  const Request& head = pass.front();
+  if (!merging_.on || !merging_.service_ms) return pass;
+  auto slack = [&](const Key& k) {
+    return std::chrono::duration<double, std::milli>(k.first - now).count();
+  };
+  // The queries of the head's model among the first kMaxQueriesLooked waiting, in order.
+  std::vector<Queue::iterator> same;
+  std::vector<MergeQuery> waiting;
+  size_t looked = 0;
+  for (auto it = queue_.begin(); it != queue_.end() && looked < kMaxQueriesLooked;
+       ++it, ++looked) {
+    if (it->second.model != head.model) continue;
+    same.push_back(it);
+    waiting.push_back({it->second.batch.batch_size, slack(it->first)});
+  }
+  if (same.empty()) return pass;
+  const engine::Model& model = *head.model;
+  const auto predict = [&](uint32_t items) { return merging_.service_ms(model, items); };
+  for (size_t i : merge_into({head.batch.batch_size, slack(head_key)}, waiting,
+                             merging_.max_items, predict)) {
+    pass.push_back(std::move(same[i]->second));
+    queue_.erase(same[i]);
+  }
+  return pass;
+}
+
+namespace {
+
+// One forward pass over the pass's queries: a single query as it is; several merged into
+// one batch, its scores copied back to each query's rows.
+Status run_pass(std::vector<Request>& pass, engine::Workspace& ws, const std::string& device) {
+  const engine::Model& model = *pass.front().model;
+  if (pass.size() == 1) {
+    return engine::guarded_forward(model, pass.front().batch, ws, pass.front().scores, device);
+  }
+  std::vector<BatchView> parts;
+  parts.reserve(pass.size());
+  for (const Request& r : pass) parts.push_back(r.batch);
+  const Batch merged = concat(parts);
+  std::vector<float> scores(size_t(merged.batch_size) * model.spec().num_outputs());
+  RECSCHED_RETURN_IF_ERROR(engine::guarded_forward(model, view_of(merged), ws, scores, device));
+  size_t at = 0;
+  for (Request& r : pass) {
+    std::memcpy(r.scores.data(), scores.data() + at, r.scores.size() * sizeof(float));
+    at += r.scores.size();
+  }
+  return Status::ok();
+}
+
+}  // namespace
 
 void WholeQueryRunner::main() {
   engine::Workspace ws;
@@ -46,24 +117,28 @@ void WholeQueryRunner::main() {
   while (true) {
     cv_.wait(lock, [&] { return !queue_.empty() || stopping_; });
     if (queue_.empty()) return;  // stopping, and everything was handed out
-    Request job = std::move(queue_.front());
-    queue_.pop_front();
+    const auto t0 = Clock::now();
+    std::vector<Request> pass = take_pass_locked(t0);
     ++busy_;
     lock.unlock();
-    const auto t0 = Clock::now();
-    if (job.started != nullptr) *job.started = t0;
-    // A throwing worker would end the process: the query fails instead (see CpuRunner).
-    Status st = engine::guarded_forward(*job.model, job.batch, ws, job.scores, name_);
+    for (Request& r : pass) {
+      if (r.started != nullptr) *r.started = t0;
+    }
+    // A throwing worker would end the process: the queries fail instead (see CpuRunner).
+    Status st = run_pass(pass, ws, name_);
     const double busy = std::chrono::duration<double>(Clock::now() - t0).count();
-    // Counted out before it is answered, as the CPU runner does: whoever the answer wakes
-    // sees a load without it (found by the runner's test: done() ran first, and a load()
+    // Counted out before they are answered, as the CPU runner does: whoever an answer wakes
+    // sees a load without them (found by the runner's test: done() ran first, and a load()
     // read right after it still counted the query).
     lock.lock();
     --busy_;
-    --in_flight_;
+    in_flight_ -= pass.size();
     busy_seconds_ += busy;
+    ++passes_.passes;
+    passes_.queries += pass.size();
+    if (pass.size() > 1) ++passes_.merged;
     lock.unlock();
-    job.done(std::move(st));
+    for (Request& r : pass) r.done(st);
     lock.lock();
   }
 }

@@ -1,14 +1,20 @@
-// The whole-query runner: queries run whole (no splitting) on `threads` threads, first
-// come first served. The runner for models whose forward() does its own parallelism, such
-// as a GPU model (one feeding thread per stream).
+// The whole-query runner: queries run whole (no splitting) on `threads` threads, earliest
+// deadline first. The runner for models whose forward() does its own parallelism, such as
+// a GPU model (one feeding thread per stream). With merging on (set_merging), a thread
+// that frees runs the query first in queue order together with the queued queries of the
+// same model that core/merge.h's rule lets join: one forward pass over their items, the
+// scores split back to each query in item order (issue 18: an accelerator's fixed cost
+// per pass paid once for several queries).
 #pragma once
 
 #include <condition_variable>
-#include <deque>
+#include <cstdint>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "exec/runner.h"
@@ -17,6 +23,20 @@ namespace recsched::exec {
 
 class WholeQueryRunner final : public Runner {
  public:
+  /// Merging queued queries of one model into one pass. `service_ms(model, items)`
+  /// predicts one pass (the profile of the merged size); merging is off without it.
+  struct Merging {
+    bool on = false;
+    uint32_t max_items = 1024;  ///< the largest merged pass
+    std::function<double(const engine::Model&, uint32_t)> service_ms;
+  };
+  /// Passes run and the queries they answered, since creation.
+  struct Passes {
+    uint64_t passes = 0;
+    uint64_t queries = 0;
+    uint64_t merged = 0;  ///< passes of more than one query
+  };
+
   /// `bind` runs first on every thread (e.g. binding it near the GPU); its error is the
   /// caller's to log, never fatal. threads >= 1. `name` (the device id) names the fail
   /// point "forward.<name>" and the errors of a forward() that throws.
@@ -25,25 +45,38 @@ class WholeQueryRunner final : public Runner {
   WholeQueryRunner(const WholeQueryRunner&) = delete;
   WholeQueryRunner& operator=(const WholeQueryRunner&) = delete;
 
-  /// Queues the request whole, in submission order (sub_batch, workers and deadline are
-  /// not used). See Runner::submit for the errors.
+  /// Queues the request whole, by its deadline (none: its submission time), ties in
+  /// submission order; sub_batch and workers are not used. See Runner::submit for the
+  /// errors.
   Status submit(Request request, size_t max_queued = SIZE_MAX) override;
   int workers() const override { return static_cast<int>(threads_.size()); }
   Load load() const override;
   double busy_seconds() const override;
 
+  /// Takes effect from the next pass a thread starts.
+  void set_merging(Merging merging);
+  Passes passes() const;
+
  private:
+  using Key = std::pair<Clock::time_point, uint64_t>;  // (deadline, submission number)
+  using Queue = std::map<Key, Request>;
+
   void main();
+  // Under mu_: the head's pass, with the queries that join it (core/merge.h), out of queue_.
+  std::vector<Request> take_pass_locked(Clock::time_point now);
 
   std::string name_;
   std::vector<std::thread> threads_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Request> queue_;
+  Queue queue_;
+  uint64_t submitted_ = 0;
   size_t in_flight_ = 0;
   int busy_ = 0;
   bool stopping_ = false;
   double busy_seconds_ = 0;
+  Merging merging_;
+  Passes passes_;
 };
 
 }  // namespace recsched::exec
