@@ -6,7 +6,10 @@ per step: on this 2-core VM one slow NCF query fails a step, and two of its runs
 separate configurations. This runs the whole zoo at one offered load (a fraction of the
 measured capacity) for long enough that every model's p95 rests on a few hundred
 queries, once per configuration per round, the configurations rotating their order from
-round to round, and prints each model's p50 / p95 / p99 and rejections per configuration.
+round to round, and prints each model's p50 / p95 / p99 and rejections per configuration,
+and beside them the daemon's own p95 for the same queries (arrival to answer inside
+recschedd, from /v1/placements): what the client sees beyond it is the HTTP path and this
+host's wake-ups, shared with the generator on the same cores.
 
   python3 bench/colocation_ab.py --qps 58 --seconds 40 --rounds 2 \\
       --config before='{"limits": {"preemption": false, "wait_bound_fraction": 0.5}}' \\
@@ -36,6 +39,28 @@ def load_run_suite():
     mod = importlib.util.module_from_spec(spec)
     loader.exec_module(mod)
     return mod
+
+
+def last_query(rs, socket):
+    """The number of the last query in the daemon's placement log (0 if none)."""
+    pl = rs.get_json(socket, "/v1/placements?limit=1")["placements"]
+    return pl[0]["query"] if pl else 0
+
+
+def daemon_p95(rs, socket, after):
+    """Each model's p95 of actual_ms (arrival to answer inside recschedd) over the answered
+    queries numbered above `after`, from the placement log (limits.placement_log, 4096 by
+    default: a run of more queries is judged on its last 4096)."""
+    pl = rs.get_json(socket, "/v1/placements?limit=100000")["placements"]
+    by_model = {}
+    for p in pl:
+        if p["query"] > after and p["outcome"] == "ok":
+            by_model.setdefault(p["model"], []).append(p["actual_ms"])
+    out = {}
+    for m, xs in by_model.items():
+        xs.sort()
+        out[m] = xs[min(len(xs) - 1, int(0.95 * len(xs)))]
+    return out
 
 
 def main():
@@ -81,17 +106,22 @@ def main():
                        a.policy, "--qps", str(a.qps), "--duration", str(a.seconds),
                        "--warmup", str(min(2.0, a.seconds / 10)), "--seed", str(r + 1)]
                 t0 = time.time()
+                before = last_query(rs, d.socket)
                 subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
                 rs.log(f"{name} round {r}: {time.time() - t0:.0f} s, load "
                        f"{os.getloadavg()[0]:.2f}")
-                results[name].append({"cmd": " ".join(cmd), "report": json.load(open(out))})
+                warmup_queries = int(a.qps * min(2.0, a.seconds / 10))
+                inside = daemon_p95(rs, d.socket, before + warmup_queries)
+                results[name].append({"cmd": " ".join(cmd), "report": json.load(open(out)),
+                                      "daemon_p95_ms": inside})
             finally:
                 d.stop()
     summary = {}
     models = sorted(results[configs[0][0]][0]["report"]["models"])
     print(f"{a.policy}, {a.qps} q/s offered, {a.seconds} s x {a.rounds} rounds")
-    print(f"{'model':8} " + " ".join(f"{n:>34}" for n, _ in configs))
-    print(f"{'':8} " + " ".join(f"{'p50 / p95 / p99 ms, rejected':>34}" for _ in configs))
+    print(f"{'model':8} " + " ".join(f"{n:>46}" for n, _ in configs))
+    print(f"{'':8} " + " ".join(f"{'p50 / p95 / p99 ms, rejected | daemon p95':>46}"
+                                 for _ in configs))
     for m in models:
         row = []
         for name, _ in configs:
@@ -99,11 +129,15 @@ def main():
             sent = sum(x["sent"] for x in runs)
             rej = sum(x["rejected"] for x in runs)
             p = [sum(x[k] for x in runs) / len(runs) for k in ("p50_ms", "p95_ms", "p99_ms")]
+            inside = [x["daemon_p95_ms"].get(m) for x in results[name]]
+            inside = [x for x in inside if x is not None]
+            d95 = sum(inside) / len(inside) if inside else float("nan")
             summary.setdefault(name, {})[m] = {"p50_ms": p[0], "p95_ms": p[1], "p99_ms": p[2],
-                                               "sent": sent, "rejected": rej,
-                                               "sla_ms": runs[0]["sla_ms"]}
-            row.append(f"{p[0]:7.2f} / {p[1]:7.2f} / {p[2]:7.2f}, {rej / max(1, sent):4.0%}")
-        print(f"{m:8} " + " ".join(f"{x:>34}" for x in row))
+                                               "daemon_p95_ms": d95, "sent": sent,
+                                               "rejected": rej, "sla_ms": runs[0]["sla_ms"]}
+            row.append(f"{p[0]:7.2f} / {p[1]:7.2f} / {p[2]:7.2f}, {rej / max(1, sent):4.0%}"
+                       f" | {d95:7.2f}")
+        print(f"{m:8} " + " ".join(f"{x:>46}" for x in row))
     json.dump({"policy": a.policy, "qps": a.qps, "seconds": a.seconds, "rounds": a.rounds,
                "configs": dict(configs), "summary": summary, "runs": results},
               open(a.out, "w"), indent=1)

@@ -392,6 +392,7 @@ Status read_limits(const json& v, const std::string& key, LimitsConfig& out) {
        number_field("late_budget", out.late_budget, {0, 1}),
        number_field("wait_bound_fraction", out.wait_bound_fraction, {0, 1}),
        bool_field("preemption", out.preemption),
+       bool_field("gpu_merging", out.gpu_merging),
        integer_field("worker_nice", out.worker_nice, 0, 19),
        integer_field("degraded_ms", out.degraded_ms, 0, kMaxMs),
        integer_field("window", out.window, 1, kMaxCount),

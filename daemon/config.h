@@ -68,6 +68,11 @@
 // limits.preemption           CPU workers stop a running pass at its next yield point
 //                             (between tables, layers, recurrent steps) for a query due
 //                             sooner (exec::CpuRunner); true; true or false
+// limits.gpu_merging          a GPU stream that frees runs the query due first together
+//                             with the queued queries of its model that still end by
+//                             their deadlines, one pass of the merged size (core/merge.h,
+//                             exec::WholeQueryRunner); admission and the policies count
+//                             what a query adds to those passes; true; true or false
 // limits.worker_nice          the CPU workers' nice value (lower priority than the threads
 //                             that read requests and write answers on the same cores); 10;
 //                             [0, 19]; needs a restart
@@ -148,6 +153,7 @@ struct LimitsConfig {
   double late_budget = 0.5;            ///< policies::Admission::late_budget; 0 = off
   double wait_bound_fraction = 0;      ///< policies::BoundedWait::fraction; 0 = off
   bool preemption = true;              ///< cooperative preemption on CPU workers
+  bool gpu_merging = true;             ///< deadline-aware merging on GPUs (core/merge.h)
   uint32_t worker_nice = 10;           ///< CPU workers' nice value (exec::CpuRunner::create)
   uint32_t degraded_ms = 10000;        ///< how long a device whose query failed is avoided
   uint32_t window = 64;  ///< sliding window of completed queries for tail latency (DeepRecSched)

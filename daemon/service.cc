@@ -10,6 +10,7 @@
 #include "policies/policy.h"
 #include "policies/registry.h"
 #include "engine/inputs.h"
+#include "exec/whole_query_runner.h"
 #include "profiler/profile_cache.h"
 #include "profiler/profiler.h"
 #include "sim/tune.h"
@@ -321,6 +322,7 @@ void Service::start_dispatcher(std::unique_ptr<policies::Policy> policy) {
   dispatcher_ = std::make_unique<policies::Dispatcher>(device_infos(), std::move(policy),
                                                        admission(c.limits));
   dispatcher_->set_bounded_wait(bounded_wait(c.limits));
+  dispatcher_->set_gpu_merging(c.limits.gpu_merging, kGpuMergeMaxItems);
   spdlog::info("policy: {} {}", c.policy.name, dispatcher_->policy().params().dump());
 }
 
@@ -352,6 +354,24 @@ void Service::set_measured_profiles(std::shared_ptr<const ProfileTable> table) {
   profiles_ = std::move(table);
   correction_ = {};
   learnt_since_publish_ = 0;
+  apply_gpu_merging();
+}
+
+void Service::apply_gpu_merging() {
+  for (const auto& dev : devices_) {
+    auto* runner = dynamic_cast<exec::WholeQueryRunner*>(&dev->runner());
+    if (dev->kind() != policies::DeviceKind::kGpu || runner == nullptr) continue;
+    exec::WholeQueryRunner::Merging m;
+    m.on = config_.limits.gpu_merging && measured_profiles_ != nullptr;
+    m.max_items = kGpuMergeMaxItems;
+    // A snapshot: the rule runs under the runner's lock and must not take the service's.
+    m.service_ms = [table = measured_profiles_, id = dev->id()](const engine::Model& model,
+                                                                uint32_t items) {
+      return policies::predict_service_ms(*table, model.spec().name, id, items, items, 1)
+          .value_or(0.0);
+    };
+    runner->set_merging(std::move(m));
+  }
 }
 
 std::shared_ptr<const ProfileTable> Service::profiles() const {
@@ -499,6 +519,8 @@ std::string Service::reload(const DaemonConfig& next) {
   config_.limits.wait_bound_fraction = b.wait_bound_fraction;
   config_.limits.preemption = b.preemption;
   for (const auto& dev : devices_) dev->runner().set_preemption(b.preemption);
+  config_.limits.gpu_merging = b.gpu_merging;
+  apply_gpu_merging();
   config_.limits.degraded_ms = b.degraded_ms;
   config_.limits.placement_log = b.placement_log;
   config_.token = next.token;
@@ -506,11 +528,12 @@ std::string Service::reload(const DaemonConfig& next) {
     std::lock_guard<std::mutex> d(dispatch_mu_);
     dispatcher_->set_admission(admission(b));
     dispatcher_->set_bounded_wait(bounded_wait(b));
+    dispatcher_->set_gpu_merging(b.gpu_merging, kGpuMergeMaxItems);
   }
   std::string out =
       "reloaded SLA targets, admission limits (max_queue, max_items, max_elements, "
       "max_json_depth, reject_factor, priority shares, late_budget, wait_bound_fraction, "
-      "preemption, degraded_ms, "
+      "preemption, gpu_merging, degraded_ms, "
       "placement_log), token";
   if (!(next.policy.name == config_.policy.name && next.policy.params == config_.policy.params)) {
     lock.unlock();

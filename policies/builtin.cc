@@ -62,7 +62,10 @@ void for_each_candidate(const QueryInfo& q, const ClusterView& view, bool parkin
     int splits = 0;
     for (int w = 1; w <= (cpu ? last_k : 1) && splits < 32; w = next_count(w, cpu ? last_k : 1)) {
       if (w > static_cast<int>(q.items)) break;
-      service[splits++] = predict_service_ms(pts, q.items, (q.items + w - 1) / w, w);
+      // A GPU that merges: what its items add to its model's passes there.
+      service[splits++] = d.merge_max_items > 0
+                              ? predict_merged_ms(pts, d.merge_items, q.items, d.merge_max_items)
+                              : predict_service_ms(pts, q.items, (q.items + w - 1) / w, w);
     }
     for (int k = park ? 1 : last_k; k <= last_k; k = next_count(k, last_k)) {
       const double wait = wait_ms(d, k);

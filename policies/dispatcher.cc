@@ -17,6 +17,7 @@ Dispatcher::Dispatcher(std::vector<DeviceInfo> devices, std::unique_ptr<Policy> 
       queued_(devices_.size()),
       slack_(devices_.size()) {
   views_.reserve(devices_.size());
+  gpu_items_.resize(devices_.size());
   for (size_t i = 0; i < devices_.size(); ++i) {
     const std::optional<DeviceId> id = DeviceId::parse(devices_[i].id);
     if (!id) continue;  // a name outside the cpuN/gpuN scheme is never placed on
@@ -52,7 +53,11 @@ std::vector<bool> offered(const std::vector<DeviceLoad>& loads, size_t n) {
 }  // namespace
 
 double Dispatcher::ahead_ms(size_t i, double deadline_ms, const DeviceLoad& load) const {
-  // Only CPU runners order by deadline; a GPU's queue is first come, first served.
+  // A GPU: all of its backlog. Its runner takes the earliest deadline first too, but a
+  // pass runs whole and may merge queries due later than this one; counting only the
+  // work due earlier (the CPU's estimate below) cost earliest-finish 16 % of its
+  // latency-bounded q/s and min-energy 38 % with merging (16 workers + H200, medium
+  // targets, modelled).
   if (devices_[i].kind != DeviceKind::kCpu) return backlog_ms_[i];
   double ahead = 0, behind = 0, longest_behind = 0;
   for (const auto& [key, q] : queued_[i]) {
@@ -148,8 +153,14 @@ Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLo
     const DeviceInfo& d = devices_[i];
     const DeviceLoad load = load_of(i);
     if (!offer[i]) continue;
-    views_.push_back({d.id, d.kind, d.workers, load.busy_workers, load.queued,
-                      ahead_ms(i, deadline_ms, load), d.idle_w, load.active_workers});
+    DeviceView v{d.id, d.kind, d.workers, load.busy_workers, load.queued,
+                 ahead_ms(i, deadline_ms, load), d.idle_w, load.active_workers};
+    if (gpu_merging_ && d.kind == DeviceKind::kGpu) {
+      v.merge_max_items = gpu_merge_max_items_;
+      const auto m = gpu_items_[i].find(query.model != nullptr ? query.model->name : "");
+      v.merge_items = m != gpu_items_[i].end() ? m->second : 0;
+    }
+    views_.push_back(std::move(v));
   }
   Decision out;
   out.policy = std::string(policy_->name());
@@ -250,9 +261,22 @@ Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLo
     out.status = unavailable(why);
     return out;
   }
-  // The work this query adds: its service time on each worker it may occupy.
+  // The work this query adds: its service time on each worker it may occupy; on a GPU
+  // that merges, what it adds to the passes of its model's queries there.
   out.backlog_added_ms =
       out.service_ms * std::min<int>(out.placement.workers, static_cast<int>(std::max(1u, subs)));
+  const std::vector<ProfilePoint>& points = profiles.points(model, it->id);
+  if (gpu_merging_ && it->kind == DeviceKind::kGpu && query.items > 0 && !points.empty()) {
+    auto found = gpu_items_[out.device_index].find(model);
+    if (found == gpu_items_[out.device_index].end()) {
+      found = gpu_items_[out.device_index].emplace(model, 0).first;
+    }
+    uint64_t& in_flight = found->second;
+    out.backlog_added_ms =
+        predict_merged_ms(points, in_flight, query.items, gpu_merge_max_items_);
+    in_flight += query.items;
+    out.merged_items = query.items;
+  }
   backlog_ms_[out.device_index] += out.backlog_added_ms;
   out.queue_key_ms = out.placement.order == QueueOrder::kDeadline ? deadline_ms : now_ms;
   // Bounded waiting: how much of it a reserved worker may run (see BoundedWait). A query
@@ -333,6 +357,12 @@ void Dispatcher::complete(const Decision& decision, const Completion& done) {
   }
   double& b = backlog_ms_[decision.device_index];
   b = std::max(0.0, b - decision.backlog_added_ms);
+  if (decision.merged_items > 0) {
+    auto& items = gpu_items_[decision.device_index];
+    if (auto it = items.find(decision.model); it != items.end()) {
+      it->second -= std::min<uint64_t>(it->second, decision.merged_items);
+    }
+  }
   auto& q = queued_[decision.device_index];
   for (auto [it, end] = q.equal_range(decision.queue_key_ms); it != end; ++it) {
     if (it->second.work_ms == decision.backlog_added_ms) {
@@ -342,6 +372,11 @@ void Dispatcher::complete(const Decision& decision, const Completion& done) {
   }
   if (q.empty()) b = 0;  // no rounding left behind
   if (decision.generation == generation_) policy_->observe(done);
+}
+
+void Dispatcher::set_gpu_merging(bool on, uint32_t max_items) {
+  gpu_merging_ = on;
+  gpu_merge_max_items_ = std::max<uint32_t>(1, max_items);
 }
 
 void Dispatcher::set_policy(std::unique_ptr<Policy> policy) {

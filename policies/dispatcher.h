@@ -119,6 +119,8 @@ struct Decision {
   double service_ms = 0;        ///< predicted service time, without the wait
   size_t device_index = 0;      ///< into the dispatcher's devices()
   double backlog_added_ms = 0;  ///< worker-milliseconds added to that device's backlog
+  /// Items it added to its model's merged passes on a GPU (set_gpu_merging); 0 elsewhere.
+  uint32_t merged_items = 0;
   /// Its place in that device's queue (ms on the dispatch clock): its deadline, now + SLA,
   /// where the runner orders it by deadline (a CPU, Placement::order kDeadline), else now.
   double queue_key_ms = 0;
@@ -149,11 +151,13 @@ class Dispatcher {
   /// complete() is called with it (exactly once). A rejected one needs no complete().
   /// The policy sees, as each device's backlog, the admitted work queued ahead of this
   /// query in that device's runner order: on a CPU, whose runner takes the earliest
-  /// deadline first, the work due no later than this query (now + its SLA); on a GPU
-  /// (first come, first served) all of it; and, while every awake worker is busy, half a
-  /// sub-batch per awake worker of the longest among the queries due later (the runner
-  /// never preempts a running sub-batch, and one of those may be running: half is the
-  /// mean remainder of one found running).
+  /// deadline first, the work due no later than this query (now + its SLA); on a GPU all
+  /// of it (its passes run whole and may merge queries due later); and, while every awake
+  /// worker is busy, half a sub-batch per awake worker of the longest among the queries
+  /// due later (without preemption the runner never stops a running sub-batch, and one of
+  /// those may be running: half is the mean remainder of one found running). With GPU
+  /// merging, a GPU query's work is what it adds to its model's merged passes
+  /// (set_gpu_merging), and the policy sees that as its service there too.
   /// `priority`: the request's (parameters.priority); `own_target`: the request set its
   /// sla_ms; see Admission.
   /// `overhead_ms`: the query's predicted time outside the runner (decoding, encoding;
@@ -181,6 +185,11 @@ class Dispatcher {
   const Policy& policy() const { return *policy_; }
 
   void set_bounded_wait(const BoundedWait& b) { bounded_wait_ = b; }
+  /// GPU merging (exec::WholeQueryRunner::set_merging, core/merge.h): the work a query adds
+  /// to a GPU's backlog is what its items add to its model's queries admitted there and
+  /// not finished, as merged passes of at most `max_items` (the profile's time for the
+  /// merged size, less what the passes took without it), not its own pass's whole time.
+  void set_gpu_merging(bool on, uint32_t max_items);
   const BoundedWait& bounded_wait() const { return bounded_wait_; }
   /// The longest piece (ms) a reserved worker of device `index` runs now; +inf when
   /// bounded waiting is off, the device is not a CPU or no model there has a positive slack.
@@ -226,6 +235,10 @@ class Dispatcher {
     double sub_ms = 0;   // predicted time of one of its sub-batches
   };
   std::vector<std::multimap<double, Queued>> queued_;
+  bool gpu_merging_ = false;
+  uint32_t gpu_merge_max_items_ = 1024;
+  // Per device: items admitted and not finished, by model (GPU merging's accounting).
+  std::vector<std::map<std::string, uint64_t, std::less<>>> gpu_items_;
   Clock::time_point now_{};        // the latest dispatch's clock: the slacks' ages
   std::vector<DeviceView> views_;  // reused by every dispatch()
 

@@ -39,6 +39,17 @@ double predict_service_ms(const std::vector<ProfilePoint>& points, uint32_t item
   return (rounds - 1) * single_ms(points, sub) + single_ms(points, alone ? last : sub);
 }
 
+double predict_merged_ms(const std::vector<ProfilePoint>& points, uint64_t in_flight,
+                         uint32_t items, uint32_t max_items) {
+  const uint64_t cap = std::max<uint32_t>(1, max_items);
+  auto passes_ms = [&](uint64_t n) {
+    const uint64_t rest = n % cap;
+    return double(n / cap) * single_ms(points, uint32_t(cap)) +
+           (rest > 0 ? single_ms(points, uint32_t(rest)) : 0.0);
+  };
+  return std::max(0.0, passes_ms(in_flight + items) - passes_ms(in_flight));
+}
+
 double busy_w_per_worker(const std::vector<ProfilePoint>& pts, uint32_t s) {
   auto per_worker = [](const ProfilePoint& p) {
     return p.power_w / std::max<uint32_t>(1, p.best_workers);

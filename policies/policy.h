@@ -33,6 +33,12 @@ struct DeviceView {
   double backlog_ms = 0;   ///< predicted time to finish what is queued (see Dispatcher)
   double idle_w = 0;       ///< power it draws idle (for min-energy), whole device
   int active_workers = 0;  ///< workers kept awake (the rest parked); 0 = all
+  /// A GPU that merges queued queries of one model into one pass (core/merge.h;
+  /// Dispatcher::set_gpu_merging): merge_max_items > 0, and merge_items of the query's
+  /// model are admitted there and not finished. A query's service there is then what its
+  /// items add to those passes (predict_merged_ms); 0 everywhere else.
+  uint32_t merge_max_items = 0;
+  uint64_t merge_items = 0;
 };
 
 /// Per-model facts a policy may use.
@@ -116,6 +122,11 @@ class Policy {
 std::optional<double> predict_service_ms(const ProfileTable& profiles, std::string_view model,
                                          std::string_view device, uint32_t items,
                                          uint32_t sub_batch, int workers);
+/// A GPU that merges (DeviceView::merge_max_items): what `items` add to the passes of
+/// `in_flight` items of the same model, as passes of at most `max_items` each at the
+/// profile's time for its size; at least 0. With nothing in flight, one pass's time.
+double predict_merged_ms(const std::vector<ProfilePoint>& points, uint64_t in_flight,
+                         uint32_t items, uint32_t max_items);
 /// The same on one (model, device)'s points, which must be non-empty, with items >= 1.
 double predict_service_ms(const std::vector<ProfilePoint>& points, uint32_t items,
                           uint32_t sub_batch, int workers);

@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include "core/merge.h"
 #include "core/pieces.h"
 #include "policies/registry.h"
 
@@ -103,6 +104,8 @@ struct Taken {
   std::shared_ptr<Job> job;
   uint32_t count = 0;
   bool is_long = false;
+  // A GPU pass: the queries merged into `job`'s (Options::gpu_batching), each run whole.
+  std::vector<std::shared_ptr<Job>> merged;
 };
 
 // A piece interrupted at a yield point (Options::preemption): what is left of it.
@@ -119,6 +122,7 @@ struct Worker {
   std::shared_ptr<Job> job;
   uint32_t count = 0;  // items in the running sub-batch
   bool is_long = false;  // a long piece (exec::Request::short_items)
+  std::vector<std::shared_ptr<Job>> merged;  // a GPU pass's other queries (Taken::merged)
   double started_ms = 0, end_ms = 0;  // of the running piece (since it last resumed)
   uint64_t gen = 0;  // the running piece's end event carries it: older ones are stale
   bool preempt_pending = false;  // a preemption event is queued for this worker
@@ -175,6 +179,7 @@ class Simulation {
     dispatcher_->set_bounded_wait({.on = options.wait_bound_fraction > 0,
                                    .fraction = options.wait_bound_fraction,
                                    .preemption = options.preemption});
+    dispatcher_->set_gpu_merging(options.gpu_batching, options.gpu_merge_max_items);
     for (const ModelTarget& t : targets) {
       models_[t.model].view = {t.model, t.sla_ms, 0.0};
     }
@@ -275,10 +280,14 @@ class Simulation {
       job->urgent_ms = std::chrono::duration<double, std::milli>(
                            decision.urgent_at.time_since_epoch()).count();
     }
-    // GPUs: first come, first served, whatever the placement says.
-    const bool by_deadline = decision.placement.order == policies::QueueOrder::kDeadline &&
-                             s.d.info.kind == policies::DeviceKind::kCpu;
+    // Every device serves in the placement's order (GPUs too: exec::WholeQueryRunner), and a
+    // GPU runs each query whole, one stream at a time.
+    const bool by_deadline = decision.placement.order == policies::QueueOrder::kDeadline;
     job->key_ms = q.arrival_ms + (by_deadline ? m.view.sla_ms : 0.0);
+    if (s.d.info.kind == policies::DeviceKind::kGpu) {
+      job->sub = q.items;
+      job->cap = 1;
+    }
     job->decision = std::move(decision);
     s.ready.insert(std::move(job));
     ++s.in_flight;
@@ -324,17 +333,20 @@ class Simulation {
     SimDevice& s = devices_[device];
     Worker& w = s.workers[i];
     const Query& q = trace_[p.job->query];
-    double ms = policies::predict_service_ms(profiles_, q.model, s.d.info.id, p.count, p.count, 1)
+    uint32_t items = p.count;  // a merged GPU pass: every query's items, one pass
+    for (const std::shared_ptr<Job>& j : p.merged) items += j->items;
+    double ms = policies::predict_service_ms(profiles_, q.model, s.d.info.id, items, items, 1)
                     .value_or(0);
     if (options_.noise > 0) {
       const double sg = options_.noise;
       ms *= std::exp(sg * normal(rng_) - sg * sg / 2);
     }
     set_state(s, w, WorkerState::kBusy, now);
-    w.busy_w = busy_power(q.model, s, p.count);
+    w.busy_w = busy_power(q.model, s, items);
     w.job = p.job;
     w.count = p.count;
     w.is_long = p.is_long;
+    w.merged = p.merged;
     run_until(device, i, now, now + ms);
   }
 
@@ -362,9 +374,45 @@ class Simulation {
         }
         return;
       }
+      if (options_.gpu_batching && s.d.info.kind == policies::DeviceKind::kGpu) {
+        merge_pass(s, &p, now);
+      }
       begin_piece(device, i, p, now);
     }
     maybe_preempt(device, now);
+  }
+
+  // Options::gpu_batching: the queued queries of the head's model that core/merge.h's rule
+  // lets join its pass (as exec::WholeQueryRunner), out of the queue, whole.
+  void merge_pass(SimDevice& s, Taken* p, double now) {
+    const std::string& model = trace_[p->job->query].model;
+    const std::string& device = s.d.info.id;
+    std::vector<std::shared_ptr<Job>> same;
+    std::vector<MergeQuery> waiting;
+    size_t looked = 0;
+    for (const std::shared_ptr<Job>& j : s.ready) {
+      if (++looked > kMaxQueriesLooked) break;
+      if (trace_[j->query].model != model || j->taken > 0) continue;
+      same.push_back(j);
+      waiting.push_back({j->items, j->key_ms - now});
+    }
+    if (same.empty()) return;
+    auto predict = [&](uint32_t n) {
+      return policies::predict_service_ms(profiles_, model, device, n, n, 1).value_or(0);
+    };
+    for (size_t i : merge_into({p->job->items, p->job->key_ms - now}, waiting,
+                               options_.gpu_merge_max_items, predict)) {
+      const std::shared_ptr<Job>& j = same[i];
+      s.ready.erase(j);
+      j->taken = j->items;
+      j->running = 1;
+      p->merged.push_back(j);
+    }
+    ++gpu_passes_;
+    if (!p->merged.empty()) {
+      ++merged_passes_;
+      merged_queries_ += p->merged.size() + 1;
+    }
   }
 
   // Options::preemption: with every awake worker busy, the query first in queue order
@@ -454,27 +502,36 @@ class Simulation {
                 static_cast<int>(e.worker) < s.active ? WorkerState::kIdle : WorkerState::kParked,
                 e.t);
     }
+    std::vector<std::shared_ptr<Job>> merged = std::move(w.merged);
+    w.merged.clear();
+    piece_done(s, std::move(job), w.count, e.t);
+    for (const std::shared_ptr<Job>& j : merged) piece_done(s, j, j->items, e.t);
+    if (nested) after_nested(e.device, e.worker, e.t);
+    start_work(e.device, e.t);
+  }
+
+  // A piece of `job` (`count` items) ended at t: back in the queue if it has pieces left
+  // and had its cap running, and settled once its last piece is done.
+  void piece_done(SimDevice& s, std::shared_ptr<Job> job, uint32_t count, double t) {
     if (job->running-- == job->cap && job->taken < job->items) s.ready.insert(job);
-    job->finished += w.count;
+    job->finished += count;
     if (job->finished == job->items) {
       --s.in_flight;
       const Query& q = trace_[job->query];
-      const double latency = e.t - q.arrival_ms;
+      const double latency = t - q.arrival_ms;
       ModelState& m = models_.at(q.model);
       if (q.arrival_ms >= warmup_ms_) m.latencies.push_back(latency);
-      if (e.t >= warmup_ms_ && e.t <= trace_.back().arrival_ms) ++done_in_span_, ++m.done_in_span;
+      if (t >= warmup_ms_ && t <= trace_.back().arrival_ms) ++done_in_span_, ++m.done_in_span;
       m.recent.push_back(latency);
       if (m.recent.size() > 64) m.recent.erase(m.recent.begin());
       if (++completions_ % 16 == 0) {
         std::vector<double> r = m.recent;
         m.view.recent_p95_ms = percentile(r, 95);
       }
-      end_ms_ = std::max(end_ms_, e.t);
+      end_ms_ = std::max(end_ms_, t);
       dispatcher_->complete(job->decision, {job->query + 1, q.model, q.items,
                                             job->decision.placement, latency, true});
     }
-    if (nested) after_nested(e.device, e.worker, e.t);
-    start_work(e.device, e.t);
   }
 
   Report report(double span) {
@@ -482,6 +539,9 @@ class Simulation {
     r.policy = std::string(dispatcher_->policy().name());
     r.policy_params = dispatcher_->policy().params();
     r.preemptions = preemptions_;
+    r.gpu_passes = gpu_passes_;
+    r.merged_passes = merged_passes_;
+    r.merged_queries = merged_queries_;
     const double end = std::max(end_ms_, span);
     uint64_t offered = 0, rejected = 0, completed = 0;
     bool ok = true;
@@ -548,6 +608,7 @@ class Simulation {
   std::priority_queue<Event, std::vector<Event>, std::greater<>> events_;
   std::vector<policies::DeviceLoad> loads_;
   uint64_t seq_ = 0, completions_ = 0, done_in_span_ = 0, preemptions_ = 0;
+  uint64_t gpu_passes_ = 0, merged_passes_ = 0, merged_queries_ = 0;  // Options::gpu_batching
   double warmup_ms_ = 0, end_ms_ = 0;
 };
 
@@ -688,6 +749,9 @@ nlohmann::json Report::to_json() const {
           {"energy_j", energy_j},
           {"energy_per_query_j", energy_per_query_j},
           {"preemptions", preemptions},
+          {"gpu_passes", gpu_passes},
+          {"merged_passes", merged_passes},
+          {"merged_queries", merged_queries},
           {"seconds", seconds},
           {"meets_sla", meets_sla},
           {"queries_per_device", queries_per_device},

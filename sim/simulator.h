@@ -10,7 +10,10 @@
 //   earliest deadline (arrival + SLA target; or its arrival, for a placement that asks
 //   for FIFO order: Placement::order) that has one left and fewer than its worker cap
 //   running, ties in arrival order. GPUs have `workers` streams, each running whole
-//   queries first come, first served (as recschedd's GPU runner).
+//   queries in the same queue order (as recschedd's GPU runner,
+//   exec::WholeQueryRunner); with Options::gpu_batching a stream runs the first query
+//   together with the queued queries of its model that core/merge.h's rule lets join,
+//   one pass of the merged size.
 // - A sub-batch of s items takes the profile's single-worker median at s (interpolated;
 //   per item beyond the measured range), times a lognormal noise factor (mean 1,
 //   sigma `noise`) drawn per sub-batch. Contention between workers (shared memory
@@ -106,6 +109,11 @@ struct Options {
   /// A model that has a target but received no queries fails meets_sla (true: the mix's
   /// judgement, as bench/run-suite's; false lets a target list cover models a trace omits).
   bool judge_every_target = true;
+  /// Deadline-aware merging on GPUs (core/merge.h; recschedd's limits.gpu_merging): a
+  /// stream's pass takes the queued queries of the first one's model that end in time with
+  /// it, up to gpu_merge_max_items items, and lasts the profile's time at the merged size.
+  bool gpu_batching = false;
+  uint32_t gpu_merge_max_items = 1024;
   /// Queries admitted and not finished per device beyond which one is turned away, as
   /// recschedd's limits.max_queue does (its runner refuses it); 0 = no limit.
   size_t max_queue = 0;
@@ -133,6 +141,9 @@ struct Report {
   /// model keeps up alike).
   double mix_throughput_qps = 0;
   uint64_t preemptions = 0;  ///< pieces run at another's yield point (Options::preemption)
+  /// GPU passes started with Options::gpu_batching, those of more than one query, and the
+  /// queries those answered.
+  uint64_t gpu_passes = 0, merged_passes = 0, merged_queries = 0;
   double energy_j = 0;      ///< over the whole run, all devices
   double energy_per_query_j = 0;
   double seconds = 0;  ///< simulated: first arrival to last completion

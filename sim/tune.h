@@ -49,7 +49,9 @@ struct DrsTuneOptions {
   /// this VM's profile: 256 at 1000 queries a run, 32 at 2000); at 5 % every model chose
   /// the same size at 1000, 2000 and 4000 queries but one (RMC3: 128 or 96, 2 % apart).
   double tolerance = 0.05;
-  Options sim;  ///< noise, admission, queue order, bounded waiting: as the runs to come
+  /// Noise, admission, queue order, bounded waiting: as the runs to come; GPU merging is
+  /// always off for the search (as published; see tune_deeprecsched).
+  Options sim;
 };
 
 /// Tunes every model of `targets` that has a profile on a CPU device of `devices`.

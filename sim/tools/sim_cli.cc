@@ -68,6 +68,12 @@ workload:
                        running piece at its next yield point
   --yield-stretch MS   with --preemption on, a running piece reaches a yield point every
                        MS of its run (default 0.5)
+  --gpu-batching on|off
+                       deadline-aware merging on GPUs, as recschedd's
+                       limits.gpu_merging (default on): a stream that frees runs the
+                       first query with the queued queries of its model that still end
+                       by their deadlines in one pass of the merged size (off: one query
+                       per pass)
 what to run (one of):
   --qps Q              one run per policy at Q queries/s
   --find-max           latency-bounded throughput per policy (doubling, then bisection
@@ -239,6 +245,12 @@ int run(const std::map<std::string, std::string>& o, std::ostream& out, std::ost
       throw UsageError{"--preemption takes on or off, not '" + o.at("preemption") + "'"};
     options.preemption = o.at("preemption") == "on";
   }
+  options.gpu_batching = true;  // recschedd's default
+  if (o.count("gpu-batching")) {
+    if (o.at("gpu-batching") != "on" && o.at("gpu-batching") != "off")
+      throw UsageError{"--gpu-batching takes on or off, not '" + o.at("gpu-batching") + "'"};
+    options.gpu_batching = o.at("gpu-batching") == "on";
+  }
   if (o.count("yield-stretch")) {
     options.yield_stretch_ms = number("--yield-stretch", o.at("yield-stretch"), 0.001, 1000);
   }
@@ -342,6 +354,7 @@ int run(const std::map<std::string, std::string>& o, std::ostream& out, std::ost
   doc["seconds_per_run"] = trace.seconds;
   doc["noise"] = options.noise;
   doc["queue"] = o.count("queue") ? o.at("queue") : "policy";
+  doc["gpu_batching"] = options.gpu_batching;
   doc["admission"] = options.admission.admit_idle ? "daemon" : "prediction";
   doc["admission_limits"] = {{"reject_factor", options.admission.reject_factor},
                              {"share", options.admission.normal_share},
@@ -350,7 +363,8 @@ int run(const std::map<std::string, std::string>& o, std::ostream& out, std::ost
     out << "devices:";
     for (const Device& d : s.devices) out << " " << d.info.id << " (" << d.info.workers << ")";
     out << "; " << trace.seconds << " s per run, noise " << options.noise << ", queue "
-        << doc["queue"].get<std::string>() << "\n";
+        << doc["queue"].get<std::string>() << ", gpu batching "
+        << (options.gpu_batching ? "on" : "off") << "\n";
   }
   try {
     if (o.count("suite")) {
@@ -457,7 +471,7 @@ int run_sim_cli(const std::vector<std::string>& args, std::ostream& out, std::os
       "cpu-parked-w", "gpu-idle-w",   "models",      "targets",     "seconds",
       "seed",         "noise",        "qps",         "policies",   "queue",
       "reject-factor", "wait-bound",   "drs-tuning",  "admission",  "preemption",
-      "yield-stretch", "late-budget"};
+      "yield-stretch", "late-budget", "gpu-batching"};
   static const std::vector<std::string> kFlags = {"no-gpu", "find-max", "suite", "per-model",
                                                   "json"};
   try {

@@ -135,7 +135,7 @@ TEST_CASE("the example config writes out every key with its default value") {
         Keys{"max_body_bytes", "max_header_bytes", "max_headers", "max_connections",
              "header_timeout_ms", "read_timeout_ms", "idle_timeout_ms", "max_queue", "max_items",
              "max_elements", "max_json_depth", "reject_factor", "normal_priority_share",
-             "low_priority_share", "late_budget", "wait_bound_fraction", "preemption", "worker_nice", "degraded_ms",
+             "low_priority_share", "late_budget", "wait_bound_fraction", "preemption", "gpu_merging", "worker_nice", "degraded_ms",
              "window",
              "placement_log"});
   CHECK(keys(j["fleet"]) == Keys{"agent_check", "agent_weight_qps", "max_utilisation", "drain_ms",
@@ -205,6 +205,7 @@ TEST_CASE("omitted keys take their defaults") {
   CHECK(l.low_priority_share == policies::kDaemonAdmission.low_share);
   CHECK(l.late_budget == policies::kDaemonAdmission.late_budget);
   CHECK(l.preemption == true);
+  CHECK(l.gpu_merging == true);
   CHECK(l.worker_nice == 10);
   CHECK(l.degraded_ms == 10000);
   CHECK(l.window == 64);
@@ -619,6 +620,8 @@ TEST_CASE("a bad config is refused with one line naming the key path") {
        "key 'limits.max_queue': must be an integer in [1, 1048576]"},
       {"a window as a string", R"({"models": ["$M/ncf.json"], "limits": {"window": "64"}})",
        "key 'limits.window': must be an integer"},
+      {"gpu_merging as a number", R"({"models": ["$M/ncf.json"], "limits": {"gpu_merging": 1}})",
+       "key 'limits.gpu_merging': must be true or false"},
       {"max_items past 2^64", R"({"models": ["$M/ncf.json"], "limits": {"max_items": 1e30}})",
        "key 'limits.max_items': must be an integer"},
       {"late_budget above 1",

@@ -116,6 +116,55 @@ TEST_CASE("with preemption, a query due sooner expects no wait for a running pie
   }
 }
 
+TEST_CASE("on a GPU that merges, a query adds what its items add to its model's passes") {
+  // A GPU whose pass costs 1 ms plus 0.01 ms per item: the fixed cost is what merging saves.
+  ProfileTable table;
+  for (uint32_t b : {1u, 16u, 64u, 256u, 1024u}) table.add("m", "gpu0", point(b, 1.0 + 0.01 * b));
+  const std::vector<DeviceInfo> gpu = {{"gpu0", DeviceKind::kGpu, 1, 70.0}};
+  const ModelView model{"m", 100.0, 0.0};
+  const ModelView other{"o", 100.0, 0.0};
+  table.add("o", "gpu0", point(1, 1.0));
+  table.add("o", "gpu0", point(1024, 11.24));
+  const auto t0 = Clock::now();
+  Dispatcher d(gpu, make("earliest-finish"), 2.0);
+  d.set_gpu_merging(true, 100);
+  Decision a = d.dispatch({1, &model, 64, 100.0}, {{}}, table, t0);
+  REQUIRE(a.admitted());
+  CHECK(a.backlog_added_ms == doctest::Approx(1.64));  // nothing to merge with: a pass
+  CHECK(a.merged_items == 64);
+  // The second 64 would share a's passes: at most 100 items each, so passes of 100 and 28
+  // items (2.0 + 1.28 ms) instead of 1.64: it adds 1.64 ms. Its own prediction says so.
+  Decision b = d.dispatch({2, &model, 64, 100.0}, {{1, 1, 0}}, table, t0);
+  REQUIRE(b.admitted());
+  CHECK(b.backlog_added_ms == doctest::Approx(1.64));
+  CHECK(b.placement.predicted_ms == doctest::Approx(1.64 + 1.64));
+  // A 30-item one joins the 28-item pass: 1.58 -> 1.28 + ... : passes of 100, 58 items.
+  Decision c = d.dispatch({3, &model, 30, 100.0}, {{1, 2, 0}}, table, t0);
+  REQUIRE(c.admitted());
+  CHECK(c.backlog_added_ms == doctest::Approx(0.30));
+  CHECK(c.placement.predicted_ms == doctest::Approx(1.64 + 1.64 + 0.30));
+  CHECK(d.backlog_ms()[0] == doctest::Approx(1.64 + 1.64 + 0.30));
+  // Another model shares no pass with them: a whole pass of its own.
+  Decision e = d.dispatch({4, &other, 1, 100.0}, {{1, 3, 0}}, table, t0);
+  REQUIRE(e.admitted());
+  CHECK(e.backlog_added_ms == doctest::Approx(1.0));
+  // Completions take their work and their items back out.
+  for (const Decision* x : {&a, &b, &c, &e}) {
+    d.complete(*x, {1, x->model, 1, x->placement, 2.0, true});
+  }
+  CHECK(d.backlog_ms()[0] == doctest::Approx(0.0));
+  Decision f = d.dispatch({5, &model, 64, 100.0}, {{}}, table, t0);
+  CHECK(f.backlog_added_ms == doctest::Approx(1.64));
+  // Without merging, every query adds its own pass.
+  Dispatcher plain(gpu, make("earliest-finish"), 2.0);
+  plain.dispatch({1, &model, 64, 100.0}, {{}}, table, t0);
+  CHECK(plain.dispatch({2, &model, 30, 100.0}, {{1, 1, 0}}, table, t0).backlog_added_ms ==
+        doctest::Approx(1.30));
+  d.set_gpu_merging(true, 1024);
+  CHECK(d.dispatch({6, &model, 30, 100.0}, {{1, 1, 0}}, table, t0).backlog_added_ms ==
+        doctest::Approx(0.30));
+}
+
 TEST_CASE("a query predicted beyond reject_factor x its SLA is rejected, with the reason") {
   OneCpu c;
   Dispatcher d(c.devices, make("static"), 2.0);

@@ -133,6 +133,37 @@ TEST_CASE("workers take the earliest deadline first, static is FIFO unless asked
   CHECK(latency("t", {{"queue", "edf"}}, Options::Queue::kArrival) == doctest::Approx(20.05));
 }
 
+TEST_CASE("a GPU that merges runs one model's waiting queries in one pass, never past a deadline") {
+  // cpu_gpu_table's GPU: 1 + 0.0125 n ms, plus 6 ms up to 64 items. Four 16-item queries
+  // at once: one at a time each pass is 7.2 ms; the first runs alone (nothing waits yet),
+  // then the three waiting join one pass of 48 items (7.6 ms).
+  const ProfileTable table = cpu_gpu_table();
+  const std::vector<Query> trace = {{0.0, "m", 16}, {0.1, "m", 16}, {0.2, "m", 16}, {0.3, "m", 16}};
+  const Device gpu{{"gpu0", DeviceKind::kGpu, 1, 70.0}, 0};
+  Options o = exact();
+  for (const bool merge : {false, true}) {
+    CAPTURE(merge);
+    o.gpu_batching = merge;
+    auto r = simulate(trace, {gpu}, table, {{"m", 100}}, make("earliest-finish"), o);
+    REQUIRE_MESSAGE(r.has_value(), r.status().to_string());
+    CHECK(r->models[0].completed == 4);
+    // Latencies: 7.2 alone; then merged, all three end at 7.2 + 7.6 = 14.8 ms.
+    CHECK(r->models[0].max_ms == doctest::Approx(merge ? 14.8 - 0.1 : 4 * 7.2 - 0.3));
+    CHECK(r->merged_passes == (merge ? 1u : 0u));
+    CHECK(r->merged_queries == (merge ? 3u : 0u));
+  }
+  // A 14.55 ms target: at 7.2 ms the first waiting query is due in 7.45 ms, which a pass
+  // of 32 items meets (7.4) and one of 48 (7.6) does not, so the last query stays out of it
+  // (and runs after it, late: the rule keeps the deadlines that can still be met).
+  o.gpu_batching = true;
+  auto tight = simulate(trace, {gpu}, table, {{"m", 14.55}}, make("earliest-finish"), o);
+  REQUIRE(tight.has_value());
+  CHECK(tight->merged_passes == 1);
+  CHECK(tight->merged_queries == 2);
+  CHECK(tight->models[0].completed == 4);
+  CHECK(tight->models[0].max_ms == doctest::Approx(7.2 + 7.4 + 7.2 - 0.3));
+}
+
 TEST_CASE("a query split over workers runs its sub-batches side by side") {
   const ProfileTable table = cpu_gpu_table();
   // earliest-finish on an idle 4-worker CPU, against a 5 ms target that the whole query
@@ -531,6 +562,16 @@ TEST_CASE("recsched-sim: help, usage errors and a run from a profile file") {
                            o3, e3) == 0);
   CHECK(nlohmann::json::parse(o3.str())["queue"] == "fifo");
   CHECK(tools::run_sim_cli({"--profiles", path, "--qps", "5", "--queue", "lifo"}, o3, e3) == 2);
+  // GPU merging is on by default (recschedd's), and says so; only on or off are taken.
+  CHECK(nlohmann::json::parse(o3.str())["gpu_batching"] == true);
+  std::ostringstream og, eg;
+  CHECK(tools::run_sim_cli({"--profiles", path, "--qps", "50", "--seconds", "1", "--targets",
+                            "m=20", "--gpu-batching", "off", "--json"},
+                           og, eg) == 0);
+  CHECK(nlohmann::json::parse(og.str())["gpu_batching"] == false);
+  CHECK(tools::run_sim_cli({"--profiles", path, "--qps", "5", "--gpu-batching", "yes"}, og, eg) ==
+        2);
+  CHECK(eg.str().find("--gpu-batching takes on or off") != std::string::npos);
   // --wait-bound takes a fraction in [0, 1]; --find-max reports the capacity beside each
   // policy's latency-bounded throughput, which cannot exceed it by more than noise.
   std::ostringstream o4, e4;
