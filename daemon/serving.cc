@@ -35,6 +35,7 @@ struct Service::InFlight {
   Clock::time_point started;     // its first piece's start (the runner writes it)
   Clock::time_point done_at;     // the runner finished it
   double suspended_ms = 0;       // of that, suspended for more urgent queries (the runner writes it)
+  uint32_t pass_items = 0;       // a GPU's merged pass: all its items (the runner writes it)
   bool counted_in_flight = false;
   std::vector<float> scores;
   PlacementRecord record;
@@ -173,7 +174,8 @@ void Service::infer(const std::string& name, HttpRequest req, Responder respond)
                                                 finish(q, std::move(st));
                                               },
                                           .started = &q->started,
-                                          .suspended_ms = &q->suspended_ms},
+                                          .suspended_ms = &q->suspended_ms,
+                                          .pass_items = &q->pass_items},
                                          max_queue);
   if (!st.is_ok()) finish(q, std::move(st));
 }
@@ -269,9 +271,18 @@ void Service::learn(const InFlight& q, Clock::time_point finished) {
       Ms(q.dispatched_at - q.arrival).count() + Ms(finished - q.done_at).count();
   const std::string& model = q.model->cfg.spec.name;  // (q.record went to the log)
   std::lock_guard<std::mutex> lock(mu_);
-  const std::optional<double> predicted = policies::predict_service_ms(
-      *measured_profiles_, model, q.device->id(), n, pl.sub_batch, pl.workers);
-  if (predicted) correction_.learn_service(q.device->id(), model, n, service_ms, *predicted);
+  // A query merged into a GPU pass with others took the pass's time: predicted at the
+  // pass's size, or every merged query would teach the GPU a slower profile.
+  const bool merged = q.pass_items > n;
+  const std::optional<double> predicted =
+      merged ? policies::predict_service_ms(*measured_profiles_, model, q.device->id(),
+                                            q.pass_items, q.pass_items, 1)
+             : policies::predict_service_ms(*measured_profiles_, model, q.device->id(), n,
+                                            pl.sub_batch, pl.workers);
+  if (predicted) {
+    correction_.learn_service(q.device->id(), model, merged ? q.pass_items : n, service_ms,
+                              *predicted);
+  }
   correction_.learn_overhead(model, n, outside_ms);
   if (++learnt_since_publish_ >= kPublishEvery) {
     learnt_since_publish_ = 0;

@@ -62,6 +62,10 @@ struct Request {
   /// piece count), an estimate of what preemption added to its started-to-done time.
   /// nullptr: not wanted; a runner that never preempts writes 0 or nothing.
   double* suspended_ms = nullptr;
+  /// Where to write, before `done`, the items of the pass it ran in: its own, or with GPU
+  /// merging (WholeQueryRunner::set_merging) all of the merged pass's, whose time its
+  /// service is. nullptr: not wanted; a runner that never merges writes nothing.
+  uint32_t* pass_items = nullptr;
 };
 
 /// A runner's state at one instant.

@@ -121,8 +121,11 @@ void WholeQueryRunner::main() {
     std::vector<Request> pass = take_pass_locked(t0);
     ++busy_;
     lock.unlock();
+    uint32_t items = 0;
+    for (const Request& r : pass) items += r.batch.batch_size;
     for (Request& r : pass) {
       if (r.started != nullptr) *r.started = t0;
+      if (r.pass_items != nullptr) *r.pass_items = items;
     }
     // A throwing worker would end the process: the queries fail instead (see CpuRunner).
     Status st = run_pass(pass, ws, name_);

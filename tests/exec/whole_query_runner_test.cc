@@ -117,7 +117,9 @@ TEST_CASE("a forward() that throws on the whole-query runner fails that query, n
 std::vector<int> run_held(WholeQueryRunner& runner, const engine::Model& blocker,
                           const Batch& blocker_batch, const engine::Model& model,
                           const std::vector<Batch>& batches, const std::vector<double>& due_ms,
-                          std::vector<std::vector<float>>& scores, const char* point) {
+                          std::vector<std::vector<float>>& scores, const char* point,
+                          std::vector<uint32_t>* pass_items = nullptr) {
+  if (pass_items != nullptr) pass_items->assign(batches.size(), 0);
   std::mutex mu;
   std::vector<int> order;
   std::counting_semaphore<64> answered(0);
@@ -147,7 +149,8 @@ std::vector<int> run_held(WholeQueryRunner& runner, const engine::Model& blocker
                                std::lock_guard<std::mutex> lock(mu);
                                order.push_back(static_cast<int>(q));
                                answered.release();
-                             }})
+                             },
+                         .pass_items = pass_items != nullptr ? &(*pass_items)[q] : nullptr})
                 .is_ok());
   }
   failpoint::clear();
@@ -274,9 +277,13 @@ TEST_CASE("on the H200's recorded pass times, 16-item queries merge into a few p
                                                                        uint32_t n) {
                         return gpu.pass_ms(n);
                       }});
+  std::vector<uint32_t> pass_items;
   (void)run_held(runner, blocker, blocker_batch, gpu, batches,
-                 std::vector<double>(batches.size(), 500.0), scores, "forward.gpu4");
+                 std::vector<double>(batches.size(), 500.0), scores, "forward.gpu4", &pass_items);
   CHECK(runner.passes().passes == 2);  // the blocker, then all 32 in one pass
+  // Each query learns that it ran in a pass of 512 items (recschedd predicts its service
+  // at that size, not at its own 16).
+  CHECK(pass_items == std::vector<uint32_t>(batches.size(), 512));
   for (size_t q = 0; q < batches.size(); ++q) {
     engine::Workspace ws;
     std::vector<float> alone(scores[q].size());
