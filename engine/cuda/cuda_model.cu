@@ -68,6 +68,45 @@ __global__ void embedding_bag_kernel(const float* __restrict__ table, int64_t ro
   }
 }
 
+// One table's bags in a table-batched launch (issue 18: every table of a model in one
+// kernel launch, as FBGEMM's table-batched embedding): where its bags' pooled rows go.
+struct TablePool {
+  const float* table = nullptr;
+  int64_t rows = 0;
+  int src = 0;         // its table index: its bags' offsets are offsets[src * n ..]
+  int buffer = 0;      // the output buffer: 0 or 1 (DIEN's behaviour sequence)
+  int64_t col = 0;     // first column of its rows in that buffer
+  int64_t stride = 0;  // floats per item in that buffer
+};
+
+// Every table's bags in one launch: blockIdx.y is the entry of `plan`, and within it the
+// same work as embedding_bag_kernel (one warp per bag, lookups summed in order), so the
+// sums are bit for bit those of a launch per table.
+__global__ void embedding_bags_kernel(const TablePool* __restrict__ plan, int dim,
+                                      const int64_t* __restrict__ indices,
+                                      const int64_t* __restrict__ offsets, int n,
+                                      float* __restrict__ out0, float* __restrict__ out1,
+                                      int* error) {
+  const int bag = blockIdx.x * blockDim.y + threadIdx.y;
+  if (bag >= n) return;
+  const TablePool p = plan[blockIdx.y];
+  const int64_t* off = offsets + int64_t(p.src) * n;
+  const int64_t s = off[bag], e = off[bag + 1];
+  float* out = (p.buffer == 0 ? out0 : out1) + int64_t(bag) * p.stride + p.col;
+  for (int d = threadIdx.x; d < dim; d += 32) {
+    float acc = 0.0f;
+    for (int64_t j = s; j < e; ++j) {
+      const int64_t idx = indices[j];
+      if (static_cast<uint64_t>(idx) >= static_cast<uint64_t>(p.rows)) {
+        *error = 1;
+        continue;
+      }
+      acc += p.table[idx * dim + d];
+    }
+    out[d] = acc;
+  }
+}
+
 // y = act(y + bias) for kNone, kRelu, kSigmoid.
 __global__ void bias_act_kernel(float* y, int64_t ld, int n, int cols, const float* bias, int act) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -340,7 +379,7 @@ class CudaModel final : public Model {
   std::string kernels() const override { return "cuda " + device_name_; }
   std::vector<TensorToWrite> tensors() const override { return {}; }  // weights live on the GPU
 
-  Status upload(const Model& host, int streams);
+  Status upload(const Model& host, int streams, bool table_batched);
   Status forward(const BatchView& batch, Workspace& ws, std::span<float> scores) const override;
 
  private:
@@ -352,6 +391,12 @@ class CudaModel final : public Model {
              int n, float* y, int64_t ldy, size_t scratch) const;
   Status pool(StreamContext& ctx, int t, int first_table_col, int n, const int64_t* offsets,
               const int64_t* indices, float* out, int64_t stride, int* error) const;
+  // Every table's bags into its place in out0 / out1 (plan_): one launch, or with
+  // table_batched_ off a launch per table.
+  Status pool_tables(StreamContext& ctx, int n, const int64_t* offsets, const int64_t* indices,
+                     float* out0, float* out1, int* error) const;
+  // Where each table's pooled rows go for this model type (run()'s layouts).
+  std::vector<TablePool> pool_plan() const;
   Result<std::vector<GpuLinear>> layers(const std::string& prefix, size_t count, Activation last,
                                         bool single = false) const;
   Result<const float*> tensor(const std::string& name) const;
@@ -372,6 +417,9 @@ class CudaModel final : public Model {
   const float* zero_bias_ = nullptr;
   const int2* pairs_ = nullptr;
   int num_pairs_ = 0;
+  bool table_batched_ = true;
+  std::vector<TablePool> plan_host_;
+  const TablePool* plan_ = nullptr;  // on the GPU
 
   mutable std::mutex mu_;
   mutable std::condition_variable cv_;
@@ -399,7 +447,8 @@ Result<std::vector<GpuLinear>> CudaModel::layers(const std::string& prefix, size
   return out;
 }
 
-Status CudaModel::upload(const Model& host, int streams) {
+Status CudaModel::upload(const Model& host, int streams, bool table_batched) {
+  table_batched_ = table_batched;
   RECSCHED_CUDA_OK(cudaSetDevice(device_), "selecting the GPU");
   cudaDeviceProp prop{};
   RECSCHED_CUDA_OK(cudaGetDeviceProperties(&prop, device_), "reading the GPU's properties");
@@ -432,6 +481,16 @@ Status CudaModel::upload(const Model& host, int streams) {
   for (int t = 0; t < spec_.num_tables(); ++t) {
     RECSCHED_ASSIGN_OR_RETURN(const float* table, tensor("emb_l." + std::to_string(t) + ".weight"));
     tables_.push_back(table);
+  }
+  plan_host_ = pool_plan();
+  if (!plan_host_.empty()) {
+    void* p = nullptr;
+    RECSCHED_CUDA_OK(cudaMalloc(&p, plan_host_.size() * sizeof(TablePool)), "the pooling plan");
+    weights_.push_back(p);
+    RECSCHED_CUDA_OK(cudaMemcpy(p, plan_host_.data(), plan_host_.size() * sizeof(TablePool),
+                                cudaMemcpyHostToDevice),
+                     "the pooling plan");
+    plan_ = static_cast<const TablePool*>(p);
   }
   auto fill_shapes = [&](std::vector<GpuLinear>& ls, const std::string& prefix, bool single) {
     for (size_t k = 0; k < ls.size(); ++k) {
@@ -596,6 +655,62 @@ Status CudaModel::pool(StreamContext& ctx, int t, int, int n, const int64_t* off
   return Status::ok();
 }
 
+std::vector<TablePool> CudaModel::pool_plan() const {
+  const int dim = spec_.embedding_dim;
+  const int nt = spec_.num_tables();
+  std::vector<TablePool> plan;
+  auto add = [&](int t, int buffer, int64_t col, int64_t stride) {
+    plan.push_back({tables_[t], spec_.table_rows[t], t, buffer, col, stride});
+  };
+  switch (spec_.type) {
+    case ModelType::kDlrm:
+      for (int t = 0; t < nt; ++t) add(t, 0, int64_t(t + 1) * dim, int64_t(nt + 1) * dim);
+      break;
+    case ModelType::kNcf:
+      for (int t = 0; t < 4; ++t) add(t, 0, int64_t(t) * dim, 4 * int64_t(dim));
+      break;
+    case ModelType::kWnd:
+    case ModelType::kMtwnd: {
+      const int d = spec_.dense_features;
+      for (int t = 0; t < nt; ++t) add(t, 0, d + int64_t(t) * dim, d + int64_t(nt) * dim);
+      break;
+    }
+    case ModelType::kDin:
+      for (int t = 0; t < nt; ++t) {
+        add(t, 0, int64_t(t) * dim, int64_t(spec_.behaviour_tables + 3) * dim);
+      }
+      break;
+    case ModelType::kDien: {
+      // The user, the ad and its category into feats; the behaviour sequence into x.
+      const int steps = spec_.behaviour_tables;
+      add(0, 0, 0, 3 * int64_t(dim));
+      add(steps + 1, 0, dim, 3 * int64_t(dim));
+      add(steps + 2, 0, 2 * int64_t(dim), 3 * int64_t(dim));
+      for (int t = 0; t < steps; ++t) add(t + 1, 1, int64_t(t) * dim, int64_t(steps) * dim);
+      break;
+    }
+  }
+  return plan;
+}
+
+Status CudaModel::pool_tables(StreamContext& ctx, int n, const int64_t* offsets,
+                              const int64_t* indices, float* out0, float* out1,
+                              int* error) const {
+  if (plan_host_.empty() || n == 0) return Status::ok();
+  if (!table_batched_) {
+    for (const TablePool& p : plan_host_) {
+      RECSCHED_RETURN_IF_ERROR(pool(ctx, p.src, 0, n, offsets, indices,
+                                    (p.buffer == 0 ? out0 : out1) + p.col, p.stride, error));
+    }
+    return Status::ok();
+  }
+  const dim3 block(32, 8);
+  const dim3 grid(static_cast<unsigned>((n + 7) / 8), static_cast<unsigned>(plan_host_.size()));
+  embedding_bags_kernel<<<grid, block, 0, ctx.stream>>>(plan_, spec_.embedding_dim, indices,
+                                                        offsets, n, out0, out1, error);
+  return Status::ok();
+}
+
 // Scratch slots of one forward pass on the GPU (MLP hidden layers use kHidden, +1).
 enum Slot : size_t { kFeats, kJoined, kAux, kGi, kStates, kGh, kState, kAlpha, kMask, kHidden };
 
@@ -611,10 +726,7 @@ Status CudaModel::run(StreamContext& ctx, int n, const float* dense, const int64
       RECSCHED_ASSIGN_OR_RETURN(float* feats, ctx.floats(kFeats, size_t(n) * ldf));
       RECSCHED_RETURN_IF_ERROR(
           mlp(ctx, mlp_a_, dense, spec_.dense_features, n, feats, ldf, kHidden));
-      for (int t = 0; t < nt; ++t) {
-        RECSCHED_RETURN_IF_ERROR(
-            pool(ctx, t, 0, n, offsets, indices, feats + (t + 1) * dim, ldf, error));
-      }
+      RECSCHED_RETURN_IF_ERROR(pool_tables(ctx, n, offsets, indices, feats, nullptr, error));
       const float* top_in = feats;
       int64_t ldt = ldf;
       if (spec_.interaction == Interaction::kDot) {
@@ -631,9 +743,7 @@ Status CudaModel::run(StreamContext& ctx, int n, const float* dense, const int64
       const int64_t ldf = 4 * dim, ldj = dim + mlp_a_.back().out;
       RECSCHED_ASSIGN_OR_RETURN(float* feats, ctx.floats(kFeats, size_t(n) * ldf));
       RECSCHED_ASSIGN_OR_RETURN(float* joined, ctx.floats(kJoined, size_t(n) * ldj));
-      for (int t = 0; t < 4; ++t) {
-        RECSCHED_RETURN_IF_ERROR(pool(ctx, t, 0, n, offsets, indices, feats + t * dim, ldf, error));
-      }
+      RECSCHED_RETURN_IF_ERROR(pool_tables(ctx, n, offsets, indices, feats, nullptr, error));
       product_kernel<<<blocks_for(int64_t(n) * dim), kThreads, 0, st>>>(feats, ldf, n, dim, joined,
                                                                         ldj);
       RECSCHED_RETURN_IF_ERROR(
@@ -649,10 +759,7 @@ Status CudaModel::run(StreamContext& ctx, int n, const float* dense, const int64
         copy_rows_kernel<<<blocks_for(int64_t(n) * d), kThreads, 0, st>>>(dense, d, feats, ld, n,
                                                                           d);
       }
-      for (int t = 0; t < nt; ++t) {
-        RECSCHED_RETURN_IF_ERROR(
-            pool(ctx, t, 0, n, offsets, indices, feats + d + t * dim, ld, error));
-      }
+      RECSCHED_RETURN_IF_ERROR(pool_tables(ctx, n, offsets, indices, feats, nullptr, error));
       if (heads_.empty()) return mlp(ctx, mlp_a_, feats, ld, n, scores, k, kHidden);
       const int trunk_w = mlp_a_.back().out;
       RECSCHED_ASSIGN_OR_RETURN(float* trunk, ctx.floats(kJoined, size_t(n) * trunk_w));
@@ -669,9 +776,7 @@ Status CudaModel::run(StreamContext& ctx, int n, const float* dense, const int64
       RECSCHED_ASSIGN_OR_RETURN(float* att_in, ctx.floats(kJoined, size_t(rows) * 3 * dim));
       RECSCHED_ASSIGN_OR_RETURN(float* w, ctx.floats(kAux, size_t(rows)));
       RECSCHED_ASSIGN_OR_RETURN(float* top, ctx.floats(kGi, size_t(n) * 4 * dim));
-      for (int t = 0; t < nt; ++t) {
-        RECSCHED_RETURN_IF_ERROR(pool(ctx, t, 0, n, offsets, indices, feats + t * dim, ldf, error));
-      }
+      RECSCHED_RETURN_IF_ERROR(pool_tables(ctx, n, offsets, indices, feats, nullptr, error));
       din_att_input_kernel<<<blocks_for(rows * dim), kThreads, 0, st>>>(feats, ldf, n, nb, dim,
                                                                         att_in);
       RECSCHED_RETURN_IF_ERROR(mlp(ctx, mlp_a_, att_in, 3 * dim, int(rows), w, 1, kHidden));
@@ -693,15 +798,7 @@ Status CudaModel::run(StreamContext& ctx, int n, const float* dense, const int64
       RECSCHED_ASSIGN_OR_RETURN(float* mask, ctx.floats(kMask, size_t(rows)));
       RECSCHED_ASSIGN_OR_RETURN(float* top, ctx.floats(kHidden + 2, size_t(n) * (3 * dim + h)));
       const int64_t ldf = 3 * dim;
-      RECSCHED_RETURN_IF_ERROR(pool(ctx, 0, 0, n, offsets, indices, feats, ldf, error));
-      RECSCHED_RETURN_IF_ERROR(
-          pool(ctx, steps + 1, 0, n, offsets, indices, feats + dim, ldf, error));
-      RECSCHED_RETURN_IF_ERROR(
-          pool(ctx, steps + 2, 0, n, offsets, indices, feats + 2 * dim, ldf, error));
-      for (int t = 0; t < steps; ++t) {
-        RECSCHED_RETURN_IF_ERROR(
-            pool(ctx, t + 1, 0, n, offsets, indices, x + t * dim, int64_t(steps) * dim, error));
-      }
+      RECSCHED_RETURN_IF_ERROR(pool_tables(ctx, n, offsets, indices, feats, x, error));
       dien_mask_kernel<<<blocks_for(rows), kThreads, 0, st>>>(offsets, n, steps, mask);
       auto recur = [&](const GpuLinear& ih, const GpuLinear& hh, const float* in, int in_w,
                        const float* a, float* record) -> Status {
@@ -853,7 +950,7 @@ Result<std::unique_ptr<Model>> load_cuda_model(const ModelSpec& spec, const Load
   }
   RECSCHED_ASSIGN_OR_RETURN(std::unique_ptr<Model> host, load_model(spec, options));
   auto model = std::make_unique<CudaModel>(spec, cuda.device);
-  RECSCHED_RETURN_IF_ERROR(model->upload(*host, cuda.streams));
+  RECSCHED_RETURN_IF_ERROR(model->upload(*host, cuda.streams, cuda.table_batched));
   return std::unique_ptr<Model>(std::move(model));
 }
 

@@ -32,6 +32,10 @@ struct CudaOptions {
   /// Independent streams (each with its own pinned buffers and scratch): concurrent
   /// forward() calls overlap one query's transfers with another's kernels.
   int streams = 2;
+  /// Every embedding table of a model pooled in one kernel launch (false: a launch per
+  /// table, the path verified on an H200 on 2026-11-26). The one-launch path is written and
+  /// built but, as of 2026-12-06, not yet run on a GPU (issue 18).
+  bool table_batched = true;
 };
 
 /// Builds `spec` on the host (seeded or from options.weights_path, exactly as
