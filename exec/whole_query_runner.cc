@@ -60,7 +60,9 @@ std::vector<Request> WholeQueryRunner::take_pass_locked(Clock::time_point now) {
   const Key head_key = queue_.begin()->first;
   pass.push_back(std::move(queue_.begin()->second));
   queue_.erase(queue_.begin());
-  const Request& head = pass.front();
+  // By value: pass grows below.
+  const engine::Model* model = pass.front().model;
+  const uint32_t head_items = pass.front().batch.batch_size;
   if (!merging_.on || !merging_.service_ms) return pass;
   auto slack = [&](const Key& k) {
     return std::chrono::duration<double, std::milli>(k.first - now).count();
@@ -71,15 +73,14 @@ std::vector<Request> WholeQueryRunner::take_pass_locked(Clock::time_point now) {
   size_t looked = 0;
   for (auto it = queue_.begin(); it != queue_.end() && looked < kMaxQueriesLooked;
        ++it, ++looked) {
-    if (it->second.model != head.model) continue;
+    if (it->second.model != model) continue;
     same.push_back(it);
     waiting.push_back({it->second.batch.batch_size, slack(it->first)});
   }
   if (same.empty()) return pass;
-  const engine::Model& model = *head.model;
-  const auto predict = [&](uint32_t items) { return merging_.service_ms(model, items); };
-  for (size_t i : merge_into({head.batch.batch_size, slack(head_key)}, waiting,
-                             merging_.max_items, predict)) {
+  const auto predict = [&](uint32_t items) { return merging_.service_ms(*model, items); };
+  for (size_t i : merge_into({head_items, slack(head_key)}, waiting, merging_.max_items,
+                             predict)) {
     pass.push_back(std::move(same[i]->second));
     queue_.erase(same[i]);
   }
