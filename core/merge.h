@@ -21,6 +21,11 @@
 
 namespace recsched {
 
+/// The largest merged pass (items), where no other limit is given: the largest size the
+/// profiler measures; past it a pass's time is only extrapolated per item, and larger
+/// passes gain nothing in any prediction.
+inline constexpr uint32_t kMaxMergedItems = 1024;
+
 /// One query as the rule reads it.
 struct MergeQuery {
   uint32_t items = 0;

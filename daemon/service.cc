@@ -322,7 +322,7 @@ void Service::start_dispatcher(std::unique_ptr<policies::Policy> policy) {
   dispatcher_ = std::make_unique<policies::Dispatcher>(device_infos(), std::move(policy),
                                                        admission(c.limits));
   dispatcher_->set_bounded_wait(bounded_wait(c.limits));
-  dispatcher_->set_gpu_merging(c.limits.gpu_merging, kGpuMergeMaxItems);
+  dispatcher_->set_gpu_merging(c.limits.gpu_merging, kMaxMergedItems);
   spdlog::info("policy: {} {}", c.policy.name, dispatcher_->policy().params().dump());
 }
 
@@ -363,7 +363,7 @@ void Service::apply_gpu_merging() {
     if (dev->kind() != policies::DeviceKind::kGpu || runner == nullptr) continue;
     exec::WholeQueryRunner::Merging m;
     m.on = config_.limits.gpu_merging && measured_profiles_ != nullptr;
-    m.max_items = kGpuMergeMaxItems;
+    m.max_items = kMaxMergedItems;
     // A snapshot: the rule runs under the runner's lock and must not take the service's.
     m.service_ms = [table = measured_profiles_, id = dev->id()](const engine::Model& model,
                                                                 uint32_t items) {
@@ -528,7 +528,7 @@ std::string Service::reload(const DaemonConfig& next) {
     std::lock_guard<std::mutex> d(dispatch_mu_);
     dispatcher_->set_admission(admission(b));
     dispatcher_->set_bounded_wait(bounded_wait(b));
-    dispatcher_->set_gpu_merging(b.gpu_merging, kGpuMergeMaxItems);
+    dispatcher_->set_gpu_merging(b.gpu_merging, kMaxMergedItems);
   }
   std::string out =
       "reloaded SLA targets, admission limits (max_queue, max_items, max_elements, "

@@ -183,9 +183,6 @@ class Service {
   /// limits.gpu_merging onto every GPU's runner, its predictions from the measured
   /// profiles. mu_ held.
   void apply_gpu_merging();
-  /// The largest merged pass on a GPU: the largest size the profiler measures, past which
-  /// a prediction is only extrapolated.
-  static constexpr uint32_t kGpuMergeMaxItems = 1024;
   double profile_seconds_ = 0;
 
   mutable std::mutex dispatch_mu_;  // guards dispatcher_ (and the policy inside it)

@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/merge.h"
 #include "exec/runner.h"
 
 namespace recsched::exec {
@@ -27,7 +28,7 @@ class WholeQueryRunner final : public Runner {
   /// predicts one pass (the profile of the merged size); merging is off without it.
   struct Merging {
     bool on = false;
-    uint32_t max_items = 1024;  ///< the largest merged pass
+    uint32_t max_items = kMaxMergedItems;  ///< the largest merged pass
     std::function<double(const engine::Model&, uint32_t)> service_ms;
   };
   /// Passes run and the queries they answered, since creation.

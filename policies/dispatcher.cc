@@ -267,11 +267,7 @@ Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLo
       out.service_ms * std::min<int>(out.placement.workers, static_cast<int>(std::max(1u, subs)));
   const std::vector<ProfilePoint>& points = profiles.points(model, it->id);
   if (gpu_merging_ && it->kind == DeviceKind::kGpu && query.items > 0 && !points.empty()) {
-    auto found = gpu_items_[out.device_index].find(model);
-    if (found == gpu_items_[out.device_index].end()) {
-      found = gpu_items_[out.device_index].emplace(model, 0).first;
-    }
-    uint64_t& in_flight = found->second;
+    uint64_t& in_flight = gpu_items_[out.device_index][model];
     out.backlog_added_ms =
         predict_merged_ms(points, in_flight, query.items, gpu_merge_max_items_);
     in_flight += query.items;

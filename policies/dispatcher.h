@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "core/merge.h"
 #include "policies/policy.h"
 
 namespace recsched::policies {
@@ -236,7 +237,7 @@ class Dispatcher {
   };
   std::vector<std::multimap<double, Queued>> queued_;
   bool gpu_merging_ = false;
-  uint32_t gpu_merge_max_items_ = 1024;
+  uint32_t gpu_merge_max_items_ = kMaxMergedItems;
   // Per device: items admitted and not finished, by model (GPU merging's accounting).
   std::vector<std::map<std::string, uint64_t, std::less<>>> gpu_items_;
   Clock::time_point now_{};        // the latest dispatch's clock: the slacks' ages

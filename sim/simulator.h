@@ -33,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "core/merge.h"
 #include "core/profile.h"
 #include "core/status.h"
 #include "policies/dispatcher.h"
@@ -113,7 +114,7 @@ struct Options {
   /// stream's pass takes the queued queries of the first one's model that end in time with
   /// it, up to gpu_merge_max_items items, and lasts the profile's time at the merged size.
   bool gpu_batching = false;
-  uint32_t gpu_merge_max_items = 1024;
+  uint32_t gpu_merge_max_items = kMaxMergedItems;
   /// Queries admitted and not finished per device beyond which one is turned away, as
   /// recschedd's limits.max_queue does (its runner refuses it); 0 = no limit.
   size_t max_queue = 0;
