@@ -53,6 +53,8 @@ ProfilePoint interpolate(const ProfilePoint& lo, const ProfilePoint& hi, uint32_
   p.power_source = lo.power_source;
   p.best_sub_batch = nearer.best_sub_batch;
   p.best_workers = nearer.best_workers;
+  p.best_streams = nearer.best_streams;
+  p.streams_items_per_s = lerp(lo.streams_items_per_s, hi.streams_items_per_s, t);
   return p;
 }
 
@@ -88,6 +90,15 @@ const std::vector<ProfilePoint>& ProfileTable::points(std::string_view model,
   static const auto* const kNone = new std::vector<ProfilePoint>();
   auto it = points_.find(KeyRef{model, device});
   return it == points_.end() ? *kNone : it->second;
+}
+
+uint32_t streams_paying(const ProfileTable& table, std::string_view device) {
+  uint32_t most = 0;
+  for (const auto& [model, dev] : table.keys()) {
+    if (dev != device) continue;
+    for (const ProfilePoint& p : table.points(model, dev)) most = std::max(most, p.best_streams);
+  }
+  return most;
 }
 
 std::vector<std::pair<std::string, std::string>> ProfileTable::keys() const {

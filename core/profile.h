@@ -24,6 +24,11 @@ struct ProfilePoint {
   std::string power_source;      ///< "rapl", "nvml" or "estimated": never unlabelled
   uint32_t best_sub_batch = 0;   ///< sub-batch size that gave p50 (DeepRecSched's knob)
   uint32_t best_workers = 0;     ///< workers that gave p50
+  /// Whole-query devices (GPUs): how many passes of this size in flight at once gave the
+  /// most items per second (1 where a second stream did not pay), and that rate. 0 where
+  /// not measured: CPU points, and GPU profiles from before 2026-12-06.
+  uint32_t best_streams = 0;
+  double streams_items_per_s = 0;
 };
 
 /// Profile points keyed by (model, device id such as "cpu0"), sorted by batch size.
@@ -52,5 +57,10 @@ class ProfileTable {
  private:
   std::map<std::pair<std::string, std::string>, std::vector<ProfilePoint>, std::less<>> points_;
 };
+
+/// How many passes a whole-query device (a GPU) should run at once: the most best_streams
+/// of any of its points, over every model. 0 when none of its points measured it (a
+/// profile from before 2026-12-06, or a CPU device): the caller keeps its default.
+uint32_t streams_paying(const ProfileTable& table, std::string_view device);
 
 }  // namespace recsched

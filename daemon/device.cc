@@ -96,18 +96,24 @@ class GpuServingDevice final : public ServingDevice {
     meter_ = std::move(meter.meter);
     meter_note_ = std::move(meter.note);
     idle_w_ = idle_w;
-    runner_ = std::make_unique<exec::WholeQueryRunner>(kStreams, std::move(bind), id_);
+    auto runner = std::make_unique<exec::WholeQueryRunner>(kMaxStreams, std::move(bind), id_);
+    whole_ = runner.get();
+    whole_->set_streams(kDefaultStreams);
+    runner_ = std::move(runner);
   }
   Result<std::unique_ptr<engine::Model>> load_model(const engine::ModelSpec& spec,
                                                     const engine::LoadOptions& lo) override {
     engine::cuda::CudaOptions co;
     co.device = index_;
-    co.streams = kStreams;
+    co.streams = kMaxStreams;
     return engine::cuda::load_cuda_model(spec, lo, co);
   }
   Result<std::vector<ProfilePoint>> profile(const engine::Model& model,
                                             const profiler::ProfileOptions& o) override {
-    return profiler::profile_whole(model, *meter_, o);
+    return profiler::profile_whole(model, *meter_, o, kMaxStreams);
+  }
+  void set_streams(uint32_t measured) override {
+    whole_->set_streams(measured > 0 ? int(measured) : kDefaultStreams);
   }
   nlohmann::json describe() const override {
     return {{"kind", "gpu"},
@@ -118,9 +124,14 @@ class GpuServingDevice final : public ServingDevice {
   }
 
  private:
-  static constexpr int kStreams = 2;  // as CudaOptions' default: one copy overlaps one kernel
+  // Each model is loaded with kMaxStreams streams and the runner has as many threads; the
+  // profile says how many of them pay (profile_whole with streams), else kDefaultStreams
+  // (CudaOptions' default: one pass's copies overlap another's kernels).
+  static constexpr int kMaxStreams = 4;
+  static constexpr int kDefaultStreams = 2;
   hw::GpuDevice device_;
   int index_;
+  exec::WholeQueryRunner* whole_;  // runner_, as the whole-query runner it is
 };
 #endif
 

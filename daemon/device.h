@@ -42,6 +42,9 @@ class ServingDevice {
                                                     const profiler::ProfileOptions& o) = 0;
   /// For /v1/devices: the hardware facts.
   virtual nlohmann::json describe() const = 0;
+  /// A GPU runs `measured` passes at once (core/profile.h streams_paying over its
+  /// profiles; 0 where they did not measure it: its default); a CPU device ignores it.
+  virtual void set_streams(uint32_t /*measured*/) {}
 
   /// Energy since start: the meter's reading; an estimating meter is first fed the
   /// device's busy time since the last reading (serving work, which no sweep reports)

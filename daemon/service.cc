@@ -310,6 +310,16 @@ Status Service::load_or_measure_profiles(const Progress& progress) {
     set_measured_profiles(table);
   }
   for (auto& dev : devices_) dev->mark_busy_fed();  // the sweeps fed their own busy time
+  // Before the dispatcher counts each device's workers: a GPU's passes at once. Set here
+  // only, so a re-profile's streams apply from the next start.
+  for (auto& dev : devices_) {
+    if (dev->kind() != policies::DeviceKind::kGpu) continue;
+    const uint32_t measured = streams_paying(*table, dev->id());
+    dev->set_streams(measured);
+    spdlog::info("{}: {} passes at once ({})", dev->id(), dev->workers(),
+                 measured > 0 ? "as many as its profile found paying"
+                              : "the default: its profile did not measure streams");
+  }
   profile_seconds_ =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   spdlog::info("profiles: {} measured, {} from the cache, in {:.1f} s", measured, from_cache,

@@ -10,8 +10,8 @@
 namespace recsched::exec {
 
 WholeQueryRunner::WholeQueryRunner(int threads, std::function<void()> bind, std::string name)
-    : name_(std::move(name)) {
-  for (int i = 0; i < std::max(1, threads); ++i) {
+    : name_(std::move(name)), thread_count_(std::max(1, threads)), streams_(thread_count_) {
+  for (int i = 0; i < thread_count_; ++i) {
     threads_.emplace_back([this, bind] {
       if (bind) bind();
       main();
@@ -116,7 +116,7 @@ void WholeQueryRunner::main() {
   engine::Workspace ws;
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
-    cv_.wait(lock, [&] { return !queue_.empty() || stopping_; });
+    cv_.wait(lock, [&] { return (!queue_.empty() && busy_ < streams_) || stopping_; });
     if (queue_.empty()) return;  // stopping, and everything was handed out
     const auto t0 = Clock::now();
     std::vector<Request> pass = take_pass_locked(t0);
@@ -141,7 +141,10 @@ void WholeQueryRunner::main() {
     ++passes_.passes;
     passes_.queries += pass.size();
     if (pass.size() > 1) ++passes_.merged;
+    const bool held_back = streams_ < thread_count_;
     lock.unlock();
+    // A thread held back by set_streams may take the queue's next pass now.
+    if (held_back) cv_.notify_one();
     for (Request& r : pass) r.done(st);
     lock.lock();
   }
@@ -150,6 +153,19 @@ void WholeQueryRunner::main() {
 Load WholeQueryRunner::load() const {
   std::lock_guard<std::mutex> lock(mu_);
   return {in_flight_, busy_, 0};
+}
+
+int WholeQueryRunner::workers() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return streams_;
+}
+
+void WholeQueryRunner::set_streams(int n) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    streams_ = std::clamp(n, 1, thread_count_);
+  }
+  cv_.notify_all();
 }
 
 double WholeQueryRunner::busy_seconds() const {

@@ -50,12 +50,17 @@ class WholeQueryRunner final : public Runner {
   /// submission order; sub_batch and workers are not used. See Runner::submit for the
   /// errors.
   Status submit(Request request, size_t max_queued = SIZE_MAX) override;
-  int workers() const override { return static_cast<int>(threads_.size()); }
+  /// The passes that may run at once (set_streams; at first every thread).
+  int workers() const override;
   Load load() const override;
   double busy_seconds() const override;
 
   /// Takes effect from the next pass a thread starts.
   void set_merging(Merging merging);
+  /// At most n passes at once (clamped to [1, threads]): a GPU runs as many as its profile
+  /// found paying (streams_paying in core/profile.h), the other threads wait. Passes
+  /// already running finish; the limit applies from the next pass a thread starts.
+  void set_streams(int n);
   Passes passes() const;
 
  private:
@@ -74,6 +79,8 @@ class WholeQueryRunner final : public Runner {
   uint64_t submitted_ = 0;
   size_t in_flight_ = 0;
   int busy_ = 0;
+  const int thread_count_;  // threads_.size(), readable while the constructor still adds them
+  int streams_;             // passes at once: at most thread_count_
   bool stopping_ = false;
   double busy_seconds_ = 0;
   Merging merging_;

@@ -95,6 +95,13 @@ Result<ProfilePoint> parse_point(const json& j, const std::string& path) {
   }
   RECSCHED_ASSIGN_OR_RETURN(p.best_sub_batch, get_uint32(j, "best_sub_batch", 0, where));
   RECSCHED_ASSIGN_OR_RETURN(p.best_workers, get_uint32(j, "best_workers", 0, where));
+  // Measured on GPUs only (0 otherwise), so optional: a cache without them is still read.
+  if (j.contains("best_streams")) {
+    RECSCHED_ASSIGN_OR_RETURN(p.best_streams, get_uint32(j, "best_streams", 0, where));
+  }
+  if (j.contains("streams_items_per_s")) {
+    RECSCHED_ASSIGN_OR_RETURN(p.streams_items_per_s, get_number(j, "streams_items_per_s", where));
+  }
   return p;
 }
 
@@ -244,7 +251,9 @@ json to_json(const ProfilePoint& p) {
           {"energy_per_item_j", p.energy_per_item_j},
           {"power_source", p.power_source},
           {"best_sub_batch", p.best_sub_batch},
-          {"best_workers", p.best_workers}};
+          {"best_workers", p.best_workers},
+          {"best_streams", p.best_streams},
+          {"streams_items_per_s", p.streams_items_per_s}};
 }
 
 CacheLoad load_profile_cache(const std::string& path, const CacheIdentity& identity) {

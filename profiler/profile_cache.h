@@ -45,7 +45,8 @@ struct CacheLoad {
 /// entry has the same (model, device), and its points are a non-empty array with distinct
 /// batch sizes, each point having every ProfilePoint field: batch_size an integer >= 1,
 /// best_sub_batch and best_workers integers >= 0 (all three fitting in 32 bits), the other
-/// numbers finite and >= 0, and power_source one of "rapl", "nvml", "estimated".
+/// numbers finite and >= 0, and power_source one of "rapl", "nvml", "estimated";
+/// best_streams and streams_items_per_s (measured on GPUs) may be missing, then 0.
 CacheLoad load_profile_cache(const std::string& path, const CacheIdentity& identity);
 
 /// Writes every entry, atomically: a temporary file in the same directory, flushed and

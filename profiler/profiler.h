@@ -39,13 +39,23 @@ struct ProfileOptions {
 Result<std::vector<ProfilePoint>> profile_cpu(exec::CpuRunner& runner, const engine::Model& model,
                                               PowerMeter& meter, const ProfileOptions& options);
 
-/// The same for a model that runs whole (a GPU model): one configuration per size;
-/// an estimating meter counts the time inside forward() as the device's busy time.
 /// The build and sweep method a profile was measured with, for the cache's key:
 /// "recsched 0.1.0 gcc 12.2.0, inputs fresh".
 std::string build_id();
 
+/// The same for a model that runs whole (a GPU model): one configuration per size;
+/// an estimating meter counts the time inside forward() as the device's busy time.
+/// With streams > 1 (the model's forward() must take that many calls at once, as a CUDA
+/// model loaded with that many streams does), each size is also run by 1, 2, ... streams
+/// threads at once, each calling forward() back to back for seconds_per_point (at least
+/// min_reps calls each): best_streams is the fewest that came within kStreamGain of the
+/// most items per second, streams_items_per_s that rate (1 and the one-thread rate when
+/// a second stream does not pay). streams == 1 leaves both 0 (not measured).
 Result<std::vector<ProfilePoint>> profile_whole(const engine::Model& model, PowerMeter& meter,
-                                                const ProfileOptions& options);
+                                                const ProfileOptions& options, int streams = 1);
+
+/// A further stream is kept only if it raises items per second by at least this much
+/// over the best of fewer streams (below it, the noise of a short window).
+inline constexpr double kStreamGain = 0.10;
 
 }  // namespace recsched::profiler

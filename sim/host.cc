@@ -65,7 +65,9 @@ Result<Host> load_host(const HostOptions& options) {
     d.info.id = id;
     d.info.kind = gpu ? policies::DeviceKind::kGpu : policies::DeviceKind::kCpu;
     if (gpu) {
-      d.info.workers = std::max(1, options.gpu_streams);
+      d.info.workers = options.gpu_streams > 0
+                           ? options.gpu_streams
+                           : std::max<int>(1, int(streams_paying(host.profiles, id)));
       d.info.idle_w = options.gpu_idle_w;
     } else {
       d.info.workers = options.cpu_workers > 0 ? options.cpu_workers

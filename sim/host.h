@@ -21,7 +21,7 @@ struct HostOptions {
   std::string gpu_profiles;  ///< optional: take the gpu* entries of this file too
   bool gpu = true;           ///< false: leave the GPUs out
   int cpu_workers = 0;       ///< workers per CPU device; 0 = its cores in the file, else 1
-  int gpu_streams = 1;       ///< concurrent queries per GPU
+  int gpu_streams = 0;       ///< passes at once per GPU; 0 = streams_paying of its profile, else 1
   double speed = 1;          ///< latency multiplier applied to every profile point
   double cpu_idle_w = 1.5;   ///< idle watts per CPU core
   double cpu_parked_w = 0.2; ///< watts per parked core

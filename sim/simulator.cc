@@ -316,7 +316,7 @@ class Simulation {
       bool is_long = false;
       const uint32_t count = piece(*j, nested ? 0 : s.long_busy, s.active, now, &is_long);
       if (count > 0) {
-        *out = {j, count, is_long && !nested};
+        *out = {j, count, is_long && !nested, {}};
         j->taken += count;
         ++j->running;
         if (out->is_long) ++s.long_busy;
@@ -336,7 +336,8 @@ class Simulation {
     uint32_t items = p.count;  // a merged GPU pass: every query's items, one pass
     for (const std::shared_ptr<Job>& j : p.merged) items += j->items;
     double ms = policies::predict_service_ms(profiles_, q.model, s.d.info.id, items, items, 1)
-                    .value_or(0);
+                    .value_or(0) *
+                stream_stretch(s, q.model, items);
     if (options_.noise > 0) {
       const double sg = options_.noise;
       ms *= std::exp(sg * normal(rng_) - sg * sg / 2);
@@ -348,6 +349,23 @@ class Simulation {
     w.is_long = p.is_long;
     w.merged = p.merged;
     run_until(device, i, now, now + ms);
+  }
+
+  // A GPU pass that starts while others run there takes as long as the profile's measured
+  // rate with that many passes at once gives: n passes of this size at once deliver
+  // streams_items_per_s together, each alone items_per_s, so each takes
+  // n x items_per_s / streams_items_per_s of its time alone (never less). A pass started
+  // alone takes its time alone, and one already running keeps its end when another
+  // starts: an approximation of how streams share the GPU. 1 where the profile did not
+  // measure streams (profiles from before 2026-12-06), as before.
+  double stream_stretch(const SimDevice& s, const std::string& model, uint32_t items) const {
+    if (s.d.info.kind != policies::DeviceKind::kGpu) return 1;
+    int running = 1;  // this pass
+    for (const Worker& w : s.workers) running += w.state == WorkerState::kBusy ? 1 : 0;
+    if (running == 1) return 1;
+    const std::optional<ProfilePoint> p = profiles_.estimate(model, s.d.info.id, items);
+    if (!p || !(p->streams_items_per_s > 0) || !(p->items_per_s > 0)) return 1;
+    return std::max(1.0, running * p->items_per_s / p->streams_items_per_s);
   }
 
   void run_until(size_t device, size_t i, double now, double end) {
@@ -454,7 +472,7 @@ class Simulation {
     Taken p;
     if (!take(s, e.t, w.job.get(), true, &p, nullptr)) return;
     ++preemptions_;
-    w.suspended.push_back({{std::move(w.job), w.count, w.is_long}, w.end_ms - e.t, w.busy_w});
+    w.suspended.push_back({{std::move(w.job), w.count, w.is_long, {}}, w.end_ms - e.t, w.busy_w});
     begin_piece(e.device, e.worker, p, e.t);
   }
 
@@ -784,6 +802,8 @@ Result<ProfileTable> load_profiles(const std::string& path, std::string* note) {
         pt.power_source = p.value("power_source", std::string("estimated"));
         pt.best_sub_batch = p.value("best_sub_batch", pt.batch_size);
         pt.best_workers = std::max<uint32_t>(1, p.value("best_workers", 1u));
+        pt.best_streams = p.value("best_streams", 0u);
+        pt.streams_items_per_s = p.value("streams_items_per_s", 0.0);
         if (p.contains("p50_single_us")) {
           pt.p50_single_us = p.at("p50_single_us");
         } else {

@@ -3,7 +3,9 @@
 // tensor is copied to GPU memory by name. A forward pass packs the query into pinned
 // memory, copies it in with one transfer, runs the same steps as the CPU models (see
 // engine/dlrm.h and engine/zoo.h for the math) as kernels and cuBLAS calls on one
-// stream, and copies the scores out.
+// stream, and copies the scores out. Passes of up to CudaOptions::graph_max_items rows
+// replay a CUDA graph of those steps (one launch instead of one per kernel), captured
+// once per stream and row bucket; a query is padded with empty rows to its bucket.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -283,9 +285,12 @@ class DeviceMemory {
   ~DeviceMemory() {
     if (ptr_ != nullptr) cudaFree(ptr_);
   }
-  /// Makes room for `bytes`, reallocating (contents lost) only when growing.
+  /// Makes room for `bytes`, reallocating (contents lost) only when growing, and then
+  /// to at least twice the old size: a buffer that moves invalidates the CUDA graphs
+  /// captured on it, so it should move rarely.
   Status reserve(size_t bytes, const char* what) {
     if (bytes <= bytes_) return Status::ok();
+    bytes = std::max(bytes, 2 * bytes_);
     if (ptr_ != nullptr) cudaFree(ptr_);
     ptr_ = nullptr;
     bytes_ = 0;
@@ -301,6 +306,7 @@ class DeviceMemory {
   T* as() const {
     return static_cast<T*>(ptr_);
   }
+  const void* address() const { return ptr_; }
 
  private:
   void* ptr_ = nullptr;
@@ -331,6 +337,20 @@ class PinnedMemory {
   size_t bytes_ = 0;
 };
 
+// One forward pass of a fixed row count, captured on one stream. Replaying it reads the
+// query from the buffers it was captured on; `layout` records their addresses, and a
+// graph whose buffers have since moved is captured again.
+struct CapturedPass {
+  cudaGraphExec_t exec = nullptr;
+  std::vector<const void*> layout;
+  CapturedPass() = default;
+  CapturedPass(const CapturedPass&) = delete;
+  CapturedPass& operator=(const CapturedPass&) = delete;
+  ~CapturedPass() {
+    if (exec != nullptr) cudaGraphExecDestroy(exec);
+  }
+};
+
 // One stream's state: everything a forward pass touches, so streams never share.
 struct StreamContext {
   cudaStream_t stream = nullptr;
@@ -339,7 +359,16 @@ struct StreamContext {
   PinnedMemory host_out;  // scores + error flag
   DeviceMemory dev_in;
   DeviceMemory dev_out;
+  DeviceMemory blas_workspace;  // set on the handle, so cuBLAS allocates nothing in a capture
   std::vector<std::unique_ptr<DeviceMemory>> scratch;
+  std::map<int, std::unique_ptr<CapturedPass>> graphs;  // by padded row count
+
+  // The addresses a captured pass depends on.
+  std::vector<const void*> layout() const {
+    std::vector<const void*> out = {dev_in.address(), dev_out.address()};
+    for (const auto& m : scratch) out.push_back(m->address());
+    return out;
+  }
 
   Result<float*> floats(size_t slot, size_t count) {
     while (scratch.size() <= slot) scratch.push_back(std::make_unique<DeviceMemory>());
@@ -348,6 +377,7 @@ struct StreamContext {
     return scratch[slot]->as<float>();
   }
   ~StreamContext() {
+    graphs.clear();
     if (blas != nullptr) cublasDestroy(blas);
     if (stream != nullptr) cudaStreamDestroy(stream);
   }
@@ -363,6 +393,21 @@ struct GpuLinear {
 
 size_t align_up(size_t x) { return (x + 255) / 256 * 256; }
 
+// cuBLAS's workspace per stream when graphs are on (its SGEMMs need far less).
+constexpr size_t kBlasWorkspaceBytes = size_t{4} << 20;
+
+// The row count a pass of n rows is padded to for a captured graph: the next size of
+// the form 2^k or 3 * 2^(k-1) (1, 2, 3, 4, 6, 8, 12, 16, 24, ...), so that 20 graphs
+// cover 1-1024 rows and padding adds less than half the rows.
+int graph_rows(int n) {
+  int p = 1;
+  while (p < n) {
+    if (p >= 2 && p + p / 2 >= n) return p + p / 2;
+    p *= 2;
+  }
+  return p;
+}
+
 // ---------------------------------------------------------------------------------------
 
 class CudaModel final : public Model {
@@ -376,13 +421,27 @@ class CudaModel final : public Model {
 
   const ModelSpec& spec() const override { return spec_; }
   Isa isa() const override { return Isa::kGeneric; }
-  std::string kernels() const override { return "cuda " + device_name_; }
+  std::string kernels() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (graph_max_items_ == 0) return "cuda " + device_name_;
+    if (!graph_failure_.empty()) return "cuda " + device_name_ + ", graphs off: " + graph_failure_;
+    return "cuda " + device_name_ + ", graphs up to " + std::to_string(graph_max_items_) + " rows";
+  }
   std::vector<TensorToWrite> tensors() const override { return {}; }  // weights live on the GPU
 
-  Status upload(const Model& host, int streams, bool table_batched);
+  Status upload(const Model& host, const CudaOptions& options);
   Status forward(const BatchView& batch, Workspace& ws, std::span<float> scores) const override;
 
  private:
+  // The steps of one pass at `rows` rows on ctx's stream: replayed from its captured
+  // graph, or run directly (and then captured for the next pass) when there is none.
+  Status launch(StreamContext& ctx, int rows, const float* dense, const int64_t* offsets,
+                const int64_t* indices, float* scores, int* error) const;
+  // Captures run() at `rows` rows into ctx.graphs. Call only after a direct run at
+  // `rows` on ctx, so that every buffer the pass needs is already allocated.
+  Status capture(StreamContext& ctx, int rows, const float* dense, const int64_t* offsets,
+                 const int64_t* indices, float* scores, int* error) const;
+  bool graphs_enabled() const;
   Status run(StreamContext& ctx, int n, const float* dense, const int64_t* offsets,
              const int64_t* indices, float* scores, int* error) const;
   Status linear(StreamContext& ctx, const GpuLinear& l, const float* x, int64_t ldx, int n,
@@ -418,6 +477,8 @@ class CudaModel final : public Model {
   const int2* pairs_ = nullptr;
   int num_pairs_ = 0;
   bool table_batched_ = true;
+  int graph_max_items_ = 0;
+  mutable std::string graph_failure_;  // why graphs were turned off, under mu_
   std::vector<TablePool> plan_host_;
   const TablePool* plan_ = nullptr;  // on the GPU
 
@@ -447,8 +508,10 @@ Result<std::vector<GpuLinear>> CudaModel::layers(const std::string& prefix, size
   return out;
 }
 
-Status CudaModel::upload(const Model& host, int streams, bool table_batched) {
-  table_batched_ = table_batched;
+Status CudaModel::upload(const Model& host, const CudaOptions& options) {
+  table_batched_ = options.table_batched;
+  graph_max_items_ = std::max(0, options.graph_max_items);
+  const int streams = options.streams;
   RECSCHED_CUDA_OK(cudaSetDevice(device_), "selecting the GPU");
   cudaDeviceProp prop{};
   RECSCHED_CUDA_OK(cudaGetDeviceProperties(&prop, device_), "reading the GPU's properties");
@@ -585,6 +648,12 @@ Status CudaModel::upload(const Model& host, int streams, bool table_batched) {
     RECSCHED_CUBLAS_OK(cublasSetStream(ctx->blas, ctx->stream), "binding cuBLAS to a stream");
     // Plain FP32 (the default math mode uses no TF32), so scores track the CPU engine.
     RECSCHED_CUBLAS_OK(cublasSetMathMode(ctx->blas, CUBLAS_DEFAULT_MATH), "cuBLAS math mode");
+    if (graph_max_items_ > 0) {
+      RECSCHED_RETURN_IF_ERROR(ctx->blas_workspace.reserve(kBlasWorkspaceBytes, "cuBLAS workspace"));
+      RECSCHED_CUBLAS_OK(cublasSetWorkspace(ctx->blas, ctx->blas_workspace.as<void>(),
+                                            kBlasWorkspaceBytes),
+                         "setting cuBLAS's workspace");
+    }
     free_.push_back(ctx.get());
     contexts_.push_back(std::move(ctx));
   }
@@ -824,6 +893,46 @@ Status CudaModel::run(StreamContext& ctx, int n, const float* dense, const int64
   return internal_error("unhandled model type");
 }
 
+bool CudaModel::graphs_enabled() const {
+  if (graph_max_items_ == 0) return false;
+  std::lock_guard<std::mutex> lock(mu_);
+  return graph_failure_.empty();
+}
+
+Status CudaModel::launch(StreamContext& ctx, int rows, const float* dense, const int64_t* offsets,
+                         const int64_t* indices, float* scores, int* error) const {
+  auto it = ctx.graphs.find(rows);
+  if (graphs_enabled() && it != ctx.graphs.end() && it->second->layout == ctx.layout()) {
+    RECSCHED_CUDA_OK(cudaGraphLaunch(it->second->exec, ctx.stream), "replaying the pass's graph");
+    return Status::ok();
+  }
+  return run(ctx, rows, dense, offsets, indices, scores, error);
+}
+
+Status CudaModel::capture(StreamContext& ctx, int rows, const float* dense, const int64_t* offsets,
+                          const int64_t* indices, float* scores, int* error) const {
+  ctx.graphs.erase(rows);
+  // Thread-local mode: another stream's thread may allocate while this one captures.
+  RECSCHED_CUDA_OK(cudaStreamBeginCapture(ctx.stream, cudaStreamCaptureModeThreadLocal),
+                   "starting a graph capture");
+  const Status ran = run(ctx, rows, dense, offsets, indices, scores, error);
+  cudaGraph_t graph = nullptr;
+  const cudaError_t ended = cudaStreamEndCapture(ctx.stream, &graph);
+  if (!ran.is_ok() || ended != cudaSuccess) {
+    if (graph != nullptr) cudaGraphDestroy(graph);
+    cudaGetLastError();  // a failed capture leaves nothing sticky; clear the last error
+    return internal_error("capturing a pass of " + std::to_string(rows) + " rows: " +
+                          (ran.is_ok() ? cudaGetErrorString(ended) : ran.message()));
+  }
+  auto pass = std::make_unique<CapturedPass>();
+  const cudaError_t made = cudaGraphInstantiate(&pass->exec, graph, 0);
+  cudaGraphDestroy(graph);
+  RECSCHED_CUDA_OK(made, "instantiating a pass's graph");
+  pass->layout = ctx.layout();
+  ctx.graphs[rows] = std::move(pass);
+  return Status::ok();
+}
+
 Status CudaModel::forward(const BatchView& batch, Workspace&, std::span<float> scores) const {
   const int64_t n = batch.batch_size;
   const int k = spec_.num_outputs();
@@ -839,7 +948,8 @@ Status CudaModel::forward(const BatchView& batch, Workspace&, std::span<float> s
   }
   if (n == 0) return Status::ok();
 
-  // The query's layout in one transfer: dense | offsets (rebased to this window) | indices.
+  // The query's layout in one transfer: dense | offsets (rebased to this window) | indices,
+  // padded to `rows` rows (empty bags, zero dense features) when a graph runs it.
   int64_t num_indices = 0;
   for (int t = 0; t < nt; ++t) {
     const auto off = batch.table_offsets(uint32_t(t));
@@ -848,11 +958,12 @@ Status CudaModel::forward(const BatchView& batch, Workspace&, std::span<float> s
     }
     num_indices += off.back() - off.front();
   }
-  const size_t dense_bytes = align_up(size_t(n) * d * sizeof(float));
-  const size_t off_bytes = align_up((size_t(nt) * n + 1) * sizeof(int64_t));
+  const int64_t rows = graphs_enabled() && n <= graph_max_items_ ? graph_rows(int(n)) : n;
+  const size_t dense_bytes = align_up(size_t(rows) * d * sizeof(float));
+  const size_t off_bytes = align_up((size_t(nt) * rows + 1) * sizeof(int64_t));
   const size_t idx_bytes = align_up(std::max<int64_t>(num_indices, 1) * sizeof(int64_t));
   const size_t in_bytes = dense_bytes + off_bytes + idx_bytes;
-  const size_t out_bytes = align_up(size_t(n) * k * sizeof(float)) + sizeof(int);
+  const size_t out_bytes = align_up(size_t(rows) * k * sizeof(float)) + sizeof(int);
 
   StreamContext* ctx = acquire();
   struct Release {
@@ -868,6 +979,7 @@ Status CudaModel::forward(const BatchView& batch, Workspace&, std::span<float> s
 
   char* host = ctx->host_in.data();
   std::memcpy(host, batch.dense.data(), size_t(n) * d * sizeof(float));
+  std::memset(host + size_t(n) * d * sizeof(float), 0, size_t(rows - n) * d * sizeof(float));
   auto* offs = reinterpret_cast<int64_t*>(host + dense_bytes);
   auto* idx = reinterpret_cast<int64_t*>(host + dense_bytes + off_bytes);
   int64_t pos = 0;
@@ -877,15 +989,16 @@ Status CudaModel::forward(const BatchView& batch, Workspace&, std::span<float> s
       if (off[b + 1] < off[b]) {
         return invalid_argument("table " + std::to_string(t) + ": bag offsets decrease");
       }
-      offs[t * n + b] = pos + (off[b] - off.front());
+      offs[t * rows + b] = pos + (off[b] - off.front());
     }
     const int64_t count = off.back() - off.front();
     if (count > 0) {
       std::memcpy(idx + pos, batch.indices.data() + off.front(), size_t(count) * sizeof(int64_t));
     }
     pos += count;
+    for (int64_t b = n; b < rows; ++b) offs[t * rows + b] = pos;  // padding: empty bags
   }
-  offs[int64_t(nt) * n] = pos;
+  offs[int64_t(nt) * rows] = pos;
 
   char* dev = ctx->dev_in.as<char>();
   float* dev_scores = ctx->dev_out.as<float>();
@@ -893,15 +1006,28 @@ Status CudaModel::forward(const BatchView& batch, Workspace&, std::span<float> s
   RECSCHED_CUDA_OK(cudaMemcpyAsync(dev, host, in_bytes, cudaMemcpyHostToDevice, ctx->stream),
                    "copying the query to the GPU");
   RECSCHED_CUDA_OK(cudaMemsetAsync(dev_error, 0, sizeof(int), ctx->stream), "error flag");
-  RECSCHED_RETURN_IF_ERROR(run(*ctx, int(n), reinterpret_cast<const float*>(dev),
-                               reinterpret_cast<const int64_t*>(dev + dense_bytes),
-                               reinterpret_cast<const int64_t*>(dev + dense_bytes + off_bytes),
-                               dev_scores, dev_error));
+  RECSCHED_RETURN_IF_ERROR(launch(*ctx, int(rows), reinterpret_cast<const float*>(dev),
+                                  reinterpret_cast<const int64_t*>(dev + dense_bytes),
+                                  reinterpret_cast<const int64_t*>(dev + dense_bytes + off_bytes),
+                                  dev_scores, dev_error));
   RECSCHED_CUDA_OK(cudaGetLastError(), "launching the model's kernels");
   RECSCHED_CUDA_OK(cudaMemcpyAsync(ctx->host_out.data(), ctx->dev_out.as<char>(), out_bytes,
                                    cudaMemcpyDeviceToHost, ctx->stream),
                    "copying scores from the GPU");
   RECSCHED_CUDA_OK(cudaStreamSynchronize(ctx->stream), "running the model on the GPU");
+  if (rows <= graph_max_items_ && graphs_enabled() &&
+      (ctx->graphs.count(int(rows)) == 0 || ctx->graphs[int(rows)]->layout != ctx->layout())) {
+    // This pass ran directly: capture it for the next one of this size. A capture that
+    // fails turns graphs off for the model (kernels() says why); the scores stand.
+    const Status st = capture(*ctx, int(rows), reinterpret_cast<const float*>(dev),
+                              reinterpret_cast<const int64_t*>(dev + dense_bytes),
+                              reinterpret_cast<const int64_t*>(dev + dense_bytes + off_bytes),
+                              dev_scores, dev_error);
+    if (!st.is_ok()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (graph_failure_.empty()) graph_failure_ = st.message();
+    }
+  }
   int error = 0;
   std::memcpy(&error, ctx->host_out.data() + out_bytes - sizeof(int), sizeof(int));
   if (error != 0) {
@@ -950,7 +1076,7 @@ Result<std::unique_ptr<Model>> load_cuda_model(const ModelSpec& spec, const Load
   }
   RECSCHED_ASSIGN_OR_RETURN(std::unique_ptr<Model> host, load_model(spec, options));
   auto model = std::make_unique<CudaModel>(spec, cuda.device);
-  RECSCHED_RETURN_IF_ERROR(model->upload(*host, cuda.streams, cuda.table_batched));
+  RECSCHED_RETURN_IF_ERROR(model->upload(*host, cuda));
   return std::unique_ptr<Model>(std::move(model));
 }
 

@@ -36,6 +36,13 @@ struct CudaOptions {
   /// table, the path verified on an H200 on 2026-11-26). The one-launch path is written and
   /// built but, as of 2026-12-06, not yet run on a GPU (issue 18).
   bool table_batched = true;
+  /// Passes of up to this many rows replay a CUDA graph: the pass's kernels and cuBLAS
+  /// calls captured once per stream and row bucket (1, 2, 3, 4, 6, 8, 12, ...: powers of
+  /// two and 1.5x them), the query padded with empty rows to its bucket, so one launch
+  /// replaces dozens. Larger passes, where the launches are a small part of the time and
+  /// padding would cost more than they save, run kernel by kernel. 0 = no graphs.
+  /// Written and built but, as of 2026-12-06, not yet run on a GPU (issue 18).
+  int graph_max_items = 256;
 };
 
 /// Builds `spec` on the host (seeded or from options.weights_path, exactly as

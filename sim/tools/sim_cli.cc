@@ -32,7 +32,10 @@ devices:
                        profile of an accelerator this host does not have)
   --cpu-workers N      workers of each CPU device (default: its cores in FILE, else 1);
                        a larger N models a bigger host from this one's per-core profile
-  --gpu-streams N      concurrent queries per GPU (default 1)
+  --gpu-streams N      passes at once per GPU (default: as many as its profile found
+                       paying, recschedd's choice; 1 where it did not measure streams);
+                       a pass that starts beside others is stretched to the rate the
+                       profile measured for that many
   --no-gpu             leave the GPUs out
   --cpu-idle-w W       idle watts per CPU core (default 1.5); --cpu-parked-w W parked
                        (default 0.2); --gpu-idle-w W idle watts per GPU (default 70)

@@ -36,6 +36,8 @@ void check_same(const ProfilePoint& got, const ProfilePoint& want) {
   CHECK(got.power_source == want.power_source);
   CHECK(got.best_sub_batch == want.best_sub_batch);
   CHECK(got.best_workers == want.best_workers);
+  CHECK(got.best_streams == want.best_streams);
+  CHECK(got.streams_items_per_s == want.streams_items_per_s);
 }
 
 // dlrm on cpu0, measured at 8, 16 and 64 (added out of order).
@@ -93,6 +95,8 @@ TEST_CASE("estimate interpolates every numeric field linearly between the neares
     CHECK(p->power_source == "estimated");  // always from the lower point
     CHECK(p->best_sub_batch == c.best_sub_batch);
     CHECK(p->best_workers == c.best_workers);
+    CHECK(p->best_streams == 0);  // not measured on either point
+    CHECK(p->streams_items_per_s == 0);
   }
 
   // Between the first two points the lower one is labelled "rapl".
@@ -102,6 +106,35 @@ TEST_CASE("estimate interpolates every numeric field linearly between the neares
   CHECK(p->items_per_s == doctest::Approx(12 * 1e6 / 150));
   CHECK(p->power_source == "rapl");
   CHECK(p->best_sub_batch == 8);  // midway between 8 and 16: the lower
+}
+
+TEST_CASE("a GPU's streams: interpolated from the nearer point, the device's the most of any point") {
+  ProfileTable t;
+  ProfilePoint lo = make_point(16, 200, 300, "nvml", 16, 1);
+  lo.best_streams = 3;
+  lo.streams_items_per_s = 200000;
+  ProfilePoint hi = make_point(64, 400, 300, "nvml", 64, 1);
+  hi.best_streams = 1;
+  hi.streams_items_per_s = 160000;
+  t.add("rmc2", "gpu0", lo);
+  t.add("rmc2", "gpu0", hi);
+  const std::optional<ProfilePoint> near_lo = t.estimate("rmc2", "gpu0", 28);
+  const std::optional<ProfilePoint> near_hi = t.estimate("rmc2", "gpu0", 52);
+  REQUIRE(near_lo.has_value());
+  REQUIRE(near_hi.has_value());
+  CHECK(near_lo->best_streams == 3);
+  CHECK(near_hi->best_streams == 1);
+  CHECK(near_lo->streams_items_per_s == doctest::Approx(190000));  // a quarter of the way
+  CHECK(near_hi->streams_items_per_s == doctest::Approx(170000));
+
+  CHECK(streams_paying(t, "gpu0") == 3);
+  ProfilePoint other = make_point(8, 100, 300, "nvml", 8, 1);
+  other.best_streams = 4;
+  t.add("din", "gpu0", other);
+  CHECK(streams_paying(t, "gpu0") == 4);  // the most over every model
+  t.add("din", "gpu1", make_point(8, 100, 300, "nvml", 8, 1));
+  CHECK(streams_paying(t, "gpu1") == 0);  // never measured: the caller's default
+  CHECK(streams_paying(t, "gpu7") == 0);
 }
 
 TEST_CASE("estimate returns nullopt outside the measured range") {

@@ -158,6 +158,70 @@ std::vector<int> run_held(WholeQueryRunner& runner, const engine::Model& blocker
   return order;
 }
 
+// Counts the forward() calls inside it at once (each sleeps 10 ms), the most seen.
+class Overlapping final : public engine::Model {
+ public:
+  explicit Overlapping(engine::ModelSpec spec) : spec_(std::move(spec)) {}
+  const engine::ModelSpec& spec() const override { return spec_; }
+  engine::Isa isa() const override { return engine::Isa::kGeneric; }
+  std::vector<engine::TensorToWrite> tensors() const override { return {}; }
+  Status forward(const BatchView&, engine::Workspace&, std::span<float> scores) const override {
+    const int now = ++inside_;
+    int seen = most_.load();
+    while (now > seen && !most_.compare_exchange_weak(seen, now)) {
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::fill(scores.begin(), scores.end(), 0.25f);
+    --inside_;
+    return Status::ok();
+  }
+  int most() const { return most_.load(); }
+
+ private:
+  engine::ModelSpec spec_;
+  mutable std::atomic<int> inside_{0};
+  mutable std::atomic<int> most_{0};
+};
+
+TEST_CASE("set_streams bounds the passes a whole-query runner runs at once") {
+  const engine::ModelSpec spec = golden_spec();
+  const Batch batch = engine::random_batch(spec, 4, 1);
+  // Runs 12 queries on a runner of 4 threads limited to `streams`; the most at once.
+  auto most_at_once = [&](int streams, int* workers) {
+    const Overlapping model(spec);
+    constexpr int kQueries = 12;
+    std::vector<std::vector<float>> scores(kQueries,
+                                           std::vector<float>(4 * spec.num_outputs()));
+    std::counting_semaphore<kQueries> answered(0);
+    WholeQueryRunner runner(4, {}, "gpu5");
+    runner.set_streams(streams);
+    *workers = runner.workers();
+    for (int q = 0; q < kQueries; ++q) {
+      REQUIRE(runner
+                  .submit({.model = &model,
+                           .batch = view_of(batch),
+                           .scores = scores[q],
+                           .done =
+                               [&](Status st) {
+                                 CHECK(st.is_ok());
+                                 answered.release();
+                               }})
+                  .is_ok());
+    }
+    for (int q = 0; q < kQueries; ++q) answered.acquire();
+    return model.most();
+  };
+  int workers = 0;
+  CHECK(most_at_once(1, &workers) == 1);
+  CHECK(workers == 1);
+  CHECK(most_at_once(2, &workers) == 2);  // 12 queries of 10 ms: two always overlap
+  CHECK(workers == 2);
+  CHECK(most_at_once(9, &workers) <= 4);  // clamped to the threads
+  CHECK(workers == 4);
+  CHECK(most_at_once(0, &workers) == 1);  // clamped to one
+  CHECK(workers == 1);
+}
+
 TEST_CASE("the whole-query runner serves earliest deadline first") {
   Cleared guard;
   const engine::ModelSpec spec = golden_spec();

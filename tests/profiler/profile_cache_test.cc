@@ -83,6 +83,16 @@ std::vector<CachedProfile> sample_entries() {
   };
 }
 
+// sample_entries() with the GPU's streams measured (profile_whole with streams > 1).
+std::vector<CachedProfile> sample_entries_with_streams() {
+  std::vector<CachedProfile> entries = sample_entries();
+  for (size_t k = 0; k < entries[1].points.size(); ++k) {
+    entries[1].points[k].best_streams = uint32_t(k % 3 + 1);
+    entries[1].points[k].streams_items_per_s = 1.0 / 7.0 + 1e5 * double(k);
+  }
+  return entries;
+}
+
 void check_same(const ProfilePoint& got, const ProfilePoint& want) {
   CAPTURE(want.batch_size);
   CHECK(got.batch_size == want.batch_size);
@@ -95,6 +105,8 @@ void check_same(const ProfilePoint& got, const ProfilePoint& want) {
   CHECK(got.power_source == want.power_source);
   CHECK(got.best_sub_batch == want.best_sub_batch);
   CHECK(got.best_workers == want.best_workers);
+  CHECK(got.best_streams == want.best_streams);
+  CHECK(got.streams_items_per_s == want.streams_items_per_s);
 }
 
 void check_same(const std::vector<CachedProfile>& got, const std::vector<CachedProfile>& want) {
@@ -156,6 +168,28 @@ TEST_CASE("save_profile_cache then load_profile_cache round-trips every entry an
   CHECK(doc["hardware"] == kIdentity.hardware);
   CHECK(doc["build"] == kIdentity.build);
   CHECK(doc["entries"][1]["points"][0]["power_source"] == "nvml");
+
+  // A GPU's measured streams round-trip too.
+  const std::vector<CachedProfile> gpu = sample_entries_with_streams();
+  REQUIRE(save_profile_cache(path, kIdentity, gpu).is_ok());
+  check_same(load_profile_cache(path, kIdentity).entries, gpu);
+}
+
+TEST_CASE("a profile cache written before streams were measured loads with them as 0") {
+  TempDir dir;
+  const std::string path = dir.file("profiles.json");
+  REQUIRE(save_profile_cache(path, kIdentity, sample_entries_with_streams()).is_ok());
+  json doc = json::parse(read_text(path));
+  for (json& e : doc["entries"]) {
+    for (json& p : e["points"]) {
+      p.erase("best_streams");
+      p.erase("streams_items_per_s");
+    }
+  }
+  write_text(path, doc.dump());
+  const CacheLoad load = load_profile_cache(path, kIdentity);
+  CHECK(load.warnings.empty());
+  check_same(load.entries, sample_entries());
 }
 
 TEST_CASE("an empty profile cache round-trips as no entries and no warnings") {
@@ -269,6 +303,10 @@ TEST_CASE("a malformed profile cache is ignored whole with a warning naming the 
        [](json& j) { j["entries"][1]["points"][2]["best_sub_batch"] = "8"; }},
       {"entries[1].points[2].best_workers is negative",
        [](json& j) { j["entries"][1]["points"][2]["best_workers"] = -1; }},
+      {"entries[1].points[1].best_streams is not an integer",
+       [](json& j) { j["entries"][1]["points"][1]["best_streams"] = 1.5; }},
+      {"entries[1].points[1].streams_items_per_s is not a number",
+       [](json& j) { j["entries"][1]["points"][1]["streams_items_per_s"] = "fast"; }},
   };
   for (const Case& c : cases) {
     CAPTURE(c.reason);

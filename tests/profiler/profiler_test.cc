@@ -2,6 +2,11 @@
 
 #include <doctest/doctest.h>
 
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
 namespace recsched::profiler {
 namespace {
 
@@ -61,6 +66,70 @@ TEST_CASE("a whole-model sweep labels its energy with the meter's source") {
   CHECK((*points)[1].best_workers == 1);
   CHECK((*points)[1].best_sub_batch == 8);
   CHECK((*points)[1].p50_single_us == (*points)[1].p50_us);
+}
+
+// A stand-in for a GPU with `lanes` passes' worth of room: a pass sleeps 2 ms holding one
+// lane, so lanes passes overlap and more queue. How many streams pay is then known.
+class Lanes final : public engine::Model {
+ public:
+  Lanes(engine::ModelSpec spec, int lanes) : spec_(std::move(spec)), free_(lanes) {}
+  const engine::ModelSpec& spec() const override { return spec_; }
+  engine::Isa isa() const override { return engine::Isa::kGeneric; }
+  std::vector<engine::TensorToWrite> tensors() const override { return {}; }
+  Status forward(const BatchView&, engine::Workspace&, std::span<float> scores) const override {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return free_ > 0; });
+      --free_;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    std::fill(scores.begin(), scores.end(), 0.5f);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++free_;
+    }
+    cv_.notify_one();
+    return Status::ok();
+  }
+
+ private:
+  engine::ModelSpec spec_;
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  mutable int free_;
+};
+
+TEST_CASE("a whole-model sweep with streams finds how many passes at once pay") {
+  EstimatedMeter meter({.active_w = 10.0, .idle_w = 10.0, .what = "test GPU"});
+  ProfileOptions o = ProfileOptions::quick();
+  o.batch_sizes = {1, 8};
+  o.seconds_per_point = 0.04;
+  struct Case {
+    int lanes;
+    uint32_t want;
+  };
+  for (const Case c : {Case{1, 1}, Case{2, 2}}) {
+    CAPTURE(c.lanes);
+    const Lanes model(golden("ncf"), c.lanes);
+    Result<std::vector<ProfilePoint>> points = profile_whole(model, meter, o, 3);
+    REQUIRE_MESSAGE(points.has_value(), points.status().to_string());
+    for (const ProfilePoint& p : *points) {
+      CAPTURE(p.batch_size);
+      // Three streams on two lanes are no faster than two: the fewest within 10 % of the
+      // most is two. On one lane, none beats one.
+      CHECK(p.best_streams == c.want);
+      // Each pass takes 2 ms, so `lanes` at once give lanes x batch / 2 ms items per second.
+      const double rate = c.lanes * p.batch_size / 2e-3;
+      CHECK(p.streams_items_per_s <= rate * 1.05);
+      CHECK(p.streams_items_per_s >= rate * 0.6);  // sleep overshoot on a busy machine
+    }
+  }
+  // Without streams (the default) neither field is measured.
+  const Lanes model(golden("ncf"), 2);
+  Result<std::vector<ProfilePoint>> plain = profile_whole(model, meter, o);
+  REQUIRE(plain.has_value());
+  CHECK(plain->front().best_streams == 0);
+  CHECK(plain->front().streams_items_per_s == 0);
 }
 
 }  // namespace

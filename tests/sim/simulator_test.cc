@@ -164,6 +164,36 @@ TEST_CASE("a GPU that merges runs one model's waiting queries in one pass, never
   CHECK(tight->models[0].max_ms == doctest::Approx(7.2 + 7.4 + 7.2 - 0.3));
 }
 
+TEST_CASE("a GPU pass beside another takes as long as the profile's measured streams rate gives") {
+  // cpu_gpu_table's GPU runs 16 items in 7.2 ms. Two streams, two 16-item queries 0.1 ms
+  // apart, merging off: the first starts alone (7.2 ms), the second beside it, stretched
+  // by 2 x items_per_s / streams_items_per_s.
+  const std::vector<Query> trace = {{0.0, "m", 16}, {0.1, "m", 16}};
+  const Device gpu{{"gpu0", DeviceKind::kGpu, 2, 70.0}, 0};
+  Options o = exact();
+  auto latest = [&](double streams_gain) {
+    ProfileTable table = cpu_gpu_table();
+    ProfileTable with;
+    for (const auto& [model, device] : table.keys()) {
+      for (ProfilePoint p : table.points(model, device)) {
+        if (streams_gain > 0) {
+          p.best_streams = 2;
+          p.streams_items_per_s = streams_gain * p.items_per_s;
+        }
+        with.add(model, device, p);
+      }
+    }
+    auto r = simulate(trace, {gpu}, with, {{"m", 100}}, make("earliest-finish"), o);
+    REQUIRE_MESSAGE(r.has_value(), r.status().to_string());
+    REQUIRE(r->models[0].completed == 2);
+    return r->models[0].max_ms;
+  };
+  CHECK(latest(2.0) == doctest::Approx(7.2));         // two at once are twice as fast: no stretch
+  CHECK(latest(1.0) == doctest::Approx(2 * 7.2));     // a second stream gains nothing
+  CHECK(latest(1.6) == doctest::Approx(7.2 * 2 / 1.6));
+  CHECK(latest(0) == doctest::Approx(7.2));           // not measured: as alone, as before
+}
+
 TEST_CASE("a query split over workers runs its sub-batches side by side") {
   const ProfileTable table = cpu_gpu_table();
   // earliest-finish on an idle 4-worker CPU, against a 5 ms target that the whole query
@@ -552,6 +582,7 @@ TEST_CASE("recsched-sim: help, usage errors and a run from a profile file") {
   const auto doc = nlohmann::json::parse(o2.str());
   CHECK(doc["devices"][0]["workers"] == 4);
   CHECK(doc["devices"][1]["kind"] == "gpu");
+  CHECK(doc["devices"][1]["workers"] == 1);  // the profile did not measure streams
   CHECK(doc["runs"].size() == policies::policy_names().size());
   CHECK(tools::run_sim_cli({"--profiles", path, "--qps", "5", "--policies", "psychic"}, o2, e2) ==
         2);
@@ -572,6 +603,30 @@ TEST_CASE("recsched-sim: help, usage errors and a run from a profile file") {
   CHECK(tools::run_sim_cli({"--profiles", path, "--qps", "5", "--gpu-batching", "yes"}, og, eg) ==
         2);
   CHECK(eg.str().find("--gpu-batching takes on or off") != std::string::npos);
+  // A GPU runs as many passes at once as its profile found paying, unless told.
+  {
+    nlohmann::json file = nlohmann::json::parse(std::ifstream(path));
+    for (auto& e : file["profiles"]) {
+      if (e["device"] != "gpu0") continue;
+      for (auto& p : e["points"]) {
+        p["best_streams"] = p["batch_size"] == 16 ? 3 : 1;
+        p["streams_items_per_s"] = 1000.0;
+      }
+    }
+    const std::string streamed = path + ".streams";
+    std::ofstream(streamed) << file.dump();
+    std::ostringstream os, es;
+    CHECK(tools::run_sim_cli({"--profiles", streamed, "--qps", "5", "--seconds", "1",
+                              "--policies", "static", "--json"},
+                             os, es) == 0);
+    CHECK(nlohmann::json::parse(os.str())["devices"][1]["workers"] == 3);
+    std::ostringstream ot, et;
+    CHECK(tools::run_sim_cli({"--profiles", streamed, "--qps", "5", "--seconds", "1",
+                              "--policies", "static", "--gpu-streams", "1", "--json"},
+                             ot, et) == 0);
+    CHECK(nlohmann::json::parse(ot.str())["devices"][1]["workers"] == 1);
+    std::filesystem::remove(streamed);
+  }
   // --wait-bound takes a fraction in [0, 1]; --find-max reports the capacity beside each
   // policy's latency-bounded throughput, which cannot exceed it by more than noise.
   std::ostringstream o4, e4;
