@@ -16,15 +16,17 @@ constexpr std::string_view kHelp = R"(usage: recschedctl profiles [--model MODEL
 The profile table the policies place queries by: for each model and device, at each
 profiled batch size, the median (P50_US) and p95 (P95_US) latency of the best split,
 the single-worker median, items per second, power and energy per item (with where the
-power figure comes from: rapl, nvml or estimated), and the best split (sub-batch size
-and workers).
+power figure comes from: rapl, nvml or estimated), the best split (sub-batch size
+and workers) and, on a GPU, how many passes at once pay (STREAMS; 0 where not
+measured), which recschedd runs.
 
   --model MODEL   only this model's profiles (exit 1 if recschedd has none for it)
 
 --json prints GET /v1/profiles (with --model, only that model's entries):
 {"profiles": [{"model", "device", "points": [{"batch_size", "p50_us", "p95_us",
 "p50_single_us", "items_per_s", "power_w", "energy_per_item_j", "power_source",
-"best_sub_batch", "best_workers"}]}], "profiling_seconds"}.
+"best_sub_batch", "best_workers", "best_streams", "streams_items_per_s",
+"measured_p50_single_us"}]}], "corrections", "profiling_seconds"}.
 )";
 
 int run(Context& ctx, const std::vector<std::string>& args) {
@@ -57,7 +59,7 @@ int run(Context& ctx, const std::vector<std::string>& args) {
     return kExitOk;
   }
   Table t({"MODEL", "DEVICE", "BATCH", "P50_US", "P95_US", "P50_1W_US", "ITEMS/S", "POWER_W",
-           "UJ/ITEM", "SUB_BATCH", "WORKERS", "SOURCE"});
+           "UJ/ITEM", "SUB_BATCH", "WORKERS", "STREAMS", "SOURCE"});
   for (const auto& p : array_at(*profiles, "profiles")) {
     for (const auto& pt : array_at(p, "points")) {
       const auto j = pt.find("energy_per_item_j");
@@ -67,7 +69,7 @@ int run(Context& ctx, const std::vector<std::string>& args) {
                  field(pt, "p50_us", 1), field(pt, "p95_us", 1), field(pt, "p50_single_us", 1),
                  field(pt, "items_per_s", 0), field(pt, "power_w", 1), uj,
                  field(pt, "best_sub_batch"), field(pt, "best_workers"),
-                 field(pt, "power_source")});
+                 field(pt, "best_streams"), field(pt, "power_source")});
     }
   }
   t.print(ctx.out, ctx.color);

@@ -96,7 +96,8 @@ class GpuServingDevice final : public ServingDevice {
     meter_ = std::move(meter.meter);
     meter_note_ = std::move(meter.note);
     idle_w_ = idle_w;
-    auto runner = std::make_unique<exec::WholeQueryRunner>(kMaxStreams, std::move(bind), id_);
+    auto runner = std::make_unique<exec::WholeQueryRunner>(engine::cuda::kServingStreams,
+                                                           std::move(bind), id_);
     whole_ = runner.get();
     whole_->set_streams(kDefaultStreams);
     runner_ = std::move(runner);
@@ -105,12 +106,12 @@ class GpuServingDevice final : public ServingDevice {
                                                     const engine::LoadOptions& lo) override {
     engine::cuda::CudaOptions co;
     co.device = index_;
-    co.streams = kMaxStreams;
+    co.streams = engine::cuda::kServingStreams;
     return engine::cuda::load_cuda_model(spec, lo, co);
   }
   Result<std::vector<ProfilePoint>> profile(const engine::Model& model,
                                             const profiler::ProfileOptions& o) override {
-    return profiler::profile_whole(model, *meter_, o, kMaxStreams);
+    return profiler::profile_whole(model, *meter_, o, engine::cuda::kServingStreams);
   }
   void set_streams(uint32_t measured) override {
     whole_->set_streams(measured > 0 ? int(measured) : kDefaultStreams);
@@ -124,10 +125,9 @@ class GpuServingDevice final : public ServingDevice {
   }
 
  private:
-  // Each model is loaded with kMaxStreams streams and the runner has as many threads; the
-  // profile says how many of them pay (profile_whole with streams), else kDefaultStreams
-  // (CudaOptions' default: one pass's copies overlap another's kernels).
-  static constexpr int kMaxStreams = 4;
+  // Each model is loaded with kServingStreams streams and the runner has as many threads;
+  // the profile says how many of them pay (profile_whole with streams), else
+  // kDefaultStreams (CudaOptions' default: one pass's copies overlap another's kernels).
   static constexpr int kDefaultStreams = 2;
   hw::GpuDevice device_;
   int index_;

@@ -393,6 +393,9 @@ struct GpuLinear {
 
 size_t align_up(size_t x) { return (x + 255) / 256 * 256; }
 
+// Above this many rows a pass is never padded for a graph (graph_rows stays in int range).
+constexpr int64_t kMaxBatchRows = int64_t{1} << 20;
+
 // cuBLAS's workspace per stream when graphs are on (its SGEMMs need far less).
 constexpr size_t kBlasWorkspaceBytes = size_t{4} << 20;
 
@@ -958,7 +961,10 @@ Status CudaModel::forward(const BatchView& batch, Workspace&, std::span<float> s
     }
     num_indices += off.back() - off.front();
   }
-  const int64_t rows = graphs_enabled() && n <= graph_max_items_ ? graph_rows(int(n)) : n;
+  // Padded to its graph's rows when that graph may exist (its bucket within the limit).
+  const int64_t bucket = graph_rows(int(std::min<int64_t>(n, kMaxBatchRows)));
+  const int64_t rows =
+      graphs_enabled() && n <= graph_max_items_ && bucket <= graph_max_items_ ? bucket : n;
   const size_t dense_bytes = align_up(size_t(rows) * d * sizeof(float));
   const size_t off_bytes = align_up((size_t(nt) * rows + 1) * sizeof(int64_t));
   const size_t idx_bytes = align_up(std::max<int64_t>(num_indices, 1) * sizeof(int64_t));
@@ -1015,7 +1021,7 @@ Status CudaModel::forward(const BatchView& batch, Workspace&, std::span<float> s
                                    cudaMemcpyDeviceToHost, ctx->stream),
                    "copying scores from the GPU");
   RECSCHED_CUDA_OK(cudaStreamSynchronize(ctx->stream), "running the model on the GPU");
-  if (rows <= graph_max_items_ && graphs_enabled() &&
+  if (rows == bucket && rows <= graph_max_items_ && graphs_enabled() &&
       (ctx->graphs.count(int(rows)) == 0 || ctx->graphs[int(rows)]->layout != ctx->layout())) {
     // This pass ran directly: capture it for the next one of this size. A capture that
     // fails turns graphs off for the model (kernels() says why); the scores stand.

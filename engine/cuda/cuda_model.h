@@ -27,6 +27,11 @@ struct CudaDeviceInfo {
 /// driver or no device (as on the build machines).
 std::vector<CudaDeviceInfo> list_devices(std::string* why);
 
+/// The streams recschedd and recsched-profile load each model with on a GPU: the profile
+/// measures how many of them pay at once (profiler::profile_whole with streams), and
+/// recschedd's runner runs that many.
+inline constexpr int kServingStreams = 4;
+
 struct CudaOptions {
   int device = 0;
   /// Independent streams (each with its own pinned buffers and scratch): concurrent

@@ -55,7 +55,11 @@ commands:
           Prints the model's derived shapes, sizes and the kernels chosen.
 
 --device is cpu (default), cuda or cuda:N (a GPU, where built with CUDA); on a GPU
-the timings include copying each query in and its scores out.
+the timings include copying each query in and its scores out, and two options set
+how it runs (score and bench): --gpu-graphs N replays a captured CUDA graph for
+passes of up to N rows (default 256, recschedd's; 0 = every kernel launched one by
+one), --gpu-tables one|each pools every embedding table in one launch (the default)
+or launches one kernel per table.
 Weights default to deterministic values from the spec's seed. Set RECSCHED_ISA
 (generic|avx2|avx512) to use narrower SIMD kernels than the CPU supports.
 Exit status: 0 ok, 1 failure, 2 bad usage.
@@ -145,6 +149,14 @@ Result<std::unique_ptr<Model>> load(const Options& o) {
   } else if (device != "cpu") {
     throw UsageError{"--device must be cpu, cuda or cuda:N, got '" + device + "'"};
   }
+  const bool gpu_options = o.has("gpu-graphs") || o.has("gpu-tables");
+  if (gpu < 0 && gpu_options) throw UsageError{"--gpu-graphs and --gpu-tables need --device cuda"};
+  const int graphs = static_cast<int>(parse_int("gpu-graphs", o.get("gpu-graphs", "256"), 0,
+                                                kMaxBatchItems));
+  const std::string tables = o.get("gpu-tables", "one");
+  if (tables != "one" && tables != "each") {
+    throw UsageError{"--gpu-tables takes one or each, got '" + tables + "'"};
+  }
   RECSCHED_ASSIGN_OR_RETURN(ModelSpec spec, load_model_spec(o.get("model")));
   LoadOptions lo;
   lo.weights_path = o.get("weights");
@@ -152,6 +164,8 @@ Result<std::unique_ptr<Model>> load(const Options& o) {
 #if defined(RECSCHED_WITH_CUDA)
   cuda::CudaOptions co;
   co.device = gpu;
+  co.graph_max_items = graphs;
+  co.table_batched = tables == "one";
   return cuda::load_cuda_model(spec, lo, co);
 #else
   return unavailable("this recsched-engine was built without CUDA (RECSCHED_WITH_CUDA=OFF)");
@@ -426,11 +440,11 @@ int run_engine_cli(const std::vector<std::string>& args, std::ostream& out, std:
     std::vector<std::string> options;
   };
   static const Command kCommands[] = {
-      {"score", &cmd_score, {"model", "weights", "inputs", "device"}},
+      {"score", &cmd_score, {"model", "weights", "inputs", "device", "gpu-graphs", "gpu-tables"}},
       {"bench",
        &cmd_bench,
        {"model", "weights", "batch-sizes", "threads", "reps", "min-seconds", "seed", "format",
-        "device"}},
+        "device", "gpu-graphs", "gpu-tables"}},
       {"export-weights", &cmd_export, {"model", "out"}},
       {"info", &cmd_info, {"model"}},
   };

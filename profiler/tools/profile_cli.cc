@@ -44,9 +44,10 @@ commands:
       a machine other than this one (hwloc XML, or e.g. "pack:2 [numa] l3:2 core:4 pu:2").
   run --config C.json [--json] [--out FILE] [--quick] [--no-cache] [--state-dir DIR]
       Profiles every model of the config on every device: latency (median, p95) per
-      batch size, items/s, the best split across workers, power and energy per item
-      (measured with RAPL or NVML where readable, else estimated: the source is
-      printed). Results are cached under the state directory, keyed by hardware, model
+      batch size, items/s, the best split across workers (on a GPU: how many passes
+      at once pay, "Nstr", and the items/s they give together in the JSON's
+      streams_items_per_s), power and energy per item (measured with RAPL or NVML
+      where readable, else estimated: the source is printed). Results are cached under the state directory, keyed by hardware, model
       spec and build; a valid cache skips the measuring. --out writes the JSON to FILE.
 
 config: recschedd's own (systemd/recschedd.json; every key in daemon/config.h), so a
@@ -328,13 +329,14 @@ int cmd_run(const std::map<std::string, std::string>& o, bool as_json, std::ostr
         lo.weights_path = m.entry.weights_path;
         engine::cuda::CudaOptions co;
         co.device = g.index;
+        co.streams = engine::cuda::kServingStreams;  // as recschedd: how many pay is measured
         auto model = engine::cuda::load_cuda_model(m.spec, lo, co);
         if (!model) {
           err << "recsched-profile: " << m.spec.name << " on " << gd.id << ": "
               << model.status().message() << "\n";
           continue;  // a model that does not fit one GPU is still served on the CPUs
         }
-        auto points = profile_whole(**model, *meter.meter, cfg->options);
+        auto points = profile_whole(**model, *meter.meter, cfg->options, co.streams);
         if (!points) {
           err << "recsched-profile: " << points.status().message() << "\n";
           return 1;
@@ -399,7 +401,9 @@ int cmd_run(const std::map<std::string, std::string>& o, bool as_json, std::ostr
   for (const Measured& m : results) {
     for (const ProfilePoint& p : m.points) {
       const std::string split =
-          std::to_string(p.best_workers) + "x" + std::to_string(p.best_sub_batch);
+          p.best_streams > 0
+              ? std::to_string(p.best_streams) + "str"
+              : std::to_string(p.best_workers) + "x" + std::to_string(p.best_sub_batch);
       out << std::left << std::setw(8) << m.model << std::setw(7) << m.device << std::right
           << std::setw(6) << p.batch_size << std::fixed << std::setprecision(3) << std::setw(10)
           << p.p50_us / 1e3 << std::setw(10) << p.p95_us / 1e3 << std::setprecision(0)
