@@ -208,6 +208,7 @@ class EarliestFinishPolicy final : public Policy {
     return to_placement(*best, "earliest-finish");
   }
   nlohmann::json params() const override { return {{"margin", margin_}}; }
+  bool admission_may_move() const override { return true; }
   Status configure(const nlohmann::json& p) override {
     RECSCHED_RETURN_IF_ERROR(unknown_keys(p, {"margin"}));
     if (p.contains("margin") && (!p["margin"].is_number() || p["margin"] < 0 || p["margin"] >= 1)) {
@@ -276,6 +277,7 @@ class MinEnergyPolicy final : public Policy {
     return p;
   }
   nlohmann::json params() const override { return {{"margin", margin_}, {"park", park_}}; }
+  bool admission_may_move() const override { return true; }
   Status configure(const nlohmann::json& p) override {
     RECSCHED_RETURN_IF_ERROR(unknown_keys(p, {"margin", "park"}));
     if (p.contains("margin") && (!p["margin"].is_number() || p["margin"] < 0 || p["margin"] >= 1)) {

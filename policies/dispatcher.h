@@ -159,6 +159,13 @@ class Dispatcher {
   /// those may be running: half is the mean remainder of one found running). With GPU
   /// merging, a GPU query's work is what it adds to its model's merged passes
   /// (set_gpu_merging), and the policy sees that as its service there too.
+  /// For a policy that allows it (Policy::admission_may_move: earliest-finish,
+  /// min-energy), admission judges a GPU placement by the wait its runner gives instead:
+  /// the work due before the query and half of a running pass due later, unless going
+  /// ahead of the work due later would make some of it late that is on time now (then all
+  /// of the backlog). And before refusing a query predicted past its bound where the
+  /// policy placed it, it places it on the GPU where it is predicted on time that way, the
+  /// soonest (reason "admission: on time on gpuN, ..."), if there is one.
   /// `priority`: the request's (parameters.priority); `own_target`: the request set its
   /// sla_ms; see Admission.
   /// `overhead_ms`: the query's predicted time outside the runner (decoding, encoding;
@@ -226,8 +233,10 @@ class Dispatcher {
   std::unique_ptr<Policy> policy_;
   uint64_t generation_ = 1;
   Admission admission_;
-  // Work admitted ahead of a query due at `deadline_ms` on device i (see dispatch()).
-  double ahead_ms(size_t i, double deadline_ms, const DeviceLoad& load) const;
+  // Work admitted ahead of a query due at `deadline_ms` on device i (see dispatch());
+  // own_ms: what the query would add there (a GPU's estimate needs it).
+  double ahead_ms(size_t i, double now_ms, double deadline_ms, double own_ms,
+                  const DeviceLoad& load) const;
 
   std::vector<double> backlog_ms_;
   // Per device, the admitted work by queue key (Decision::queue_key_ms): what ahead_ms sums.
@@ -242,6 +251,18 @@ class Dispatcher {
   std::vector<std::map<std::string, uint64_t, std::less<>>> gpu_items_;
   Clock::time_point now_{};        // the latest dispatch's clock: the slacks' ages
   std::vector<DeviceView> views_;  // reused by every dispatch()
+  // Per device, ahead_ms for the query being dispatched (a GPU's: what its EDF runner
+  // makes it wait, which admission judges by; its view shows all of the backlog).
+  std::vector<double> wait_ms_;
+  // Admission (see dispatch()): the device takes the query at once (a free worker,
+  // nothing waiting, admit_idle); a placement's predicted time as admission judges it;
+  // before refusing, the GPU where the query ends soonest within bound_ms as its runner
+  // would order it, if one does.
+  bool starts_now(size_t i, const DeviceLoad& load) const;
+  double judged_ms(size_t i, double predicted_ms) const;
+  std::optional<Placement> on_time_on_gpu(const QueryInfo& query, const ProfileTable& profiles,
+                                          const std::vector<bool>& offer, double overhead_ms,
+                                          double bound_ms) const;
 
   BoundedWait bounded_wait_;
   struct Slack {

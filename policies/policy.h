@@ -110,6 +110,13 @@ class Policy {
   virtual void observe(const Completion& /*done*/) {}
   /// The knobs, for GET /v1/policy.
   virtual nlohmann::json params() const = 0;
+  /// Whether admission may judge this policy's GPU placements by the wait the GPU's runner
+  /// gives, and move a query it would refuse to a GPU where it is on time that way
+  /// (Dispatcher::dispatch). Default false: every placement stands as placed and is judged
+  /// by the policy's own prediction (static and deeprecsched keep their published forms);
+  /// earliest-finish and min-energy, which look for a device that meets the target, say
+  /// true.
+  virtual bool admission_may_move() const { return false; }
   /// Re-tunes from PUT /v1/policy's params; kInvalidArgument naming the key, and the
   /// policy is then unchanged.
   virtual Status configure(const nlohmann::json& params) = 0;

@@ -165,6 +165,56 @@ TEST_CASE("on a GPU that merges, a query adds what its items add to its model's 
         doctest::Approx(0.30));
 }
 
+TEST_CASE("before refusing, admission places a query on a GPU whose runner's order makes it on time") {
+  // cpu_gpu_table: the CPU runs n items in 0.05 + 0.1 n ms, the GPU in 1 + 0.0125 n ms
+  // (+6 up to 64). Loose 1024-item queries (13.8 ms each on the GPU, 102.45 on the CPU)
+  // fill the GPU with seven (96.6 ms) and the CPU with one, earliest-finish placing each.
+  // A tight 256-item query (target 20 ms, bound 2 x 0.8 x 20 = 32 ms): 25.65 ms on the
+  // CPU, where earliest-finish puts it (its GPU view is all of the backlog, 96.6 + 4.2 ms),
+  // then behind half of the loose one running there: over the bound. Its runner on the GPU
+  // takes it before every loose query, after half of the one running: 6.9 + 4.2 ms.
+  const ProfileTable table = cpu_gpu_table();
+  const std::vector<DeviceInfo> devices = {{"cpu0", DeviceKind::kCpu, 1, 3.0},
+                                           {"gpu0", DeviceKind::kGpu, 1, 70.0}};
+  const ModelView tight{"m", 20.0, 0.0};
+  const auto t0 = Clock::now();
+  for (const double loose_ms : {1000.0, 100.0}) {
+    CAPTURE(loose_ms);
+    const ModelView loose{"m", loose_ms, 0.0};
+    Dispatcher d(devices, make("earliest-finish"),
+                 Admission{.reject_factor = 2.0, .normal_share = 0.8});
+    std::vector<Decision> queued;
+    for (uint64_t id = 1; id <= 8; ++id) {
+      queued.push_back(d.dispatch({id, &loose, 1024, loose_ms}, {{}, {}}, table, t0));
+      REQUIRE(queued.back().admitted());
+      CHECK(queued.back().placement.device == (id <= 7 ? "gpu0" : "cpu0"));
+    }
+    const Decision t = d.dispatch({9, &tight, 256, 20.0}, {{1, 1, 0}, {1, 7, 0}}, table,
+                                  t0 + std::chrono::milliseconds(1));
+    if (loose_ms == 1000.0) {
+      REQUIRE_MESSAGE(t.admitted(), t.status.message());
+      CHECK(t.placement.device == "gpu0");
+      CHECK(t.placement.predicted_ms == doctest::Approx(13.8 / 2 + 4.2));
+      CHECK(t.placement.reason.find("admission: on time on gpu0") == 0);
+      CHECK(t.placement.sub_batch == 256);
+      CHECK(t.placement.order == QueueOrder::kDeadline);
+    } else {
+      // Due in 100 ms, the seventh loose query ends at 96.6 ms: 4.2 ms more ahead of it
+      // would make it late, so the GPU offers all of its backlog and the query is refused.
+      CHECK_FALSE(t.admitted());
+      CHECK(t.status.code() == StatusCode::kUnavailable);
+    }
+  }
+  // Static keeps its published form (Policy::admission_may_move is false): its CPU
+  // placement stands, and past the bound it is refused though the GPU is idle.
+  Dispatcher s(devices, make("static"), Admission{.reject_factor = 2.0, .normal_share = 0.8});
+  const ModelView loose{"m", 1000.0, 0.0};
+  REQUIRE(s.dispatch({1, &loose, 1024, 1000.0}, {{}, {}}, table, t0).admitted());
+  const Decision t = s.dispatch({2, &tight, 256, 20.0}, {{1, 1, 0}, {}}, table,
+                                t0 + std::chrono::milliseconds(1));
+  CHECK_FALSE(t.admitted());
+}
+
 TEST_CASE("a query predicted beyond reject_factor x its SLA is rejected, with the reason") {
   OneCpu c;
   Dispatcher d(c.devices, make("static"), 2.0);
