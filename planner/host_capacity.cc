@@ -20,7 +20,7 @@ namespace {
 using nlohmann::json;
 
 // Part of every cache key: a figure cached by another version of the simulation is not used.
-constexpr int kCacheVersion = 1;
+constexpr int kCacheVersion = 2;  // 2: admission on the GPU's own order (2026-12-06)
 
 std::string hex(uint64_t v) {
   char buf[17];
