@@ -20,7 +20,7 @@ namespace {
 using nlohmann::json;
 
 // Part of every cache key: a figure cached by another version of the simulation is not used.
-constexpr int kCacheVersion = 2;  // 2: admission on the GPU's own order (2026-12-06)
+constexpr int kCacheVersion = 3;  // 2: admission on the GPU's own order; 3: merge= (2026-12-06)
 
 std::string hex(uint64_t v) {
   char buf[17];
@@ -68,7 +68,8 @@ std::string host_key(const HostTypeSpec& t, const SimSettings& s) {
          (a.admit_idle ? "1" : "0") + "," + num(a.late_budget) +
          " preempt=" + (o.preemption ? "1" : "0") + "," + num(o.yield_stretch_ms) +
          " wb=" + num(o.wait_bound_fraction) + " judge=" + (o.judge_every_target ? "1" : "0") +
-         " maxq=" + std::to_string(o.max_queue);
+         " maxq=" + std::to_string(o.max_queue) + " merge=" + (o.gpu_batching ? "1" : "0") + "," +
+         std::to_string(o.gpu_merge_max_items);
 }
 
 std::string mix_key(const std::vector<std::pair<std::string, double>>& mix,

@@ -49,6 +49,10 @@ plan:
                      assignment at its share of the load; exit 1 if one misses a target
   --max-set-size N   co-location sets of up to N models (default: the fleet's
                      max_set_size; 1 = no co-location, each host one model)
+  --gpu-merging on|off
+                     GPUs merge queued queries of one model into one pass, as
+                     recschedd's limits.gpu_merging (default: the fleet's gpu_merging,
+                     true)
   --threads N        simulator threads (default: every core)
   --mip-gap X        relative optimality gap at which the solver stops (default 0.001)
   --json             print the summary as JSON
@@ -144,8 +148,8 @@ double positive(double v, const std::string& what) {
 
 Fleet read_fleet(const std::string& path) {
   const json j = read_json(path, "fleet");
-  only_keys(j, {"comment", "policy", "utilisation", "max_set_size", "sim_seconds", "host_types",
-                "models", "trace"},
+  only_keys(j, {"comment", "policy", "utilisation", "max_set_size", "sim_seconds", "gpu_merging",
+                "host_types", "models", "trace"},
             path);
   const fs::path dir = fs::path(path).parent_path();
   auto resolve = [&](const std::string& p) {
@@ -162,6 +166,9 @@ Fleet read_fleet(const std::string& path) {
   if (fleet.max_set_size < 1 || fleet.max_set_size > 4)
     throw FleetError{path + ": max_set_size must be 1-4"};
   fleet.sim.seconds = positive(get<double>(j, "sim_seconds", path, 10), path + ": sim_seconds");
+  // GPUs merge queued queries of one model into one pass, as recschedd's limits.gpu_merging
+  // (on by default).
+  fleet.sim.options.gpu_batching = get<bool>(j, "gpu_merging", path, true);
   const json& types = need(j, "host_types", path);
   if (!types.is_array() || types.empty()) throw FleetError{path + ": host_types must be a non-empty array"};
   std::set<std::string> names;
@@ -259,6 +266,9 @@ json totals_json(const DayTotals& d) {
 double saving(double base, double ours) { return base > 0 ? 100 * (base - ours) / base : 0; }
 
 int plan_day(const std::map<std::string, std::string>& o, std::ostream& out, std::ostream& err) {
+  if (o.count("gpu-merging") && o.at("gpu-merging") != "on" && o.at("gpu-merging") != "off") {
+    throw UsageError{"--gpu-merging takes on or off, not '" + o.at("gpu-merging") + "'"};
+  }
   Fleet fleet;
   try {
     fleet = read_fleet(o.at("fleet"));
@@ -266,6 +276,7 @@ int plan_day(const std::map<std::string, std::string>& o, std::ostream& out, std
     err << "recsched-plan: " << e.message << "\n";
     return 1;
   }
+  if (o.count("gpu-merging")) fleet.sim.options.gpu_batching = o.at("gpu-merging") == "on";
   Result<Trace> trace = o.count("trace") ? read_trace_csv(o.at("trace"))
                         : !fleet.trace_file.empty()
                             ? read_trace_csv(fleet.trace_file)
@@ -328,6 +339,7 @@ int plan_day(const std::map<std::string, std::string>& o, std::ostream& out, std
   doc["policy"] = fleet.sim.policy;
   doc["utilisation"] = fleet.utilisation;
   doc["max_set_size"] = copt.max_set_size;
+  doc["gpu_merging"] = fleet.sim.options.gpu_batching;
   doc["targets_ms"] = json::object();
   for (const auto& t : fleet.targets) doc["targets_ms"][t.model] = t.sla_ms;
   doc["slot_minutes"] = trace->slot_minutes;
@@ -389,7 +401,7 @@ int plan_day(const std::map<std::string, std::string>& o, std::ostream& out, std
         << problem.models.size() << " models, " << ilp.size() << " slots of "
         << fmt(trace->slot_minutes, 0) << " min; policy " << fleet.sim.policy << ", utilisation "
         << fmt(fleet.utilisation, 2) << ", co-location sets of up to " << copt.max_set_size
-        << " models\n";
+        << " models, GPU merging " << (fleet.sim.options.gpu_batching ? "on" : "off") << "\n";
     out << "capacity facts: " << simulated << " simulations run (" << fmt(capacity_s) << " s), the rest cached\n";
     out << "  type            hosts  power W  latency-bounded q/s per host alone\n";
     for (const HostType& h : problem.types) {
@@ -580,7 +592,7 @@ int apply_slot(const std::map<std::string, std::string>& o, std::ostream& out, s
 int run_plan_cli(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   static const std::vector<std::string> kValued = {"fleet", "trace", "cache", "out",    "threads",
                                                    "mip-gap", "plan", "slot", "config", "hosts",
-                                                   "max-set-size"};
+                                                   "max-set-size", "gpu-merging"};
   static const std::vector<std::string> kFlags = {"replay", "json"};
   try {
     // `apply` first selects the subcommand; the rest are options.

@@ -69,6 +69,9 @@ TEST_CASE("recsched-plan --help, and usage errors exit 2") {
   CHECK(u.rc == 2);
   CHECK(u.err.find("unknown option '--bogus'") != std::string::npos);
   CHECK(run({"--fleet", "x.json", "--slot", "1"}).rc == 2);
+  Run m = run({"--fleet", "x.json", "--gpu-merging", "maybe"});
+  CHECK(m.rc == 2);
+  CHECK(m.err.find("--gpu-merging takes on or off, not 'maybe'") != std::string::npos);
   CHECK(run({"apply", "--plan", "p.json"}).rc == 2);
 }
 
@@ -80,6 +83,8 @@ TEST_CASE("recsched-plan: a bad fleet file is named with what is wrong") {
       {R"({"host_types": [{"name": "a", "profiles": "p.json", "power_w": 1}], "models": []})",
        "'count' is required"},
       {R"({"policy": "nosuch", "host_types": [], "models": []})", "unknown policy 'nosuch'"},
+      {R"({"gpu_merging": "yes", "host_types": [], "models": []})",
+       "'gpu_merging' has the wrong type"},
       {R"({"host_types": [{"name": "a+b", "profiles": "p", "count": 1, "power_w": 1}], "models": []})",
        "letters, digits, '_' or '-'"},
       {R"({"host_types": [{"name": "a", "profiles": "p", "count": 1, "power_w": -5}], "models": []})",
@@ -244,17 +249,23 @@ TEST_CASE("recsched-plan: docs/planner.md's fleet of 10,000 hosts plans from its
   const std::string dir = std::string(RECSCHED_SOURCE_DIR) + "/docs/planner/";
   const fs::path cache = scratch() / "fleet-10k.capacity.json";
   fs::copy_file(dir + "fleet-10k.capacity.json", cache, fs::copy_options::overwrite_existing);
-  Run r = run({"--fleet", dir + "fleet-10k.json", "--cache", cache.string(), "--json"});
-  INFO(r.err);
-  REQUIRE(r.rc == 0);
-  const json s = json::parse(r.out);
-  CHECK(s["simulated_runs"] == 0);
-  CHECK(s["fleet_hosts"] == 10000);
-  CHECK(s["ilp"]["unserved_share"] == 0);
-  CHECK(s["greedy"]["unserved_share"] == 0);
-  // The program never needs more than greedy; the figures themselves are docs/planner.md's.
-  CHECK(s["ilp"]["peak_hosts"].get<int>() <= s["greedy"]["peak_hosts"].get<int>());
-  CHECK(s["ilp"]["peak_power_w"].get<double>() <= s["greedy"]["peak_power_w"].get<double>());
+  // Both documented fleets: GPUs merging (the default, recschedd's) and not.
+  for (const bool merging : {true, false}) {
+    CAPTURE(merging);
+    Run r = run({"--fleet", dir + "fleet-10k.json", "--cache", cache.string(), "--gpu-merging",
+                 merging ? "on" : "off", "--json"});
+    INFO(r.err);
+    REQUIRE(r.rc == 0);
+    const json s = json::parse(r.out);
+    CHECK(s["gpu_merging"] == merging);
+    CHECK(s["simulated_runs"] == 0);
+    CHECK(s["fleet_hosts"] == 10000);
+    CHECK(s["ilp"]["unserved_share"] == 0);
+    CHECK(s["greedy"]["unserved_share"] == 0);
+    // Greedy's plan is one the program could choose, so the program's provisioned power
+    // is never more (hosts may be: it minimises power); the figures are docs/planner.md's.
+    CHECK(s["ilp"]["peak_power_w"].get<double>() <= s["greedy"]["peak_power_w"].get<double>());
+  }
 }
 
 }  // namespace
