@@ -15,7 +15,6 @@ def main(argv):
         return 2
     out, models = argv[1], argv[2:]
     print("## Latency per query (median ms; GPU times include the copies in and out)\n")
-    sizes = None
     rows = []
     for m in models:
         med = {}
