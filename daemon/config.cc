@@ -533,6 +533,8 @@ Status read_config(const json& root, const fs::path& base, DaemonConfig& c) {
           return Status::ok();
         }},
        bool_field("gpus", c.gpus),
+       integer_field("gpu_graph_max_items", c.gpu_graph_max_items, 0, 1048576),
+       bool_field("gpu_table_batched", c.gpu_table_batched),
        {"profile",
         [&](const json& v, const std::string& k) { return read_profile(v, k, c.profile); }},
        {"power", [&](const json& v, const std::string& k) { return read_power(v, k, c.power); }},

@@ -29,6 +29,10 @@
 // token                       bearer token for state-changing routes over TCP, "" = none (they then
 //                             need the unix socket); ""; RFC 6750 characters A-Za-z0-9-._~+/ then =
 // gpus                        serve on CUDA GPUs too; true; true or false
+// gpu_graph_max_items         GPU passes of up to this many items replay a CUDA graph
+//                             (engine/cuda/cuda_model.h), 0 = none; 256; [0, 1048576]
+// gpu_table_batched           every embedding table of a GPU model pooled in one launch
+//                             (false: a launch per table); true; true or false
 // profile.batch_sizes         batch sizes profiled; 1, 2, 4 ... 1024; distinct, in [1, 1048576]
 // profile.seconds_per_point   timed seconds per batch size and split; 0.05; (0, 60]
 // profile.quick               quick sweep (3 sizes, 10 ms each) in place of the two above; false
@@ -195,6 +199,11 @@ struct DaemonConfig {
   /// Bearer token for state-changing routes over TCP; "" = none (they then need the socket).
   std::string token;
   bool gpus = true;
+  /// How the CUDA models run (engine::cuda::CudaOptions): graphs for passes up to this many
+  /// items, and every table in one launch. Both were written without a GPU at hand
+  /// (issue 18); these turn them off on a host where they misbehave.
+  uint32_t gpu_graph_max_items = 256;
+  bool gpu_table_batched = true;
   profiler::ProfileOptions profile;  ///< min_reps, max_reps: the defaults, or quick()'s
   profiler::PowerConfig power;
   LimitsConfig limits;

@@ -91,8 +91,11 @@ class CpuServingDevice final : public ServingDevice {
 class GpuServingDevice final : public ServingDevice {
  public:
   GpuServingDevice(hw::GpuDevice d, int index, profiler::MeterChoice meter, double idle_w,
-                   std::function<void()> bind)
-      : ServingDevice(d.id, policies::DeviceKind::kGpu), device_(std::move(d)), index_(index) {
+                   std::function<void()> bind, GpuRunOptions run)
+      : ServingDevice(d.id, policies::DeviceKind::kGpu),
+        device_(std::move(d)),
+        index_(index),
+        run_(run) {
     meter_ = std::move(meter.meter);
     meter_note_ = std::move(meter.note);
     idle_w_ = idle_w;
@@ -107,6 +110,8 @@ class GpuServingDevice final : public ServingDevice {
     engine::cuda::CudaOptions co;
     co.device = index_;
     co.streams = engine::cuda::kServingStreams;
+    co.graph_max_items = static_cast<int>(run_.graph_max_items);
+    co.table_batched = run_.table_batched;
     return engine::cuda::load_cuda_model(spec, lo, co);
   }
   Result<std::vector<ProfilePoint>> profile(const engine::Model& model,
@@ -131,6 +136,7 @@ class GpuServingDevice final : public ServingDevice {
   static constexpr int kDefaultStreams = 2;
   hw::GpuDevice device_;
   int index_;
+  GpuRunOptions run_;
   exec::WholeQueryRunner* whole_;  // runner_, as the whole-query runner it is
 };
 #endif
@@ -151,6 +157,7 @@ Result<std::unique_ptr<ServingDevice>> make_cpu_device(const hw::Topology& topol
 
 std::vector<std::unique_ptr<ServingDevice>> make_gpu_devices(const hw::Topology& topology,
                                                              const profiler::PowerConfig& power,
+                                                             const GpuRunOptions& run,
                                                              std::string* why) {
   std::vector<std::unique_ptr<ServingDevice>> out;
 #if defined(RECSCHED_WITH_CUDA)
@@ -174,11 +181,12 @@ std::vector<std::unique_ptr<ServingDevice>> make_gpu_devices(const hw::Topology&
     }
     profiler::MeterChoice meter = profiler::gpu_meter(power, g.index, bus);
     out.push_back(std::make_unique<GpuServingDevice>(gd, g.index, std::move(meter),
-                                                     power.gpu_idle_w, std::move(bind)));
+                                                     power.gpu_idle_w, std::move(bind), run));
   }
 #else
   (void)topology;
   (void)power;
+  (void)run;
   if (why != nullptr) *why = "this build has no CUDA runner";
 #endif
   return out;

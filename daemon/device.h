@@ -93,10 +93,17 @@ Result<std::unique_ptr<ServingDevice>> make_cpu_device(const hw::Topology& topol
                                                        const profiler::PowerConfig& power,
                                                        int worker_nice = 0);
 
+/// How the CUDA models run (DaemonConfig's gpu_graph_max_items and gpu_table_batched).
+struct GpuRunOptions {
+  uint32_t graph_max_items = 256;
+  bool table_batched = true;
+};
+
 /// Every CUDA GPU this build and host have, as "gpu0", "gpu1", ...; empty with `why` set
 /// where there are none (no CUDA in this build, no driver, no device).
 std::vector<std::unique_ptr<ServingDevice>> make_gpu_devices(const hw::Topology& topology,
                                                              const profiler::PowerConfig& power,
+                                                             const GpuRunOptions& run,
                                                              std::string* why);
 
 }  // namespace recsched::daemon

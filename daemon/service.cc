@@ -147,7 +147,8 @@ Status Service::open_devices(const Progress& progress) {
                                                   [](auto& d) { return d.rfind("gpu", 0) == 0; }));
   if (want_gpus) {
     progress("looking for GPUs");
-    gpus = make_gpu_devices(*topology_, c.power, &gpu_why);
+    gpus = make_gpu_devices(*topology_, c.power, {c.gpu_graph_max_items, c.gpu_table_batched},
+                            &gpu_why);
     if (gpus.empty()) spdlog::info("GPUs: none served ({})", gpu_why);
   }
   auto wanted = [&](const std::string& id) {

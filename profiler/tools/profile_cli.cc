@@ -52,8 +52,9 @@ commands:
 
 config: recschedd's own (systemd/recschedd.json; every key in daemon/config.h), so a
 host can be profiled ahead of starting the service, into the cache the service reads.
-run uses models, partition, devices, gpus, state_dir, profile and power, and ignores the
-rest; paths are relative to the config file. The smallest:
+run uses models, partition, devices, gpus, gpu_graph_max_items, gpu_table_batched,
+state_dir, profile and power (the GPU keys so that a GPU is measured as it will serve),
+and ignores the rest; paths are relative to the config file. The smallest:
   {"models": ["rmc1.json", {"spec": "x.json", "weights": "x.safetensors"}]}
 Exit status: 0 ok, 1 failure, 2 bad usage.
 )";
@@ -75,6 +76,8 @@ struct Config {
   std::string state_dir;
   std::vector<std::string> devices;  ///< empty: every device of the partition (and GPU)
   bool gpus = true;
+  uint32_t gpu_graph_max_items = 256;
+  bool gpu_table_batched = true;
   ProfileOptions options;
   PowerConfig power;
   bool wants(const std::string& id) const {
@@ -90,6 +93,8 @@ Result<Config> load_config(const std::string& path) {
   c.state_dir = d.state_dir;
   c.devices = d.devices;
   c.gpus = d.gpus;
+  c.gpu_graph_max_items = d.gpu_graph_max_items;
+  c.gpu_table_batched = d.gpu_table_batched;
   c.options = d.profile;
   c.power = d.power;
   return c;
@@ -330,6 +335,8 @@ int cmd_run(const std::map<std::string, std::string>& o, bool as_json, std::ostr
         engine::cuda::CudaOptions co;
         co.device = g.index;
         co.streams = engine::cuda::kServingStreams;  // as recschedd: how many pay is measured
+        co.graph_max_items = static_cast<int>(cfg->gpu_graph_max_items);
+        co.table_batched = cfg->gpu_table_batched;
         auto model = engine::cuda::load_cuda_model(m.spec, lo, co);
         if (!model) {
           err << "recsched-profile: " << m.spec.name << " on " << gd.id << ": "

@@ -123,7 +123,8 @@ TEST_CASE("the example config writes out every key with its default value") {
   };
   using Keys = std::set<std::string>;
   CHECK(keys(j) == Keys{"listen", "models", "partition", "policy", "devices", "state_dir", "token",
-                        "gpus", "profile", "power", "limits", "fleet"});
+                        "gpus", "gpu_graph_max_items", "gpu_table_batched", "profile", "power",
+                        "limits", "fleet"});
   CHECK(keys(j["listen"]) == Keys{"socket", "tcp", "socket_group"});
   CHECK(keys(j["models"][0]) == Keys{"spec", "weights", "sla_ms", "sla_percentile"});
   CHECK(keys(j["policy"]) == Keys{"name", "params", "plugin_dir"});
@@ -150,6 +151,8 @@ TEST_CASE("the example config writes out every key with its default value") {
   CHECK(c->state_dir == defaults.state_dir);
   CHECK(c->token == defaults.token);
   CHECK(c->gpus == defaults.gpus);
+  CHECK(c->gpu_graph_max_items == defaults.gpu_graph_max_items);
+  CHECK(c->gpu_table_batched == defaults.gpu_table_batched);
   CHECK(c->profile.batch_sizes == defaults.profile.batch_sizes);
   CHECK(c->profile.seconds_per_point == defaults.profile.seconds_per_point);
   CHECK(c->power.cpu_active_w_per_core == defaults.power.cpu_active_w_per_core);
@@ -262,6 +265,7 @@ TEST_CASE("set keys override the defaults") {
                  "plugin_dir": "plugins"},
       "devices": ["cpu0", "gpu0"],
       "state_dir": "/srv/recsched", "token": "s3cr3t-Token_1.2~3+4/5==", "gpus": false,
+      "gpu_graph_max_items": 0, "gpu_table_batched": false,
       "profile": {"batch_sizes": [64, 1, 8], "seconds_per_point": 0.5},
       "power": {"gpu_active_w": 700, "gpu_idle_w": 700, "powercap_root": "/tmp/rapl"},
       "limits": {"max_body_bytes": 1024, "max_connections": 65536, "reject_factor": 1.5,
@@ -281,6 +285,8 @@ TEST_CASE("set keys override the defaults") {
   CHECK(c->state_dir == "/srv/recsched");
   CHECK(c->token == "s3cr3t-Token_1.2~3+4/5==");
   CHECK_FALSE(c->gpus);
+  CHECK(c->gpu_graph_max_items == 0);
+  CHECK_FALSE(c->gpu_table_batched);
   CHECK(c->profile.batch_sizes == std::vector<uint32_t>{1, 8, 64});
   CHECK(c->profile.seconds_per_point == 0.5);
   CHECK(c->power.gpu_active_w == 700);
@@ -581,6 +587,10 @@ TEST_CASE("a bad config is refused with one line naming the key path") {
        "key 'token': must be \"\" or an RFC 6750 token"},
       {"gpus as a string", R"({"models": ["$M/ncf.json"], "gpus": "yes"})",
        "key 'gpus': must be true or false"},
+      {"negative graph rows", R"({"models": ["$M/ncf.json"], "gpu_graph_max_items": -1})",
+       "key 'gpu_graph_max_items': must be an integer in [0, 1048576]"},
+      {"table batching as a number", R"({"models": ["$M/ncf.json"], "gpu_table_batched": 1})",
+       "key 'gpu_table_batched': must be true or false"},
       {"unknown key in profile", R"({"models": ["$M/ncf.json"], "profile": {"reps": 3}})",
        "key 'profile.reps': unknown key"},
       {"no batch sizes", R"({"models": ["$M/ncf.json"], "profile": {"batch_sizes": []}})",
