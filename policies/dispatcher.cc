@@ -168,7 +168,7 @@ Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLo
   const double now_ms = to_ms(now);
   const double deadline_ms = sla > 0 ? now_ms + sla : std::numeric_limits<double>::infinity();
   views_.clear();
-  wait_ms_.assign(devices_.size(), 0.0);
+  wait_ms_ = backlog_ms_;  // a device not offered: judged by all of its backlog
   for (size_t i = 0; i < devices_.size(); ++i) {
     const DeviceInfo& d = devices_[i];
     const DeviceLoad load = load_of(i);
