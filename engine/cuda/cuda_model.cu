@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <mutex>
 
@@ -369,6 +370,11 @@ struct StreamContext {
     for (const auto& m : scratch) out.push_back(m->address());
     return out;
   }
+  // The pass of `rows` rows captured on the buffers as they are now; null if none is.
+  const CapturedPass* captured(int rows) const {
+    auto it = graphs.find(rows);
+    return it != graphs.end() && it->second->layout == layout() ? it->second.get() : nullptr;
+  }
 
   Result<float*> floats(size_t slot, size_t count) {
     while (scratch.size() <= slot) scratch.push_back(std::make_unique<DeviceMemory>());
@@ -392,9 +398,6 @@ struct GpuLinear {
 };
 
 size_t align_up(size_t x) { return (x + 255) / 256 * 256; }
-
-// Above this many rows a pass is never padded for a graph (graph_rows stays in int range).
-constexpr int64_t kMaxBatchRows = int64_t{1} << 20;
 
 // cuBLAS's workspace per stream when graphs are on (its SGEMMs need far less).
 constexpr size_t kBlasWorkspaceBytes = size_t{4} << 20;
@@ -436,14 +439,9 @@ class CudaModel final : public Model {
   Status forward(const BatchView& batch, Workspace& ws, std::span<float> scores) const override;
 
  private:
-  // The steps of one pass at `rows` rows on ctx's stream: replayed from its captured
-  // graph, or run directly (and then captured for the next pass) when there is none.
-  Status launch(StreamContext& ctx, int rows, const float* dense, const int64_t* offsets,
-                const int64_t* indices, float* scores, int* error) const;
-  // Captures run() at `rows` rows into ctx.graphs. Call only after a direct run at
-  // `rows` on ctx, so that every buffer the pass needs is already allocated.
-  Status capture(StreamContext& ctx, int rows, const float* dense, const int64_t* offsets,
-                 const int64_t* indices, float* scores, int* error) const;
+  // Captures `pass` (run() at `rows` rows) into ctx.graphs. Call only after running it
+  // directly on ctx, so that every buffer the pass needs is already allocated.
+  Status capture(StreamContext& ctx, int rows, const std::function<Status()>& pass) const;
   bool graphs_enabled() const;
   Status run(StreamContext& ctx, int n, const float* dense, const int64_t* offsets,
              const int64_t* indices, float* scores, int* error) const;
@@ -902,23 +900,12 @@ bool CudaModel::graphs_enabled() const {
   return graph_failure_.empty();
 }
 
-Status CudaModel::launch(StreamContext& ctx, int rows, const float* dense, const int64_t* offsets,
-                         const int64_t* indices, float* scores, int* error) const {
-  auto it = ctx.graphs.find(rows);
-  if (graphs_enabled() && it != ctx.graphs.end() && it->second->layout == ctx.layout()) {
-    RECSCHED_CUDA_OK(cudaGraphLaunch(it->second->exec, ctx.stream), "replaying the pass's graph");
-    return Status::ok();
-  }
-  return run(ctx, rows, dense, offsets, indices, scores, error);
-}
-
-Status CudaModel::capture(StreamContext& ctx, int rows, const float* dense, const int64_t* offsets,
-                          const int64_t* indices, float* scores, int* error) const {
+Status CudaModel::capture(StreamContext& ctx, int rows, const std::function<Status()>& pass) const {
   ctx.graphs.erase(rows);
   // Thread-local mode: another stream's thread may allocate while this one captures.
   RECSCHED_CUDA_OK(cudaStreamBeginCapture(ctx.stream, cudaStreamCaptureModeThreadLocal),
                    "starting a graph capture");
-  const Status ran = run(ctx, rows, dense, offsets, indices, scores, error);
+  const Status ran = pass();
   cudaGraph_t graph = nullptr;
   const cudaError_t ended = cudaStreamEndCapture(ctx.stream, &graph);
   if (!ran.is_ok() || ended != cudaSuccess) {
@@ -927,12 +914,12 @@ Status CudaModel::capture(StreamContext& ctx, int rows, const float* dense, cons
     return internal_error("capturing a pass of " + std::to_string(rows) + " rows: " +
                           (ran.is_ok() ? cudaGetErrorString(ended) : ran.message()));
   }
-  auto pass = std::make_unique<CapturedPass>();
-  const cudaError_t made = cudaGraphInstantiate(&pass->exec, graph, 0);
+  auto captured = std::make_unique<CapturedPass>();
+  const cudaError_t made = cudaGraphInstantiate(&captured->exec, graph, 0);
   cudaGraphDestroy(graph);
   RECSCHED_CUDA_OK(made, "instantiating a pass's graph");
-  pass->layout = ctx.layout();
-  ctx.graphs[rows] = std::move(pass);
+  captured->layout = ctx.layout();
+  ctx.graphs[rows] = std::move(captured);
   return Status::ok();
 }
 
@@ -961,10 +948,10 @@ Status CudaModel::forward(const BatchView& batch, Workspace&, std::span<float> s
     }
     num_indices += off.back() - off.front();
   }
-  // Padded to its graph's rows when that graph may exist (its bucket within the limit).
-  const int64_t bucket = graph_rows(int(std::min<int64_t>(n, kMaxBatchRows)));
-  const int64_t rows =
-      graphs_enabled() && n <= graph_max_items_ && bucket <= graph_max_items_ ? bucket : n;
+  // A graph runs it when its bucket is within the limit; it is padded to the bucket then.
+  const bool graphed =
+      n <= graph_max_items_ && graph_rows(int(n)) <= graph_max_items_ && graphs_enabled();
+  const int64_t rows = graphed ? graph_rows(int(n)) : n;
   const size_t dense_bytes = align_up(size_t(rows) * d * sizeof(float));
   const size_t off_bytes = align_up((size_t(nt) * rows + 1) * sizeof(int64_t));
   const size_t idx_bytes = align_up(std::max<int64_t>(num_indices, 1) * sizeof(int64_t));
@@ -1012,23 +999,27 @@ Status CudaModel::forward(const BatchView& batch, Workspace&, std::span<float> s
   RECSCHED_CUDA_OK(cudaMemcpyAsync(dev, host, in_bytes, cudaMemcpyHostToDevice, ctx->stream),
                    "copying the query to the GPU");
   RECSCHED_CUDA_OK(cudaMemsetAsync(dev_error, 0, sizeof(int), ctx->stream), "error flag");
-  RECSCHED_RETURN_IF_ERROR(launch(*ctx, int(rows), reinterpret_cast<const float*>(dev),
-                                  reinterpret_cast<const int64_t*>(dev + dense_bytes),
-                                  reinterpret_cast<const int64_t*>(dev + dense_bytes + off_bytes),
-                                  dev_scores, dev_error));
+  const auto pass = [&] {
+    return run(*ctx, int(rows), reinterpret_cast<const float*>(dev),
+               reinterpret_cast<const int64_t*>(dev + dense_bytes),
+               reinterpret_cast<const int64_t*>(dev + dense_bytes + off_bytes), dev_scores,
+               dev_error);
+  };
+  const CapturedPass* graph = graphed ? ctx->captured(int(rows)) : nullptr;
+  if (graph != nullptr) {
+    RECSCHED_CUDA_OK(cudaGraphLaunch(graph->exec, ctx->stream), "replaying the pass's graph");
+  } else {
+    RECSCHED_RETURN_IF_ERROR(pass());
+  }
   RECSCHED_CUDA_OK(cudaGetLastError(), "launching the model's kernels");
   RECSCHED_CUDA_OK(cudaMemcpyAsync(ctx->host_out.data(), ctx->dev_out.as<char>(), out_bytes,
                                    cudaMemcpyDeviceToHost, ctx->stream),
                    "copying scores from the GPU");
   RECSCHED_CUDA_OK(cudaStreamSynchronize(ctx->stream), "running the model on the GPU");
-  if (rows == bucket && rows <= graph_max_items_ && graphs_enabled() &&
-      (ctx->graphs.count(int(rows)) == 0 || ctx->graphs[int(rows)]->layout != ctx->layout())) {
+  if (graphed && graph == nullptr) {
     // This pass ran directly: capture it for the next one of this size. A capture that
     // fails turns graphs off for the model (kernels() says why); the scores stand.
-    const Status st = capture(*ctx, int(rows), reinterpret_cast<const float*>(dev),
-                              reinterpret_cast<const int64_t*>(dev + dense_bytes),
-                              reinterpret_cast<const int64_t*>(dev + dense_bytes + off_bytes),
-                              dev_scores, dev_error);
+    const Status st = capture(*ctx, int(rows), pass);
     if (!st.is_ok()) {
       std::lock_guard<std::mutex> lock(mu_);
       if (graph_failure_.empty()) graph_failure_ = st.message();
