@@ -245,7 +245,8 @@ class MinEnergyPolicy final : public Policy {
     double best_j = std::numeric_limits<double>::infinity();
     for_each_candidate(q, view, park_, [&](const Candidate& c) {
       if (c.finish_ms > budget || (!split && adds_work(c))) return;
-      if (c.awake > 0 && c.awake < c.device->workers && !may_park(*c.device, c.awake, view.now)) {
+      if (c.awake > 0 && c.awake < c.device->workers &&
+          (c.awake <= c.device->busy_workers || !may_park(*c.device, c.awake, view.now))) {
         return;
       }
       const double j = energy_j(c);

@@ -295,6 +295,30 @@ TEST_CASE("preemption: a tight query behind two long ones waits for one yield st
   CHECK(worst(fifo, "tight") == doctest::Approx(worst(run(false, "fifo"), "tight")));
 }
 
+TEST_CASE("min-energy parks no query behind busy workers: it wakes one instead") {
+  // Heavy queries (6.4 ms) at 0, 0.1 and 0.2 ms build the rate that lets min-energy keep
+  // two of eight workers awake, and both run heavy work from 0.2 on. A tight query (0.21 ms
+  // of service, target 0.5: 0.29 ms of slack) arrives at 1.21. With two awake it would wait
+  // for the latest-due heavy piece's next yield point, 1.7 (every 0.5 ms from 0.2), and be
+  // late: the dispatcher predicts no such wait under preemption, so the policy itself
+  // keeps a worker free for the query it places, and it starts at once.
+  const ProfileTable table = tight_and_heavy(0);
+  const std::vector<ModelTarget> targets = {{"tight", 0.5}, {"heavy", 100.0}};
+  const std::vector<Query> trace = {
+      {0.0, "heavy", 64}, {0.1, "heavy", 64}, {0.2, "heavy", 64}, {1.21, "tight", 16}};
+  Options o = exact();
+  o.preemption = true;
+  o.yield_stretch_ms = 0.5;
+  auto r = simulate(trace, {cpu(8)}, table, targets, make("min-energy"), o);
+  REQUIRE(r.has_value());
+  for (const ModelReport& x : r->models) {
+    CAPTURE(x.model);
+    CHECK(x.completed == (x.model == "tight" ? 1u : 3u));
+    if (x.model == "tight") CHECK(x.max_ms == doctest::Approx(0.21));
+  }
+  CHECK(r->preemptions == 0);
+}
+
 TEST_CASE("bounded waiting: a loose query takes the reserved worker once it is urgent") {
   // A heavy query with a target close to its own service time (64 items in 6.9 ms, target
   // 10 ms; no piece of it fits the 0.395 ms bound: 0.5 ms per piece) is loose next to the
