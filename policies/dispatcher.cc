@@ -119,6 +119,17 @@ Dispatcher::WaitBound Dispatcher::wait_bound(size_t index) const {
   }
   if (!std::isfinite(out.tightest_ms)) return out;
   out.bound_ms = bounded_wait_.fraction * out.tightest_ms;
+  if (bounded_wait_.lane_workers > 0) {
+    out.reserve = bounded_wait_.lane_workers;
+    return out;
+  }
+  // Sized from the tight models' load here: worker-ms per ms (a model seen once has no
+  // gap yet and adds nothing).
+  double load = 0;
+  for (const auto& [model, s] : slack_[index]) {
+    if (live(s) && tight(s, out.tightest_ms) && s.gap_ms > 0) load += s.work_ms / s.gap_ms;
+  }
+  out.reserve = std::max(1, static_cast<int>(std::ceil(load / kLaneLoad)));
   return out;
 }
 
@@ -130,15 +141,18 @@ bool Dispatcher::tight(const Slack& s, double tightest_ms) {
   return low_slack(s) <= kTightRange * tightest_ms;
 }
 
-void Dispatcher::learn_slack(size_t index, const std::string& model, double slack_ms) {
+void Dispatcher::learn_slack(size_t index, const std::string& model, double slack_ms,
+                             double work_ms) {
   constexpr double kAlpha = 0.1;
-  auto [it, fresh] = slack_[index].try_emplace(model, Slack{slack_ms, 0.0, 0.0, now_});
+  auto [it, fresh] = slack_[index].try_emplace(model, Slack{slack_ms, 0.0, 0.0, work_ms, now_});
   if (fresh) return;
   Slack& s = it->second;
   const double delta = slack_ms - s.mean;
   const double gap = std::chrono::duration<double, std::milli>(now_ - s.seen).count();
-  s = {s.mean + kAlpha * delta, (1 - kAlpha) * (s.var + kAlpha * delta * delta),
-       s.gap_ms + kAlpha * (gap - s.gap_ms), now_};
+  // The first gap is taken whole: an average from 0 would make the rate look 10x higher.
+  const double gap_ms = s.gap_ms > 0 ? s.gap_ms + kAlpha * (gap - s.gap_ms) : gap;
+  s = {s.mean + kAlpha * delta, (1 - kAlpha) * (s.var + kAlpha * delta * delta), gap_ms,
+       s.work_ms + kAlpha * (work_ms - s.work_ms), now_};
 }
 
 namespace {
@@ -261,7 +275,8 @@ Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLo
   const uint32_t on = std::clamp<uint32_t>(out.placement.workers, 1, std::max(1u, subs));
   const double sub_ms = out.service_ms / ((std::max(1u, subs) + on - 1) / on);
   if (bounded_wait_.on && it->kind == DeviceKind::kCpu && sla > 0 && out.service_ms > 0) {
-    learn_slack(out.device_index, model, sla - out.service_ms - std::max(0.0, overhead_ms));
+    learn_slack(out.device_index, model, sla - out.service_ms - std::max(0.0, overhead_ms),
+                out.service_ms * on);
   }
   const DeviceLoad chosen = load_of(out.device_index);
   const int awake_now = chosen.active_workers > 0 ? chosen.active_workers : it->workers;
@@ -337,7 +352,7 @@ Decision Dispatcher::dispatch(const QueryInfo& query, const std::vector<DeviceLo
     const std::vector<ProfilePoint>& points = profiles.points(model, it->id);
     if (!points.empty()) {
       out.short_items = items_within(points, query.items, wb.bound_ms);
-      out.reserve = 1;
+      out.reserve = std::min(wb.reserve, awake_now - 1);
       // Once its own laxity (time to its deadline less its predicted service) is down to
       // the tightest model's slack, it is as urgent as a tight query just arrived: from
       // then on it may take the reserved worker too.

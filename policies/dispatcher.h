@@ -83,11 +83,17 @@ inline constexpr Admission kDaemonAdmission{.reject_factor = 1.0,
 /// service time: a low quantile over its recent queries; a model not seen for `window` or
 /// for 8 of its mean gaps between queries, the longer, is forgotten) and sets the bound to `fraction` x the smallest positive slack among them.
 /// Every query ordered by deadline then goes to the runner with `short_items`, the most
-/// items predicted to run within the bound on one worker, and `reserve` = 1 (devices of
-/// two or more awake workers): one worker runs only pieces within the bound, so a tight
-/// query waits at most about the bound for it, while the others run the heavy models'
-/// sub-batches as the policy chose them (exec::Request). With only loose models in the
-/// mix the bound is long and nothing changes. Static's FIFO baseline is left alone.
+/// items predicted to run within the bound on one worker, and `reserve` workers (devices of
+/// two or more awake workers) run only pieces within the bound, so a tight query waits at
+/// most about the bound for one of them, while the others run the heavy models' sub-batches
+/// as the policy chose them (exec::Request). With only loose models in the mix the bound is
+/// long and nothing changes. Static's FIFO baseline is left alone.
+///
+/// The lane's size: `lane_workers` if set; else (0) sized from what the tight models
+/// bring now, their predicted worker-ms per query over their measured gaps between queries
+/// (both exponentially weighted per query, so the lane follows the load within tens of
+/// queries), at most kLaneLoad of each reserved worker: at least 1, at most all awake but
+/// one.
 ///
 /// `preemption`: the CPU runners stop a running pass at its next yield point for a query
 /// due sooner (exec::CpuRunner::set_preemption), so a query waits for the pieces due
@@ -97,6 +103,7 @@ struct BoundedWait {
   double fraction = 0.5;
   std::chrono::milliseconds window{1000};
   bool preemption = false;
+  int lane_workers = 0;
 };
 
 /// One device the dispatcher may place on.
@@ -268,10 +275,11 @@ class Dispatcher {
   struct Slack {
     double mean = 0, var = 0;  // exponentially weighted, ms
     double gap_ms = 0;         // between its queries here, exponentially weighted
+    double work_ms = 0;        // worker-ms a query of it adds here, exponentially weighted
     Clock::time_point seen;    // the model's latest query here
   };
   std::vector<std::map<std::string, Slack, std::less<>>> slack_;  // per device, by model
-  void learn_slack(size_t index, const std::string& model, double slack_ms);
+  void learn_slack(size_t index, const std::string& model, double slack_ms, double work_ms);
   std::map<std::string, Tail, std::less<>> tails_;  // by model
   // Whether one more query of this model predicted past its bound fits its tail budget.
   bool budget_room(const Tail& t) const;
@@ -289,9 +297,14 @@ class Dispatcher {
   // 0 let queries start too late to absorb their own noise, 0.5-1 cost the tight models.
   static constexpr double kUrgentMargin = 0.25;
   static bool tight(const Slack& s, double tightest_ms);
+  // The share of a reserved worker's time the tight models' work may fill when the lane is
+  // sized from their rates (BoundedWait::lane_workers 0): half, so that a tight query
+  // rarely finds every reserved worker busy with another tight one.
+  static constexpr double kLaneLoad = 0.5;
   struct WaitBound {
     double bound_ms = std::numeric_limits<double>::infinity();  // +inf: no reserve now
     double tightest_ms = std::numeric_limits<double>::infinity();
+    int reserve = 0;  // workers in the lane (before the clamp to awake - 1)
   };
   WaitBound wait_bound(size_t index) const;
 };

@@ -178,7 +178,8 @@ class Simulation {
                                                          options.admission);
     dispatcher_->set_bounded_wait({.on = options.wait_bound_fraction > 0,
                                    .fraction = options.wait_bound_fraction,
-                                   .preemption = options.preemption});
+                                   .preemption = options.preemption,
+                                   .lane_workers = options.lane_workers});
     dispatcher_->set_gpu_merging(options.gpu_batching, options.gpu_merge_max_items);
     for (const ModelTarget& t : targets) {
       models_[t.model].view = {t.model, t.sla_ms, 0.0};

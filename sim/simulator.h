@@ -98,6 +98,8 @@ struct Options {
   enum class Queue { kPolicy, kDeadline, kArrival } queue = Queue::kPolicy;
   /// Bounded waiting on CPU workers (policies::BoundedWait::fraction); 0 = off.
   double wait_bound_fraction = 0;
+  /// Its lane's workers (policies::BoundedWait::lane_workers): 0 sizes it from the rates.
+  int lane_workers = 0;
   /// Cooperative preemption on CPU workers (recschedd's limits.preemption, exec::CpuRunner):
   /// a query due sooner than a running piece, finding no worker free, interrupts it at its
   /// next yield point, modelled as every `yield_stretch_ms` of the piece's run (the

@@ -66,6 +66,9 @@ workload:
                        at most F x the tightest live slack (0 = off, every piece as the
                        policy cut it; default 0, as recschedd's
                        limits.wait_bound_fraction)
+  --lane-workers N     with --wait-bound, how many workers run only such pieces: 0 (the
+                       default, as recschedd) sizes the lane from the tight models'
+                       measured rates and predicted work, as the load shifts; N fixes it
   --preemption on|off  cooperative preemption on CPU workers, as recschedd's
                        limits.preemption (default on): a query due sooner interrupts a
                        running piece at its next yield point
@@ -242,6 +245,9 @@ int run(const std::map<std::string, std::string>& o, std::ostream& out, std::ost
   }
   options.wait_bound_fraction =
       o.count("wait-bound") ? number("--wait-bound", o.at("wait-bound"), 0, 1) : 0.0;
+  if (o.count("lane-workers")) {
+    options.lane_workers = int(number("--lane-workers", o.at("lane-workers"), 0, 4096));
+  }
   options.preemption = true;  // recschedd's default
   if (o.count("preemption")) {
     if (o.at("preemption") != "on" && o.at("preemption") != "off")
@@ -474,7 +480,7 @@ int run_sim_cli(const std::vector<std::string>& args, std::ostream& out, std::os
       "cpu-parked-w", "gpu-idle-w",   "models",      "targets",     "seconds",
       "seed",         "noise",        "qps",         "policies",   "queue",
       "reject-factor", "wait-bound",   "drs-tuning",  "admission",  "preemption",
-      "yield-stretch", "late-budget", "gpu-batching"};
+      "yield-stretch", "late-budget", "gpu-batching", "lane-workers"};
   static const std::vector<std::string> kFlags = {"no-gpu", "find-max", "suite", "per-model",
                                                   "json"};
   try {

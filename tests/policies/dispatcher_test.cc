@@ -553,6 +553,56 @@ TEST_CASE("bounded waiting: loose queries get a short-piece size, a reserve and 
   CHECK(late.short_items == UINT32_MAX);
 }
 
+TEST_CASE("bounded waiting: the lane is sized from the tight models' rates and follows them") {
+  // tight: 16 items in 0.21 ms, target 1 ms; heavy: 64 items in 6.4 ms, target 100 ms; 16
+  // workers. The lane is kLaneLoad (half) of a worker per reserved worker.
+  ProfileTable table;
+  for (uint32_t b : {1u, 4u, 16u, 64u, 256u}) {
+    table.add("tight", "cpu0", point(b, 0.05 + 0.01 * b));
+    table.add("heavy", "cpu0", point(b, 0.1 * b));
+  }
+  const std::vector<DeviceInfo> devices = {{"cpu0", DeviceKind::kCpu, 16, 24.0}};
+  const ModelView tight{"tight", 1.0, 0.0}, heavy{"heavy", 100.0, 0.0};
+  double now_ms = 0;
+  uint64_t id = 0;
+  const auto at = [](double ms) {
+    return Clock::time_point{} + std::chrono::duration_cast<Clock::duration>(
+                                     std::chrono::duration<double, std::milli>(ms));
+  };
+  auto send_tight = [&](Dispatcher& d, int n, double gap_ms) {
+    for (int i = 0; i < n; ++i, now_ms += gap_ms) {
+      Decision t = d.dispatch({++id, &tight, 16, 1.0}, {{}}, table, at(now_ms));
+      REQUIRE(t.admitted());
+      CHECK(t.reserve == 0);  // the tight queries themselves are never limited
+      d.complete(t, {id, "tight", 16, t.placement, 0.21, true});
+    }
+  };
+  auto heavy_reserve = [&](Dispatcher& d, DeviceLoad load) {
+    Decision h = d.dispatch({++id, &heavy, 64, 100.0}, {load}, table, at(now_ms));
+    REQUIRE(h.admitted());
+    d.complete(h, {id, "heavy", 64, h.placement, 6.4, true});
+    return h.reserve;
+  };
+  Dispatcher d(devices, make("static", {{"queue", "edf"}}), 1000.0);
+  d.set_bounded_wait({.on = true, .fraction = 0.5});
+  // One tight query every 0.1 ms: 2.1 workers' worth of its work, 5 reserved for it.
+  send_tight(d, 60, 0.1);
+  CHECK(heavy_reserve(d, {}) == 5);
+  // Never more than all awake but one.
+  CHECK(heavy_reserve(d, {0, 0, 4}) == 3);
+  // The rate falls tenfold: within 60 queries the lane is down to one worker.
+  send_tight(d, 60, 1.0);
+  CHECK(heavy_reserve(d, {}) == 1);
+  // And rises again as fast.
+  send_tight(d, 60, 0.1);
+  CHECK(heavy_reserve(d, {}) == 5);
+  // A fixed lane ignores the rates.
+  Dispatcher fixed(devices, make("static", {{"queue", "edf"}}), 1000.0);
+  fixed.set_bounded_wait({.on = true, .fraction = 0.5, .lane_workers = 2});
+  send_tight(fixed, 60, 0.1);
+  CHECK(heavy_reserve(fixed, {}) == 2);
+}
+
 TEST_CASE("priority decides who is shed first: low before normal before high") {
   OneCpu c;
   Dispatcher d(c.devices, make("static"), Admission{1.0, 0.8, 0.5});
