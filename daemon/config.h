@@ -65,9 +65,10 @@
 //                             %) admission may spend on queries predicted past the bound
 //                             above: such a query is admitted while the model's recent
 //                             late answers leave room (policies::Admission); 0.5; [0, 1]
-// limits.wait_bound_fraction  bounded waiting on CPU workers (policies::BoundedWait): one
-//                             worker runs only pieces of at most this fraction of the
-//                             tightest live slack; 0 turns it off; 0 (preemption bounds
+// limits.wait_bound_fraction  bounded waiting on CPU workers (policies::BoundedWait): a
+//                             lane (sized from the tight models' rates) runs only pieces of
+//                             at most this fraction of the tightest live slack; 0 turns it
+//                             off; 0 (preemption bounds
 //                             the wait instead, docs/policies.md); [0, 1]
 // limits.preemption           CPU workers stop a running pass at its next yield point
 //                             (between tables, layers, recurrent steps) for a query due
