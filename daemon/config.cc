@@ -382,6 +382,7 @@ Status read_limits(const json& v, const std::string& key, LimitsConfig& out) {
        integer_field("header_timeout_ms", out.header_timeout_ms, 1, kMaxMs),
        integer_field("read_timeout_ms", out.read_timeout_ms, 1, kMaxMs),
        integer_field("idle_timeout_ms", out.idle_timeout_ms, 1, kMaxMs),
+       integer_field("io_threads", out.io_threads, 1, 64),
        integer_field("max_queue", out.max_queue, 1, kMaxCount),
        integer_field("max_items", out.max_items, 1, kMaxCount),
        integer_field("max_elements", out.max_elements, 1, uint64_t{1} << 32),

@@ -51,6 +51,8 @@
 // limits.read_timeout_ms      from a request's first byte to the end of its body; 10000;
 //                             [1, 3600000]
 // limits.idle_timeout_ms      keep-alive idle time before closing; 60000; [1, 3600000]
+// limits.io_threads           threads that read requests and write what a worker did not;
+//                             2; [1, 64]; needs a restart
 // limits.max_queue            queries waiting per device; 1024; [1, 1048576]
 // limits.max_items            items per query; 4096; [1, 1048576]
 // limits.max_elements         tensor elements per request, all inputs; 67108864; [1, 4294967296]
@@ -148,6 +150,7 @@ struct LimitsConfig {
   uint32_t header_timeout_ms = 5000;  ///< first byte to the end of the headers
   uint32_t read_timeout_ms = 10000;   ///< first byte to the end of the body
   uint32_t idle_timeout_ms = 60000;   ///< keep-alive idle
+  uint32_t io_threads = 2;            ///< ServerOptions::io_threads
   uint32_t max_queue = 1024;          ///< queries waiting per device
   uint32_t max_items = 4096;          ///< items per query
   uint64_t max_elements = uint64_t{64} << 20;  ///< tensor elements per request

@@ -26,6 +26,7 @@ ServerOptions server_options(const LimitsConfig& l) {
   o.header_timeout_ms = l.header_timeout_ms;
   o.read_timeout_ms = l.read_timeout_ms;
   o.idle_timeout_ms = l.idle_timeout_ms;
+  o.io_threads = static_cast<int>(l.io_threads);
   return o;
 }
 
@@ -515,7 +516,7 @@ std::string Service::reload(const DaemonConfig& next) {
   if (!(server_options(a) == server_options(b)) || a.window != b.window) {
     ignored.push_back(
         "limits.{max_body_bytes,max_header_bytes,max_headers,max_connections,"
-        "header_timeout_ms,read_timeout_ms,idle_timeout_ms,window}");
+        "header_timeout_ms,read_timeout_ms,idle_timeout_ms,io_threads,window}");
   }
   // The workers lowered their own priority at start; raising it back needs privilege.
   if (a.worker_nice != b.worker_nice) ignored.push_back("limits.worker_nice");

@@ -1,4 +1,5 @@
 #include "daemon/config.h"
+#include "daemon/service.h"
 #include "policies/dispatcher.h"
 
 #include <doctest/doctest.h>
@@ -134,7 +135,7 @@ TEST_CASE("the example config writes out every key with its default value") {
                                  "powercap_root"});
   CHECK(keys(j["limits"]) ==
         Keys{"max_body_bytes", "max_header_bytes", "max_headers", "max_connections",
-             "header_timeout_ms", "read_timeout_ms", "idle_timeout_ms", "max_queue", "max_items",
+             "header_timeout_ms", "read_timeout_ms", "idle_timeout_ms", "io_threads", "max_queue", "max_items",
              "max_elements", "max_json_depth", "reject_factor", "normal_priority_share",
              "low_priority_share", "late_budget", "wait_bound_fraction", "preemption", "gpu_merging", "worker_nice", "degraded_ms",
              "window",
@@ -193,6 +194,7 @@ TEST_CASE("omitted keys take their defaults") {
   CHECK(l.header_timeout_ms == 5000);
   CHECK(l.read_timeout_ms == 10000);
   CHECK(l.idle_timeout_ms == 60000);
+  CHECK(l.io_threads == 2);
   CHECK(l.max_queue == 1024);
   CHECK(l.max_items == 4096);
   CHECK(l.max_elements == 64u << 20);
@@ -271,7 +273,8 @@ TEST_CASE("set keys override the defaults") {
       "limits": {"max_body_bytes": 1024, "max_connections": 65536, "reject_factor": 1.5,
                  "window": 1, "placement_log": 0, "max_header_bytes": 2048, "max_headers": 7,
                  "header_timeout_ms": 250, "max_elements": 99, "max_json_depth": 5,
-                 "normal_priority_share": 0.6, "low_priority_share": 0.6, "degraded_ms": 0}})",
+                 "normal_priority_share": 0.6, "low_priority_share": 0.6, "degraded_ms": 0,
+                 "io_threads": 1}})",
                                              ""),
                                         "/nowhere", kEtcPath);
   REQUIRE_MESSAGE(c.has_value(), c.status().to_string());
@@ -293,6 +296,8 @@ TEST_CASE("set keys override the defaults") {
   CHECK(c->power.powercap_root == "/tmp/rapl");
   CHECK(c->limits.max_body_bytes == 1024);
   CHECK(c->limits.max_connections == 65536);
+  CHECK(c->limits.io_threads == 1);
+  CHECK(server_options(c->limits).io_threads == 1);  // what the HTTP server is started with
   CHECK(c->limits.reject_factor == 1.5);
   CHECK(c->limits.window == 1);
   CHECK(c->limits.placement_log == 0);
@@ -624,6 +629,8 @@ TEST_CASE("a bad config is refused with one line naming the key path") {
        "key 'limits.max_body_bytes': must be an integer in [1024, 1073741824]"},
       {"max_connections 0", R"({"models": ["$M/ncf.json"], "limits": {"max_connections": 0}})",
        "key 'limits.max_connections': must be an integer in [1, 65536]"},
+      {"no I/O thread", R"({"models": ["$M/ncf.json"], "limits": {"io_threads": 0}})",
+       "key 'limits.io_threads': must be an integer in [1, 64]"},
       {"a fractional timeout", R"({"models": ["$M/ncf.json"], "limits": {"read_timeout_ms": 1.5}})",
        "key 'limits.read_timeout_ms': must be an integer in [1, 3600000]"},
       {"a negative queue", R"({"models": ["$M/ncf.json"], "limits": {"max_queue": -1}})",

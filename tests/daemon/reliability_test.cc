@@ -103,9 +103,11 @@ TEST_CASE("each request limit is answered with its status and a reason, and serv
 }
 
 TEST_CASE("connections past max_connections get 503, slow headers 408, idle ones close") {
+  // One I/O thread (limits.io_threads): every timer and connection here is served by it.
   Daemon d("secret", 1 << 20,
            {{"limits",
-             {{"max_connections", 3},
+             {{"io_threads", 1},
+              {"max_connections", 3},
               {"header_timeout_ms", 300},
               {"read_timeout_ms", 60000},
               {"idle_timeout_ms", 400}}}});
