@@ -656,6 +656,17 @@ TEST_CASE("recsched-sim: help, usage errors and a run from a profile file") {
   std::ostringstream o4, e4;
   CHECK(tools::run_sim_cli({"--profiles", path, "--qps", "5", "--wait-bound", "2"}, o4, e4) == 2);
   CHECK(e4.str().find("--wait-bound") != std::string::npos);
+  {
+    // --lane-workers: a count of workers, 0 (sized from the rates) or more.
+    std::ostringstream ol, el;
+    CHECK(tools::run_sim_cli({"--profiles", path, "--qps", "5", "--lane-workers", "-1"}, ol,
+                             el) == 2);
+    CHECK(el.str().find("--lane-workers") != std::string::npos);
+    CHECK(tools::run_sim_cli({"--profiles", path, "--qps", "5", "--seconds", "1", "--no-gpu",
+                              "--wait-bound", "0.5", "--lane-workers", "2", "--preemption",
+                              "off"},
+                             ol, el) == 0);
+  }
   CHECK(tools::run_sim_cli({"--profiles", path, "--find-max", "--seconds", "2", "--no-gpu",
                             "--policies", "static,earliest-finish", "--targets", "m=20",
                             "--wait-bound", "0", "--json"},
