@@ -491,20 +491,31 @@ TEST_CASE("min-energy parks only while the work it placed leaves every awake wor
   CHECK(kept_one == 10);
 }
 
-TEST_CASE("bounded waiting: loose queries get a short-piece size, a reserve and an urgent time") {
-  // tight: 0.05 + 0.01 n ms, target 1 ms; heavy: 0.1 n ms, target 100 ms; two workers.
+// Bounded waiting's two models on cpu0: tight, 0.05 + 0.01 n ms (16 items in 0.21 ms),
+// target 1 ms; heavy, 0.1 n ms (64 items in 6.4 ms), target 100 ms.
+struct TightAndHeavy {
   ProfileTable table;
-  for (uint32_t b : {1u, 4u, 16u, 64u, 256u}) {
-    table.add("tight", "cpu0", point(b, 0.05 + 0.01 * b));
-    table.add("heavy", "cpu0", point(b, 0.1 * b));
+  ModelView tight{"tight", 1.0, 0.0}, heavy{"heavy", 100.0, 0.0};
+  TightAndHeavy() {
+    for (uint32_t b : {1u, 4u, 16u, 64u, 256u}) {
+      table.add("tight", "cpu0", point(b, 0.05 + 0.01 * b));
+      table.add("heavy", "cpu0", point(b, 0.1 * b));
+    }
   }
+  // `ms` after the clock's epoch: a manual clock.
+  static Clock::time_point at(double ms) {
+    return Clock::time_point{} + std::chrono::duration_cast<Clock::duration>(
+                                     std::chrono::duration<double, std::milli>(ms));
+  }
+};
+
+TEST_CASE("bounded waiting: loose queries get a short-piece size, a reserve and an urgent time") {
+  const TightAndHeavy m;
+  const ProfileTable& table = m.table;
+  const ModelView &tight = m.tight, &heavy = m.heavy;
   const std::vector<DeviceInfo> devices = {{"cpu0", DeviceKind::kCpu, 2, 3.0}};
-  const ModelView tight{"tight", 1.0, 0.0}, heavy{"heavy", 100.0, 0.0};
   const Clock::time_point t0{};
-  const auto at = [&](double ms) {
-    return t0 + std::chrono::duration_cast<Clock::duration>(
-                    std::chrono::duration<double, std::milli>(ms));
-  };
+  const auto at = &TightAndHeavy::at;
   Dispatcher d(devices, make("static", {{"queue", "edf"}}), 1000.0);
   // Off (the default): nothing is limited.
   Decision a = d.dispatch({1, &heavy, 64, 100.0}, {{}}, table, t0);
@@ -554,21 +565,14 @@ TEST_CASE("bounded waiting: loose queries get a short-piece size, a reserve and 
 }
 
 TEST_CASE("bounded waiting: the lane is sized from the tight models' rates and follows them") {
-  // tight: 16 items in 0.21 ms, target 1 ms; heavy: 64 items in 6.4 ms, target 100 ms; 16
-  // workers. The lane is kLaneLoad (half) of a worker per reserved worker.
-  ProfileTable table;
-  for (uint32_t b : {1u, 4u, 16u, 64u, 256u}) {
-    table.add("tight", "cpu0", point(b, 0.05 + 0.01 * b));
-    table.add("heavy", "cpu0", point(b, 0.1 * b));
-  }
+  // 16 workers; the lane is kLaneLoad (half) of a worker per reserved worker.
+  const TightAndHeavy m;
+  const ProfileTable& table = m.table;
+  const ModelView &tight = m.tight, &heavy = m.heavy;
   const std::vector<DeviceInfo> devices = {{"cpu0", DeviceKind::kCpu, 16, 24.0}};
-  const ModelView tight{"tight", 1.0, 0.0}, heavy{"heavy", 100.0, 0.0};
   double now_ms = 0;
   uint64_t id = 0;
-  const auto at = [](double ms) {
-    return Clock::time_point{} + std::chrono::duration_cast<Clock::duration>(
-                                     std::chrono::duration<double, std::milli>(ms));
-  };
+  const auto at = &TightAndHeavy::at;
   auto send_tight = [&](Dispatcher& d, int n, double gap_ms) {
     for (int i = 0; i < n; ++i, now_ms += gap_ms) {
       Decision t = d.dispatch({++id, &tight, 16, 1.0}, {{}}, table, at(now_ms));
