@@ -28,6 +28,20 @@ inline double number(const std::string& flag, const std::string& v, double lo, d
                    "], not '" + v + "'"};
 }
 
+/// `v` as a whole number in [lo, hi] (a count: workers, streams, a seed), or a UsageError
+/// naming `flag`; "2.5" is refused rather than cut to 2.
+inline long long whole_number(const std::string& flag, const std::string& v, long long lo,
+                              long long hi) {
+  try {
+    size_t used = 0;
+    const long long x = std::stoll(v, &used);
+    if (used == v.size() && x >= lo && x <= hi) return x;
+  } catch (const std::exception&) {
+  }
+  throw UsageError{flag + " takes a whole number in [" + std::to_string(lo) + ", " +
+                   std::to_string(hi) + "], not '" + v + "'"};
+}
+
 /// The options in `args` (key without "--" -> value, "" for a flag); nullopt when -h or
 /// --help is among them. UsageError for anything else.
 inline std::optional<std::map<std::string, std::string>> parse_options(

@@ -187,9 +187,9 @@ int run(const std::map<std::string, std::string>& o, std::ostream& out, std::ost
   if (o.count("gpu-profiles")) ho.gpu_profiles = o.at("gpu-profiles");
   ho.gpu = !o.count("no-gpu");
   if (o.count("cpu-workers"))
-    ho.cpu_workers = int(number("--cpu-workers", o.at("cpu-workers"), 1, 4096));
+    ho.cpu_workers = int(whole_number("--cpu-workers", o.at("cpu-workers"), 1, 4096));
   if (o.count("gpu-streams"))
-    ho.gpu_streams = int(number("--gpu-streams", o.at("gpu-streams"), 1, 64));
+    ho.gpu_streams = int(whole_number("--gpu-streams", o.at("gpu-streams"), 1, 64));
   if (o.count("cpu-idle-w")) ho.cpu_idle_w = number("--cpu-idle-w", o.at("cpu-idle-w"), 0, 1e4);
   if (o.count("cpu-parked-w"))
     ho.cpu_parked_w = number("--cpu-parked-w", o.at("cpu-parked-w"), 0, 1e4);
@@ -225,7 +225,9 @@ int run(const std::map<std::string, std::string>& o, std::ostream& out, std::ost
   TraceOptions trace;
   trace.mix = s.mix;
   trace.seconds = o.count("seconds") ? number("--seconds", o.at("seconds"), 0.1, 36000) : 20;
-  trace.seed = o.count("seed") ? uint64_t(number("--seed", o.at("seed"), 0, 1e18)) : 1;
+  trace.seed =
+      o.count("seed") ? uint64_t(whole_number("--seed", o.at("seed"), 0, 1'000'000'000'000'000'000))
+                      : 1;
   Options options;
   options.noise = o.count("noise") ? number("--noise", o.at("noise"), 0, 2) : 0.1;
   if (o.count("reject-factor")) {
@@ -246,7 +248,7 @@ int run(const std::map<std::string, std::string>& o, std::ostream& out, std::ost
   options.wait_bound_fraction =
       o.count("wait-bound") ? number("--wait-bound", o.at("wait-bound"), 0, 1) : 0.0;
   if (o.count("lane-workers")) {
-    options.lane_workers = int(number("--lane-workers", o.at("lane-workers"), 0, 4096));
+    options.lane_workers = int(whole_number("--lane-workers", o.at("lane-workers"), 0, 4096));
   }
   options.preemption = true;  // recschedd's default
   if (o.count("preemption")) {

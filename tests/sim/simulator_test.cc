@@ -662,6 +662,13 @@ TEST_CASE("recsched-sim: help, usage errors and a run from a profile file") {
     CHECK(tools::run_sim_cli({"--profiles", path, "--qps", "5", "--lane-workers", "-1"}, ol,
                              el) == 2);
     CHECK(el.str().find("--lane-workers") != std::string::npos);
+    // A count is whole: 1.5 workers is refused, not cut to 1.
+    for (const char* flag : {"--lane-workers", "--cpu-workers", "--gpu-streams", "--seed"}) {
+      CAPTURE(flag);
+      std::ostringstream of, ef;
+      CHECK(tools::run_sim_cli({"--profiles", path, "--qps", "5", flag, "1.5"}, of, ef) == 2);
+      CHECK(ef.str().find(std::string(flag) + " takes a whole number") != std::string::npos);
+    }
     CHECK(tools::run_sim_cli({"--profiles", path, "--qps", "5", "--seconds", "1", "--no-gpu",
                               "--wait-bound", "0.5", "--lane-workers", "2", "--preemption",
                               "off"},
