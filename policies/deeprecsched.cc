@@ -206,8 +206,11 @@ class DeepRecSchedPolicy final : public Policy {
         Tuning t;
         t.fixed_b = knobs["sub_batch"].get<uint32_t>();
         t.settled = true;
-        if (knobs.contains("threshold")) {
-          t.fixed_th = knobs["threshold"].is_string() ? kNever : knobs["threshold"].get<uint32_t>();
+        // A GET reports the given threshold apart from where the stable band has moved it
+        // ("threshold"): put back, the given one stands.
+        const char* th = knobs.contains("given_threshold") ? "given_threshold" : "threshold";
+        if (knobs.contains(th)) {
+          t.fixed_th = knobs[th].is_string() ? kNever : knobs[th].get<uint32_t>();
         }
         tuning_[model] = std::move(t);
       }
@@ -256,7 +259,11 @@ class DeepRecSchedPolicy final : public Policy {
         return invalid_argument(std::string(what) + "; not so for '" + model + "'");
       for (const auto& [k, v] : knobs.items()) {
         if (k == "sub_batch") continue;
-        if (k != "threshold" || !(size_ok(v) || v == "never"))
+        // What params() reports besides (settled, given, threshold_settled: read-only, and
+        // ignored), so that a GET's params can be PUT back as they are.
+        const bool flag = k == "settled" || k == "given" || k == "threshold_settled";
+        const bool size = k == "threshold" || k == "given_threshold";
+        if (!(flag && v.is_boolean()) && !(size && (size_ok(v) || v == "never")))
           return invalid_argument(std::string(what) + "; not so for '" + model + "'");
       }
     }

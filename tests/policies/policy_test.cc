@@ -265,6 +265,20 @@ TEST_CASE("deeprecsched with given settings places by them, the threshold moving
   CHECK(policy->params()["models"]["m"]["threshold"] == 200);
   CHECK(policy->params()["models"]["m"]["given"] == true);
 
+  // A GET's params PUT back as they are: accepted, and the given settings stand even where
+  // the stable band has moved the threshold (to 256 here).
+  CHECK(window(220, 30) == "gpu0");
+  REQUIRE(policy->params()["models"]["m"]["threshold"] == 256);
+  const nlohmann::json got = policy->params();
+  REQUIRE_MESSAGE(policy->configure(got).is_ok(), got.dump());
+  CHECK(policy->params()["models"]["m"]["given_threshold"] == 200);
+  CHECK(policy->params()["models"]["m"]["sub_batch"] == 64);
+  CHECK(window(220, 5) == "gpu0");
+  CHECK(policy->params()["models"]["m"]["threshold"] == 200);
+  // The read-only keys are checked for their type all the same.
+  CHECK(policy->configure({{"models", {{"m", {{"sub_batch", 8}, {"settled", 3}}}}}}).code() ==
+        StatusCode::kInvalidArgument);
+
   // "never": a given model is not offloaded at any size; bad settings are refused whole.
   REQUIRE(policy->configure({{"models", {{"m", {{"sub_batch", 32}, {"threshold", "never"}}}}}})
               .is_ok());
