@@ -547,6 +547,32 @@ TEST_CASE("bounded waiting: a reserved worker runs only short pieces, the other 
   }
 }
 
+TEST_CASE("bounded waiting: a lane of two of four workers leaves two long lanes (core/pieces.h)") {
+  // The rule the runner and the simulator share, for a lane sized above one
+  // (policies::BoundedWait sizes it from the tight models' rates): sub-batches of 8 items
+  // are long beyond 2.
+  const PieceQuery q{.left = 64, .sub_batch = 8, .short_items = 2, .reserve = 2};
+  bool is_long = false;
+  for (int long_busy = 0; long_busy < 2; ++long_busy) {
+    CHECK(next_piece(q, long_busy, 4, &is_long) == 8);
+    CHECK(is_long);
+  }
+  // Two long lanes taken: the lane's workers take short pieces only...
+  CHECK(next_piece(q, 2, 4, &is_long) == 2);
+  CHECK_FALSE(is_long);
+  CHECK(next_piece(q, 3, 4, &is_long) == 2);
+  // ...unless the query is urgent.
+  PieceQuery urgent = q;
+  urgent.urgent = true;
+  CHECK(next_piece(urgent, 2, 4, &is_long) == 8);
+  CHECK(is_long);
+  // A lane as large as the awake workers still leaves one long lane.
+  PieceQuery all = q;
+  all.reserve = 4;
+  CHECK(next_piece(all, 0, 4, &is_long) == 8);
+  CHECK(next_piece(all, 1, 4, &is_long) == 2);
+}
+
 TEST_CASE("bounded waiting: a query with no short piece leaves the reserved worker to others") {
   Ordered o(2);
   const auto t0 = Clock::now();
