@@ -90,6 +90,36 @@ TEST_CASE("binary input tensors give the same scores as JSON ones") {
   for (size_t i = 0; i < got.size(); ++i) CHECK(got[i] == doctest::Approx(want[i]).epsilon(1e-4));
 }
 
+TEST_CASE("a body far past 64 KiB, arriving in pieces, is read whole") {
+  // The body's reads ask for all that is missing (not Asio's 64 KiB at a time); a body
+  // that arrives in several pieces, with pauses between them, must still be read whole.
+  Daemon d;
+  const std::string body = infer_body("dot").dump() + std::string(300'000, ' ');
+  const std::string head = "POST /v2/models/golden_dot/infer HTTP/1.1\r\nHost: x\r\n"
+                           "Content-Type: application/json\r\nContent-Length: " +
+                           std::to_string(body.size()) + "\r\n\r\n";
+  const std::vector<float> want = expected_scores("dot");
+  for (const size_t pieces : {size_t{1}, size_t{7}}) {
+    CAPTURE(pieces);
+    asio::io_context io;
+    asio::local::stream_protocol::socket s(io);
+    s.connect(asio::local::stream_protocol::endpoint(d.socket));
+    asio::write(s, asio::buffer(head));
+    const size_t step = body.size() / pieces + 1;
+    for (size_t at = 0; at < body.size(); at += step) {
+      asio::write(s, asio::buffer(body.data() + at, std::min(step, body.size() - at)));
+      if (pieces > 1) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    beast::flat_buffer buf;
+    http::response<http::string_body> res;
+    http::read(s, buf, res);
+    REQUIRE_MESSAGE(res.result_int() == 200, res.body());
+    const auto got = json::parse(res.body())["outputs"][0]["data"].get<std::vector<float>>();
+    REQUIRE(got.size() == want.size());
+    for (size_t i = 0; i < got.size(); ++i) CHECK(got[i] == doctest::Approx(want[i]).epsilon(1e-4));
+  }
+}
+
 TEST_CASE("health, metadata, control and metrics routes answer") {
   Daemon d;
   CHECK(request(d.port, http::verb::get, "/v2/health/live").status == 200);
