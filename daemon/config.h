@@ -51,8 +51,8 @@
 // limits.read_timeout_ms      from a request's first byte to the end of its body; 10000;
 //                             [1, 3600000]
 // limits.idle_timeout_ms      keep-alive idle time before closing; 60000; [1, 3600000]
-// limits.io_threads           threads that read requests and write what a worker did not;
-//                             2; [1, 64]; needs a restart
+// limits.io_threads           threads that read requests and write what a worker did not,
+//                             a connection on one of them; 2; [1, 64]; needs a restart
 // limits.max_queue            queries waiting per device; 1024; [1, 1048576]
 // limits.max_items            items per query; 4096; [1, 1048576]
 // limits.max_elements         tensor elements per request, all inputs; 67108864; [1, 4294967296]

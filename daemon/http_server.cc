@@ -42,8 +42,13 @@ struct SessionBase {
 struct HttpServer::Impl {
   ServerOptions options;
   Handler handler;
-  asio::io_context io;
-  asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
+  // One io_context per I/O thread, each connection on one of them (round-robin as they
+  // are accepted): a connection's reads and writes stay on one thread. One io_context run
+  // by two threads handed each connection's events between them through its scheduler's
+  // lock: the HTTP floor (a keep-alive GET) took 42 us p50, 25 us on one thread.
+  std::vector<std::unique_ptr<asio::io_context>> ios;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  size_t next_io = 0;  // the context the next accepted connection goes to (accepts are serial)
   std::unique_ptr<tcp::acceptor> tcp_acceptor;
   std::unique_ptr<local::acceptor> unix_acceptor;
   std::string unix_path;
@@ -469,6 +474,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
 
 template <class Protocol>
 void HttpServer::Impl::accept(asio::basic_socket_acceptor<Protocol>& acceptor, bool is_unix) {
+  asio::io_context& io = *ios[next_io++ % ios.size()];
   acceptor.async_accept(
       asio::make_strand(io),
       [this, &acceptor, is_unix](beast::error_code ec, typename Protocol::socket socket) {
@@ -486,6 +492,10 @@ HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 std::unique_ptr<HttpServer> HttpServer::create(ServerOptions options, Handler handler) {
   auto impl = std::make_unique<Impl>();
   impl->options = options;
+  for (int i = 0; i < std::max(1, options.io_threads); ++i) {
+    impl->ios.push_back(std::make_unique<asio::io_context>(1));
+    impl->work.emplace_back(impl->ios.back()->get_executor());
+  }
   impl->handler = std::move(handler);
   return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
 }
@@ -498,7 +508,7 @@ Status HttpServer::listen_tcp(const std::string& host, uint16_t port) {
   if (ec) return invalid_argument("bad listen address '" + host + "': " + ec.message());
   // Each acceptor has its own strand: its accept handler (which re-arms it) and stop()'s
   // close run on it, never at once on two I/O threads (TSan found that race).
-  auto acceptor = std::make_unique<tcp::acceptor>(asio::make_strand(impl_->io));
+  auto acceptor = std::make_unique<tcp::acceptor>(asio::make_strand(*impl_->ios[0]));
   const tcp::endpoint endpoint(address, port);
   acceptor->open(endpoint.protocol(), ec);
   if (!ec) acceptor->set_option(asio::socket_base::reuse_address(true), ec);
@@ -522,7 +532,7 @@ Status HttpServer::listen_unix(const std::string& path, std::optional<uint32_t> 
     ::unlink(path.c_str());
   }
   beast::error_code ec;
-  auto acceptor = std::make_unique<local::acceptor>(asio::make_strand(impl_->io));
+  auto acceptor = std::make_unique<local::acceptor>(asio::make_strand(*impl_->ios[0]));
   const local::endpoint endpoint(path);
   acceptor->open(endpoint.protocol(), ec);
   if (!ec) acceptor->bind(endpoint, ec);
@@ -553,9 +563,7 @@ void HttpServer::set_draining() { impl_->draining = true; }
 void HttpServer::start() {
   if (impl_->tcp_acceptor) impl_->accept(*impl_->tcp_acceptor, false);
   if (impl_->unix_acceptor) impl_->accept(*impl_->unix_acceptor, true);
-  for (int i = 0; i < std::max(1, impl_->options.io_threads); ++i) {
-    impl_->threads.emplace_back([this] { impl_->io.run(); });
-  }
+  for (const auto& io : impl_->ios) impl_->threads.emplace_back([&ctx = *io] { ctx.run(); });
 }
 
 void HttpServer::stop(uint32_t grace_ms) {
@@ -586,8 +594,8 @@ void HttpServer::stop(uint32_t grace_ms) {
     std::unique_lock<std::mutex> lock(impl_->mu);
     impl_->idle.wait_for(lock, std::chrono::milliseconds(1000), [&] { return impl_->open == 0; });
   }
-  impl_->work.reset();
-  impl_->io.stop();
+  impl_->work.clear();
+  for (const auto& io : impl_->ios) io->stop();
   for (std::thread& t : impl_->threads) t.join();
   impl_->threads.clear();
   impl_->stopped = true;
@@ -606,8 +614,10 @@ void HttpServer::stop(uint32_t grace_ms) {
   // Handlers queued when io stopped (an accept that completed but was not yet given a
   // session, say) still hold their sockets: run what is ready, on this thread; each sees
   // the server stopped, hands nothing on, and closes.
-  impl_->io.restart();
-  impl_->io.poll();
+  for (const auto& io : impl_->ios) {
+    io->restart();
+    io->poll();
+  }
   if (!impl_->unix_path.empty()) ::unlink(impl_->unix_path.c_str());
   impl_->unix_path.clear();
 }

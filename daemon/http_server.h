@@ -48,7 +48,7 @@ struct ServerOptions {
   uint32_t header_timeout_ms = 5000;  ///< from a request's first byte to its headers' end
   uint32_t read_timeout_ms = 10000;   ///< from a request's first byte to its body's end
   uint32_t idle_timeout_ms = 60000;   ///< a kept-alive connection may wait this long
-  int io_threads = 2;
+  int io_threads = 2;  ///< each runs its own io_context; a connection stays on one
 
   friend bool operator==(const ServerOptions&, const ServerOptions&) = default;
 };

@@ -14,9 +14,11 @@
 #include <cstring>
 #include <fstream>
 #include <future>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -249,6 +251,57 @@ TEST_CASE("no route reflects input unescaped, the socket is 0660 and owned by it
   REQUIRE(::stat(path.c_str(), &st) == 0);
   CHECK(st.st_gid == getgid());
   CHECK((st.st_mode & 0777) == 0660);
+}
+
+TEST_CASE("each connection stays on one I/O thread, and connections are spread over them") {
+  // Every I/O thread runs its own io_context and a connection keeps the one it was given
+  // (round-robin) when accepted: no lock handed between threads per event.
+  std::mutex mu;
+  std::map<std::string, std::set<std::thread::id>> seen;  // connection -> handling threads
+  ServerOptions so;
+  so.io_threads = 3;
+  auto server = HttpServer::create(so, [&](HttpRequest r, Responder done) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      seen[r.headers["x-connection"]].insert(std::this_thread::get_id());
+    }
+    done({});
+  });
+  const fs::path dir = fs::temp_directory_path() / ("recsched_io_" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  const std::string path = (dir / "s.sock").string();
+  REQUIRE(server->listen_unix(path, std::nullopt).is_ok());
+  server->start();
+  {
+    asio::io_context io;
+    std::vector<std::unique_ptr<asio::local::stream_protocol::socket>> conns;
+    for (int c = 0; c < 3; ++c) {
+      conns.push_back(std::make_unique<asio::local::stream_protocol::socket>(io));
+      conns.back()->connect(asio::local::stream_protocol::endpoint(path));
+    }
+    beast::flat_buffer buf;
+    for (int round = 0; round < 8; ++round) {
+      for (int c = 0; c < 3; ++c) {  // interleaved: each connection's requests in turn
+        http::request<http::string_body> req(http::verb::get, "/", 11);
+        req.set(http::field::host, "localhost");
+        req.set("X-Connection", std::to_string(c));
+        http::write(*conns[size_t(c)], req);
+        http::response<http::string_body> res;
+        http::read(*conns[size_t(c)], buf, res);
+        REQUIRE(res.result_int() == 200);
+      }
+    }
+  }
+  server->stop(1000);
+  fs::remove_all(dir);
+  REQUIRE(seen.size() == 3);
+  std::set<std::thread::id> threads;
+  for (const auto& [conn, ids] : seen) {
+    CAPTURE(conn);
+    CHECK(ids.size() == 1);  // all 8 requests of a connection on one thread
+    threads.insert(ids.begin(), ids.end());
+  }
+  CHECK(threads.size() == 3);  // three connections on the three threads
 }
 
 TEST_CASE("a device whose worker throws: its query fails clearly, it is degraded, others serve") {
