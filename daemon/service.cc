@@ -68,15 +68,17 @@ const std::vector<double>& latency_buckets() {
 
 void LatencyWindow::add(double ms) {
   samples_.push_back(ms);
-  while (samples_.size() > capacity_) samples_.pop_front();
+  sorted_.insert(std::upper_bound(sorted_.begin(), sorted_.end(), ms), ms);
+  while (samples_.size() > capacity_) {
+    sorted_.erase(std::lower_bound(sorted_.begin(), sorted_.end(), samples_.front()));
+    samples_.pop_front();
+  }
 }
 
 double LatencyWindow::percentile(double p) const {
-  if (samples_.empty()) return 0;
-  std::vector<double> v(samples_.begin(), samples_.end());
-  std::sort(v.begin(), v.end());
-  const size_t rank = static_cast<size_t>(std::ceil(p / 100.0 * v.size()));
-  return v[std::clamp<size_t>(rank, 1, v.size()) - 1];
+  if (sorted_.empty()) return 0;
+  const size_t rank = static_cast<size_t>(std::ceil(p / 100.0 * sorted_.size()));
+  return sorted_[std::clamp<size_t>(rank, 1, sorted_.size()) - 1];
 }
 
 // Start-up, in the order it happens: each step a call whose name says what it does.

@@ -31,6 +31,9 @@
 namespace recsched::daemon {
 
 /// Tail latency over the last `capacity` completed queries (DeepRecSched's window).
+/// Read on every dispatch (the policies' recent p95), so the samples are also kept sorted:
+/// a percentile is one index, an add a binary search and a move of at most the window.
+/// (It copied and sorted the window on every read, under the service's lock.)
 class LatencyWindow {
  public:
   explicit LatencyWindow(size_t capacity) : capacity_(capacity) {}
@@ -41,7 +44,8 @@ class LatencyWindow {
 
  private:
   size_t capacity_;
-  std::deque<double> samples_;
+  std::deque<double> samples_;  // in arrival order: the oldest leaves first
+  std::vector<double> sorted_;  // the same samples, ascending
 };
 
 /// One entry of the placement log: the query, the policy's placement as it decided it,
