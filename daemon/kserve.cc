@@ -549,7 +549,22 @@ Result<InferRequest> parse(std::string_view body, std::optional<size_t> header_l
                                        std::to_string(total));
     }
     const InputDesc& desc = *in[kIndices];
-    if (desc.element_size == sizeof(int32_t)) {
+    if (desc.element_size == sizeof(int32_t) && desc.binary_size) {
+      // Widened straight from the body into the batch: no INT32 copy in between.
+      std::vector<int64_t>& ids = batch.sparse.indices;
+      ids.resize(desc.elements);
+      const auto* bytes = reinterpret_cast<const unsigned char*>(desc.binary.data());
+      for (size_t i = 0; i < ids.size(); ++i) {
+        uint32_t u;  // little-endian on the wire
+        if constexpr (std::endian::native == std::endian::little) {
+          std::memcpy(&u, bytes + i * 4, 4);
+        } else {
+          u = uint32_t(bytes[i * 4]) | uint32_t(bytes[i * 4 + 1]) << 8 |
+              uint32_t(bytes[i * 4 + 2]) << 16 | uint32_t(bytes[i * 4 + 3]) << 24;
+        }
+        ids[i] = std::bit_cast<int32_t>(u);
+      }
+    } else if (desc.element_size == sizeof(int32_t)) {
       std::vector<int32_t> narrow;
       RECSCHED_RETURN_IF_ERROR(decode(kIndices, desc, narrow));
       batch.sparse.indices.assign(narrow.begin(), narrow.end());

@@ -205,6 +205,12 @@ TEST_CASE("sparse_indices may be INT32, binary or JSON, and decode to the same B
     CHECK(r.status().message() ==
           "input 'sparse_indices': binary_data_size 48 does not match shape [6] of INT32 (24 bytes)");
   }
+  SUBCASE("a negative binary INT32 id stays negative, and is refused as outside its table") {
+    input(req, "sparse_indices")["data"][0] = -1;
+    Result<InferRequest> r = parse(to_binary(req), dlrm_spec());
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.status().message().find("= -1 is outside table 0") != std::string::npos);
+  }
   SUBCASE("a JSON id past the INT32 range is refused as such") {
     input(req, "sparse_indices")["data"][0] = int64_t{1} << 31;
     Result<InferRequest> r = parse(req, dlrm_spec());
