@@ -391,19 +391,24 @@ Status lay_out_binary(Inputs& in, std::span<const InputSlot> order, std::string_
   return Status::ok();
 }
 
-// Reads little-endian values; bytes.size() == out.size() * sizeof(T).
-template <class T>
+// Reads little-endian values of type Wire into `out`, converting each to T (INT32 ids into
+// the batch's int64_t: widened as they are read); bytes.size() == out.size() * sizeof(Wire).
+template <class Wire, class T>
 void load_little_endian(std::string_view bytes, std::span<T> out) {
-  if constexpr (std::endian::native == std::endian::little) {
+  if constexpr (std::is_same_v<Wire, T> && std::endian::native == std::endian::little) {
     if (!out.empty()) std::memcpy(out.data(), bytes.data(), bytes.size());
   } else {
-    using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+    using U = std::conditional_t<sizeof(Wire) == 4, uint32_t, uint64_t>;
     for (size_t i = 0; i < out.size(); ++i) {
       U u = 0;
-      for (size_t b = 0; b < sizeof(T); ++b) {
-        u |= U(static_cast<unsigned char>(bytes[i * sizeof(T) + b])) << (8 * b);
+      if constexpr (std::endian::native == std::endian::little) {
+        std::memcpy(&u, bytes.data() + i * sizeof(Wire), sizeof(Wire));
+      } else {
+        for (size_t b = 0; b < sizeof(Wire); ++b) {
+          u |= U(static_cast<unsigned char>(bytes[i * sizeof(Wire) + b])) << (8 * b);
+        }
       }
-      out[i] = std::bit_cast<T>(u);
+      out[i] = static_cast<T>(std::bit_cast<Wire>(u));
     }
   }
 }
@@ -461,7 +466,7 @@ template <class T>
 Status decode(InputSlot slot, const InputDesc& d, std::vector<T>& out) {
   out.resize(d.elements);
   if (d.binary_size) {
-    load_little_endian(d.binary, std::span<T>(out));
+    load_little_endian<T>(d.binary, std::span<T>(out));
     if constexpr (std::is_same_v<T, float>) {
       const auto bad =
           std::find_if(out.begin(), out.end(), [](float v) { return !std::isfinite(v); });
@@ -551,19 +556,8 @@ Result<InferRequest> parse(std::string_view body, std::optional<size_t> header_l
     const InputDesc& desc = *in[kIndices];
     if (desc.element_size == sizeof(int32_t) && desc.binary_size) {
       // Widened straight from the body into the batch: no INT32 copy in between.
-      std::vector<int64_t>& ids = batch.sparse.indices;
-      ids.resize(desc.elements);
-      const auto* bytes = reinterpret_cast<const unsigned char*>(desc.binary.data());
-      for (size_t i = 0; i < ids.size(); ++i) {
-        uint32_t u;  // little-endian on the wire
-        if constexpr (std::endian::native == std::endian::little) {
-          std::memcpy(&u, bytes + i * 4, 4);
-        } else {
-          u = uint32_t(bytes[i * 4]) | uint32_t(bytes[i * 4 + 1]) << 8 |
-              uint32_t(bytes[i * 4 + 2]) << 16 | uint32_t(bytes[i * 4 + 3]) << 24;
-        }
-        ids[i] = std::bit_cast<int32_t>(u);
-      }
+      batch.sparse.indices.resize(desc.elements);
+      load_little_endian<int32_t>(desc.binary, std::span<int64_t>(batch.sparse.indices));
     } else if (desc.element_size == sizeof(int32_t)) {
       std::vector<int32_t> narrow;
       RECSCHED_RETURN_IF_ERROR(decode(kIndices, desc, narrow));
