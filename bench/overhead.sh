@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # The daemon's overhead over the engine's compute (bench/serving_overhead.cc), for this
 # build's recschedd and, optionally, other builds', side by side in one run:
-#   bench/overhead.sh [--before PATH/TO/OTHER/recschedd] [--build LABEL=PATH]... [--tcp]
-#                     [recsched-overhead options]
+#   bench/overhead.sh [--before PATH/TO/OTHER/recschedd] [--build LABEL=PATH]...
+#                     [--variant 'LABEL=JQ FILTER']... [--tcp] [recsched-overhead options]
 # Each daemon serves the default zoo (models/, seeded weights) with policy static on a
-# quick profile, on its own unix socket (or TCP with --tcp) and state directory.
+# quick profile, on its own unix socket (or TCP with --tcp) and state directory. A
+# variant is this build's recschedd on the config passed through a jq filter, e.g.
+#   --variant 'inline-off=.limits.inline_max_ms = 0'
+# (two or three daemons of the zoo at once; more may not fit a 24 GB machine).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${BUILD_DIR:-$root/build}"
 before="" tcp=0
-args=() others=()
+args=() others=() variants=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --before) before="$2"; shift 2 ;;
     --build) others+=("$2"); shift 2 ;;
+    --variant) variants+=("$2"); shift 2 ;;
     --tcp) tcp=1; shift ;;
     *) args+=("$1"); shift ;;
   esac
@@ -25,10 +29,10 @@ trap cleanup EXIT
 jq --arg m "$root/models" '.models |= map(.spec |= ($m + "/" + (split("/") | last)))
     | .policy = {"name": "static", "params": {}, "plugin_dir": ""} | .profile.quick = true
     | .gpus = false' "$root/systemd/recschedd.json" > "$work/recschedd.json"
-start() {  # LABEL BINARY
-  local label="$1" bin="$2" port
+start() {  # LABEL BINARY [CONFIG]
+  local label="$1" bin="$2" config="${3:-$work/recschedd.json}" port
   mkdir -p "$work/$label"
-  "$bin" --config "$work/recschedd.json" --socket "$work/$label/s.sock" --tcp 127.0.0.1:0 \
+  "$bin" --config "$config" --socket "$work/$label/s.sock" --tcp 127.0.0.1:0 \
     --state-dir "$work/$label/state" > "$work/$label/log" 2>&1 &
   pids+=($!)
   for _ in $(seq 600); do
@@ -48,4 +52,8 @@ targets=()
 start after "$build/daemon/recschedd"
 [ -z "$before" ] || start before "$before"
 for o in "${others[@]}"; do start "${o%%=*}" "${o#*=}"; done
+for v in "${variants[@]}"; do
+  jq "${v#*=}" "$work/recschedd.json" > "$work/${v%%=*}.json"
+  start "${v%%=*}" "$build/daemon/recschedd" "$work/${v%%=*}.json"
+done
 "$build/bench/recsched-overhead" "${targets[@]}" "${args[@]}"

@@ -384,6 +384,7 @@ Status read_limits(const json& v, const std::string& key, LimitsConfig& out) {
        integer_field("idle_timeout_ms", out.idle_timeout_ms, 1, kMaxMs),
        integer_field("io_threads", out.io_threads, 1, 64),
        integer_field("max_queue", out.max_queue, 1, kMaxCount),
+       number_field("inline_max_ms", out.inline_max_ms, {0, 10}),
        integer_field("max_items", out.max_items, 1, kMaxCount),
        integer_field("max_elements", out.max_elements, 1, uint64_t{1} << 32),
        integer_field("max_json_depth", out.max_json_depth, 2, 1000),

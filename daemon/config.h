@@ -54,6 +54,11 @@
 // limits.io_threads           threads that read requests and write what a worker did not,
 //                             a connection on one of them; 2; [1, 64]; needs a restart
 // limits.max_queue            queries waiting per device; 1024; [1, 1048576]
+// limits.inline_max_ms        a query predicted to run in at most this long (ms) runs on
+//                             the I/O thread that read it when a worker of its CPU device
+//                             is idle and no query waits (exec::Runner::run_here): no
+//                             worker wake-up; that thread reads nothing else meanwhile;
+//                             0.1; [0, 10]; 0 = never
 // limits.max_items            items per query; 4096; [1, 1048576]
 // limits.max_elements         tensor elements per request, all inputs; 67108864; [1, 4294967296]
 // limits.max_json_depth       nesting depth of a request's JSON; 32; [2, 1000]
@@ -152,6 +157,7 @@ struct LimitsConfig {
   uint32_t idle_timeout_ms = 60000;   ///< keep-alive idle
   uint32_t io_threads = 2;            ///< ServerOptions::io_threads
   uint32_t max_queue = 1024;          ///< queries waiting per device
+  double inline_max_ms = 0.1;         ///< run on the reading thread up to this (ms); 0 = never
   uint32_t max_items = 4096;          ///< items per query
   uint64_t max_elements = uint64_t{64} << 20;  ///< tensor elements per request
   uint32_t max_json_depth = 32;                ///< nesting depth of a request's JSON

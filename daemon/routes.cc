@@ -320,6 +320,7 @@ HttpResponse Service::devices_json() const {
     j["awake_workers"] = load.active_workers > 0 ? load.active_workers : d.workers();
     j["queued"] = load.queries;
     j["busy_workers"] = load.busy_workers;
+    j["ran_on_io_thread"] = d.runner().ran_here();
     j["power"] = d.power_note();
     return j;
   };

@@ -5,7 +5,8 @@
 //   3. dispatch(): the dispatcher asks the active policy for a placement and admits it
 //      against the SLA (policies/dispatcher.h); a Status says rejected (503) or failed (500);
 //   4. submit(): the device's runner queues it (exec/runner.h), earliest deadline first
-//      on a CPU, in arrival order on a GPU;
+//      on a CPU, in arrival order on a GPU; or a tiny query with a CPU worker idle runs
+//      here, on the I/O thread, in that worker's place (run_here, limits.inline_max_ms);
 //   5. finish(): on every path (scores, rejection, failure, shutdown) the one place that
 //      settles the dispatcher's backlog, counts the outcome, logs the placement and answers.
 // routes.cc maps a request to infer(); main.cc owns the HTTP server that calls it.
@@ -59,8 +60,10 @@ void Service::infer(const std::string& name, HttpRequest req, Responder respond)
   InferLimits limits;
   size_t max_queue;
   uint32_t degraded_ms;
+  double inline_max_ms;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    inline_max_ms = config_.limits.inline_max_ms;
     limits.max_items = config_.limits.max_items;
     limits.max_elements = config_.limits.max_elements;
     limits.max_json_depth = static_cast<int>(config_.limits.max_json_depth);
@@ -151,32 +154,35 @@ void Service::infer(const std::string& name, HttpRequest req, Responder respond)
                         : Clock::duration::zero());
   ++in_flight_;
   q->counted_in_flight = true;
-  Status st = q->device->runner().submit({.model = model,
-                                          .batch = q->request.view(),
-                                          .scores = q->scores,
-                                          .sub_batch = pl.sub_batch,
-                                          .workers = pl.workers,
-                                          .short_items = q->decision.short_items,
-                                          .reserve = q->decision.reserve,
-                                          .urgent_at = q->decision.urgent_at,
-                                          .deadline = deadline,
-                                          .done =
-                                              [this, q](Status st) {
-                                                q->done_at = Clock::now();
-                                                q->ran = true;
-                                                q->device->record_outcome(st);
-                                                if (!st.is_ok()) {
-                                                  st = Status(st.code(), "query failed on " +
-                                                                             q->device->id() +
-                                                                             " (now degraded): " +
-                                                                             st.message());
-                                                }
-                                                finish(q, std::move(st));
-                                              },
-                                          .started = &q->started,
-                                          .suspended_ms = &q->suspended_ms,
-                                          .pass_items = &q->pass_items},
-                                         max_queue);
+  exec::Request run{.model = model,
+                    .batch = q->request.view(),
+                    .scores = q->scores,
+                    .sub_batch = pl.sub_batch,
+                    .workers = pl.workers,
+                    .short_items = q->decision.short_items,
+                    .reserve = q->decision.reserve,
+                    .urgent_at = q->decision.urgent_at,
+                    .deadline = deadline,
+                    .done =
+                        [this, q](Status st) {
+                          q->done_at = Clock::now();
+                          q->ran = true;
+                          q->device->record_outcome(st);
+                          if (!st.is_ok()) {
+                            st = Status(st.code(), "query failed on " + q->device->id() +
+                                                       " (now degraded): " + st.message());
+                          }
+                          finish(q, std::move(st));
+                        },
+                    .started = &q->started,
+                    .suspended_ms = &q->suspended_ms,
+                    .pass_items = &q->pass_items};
+  // A tiny query with a worker idle and none waiting runs here, on the thread that read
+  // it: the same start, without waking a worker (exec::Runner::run_here).
+  if (q->decision.service_ms <= inline_max_ms && q->device->runner().run_here(run, max_queue)) {
+    return;
+  }
+  Status st = q->device->runner().submit(std::move(run), max_queue);
   if (!st.is_ok()) finish(q, std::move(st));
 }
 

@@ -68,11 +68,16 @@ class CpuRunner::Worker final : public engine::YieldPoint {
   Worker(CpuRunner& runner, int index) : index(index), runner_(runner) {
     for (engine::Workspace& w : ws) w.set_yield(this);
   }
-  void at_yield_point() override { runner_.preempt_at(*this); }
+  void at_yield_point() override {
+    if (!lent) runner_.preempt_at(*this);
+  }
   // Passes cut their long steps into blocks only while preemption is on.
   bool active() const override { return runner_.preemption(); }
 
   const int index;
+  // Run by a run_here() caller's thread now: its yield points preempt nothing (a more
+  // urgent query waits for a worker, not for a thread that reads requests).
+  bool lent = false;
   int depth = 0;  // passes running on this worker now: the innermost is running[depth - 1]
   std::array<engine::Workspace, kMaxNesting + 1> ws;
   std::array<const Job*, kMaxNesting + 1> running{};
@@ -155,7 +160,7 @@ void CpuRunner::wake_for_work(int self) {
   const int eligible = stopping_ ? num_workers_ : std::min(active_workers_, num_workers_);
   for (int w = 0; w < eligible && wanted > 0; ++w) {
     Sleeper& s = *sleepers_[w];
-    if (!s.waiting) continue;
+    if (!s.waiting || s.lent) continue;
     s.waiting = false;
     s.cv.notify_one();
     --wanted;
@@ -197,18 +202,22 @@ void CpuRunner::worker_main(int index, const std::string& cpuset, int nice) {
     while (true) {
       // A query left for a long lane becomes urgent at a known time: wake up then.
       Clock::time_point wake = Clock::time_point::max();
-      if (sleepers_[index]->chore) {
-        const std::function<void(Worker&)> chore = std::move(sleepers_[index]->chore);
-        sleepers_[index]->chore = nullptr;
-        lock.unlock();
-        chore(worker);
-        lock.lock();
-        continue;
-      }
-      if (take_locked(index, nullptr, false, &taken, &wake)) break;
-      // Stop only once every queued query has been handed out: nothing is dropped.
-      if (stopping_ && untaken_ == 0) return;
       Sleeper& sleeper = *sleepers_[index];
+      // Lent to a run_here() caller: its state is in use; the caller wakes it when done
+      // if there is work, a chore or a stop.
+      if (!sleeper.lent) {
+        if (sleeper.chore) {
+          const std::function<void(Worker&)> chore = std::move(sleeper.chore);
+          sleeper.chore = nullptr;
+          lock.unlock();
+          chore(worker);
+          lock.lock();
+          continue;
+        }
+        if (take_locked(index, nullptr, false, &taken, &wake)) break;
+        // Stop only once every queued query has been handed out: nothing is dropped.
+        if (stopping_ && untaken_ == 0) return;
+      }
       sleeper.waiting = true;
       if (wake == Clock::time_point::max()) {
         sleeper.cv.wait(lock);
@@ -379,19 +388,8 @@ Status CpuRunner::submit(Request request, size_t max_queued) {
     request.done(Status::ok());
     return Status::ok();
   }
-  auto job = std::make_shared<Job>();
-  job->model = request.model;
-  job->batch = batch;
-  job->sub_batch = std::min(sub_batch, batch.batch_size);
-  job->short_items = request.short_items;
-  job->reserve = std::max(0, request.reserve);
-  job->urgent_at = request.urgent_at;
-  job->max_workers = workers;
-  job->scores = request.scores;
+  std::shared_ptr<Job> job = make_job(request);
   job->done = std::move(request.done);
-  job->started = request.started;
-  job->suspended_ms = request.suspended_ms;
-  job->deadline = request.deadline.value_or(Clock::now());
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return unavailable("device " + device_.id + " is shutting down");
@@ -407,6 +405,80 @@ Status CpuRunner::submit(Request request, size_t max_queued) {
     wake_for_work(-1);
   }
   return Status::ok();
+}
+
+std::shared_ptr<CpuRunner::Job> CpuRunner::make_job(const Request& request) {
+  auto job = std::make_shared<Job>();
+  job->model = request.model;
+  job->batch = request.batch;
+  job->sub_batch = std::min(request.sub_batch, request.batch.batch_size);
+  job->short_items = request.short_items;
+  job->reserve = std::max(0, request.reserve);
+  job->urgent_at = request.urgent_at;
+  job->max_workers = request.workers;
+  job->scores = request.scores;
+  job->started = request.started;
+  job->suspended_ms = request.suspended_ms;
+  job->deadline = request.deadline.value_or(Clock::now());
+  return job;
+}
+
+bool CpuRunner::run_here(Request& request, size_t max_queued) {
+  const uint32_t n = request.batch.batch_size;
+  if (!check_request(request).is_ok() || n == 0 || request.sub_batch < n ||
+      request.workers < 1 || request.workers > workers()) {
+    return false;  // submit() answers for a malformed request; an empty one needs no worker
+  }
+  std::shared_ptr<Job> job = make_job(request);
+  Taken taken{.job = job, .begin = 0, .count = n};
+  Sleeper* lender = nullptr;
+  Worker* worker = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_ || !ready_.empty() || in_flight_ >= max_queued) return false;
+    const int awake = std::min(active_workers_, num_workers_);
+    for (int w = 0; w < awake && busy_workers_ < awake; ++w) {
+      Sleeper& s = *sleepers_[w];
+      if (s.waiting && !s.lent && !s.chore) {
+        lender = &s;
+        worker = worker_state_[w].get();
+        break;
+      }
+    }
+    if (lender == nullptr) return false;
+    lender->lent = true;
+    job->done = std::move(request.done);
+    job->seq = next_seq_++;
+    job->taken = n;
+    job->pieces = 1;
+    job->active = 1;
+    ++in_flight_;
+    ++busy_workers_;
+    ++ran_here_;
+    if (job->started != nullptr) *job->started = Clock::now();
+  }
+  // As on a worker: one thread per GEMM (the caller's OpenMP default is one per core,
+  // a team to fork for every pass).
+  thread_local const bool one_blas_thread = (engine::set_blas_threads(1), true);
+  (void)one_blas_thread;
+  worker->lent = true;
+  double busy = 0, suspended = 0;
+  const Status st = run_taken(*worker, taken, &busy, &suspended);
+  worker->lent = false;
+  std::unique_lock<std::mutex> lock(mu_);
+  lender->lent = false;
+  // What it may have missed while lent: work queued meanwhile, a warm-up chore, a stop.
+  if (lender->waiting && (lender->chore || stopping_ || !ready_.empty())) {
+    lender->waiting = false;
+    lender->cv.notify_one();
+  }
+  settle_locked(lock, -1, taken, st, busy, suspended);  // calls done, mu_ released around it
+  return true;
+}
+
+uint64_t CpuRunner::ran_here() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return ran_here_;
 }
 
 Status CpuRunner::run(const Model& model, const BatchView& batch, uint32_t sub_batch, int workers,

@@ -74,6 +74,10 @@ class CpuRunner final : public Runner {
   /// workers at a time; `done` gets the first failing piece's status or OK. See
   /// Runner::submit for the errors.
   Status submit(Request request, size_t max_queued = SIZE_MAX) override;
+  /// See Runner::run_here: lends the calling thread the lowest-numbered idle awake
+  /// worker's state; that worker takes no work until the pass is done.
+  bool run_here(Request& request, size_t max_queued = SIZE_MAX) override;
+  uint64_t ran_here() const override;
   using Runner::run;
   /// run() with the request's fields: synchronous, for the profiler and tests.
   Status run(const Model& model, const BatchView& batch, uint32_t sub_batch, int workers,
@@ -123,6 +127,8 @@ class CpuRunner final : public Runner {
     }
   };
   CpuRunner(const hw::Topology& topology, hw::CpuDevice device);
+  // A query as a Job, all but its done (moved in by the caller once it is queued or run).
+  static std::shared_ptr<Job> make_job(const Request& request);
   void worker_main(int index, const std::string& cpuset, int nice);
   // The three steps of running a piece, the same for a worker's own loop and for a piece
   // run at a yield point (`nested`). take_locked: the first query in queue order (only
@@ -160,6 +166,9 @@ class CpuRunner final : public Runner {
   struct Sleeper {
     std::condition_variable cv;
     bool waiting = false;  // (under mu_) in wait, and not yet sent a wake-up
+    // (under mu_) its state is lent to a run_here() caller: it takes no work, runs no
+    // chore and is not woken for work until the caller is done with it.
+    bool lent = false;
     // (under mu_) run by the worker before it next takes work: warm_up()'s passes.
     std::function<void(Worker&)> chore;
   };
@@ -171,6 +180,7 @@ class CpuRunner final : public Runner {
   // at every yield point, so that a pass with nothing more urgent queued pays one load.
   std::atomic<int64_t> earliest_ready_{INT64_MAX};
   uint64_t preemptions_ = 0;  // (under mu_)
+  uint64_t ran_here_ = 0;     // (under mu_)
   std::condition_variable started_cv_;
   // Queries a worker may take a sub-batch of now: one left and fewer than their cap busy.
   std::set<std::shared_ptr<Job>, EarlierDeadline> ready_;

@@ -85,6 +85,23 @@ class Runner {
   /// workers outside [1, workers()]), kUnavailable when `max_queued` queries are already
   /// submitted or the runner is stopping.
   virtual Status submit(Request request, size_t max_queued = SIZE_MAX) = 0;
+  /// Runs `request` now on the calling thread, in an idle worker's place, where that
+  /// changes only which thread runs it: it is one piece (sub_batch >= its items), no
+  /// query waits for a worker (none is overtaken), an awake worker is idle (it would have
+  /// started at once) and fewer than `max_queued` are in flight. The idle worker stays
+  /// asleep and counted busy meanwhile, the caller running the pass on its workspace with
+  /// no yield points (no other query preempts into the caller's thread); `done` is called
+  /// on the calling thread before it returns true. false: nothing was run and `request`
+  /// is as it was, to submit(). What it saves is the hand-off: waking a worker, about
+  /// 10 us on a VM, which is most of a tiny query's time in the runner. A runner that
+  /// cannot (the default) returns false.
+  virtual bool run_here(Request& request, size_t max_queued = SIZE_MAX) {
+    (void)request;
+    (void)max_queued;
+    return false;
+  }
+  /// Queries run_here() has run since creation.
+  virtual uint64_t ran_here() const { return 0; }
   virtual int workers() const = 0;
   virtual Load load() const = 0;
   /// Worker-seconds spent inside forward passes since creation (for energy estimates).

@@ -383,6 +383,15 @@ class Turnstile {
   void wait_entered(int n) const {
     for (int seen = entered_.load(); seen < n; seen = entered_.load()) entered_.wait(seen);
   }
+  // The same for at most `limit`: whether they did.
+  bool wait_entered_for(int n, std::chrono::milliseconds limit) const {
+    const auto give_up = std::chrono::steady_clock::now() + limit;
+    while (entered_.load() < n) {
+      if (std::chrono::steady_clock::now() > give_up) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return true;
+  }
   void release(int n) const { permits_.release(n); }
 
  protected:
@@ -524,6 +533,140 @@ TEST_CASE("a tighter query overtakes another between its sub-batches") {
   o.model.wait_entered(1);
   o.submit("tight", 1, 1, t0 + std::chrono::milliseconds(10));
   CHECK(o.finish() == std::vector<std::string>{"tight", "long"});
+}
+
+// Calls run_here until the runner's idle worker has gone to sleep and it runs (true), or
+// for 30 s (false): a worker just created may not be waiting yet.
+bool run_here_when_idle(CpuRunner& runner, Request& request) {
+  const auto give_up = Clock::now() + std::chrono::seconds(30);
+  while (!runner.run_here(request)) {
+    if (Clock::now() > give_up) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
+
+TEST_CASE("run_here: a one-piece query runs on the calling thread in an idle worker's place") {
+  HostDevice host;
+  auto runner = std::move(CpuRunner::create(host.topology, host.device, 1).value());
+  const engine::ModelSpec spec = golden_spec();
+  auto model = std::move(runner->load(spec, {}).value());
+  const Batch batch = engine::random_batch(spec, 7, 3);
+  std::vector<float> scores(batch.batch_size * spec.num_outputs());
+  std::thread::id answered_on;
+  Status answer = internal_error("not answered");
+  Clock::time_point started;
+  Request r{.model = model.get(),
+            .batch = view_of(batch),
+            .scores = scores,
+            .sub_batch = batch.batch_size,
+            .workers = 1,
+            .done =
+                [&](Status st) {
+                  answered_on = std::this_thread::get_id();
+                  answer = st;
+                },
+            .started = &started};
+  const auto before = Clock::now();
+  REQUIRE(run_here_when_idle(*runner, r));
+  CHECK(answered_on == std::this_thread::get_id());  // answered before it returned, here
+  CHECK(answer.is_ok());
+  CHECK(started >= before);
+  CHECK(scores == whole(*model, batch));  // the same kernels as a worker's: the same floats
+  CHECK(runner->ran_here() == 1);
+  CHECK(runner->load().queries == 0);
+  CHECK(runner->load().busy_workers == 0);
+  CHECK(runner->busy_seconds() > 0);  // its pass counts as its device's busy time
+
+  // Declined, the request left as it was for submit(): two pieces, a full queue, a
+  // malformed request, an empty one.
+  bool called = false;
+  r.done = [&](Status) { called = true; };
+  r.sub_batch = 3;
+  CHECK_FALSE(runner->run_here(r));
+  r.sub_batch = batch.batch_size;
+  CHECK_FALSE(runner->run_here(r, 0));
+  r.workers = 2;
+  CHECK_FALSE(runner->run_here(r));
+  r.workers = 1;
+  CHECK(runner->ran_here() == 1);
+  CHECK(r.done);
+  CHECK_FALSE(called);
+  // The worker whose place it took serves as before.
+  std::vector<float> again(scores.size());
+  CHECK(runner->run(*model, view_of(batch), 2, 1, again).is_ok());
+  CHECK(again == scores);
+}
+
+TEST_CASE("run_here: the lent worker takes no work meanwhile, and what was queued runs after") {
+  Ordered o;  // one worker, the Gate model: its passes wait for the test's permits
+  const Batch batch = engine::random_batch(o.spec, 2, 99);
+  std::vector<float> scores(batch.batch_size * o.spec.num_outputs());
+  std::thread::id answered_on;
+  bool ran = false;
+  std::thread caller([&] {
+    Request r{.model = &o.model,
+              .batch = view_of(batch),
+              .scores = scores,
+              .sub_batch = batch.batch_size,
+              .workers = 1,
+              .done = [&](Status st) {
+                CHECK(st.is_ok());
+                answered_on = std::this_thread::get_id();
+              }};
+    ran = run_here_when_idle(*o.runner, r);
+    if (!ran) o.model.release(1);  // (so the test below fails instead of waiting forever)
+  });
+  const std::thread::id caller_id = caller.get_id();
+  o.model.wait_entered(1);  // the caller is inside its pass, on the worker's workspace
+  CHECK(o.runner->load().busy_workers == 1);
+  {
+    // No worker is idle now: another caller is declined.
+    std::vector<float> other(scores.size());
+    Request r{.model = &o.model,
+              .batch = view_of(batch),
+              .scores = other,
+              .sub_batch = batch.batch_size,
+              .workers = 1,
+              .done = [](Status) {}};
+    CHECK_FALSE(o.runner->run_here(r));
+  }
+  o.submit("queued", 3, 3, std::nullopt);  // waits: the one worker is lent
+  CHECK(o.runner->load().queries == 2);
+  o.model.release(1);  // the caller's pass ends
+  caller.join();
+  CHECK(ran);
+  CHECK(answered_on == caller_id);
+  // Woken when its state came back, the worker runs what was queued meanwhile.
+  CHECK(o.finish() == std::vector<std::string>{"queued"});
+  CHECK(o.model.sizes() == std::vector<uint32_t>{2, 3});
+  CHECK(o.runner->ran_here() == 1);
+}
+
+TEST_CASE("run_here: while one worker is lent, the others take what is queued") {
+  Ordered o(2);
+  const Batch batch = engine::random_batch(o.spec, 2, 99);
+  std::vector<float> scores(batch.batch_size * o.spec.num_outputs());
+  bool ran = false;
+  std::thread caller([&] {
+    Request r{.model = &o.model,
+              .batch = view_of(batch),
+              .scores = scores,
+              .sub_batch = batch.batch_size,
+              .workers = 1,
+              .done = [](Status st) { CHECK(st.is_ok()); }};
+    ran = run_here_when_idle(*o.runner, r);
+    if (!ran) o.model.release(1);
+  });
+  o.model.wait_entered(1);
+  o.submit("queued", 3, 3, std::nullopt);
+  // The other worker is woken for it (not the lent one, which would sleep again) and runs
+  // it while the caller's pass is still held.
+  CHECK(o.model.wait_entered_for(2, std::chrono::seconds(10)));
+  o.model.release(1);
+  caller.join();
+  CHECK(ran);
+  CHECK(o.finish() == std::vector<std::string>{"queued"});
 }
 
 TEST_CASE("bounded waiting: a reserved worker runs only short pieces, the other whole sub-batches") {
