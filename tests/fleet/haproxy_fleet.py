@@ -306,11 +306,15 @@ def haproxy_config(run, name, port, daemons, agent):
     if run.retries:
         retry = """    # A request that finds its server gone (refused connection, connection closed before
     # any answer) is sent again, to another server (redispatch), never after an answer
-    # began. Not needed in the runs so far (the request log shows no retry), kept as a
-    # safety net for a host that dies without draining.
+    # began: a safety net for a host that dies without draining. So is one a server
+    # refused with 503: recschedd answers 503 only for a query it did not run (admission,
+    # a full queue, a drain, shutdown), so another server may run it. Refusals were seen
+    # while a restarting instance's start-up took CPU from the two serving beside it (2 of
+    # 7 runs on a 2-vCPU machine). The cost: under overload a refused query is tried on up
+    # to 4 servers (each refusal is cheap: before or just after decoding).
     retries 3
     option redispatch 1
-    retry-on conn-failure empty-response"""
+    retry-on conn-failure empty-response 503"""
     else:
         retry = "    retries 0"
     servers = []
