@@ -546,6 +546,25 @@ bool run_here_when_idle(CpuRunner& runner, Request& request) {
   return true;
 }
 
+// Runs a one-piece query of `o`'s model with run_here on a thread of its own, once a
+// worker is idle: *ran says whether it did, *answered_on which thread answered it.
+std::thread run_here_on_a_thread(Ordered& o, const Batch& batch, std::span<float> scores,
+                                 bool* ran, std::thread::id* answered_on) {
+  return std::thread([&o, &batch, scores, ran, answered_on] {
+    Request r{.model = &o.model,
+              .batch = view_of(batch),
+              .scores = scores,
+              .sub_batch = batch.batch_size,
+              .workers = 1,
+              .done = [answered_on](Status st) {
+                CHECK(st.is_ok());
+                *answered_on = std::this_thread::get_id();
+              }};
+    *ran = run_here_when_idle(*o.runner, r);
+    if (!*ran) o.model.release(1);  // (so the test fails instead of waiting forever)
+  });
+}
+
 TEST_CASE("run_here: a one-piece query runs on the calling thread in an idle worker's place") {
   HostDevice host;
   auto runner = std::move(CpuRunner::create(host.topology, host.device, 1).value());
@@ -604,19 +623,7 @@ TEST_CASE("run_here: the lent worker takes no work meanwhile, and what was queue
   std::vector<float> scores(batch.batch_size * o.spec.num_outputs());
   std::thread::id answered_on;
   bool ran = false;
-  std::thread caller([&] {
-    Request r{.model = &o.model,
-              .batch = view_of(batch),
-              .scores = scores,
-              .sub_batch = batch.batch_size,
-              .workers = 1,
-              .done = [&](Status st) {
-                CHECK(st.is_ok());
-                answered_on = std::this_thread::get_id();
-              }};
-    ran = run_here_when_idle(*o.runner, r);
-    if (!ran) o.model.release(1);  // (so the test below fails instead of waiting forever)
-  });
+  std::thread caller = run_here_on_a_thread(o, batch, scores, &ran, &answered_on);
   const std::thread::id caller_id = caller.get_id();
   o.model.wait_entered(1);  // the caller is inside its pass, on the worker's workspace
   CHECK(o.runner->load().busy_workers == 1);
@@ -648,16 +655,8 @@ TEST_CASE("run_here: while one worker is lent, the others take what is queued") 
   const Batch batch = engine::random_batch(o.spec, 2, 99);
   std::vector<float> scores(batch.batch_size * o.spec.num_outputs());
   bool ran = false;
-  std::thread caller([&] {
-    Request r{.model = &o.model,
-              .batch = view_of(batch),
-              .scores = scores,
-              .sub_batch = batch.batch_size,
-              .workers = 1,
-              .done = [](Status st) { CHECK(st.is_ok()); }};
-    ran = run_here_when_idle(*o.runner, r);
-    if (!ran) o.model.release(1);
-  });
+  std::thread::id answered_on;
+  std::thread caller = run_here_on_a_thread(o, batch, scores, &ran, &answered_on);
   o.model.wait_entered(1);
   o.submit("queued", 3, 3, std::nullopt);
   // The other worker is woken for it (not the lent one, which would sleep again) and runs
