@@ -179,7 +179,9 @@ void Service::infer(const std::string& name, HttpRequest req, Responder respond)
                     .pass_items = &q->pass_items};
   // A tiny query with a worker idle and none waiting runs here, on the thread that read
   // it: the same start, without waking a worker (exec::Runner::run_here).
-  if (q->decision.service_ms <= inline_max_ms && q->device->runner().run_here(run, max_queue)) {
+  // (0 turns it off, whatever the prediction: a policy may leave it 0.)
+  if (inline_max_ms > 0 && q->decision.service_ms <= inline_max_ms &&
+      q->device->runner().run_here(run, max_queue)) {
     return;
   }
   Status st = q->device->runner().submit(std::move(run), max_queue);
