@@ -429,8 +429,7 @@ bool CpuRunner::run_here(Request& request, size_t max_queued) {
       request.workers < 1 || request.workers > workers()) {
     return false;  // submit() answers for a malformed request; an empty one needs no worker
   }
-  std::shared_ptr<Job> job = make_job(request);
-  Taken taken{.job = job, .begin = 0, .count = n};
+  Taken taken;
   Sleeper* lender = nullptr;
   Worker* worker = nullptr;
   {
@@ -445,8 +444,10 @@ bool CpuRunner::run_here(Request& request, size_t max_queued) {
         break;
       }
     }
-    if (lender == nullptr) return false;
+    if (lender == nullptr) return false;  // declined before anything is allocated
     lender->lent = true;
+    std::shared_ptr<Job> job = make_job(request);
+    taken = {.job = job, .begin = 0, .count = n};
     job->done = std::move(request.done);
     job->seq = next_seq_++;
     job->taken = n;
