@@ -2,22 +2,26 @@
 # The daemon's overhead over the engine's compute (bench/serving_overhead.cc), for this
 # build's recschedd and, optionally, other builds', side by side in one run:
 #   bench/overhead.sh [--before PATH/TO/OTHER/recschedd] [--build LABEL=PATH]...
-#                     [--variant 'LABEL=JQ FILTER']... [--tcp] [recsched-overhead options]
+#                     [--variant 'LABEL=JQ FILTER']... [--set 'JQ FILTER'] [--tcp]
+#                     [recsched-overhead options]
 # Each daemon serves the default zoo (models/, seeded weights) with policy static on a
 # quick profile, on its own unix socket (or TCP with --tcp) and state directory. A
 # variant is this build's recschedd on the config passed through a jq filter, e.g.
 #   --variant 'inline-off=.limits.inline_max_ms = 0'
-# (two or three daemons of the zoo at once; more may not fit a 24 GB machine).
+# (two or three daemons of the zoo at once; more may not fit a 24 GB machine). --set
+# changes the config of every daemon, e.g. '.limits.idle_poll_us = 0': for settings that
+# change how a daemon shares the cores (polling), run one daemon per run, alternating.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${BUILD_DIR:-$root/build}"
-before="" tcp=0
+before="" tcp=0 set="."
 args=() others=() variants=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --before) before="$2"; shift 2 ;;
     --build) others+=("$2"); shift 2 ;;
     --variant) variants+=("$2"); shift 2 ;;
+    --set) set="$2"; shift 2 ;;
     --tcp) tcp=1; shift ;;
     *) args+=("$1"); shift ;;
   esac
@@ -28,7 +32,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 jq --arg m "$root/models" '.models |= map(.spec |= ($m + "/" + (split("/") | last)))
     | .policy = {"name": "static", "params": {}, "plugin_dir": ""} | .profile.quick = true
-    | .gpus = false' "$root/systemd/recschedd.json" > "$work/recschedd.json"
+    | .gpus = false' "$root/systemd/recschedd.json" | jq "$set" > "$work/recschedd.json"
 start() {  # LABEL BINARY [CONFIG]
   local label="$1" bin="$2" config="${3:-$work/recschedd.json}" port
   mkdir -p "$work/$label"

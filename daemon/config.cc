@@ -383,6 +383,7 @@ Status read_limits(const json& v, const std::string& key, LimitsConfig& out) {
        integer_field("read_timeout_ms", out.read_timeout_ms, 1, kMaxMs),
        integer_field("idle_timeout_ms", out.idle_timeout_ms, 1, kMaxMs),
        integer_field("io_threads", out.io_threads, 1, 64),
+       integer_field("idle_poll_us", out.idle_poll_us, 0, 10000),
        integer_field("max_queue", out.max_queue, 1, kMaxCount),
        number_field("inline_max_ms", out.inline_max_ms, {0, 10}),
        integer_field("max_items", out.max_items, 1, kMaxCount),

@@ -53,6 +53,11 @@
 // limits.idle_timeout_ms      keep-alive idle time before closing; 60000; [1, 3600000]
 // limits.io_threads           threads that read requests and write what a worker did not,
 //                             a connection on one of them; 2; [1, 64]; needs a restart
+// limits.idle_poll_us         the most an I/O thread with nothing to do polls its sockets
+//                             (yielding its core to runnable threads) before it sleeps, so
+//                             that a request arriving meanwhile costs no wake-up; the
+//                             window adapts below it (daemon::PollWindow: none under
+//                             sparse traffic); 200; [0, 10000]; 0 = never; needs a restart
 // limits.max_queue            queries waiting per device; 1024; [1, 1048576]
 // limits.inline_max_ms        a query predicted to run in at most this long (ms) runs on
 //                             the I/O thread that read it when a worker of its CPU device
@@ -156,6 +161,7 @@ struct LimitsConfig {
   uint32_t read_timeout_ms = 10000;   ///< first byte to the end of the body
   uint32_t idle_timeout_ms = 60000;   ///< keep-alive idle
   uint32_t io_threads = 2;            ///< ServerOptions::io_threads
+  uint32_t idle_poll_us = 200;        ///< ServerOptions::idle_poll_us
   uint32_t max_queue = 1024;          ///< queries waiting per device
   double inline_max_ms = 0.1;         ///< run on the reading thread up to this (ms); 0 = never
   uint32_t max_items = 4096;          ///< items per query

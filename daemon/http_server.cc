@@ -1,5 +1,6 @@
 #include "daemon/http_server.h"
 
+#include <sched.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -58,6 +59,8 @@ struct HttpServer::Impl {
   std::atomic<bool> stopping{false};
   std::atomic<bool> draining{false};  // answers close their connections
   std::atomic<bool> stopped{false};  // I/O threads joined: no request is handed on any more
+  std::atomic<uint64_t> polled{0};   // see HttpServer::polled()
+  std::function<bool()> poll_gate;    // set before start(); see set_poll_gate()
   std::mutex mu;
   std::condition_variable idle;
   std::vector<std::weak_ptr<SessionBase>> sessions;  // under mu
@@ -85,6 +88,47 @@ struct HttpServer::Impl {
 
   template <class Protocol>
   void accept(asio::basic_socket_acceptor<Protocol>& acceptor, bool is_unix);
+
+  // An I/O thread's loop: runs `io` until it stops. With options.idle_poll_us, a thread
+  // that has run out of ready work polls its sockets (epoll with no timeout, through
+  // poll()) for its PollWindow before it blocks in run_one(): a request, or a completion
+  // posted by a worker, that arrives meanwhile is taken at once. On a host whose idle
+  // cores halt (a VM without guest halt-polling: the one of docs/benchmarks.md), a
+  // wake-up through the scheduler costs 50-70 us, more than a 1-item query's own work.
+  // Between polls the thread yields, so a runnable thread on its core goes first; but a
+  // polling core does not look idle to the kernel, which then places other threads'
+  // wake-ups behind busy ones: recschedd's gate (set_poll_gate) allows a poll only while
+  // no query is in flight, when its workers sleep. The trade Seastar's reactor makes with
+  // --idle-poll-time-us (200 us), with the window adapted so that sparse traffic does not
+  // pay it.
+  void run_io(asio::io_context& io) {
+    if (options.idle_poll_us == 0) {
+      io.run();
+      return;
+    }
+    using steady = std::chrono::steady_clock;
+    PollWindow window(std::chrono::microseconds(options.idle_poll_us));
+    while (!io.stopped()) {
+      if (io.poll() > 0) continue;
+      bool found = false;
+      const auto until =
+          steady::now() + (!poll_gate || poll_gate() ? window.get() : steady::duration(0));
+      while (!io.stopped() && steady::now() < until) {
+        ::sched_yield();
+        if (io.poll() > 0) {
+          found = true;
+          break;
+        }
+      }
+      if (found) {
+        polled.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+      const auto t0 = steady::now();
+      io.run_one();
+      window.slept(steady::now() - t0);
+    }
+  }
 };
 
 namespace {
@@ -558,12 +602,18 @@ uint16_t HttpServer::tcp_port() const {
 
 uint32_t HttpServer::connections() const { return impl_->open; }
 
+void HttpServer::set_poll_gate(std::function<bool()> gate) { impl_->poll_gate = std::move(gate); }
+
+uint64_t HttpServer::polled() const { return impl_->polled.load(std::memory_order_relaxed); }
+
 void HttpServer::set_draining() { impl_->draining = true; }
 
 void HttpServer::start() {
   if (impl_->tcp_acceptor) impl_->accept(*impl_->tcp_acceptor, false);
   if (impl_->unix_acceptor) impl_->accept(*impl_->unix_acceptor, true);
-  for (const auto& io : impl_->ios) impl_->threads.emplace_back([&ctx = *io] { ctx.run(); });
+  for (const auto& io : impl_->ios) {
+    impl_->threads.emplace_back([impl = impl_.get(), &ctx = *io] { impl->run_io(ctx); });
+  }
 }
 
 void HttpServer::stop(uint32_t grace_ms) {

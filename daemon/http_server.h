@@ -4,6 +4,8 @@
 // Boost stays out of this header.
 #pragma once
 
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -49,8 +51,41 @@ struct ServerOptions {
   uint32_t read_timeout_ms = 10000;   ///< from a request's first byte to its body's end
   uint32_t idle_timeout_ms = 60000;   ///< a kept-alive connection may wait this long
   int io_threads = 2;  ///< each runs its own io_context; a connection stays on one
+  /// The most an I/O thread with nothing ready polls its sockets before it sleeps
+  /// (PollWindow adapts it below this): a request that arrives meanwhile is read without a
+  /// wake-up. 0: sleep at once.
+  uint32_t idle_poll_us = 200;
 
   friend bool operator==(const ServerOptions&, const ServerOptions&) = default;
+};
+
+/// How long an I/O thread polls before it sleeps, below ServerOptions::idle_poll_us,
+/// adapted as Linux's guest halt-polling adapts its own (cpuidle's haltpoll governor):
+/// grown (from kStart, doubling) after a sleep that a longer poll would have cut short,
+/// halved (to 0 below kStart) after one longer than the most it may poll. Back-to-back
+/// traffic is then read by polling, and sparse traffic (gaps past the most) costs none:
+/// a poll that keeps its core busy is paid only where it finds work.
+class PollWindow {
+ public:
+  static constexpr std::chrono::nanoseconds kStart = std::chrono::microseconds(10);
+
+  explicit PollWindow(std::chrono::microseconds most) : most_(most) {}
+  /// How long to poll now (0: sleep at once).
+  std::chrono::nanoseconds get() const { return window_; }
+  /// After polling get() in vain: the thread then slept this long before work came.
+  void slept(std::chrono::nanoseconds how_long) {
+    if (window_ + how_long <= most_) {
+      window_ = std::min<std::chrono::nanoseconds>(most_, window_.count() > 0 ? 2 * window_
+                                                                              : kStart);
+    } else {
+      window_ /= 2;
+      if (window_ < kStart) window_ = std::chrono::nanoseconds(0);
+    }
+  }
+
+ private:
+  std::chrono::nanoseconds most_;
+  std::chrono::nanoseconds window_{0};
 };
 
 /// Lifecycle: create -> listen_*() -> start() -> stop() (stops accepting, lets in-flight
@@ -67,6 +102,10 @@ class HttpServer {
   Status listen_unix(const std::string& path, std::optional<uint32_t> gid = std::nullopt);
   uint16_t tcp_port() const;
 
+  /// Before start(): the I/O threads poll (ServerOptions::idle_poll_us) only while `gate`
+  /// says so, asked as each poll begins (thread-safe, cheap). Without one they always may.
+  void set_poll_gate(std::function<bool()> gate);
+
   void start();
   /// Stops accepting, waits up to `grace_ms` for in-flight requests to be answered, closes.
   void stop(uint32_t grace_ms = 30000);
@@ -77,6 +116,8 @@ class HttpServer {
 
   /// Connections open now (for metrics).
   uint32_t connections() const;
+  /// Times an I/O thread found work while polling before sleep (ServerOptions::idle_poll_us).
+  uint64_t polled() const;
 
   struct Impl;  ///< the Asio state; opaque outside http_server.cc
 

@@ -27,6 +27,7 @@ ServerOptions server_options(const LimitsConfig& l) {
   o.read_timeout_ms = l.read_timeout_ms;
   o.idle_timeout_ms = l.idle_timeout_ms;
   o.io_threads = static_cast<int>(l.io_threads);
+  o.idle_poll_us = l.idle_poll_us;
   return o;
 }
 
@@ -518,7 +519,7 @@ std::string Service::reload(const DaemonConfig& next) {
   if (!(server_options(a) == server_options(b)) || a.window != b.window) {
     ignored.push_back(
         "limits.{max_body_bytes,max_header_bytes,max_headers,max_connections,"
-        "header_timeout_ms,read_timeout_ms,idle_timeout_ms,io_threads,window}");
+        "header_timeout_ms,read_timeout_ms,idle_timeout_ms,io_threads,idle_poll_us,window}");
   }
   // The workers lowered their own priority at start; raising it back needs privilege.
   if (a.worker_nice != b.worker_nice) ignored.push_back("limits.worker_nice");

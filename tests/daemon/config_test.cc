@@ -135,7 +135,7 @@ TEST_CASE("the example config writes out every key with its default value") {
                                  "powercap_root"});
   CHECK(keys(j["limits"]) ==
         Keys{"max_body_bytes", "max_header_bytes", "max_headers", "max_connections",
-             "header_timeout_ms", "read_timeout_ms", "idle_timeout_ms", "io_threads", "max_queue", "inline_max_ms", "max_items",
+             "header_timeout_ms", "read_timeout_ms", "idle_timeout_ms", "io_threads", "idle_poll_us", "max_queue", "inline_max_ms", "max_items",
              "max_elements", "max_json_depth", "reject_factor", "normal_priority_share",
              "low_priority_share", "late_budget", "wait_bound_fraction", "preemption", "gpu_merging", "worker_nice", "degraded_ms",
              "window",
@@ -205,6 +205,7 @@ TEST_CASE("omitted keys take their defaults") {
   CHECK(l.late_budget == 0.5);
   CHECK(l.wait_bound_fraction == 0);
   CHECK(l.inline_max_ms == 0.1);
+  CHECK(l.idle_poll_us == 200);
   // One admission rule: the simulator runs recschedd's defaults (policies::kDaemonAdmission).
   CHECK(l.reject_factor == policies::kDaemonAdmission.reject_factor);
   CHECK(l.normal_priority_share == policies::kDaemonAdmission.normal_share);
@@ -663,6 +664,9 @@ TEST_CASE("a bad config is refused with one line naming the key path") {
       {"a wait bound past the slack",
        R"({"models": ["$M/ncf.json"], "limits": {"wait_bound_fraction": 1.5}})",
        "key 'limits.wait_bound_fraction': must be a number in [0, 1]"},
+      {"idle_poll_us out of range",
+       R"({"models": ["$M/ncf.json"], "limits": {"idle_poll_us": 10001}})",
+       "key 'limits.idle_poll_us': must be an integer in [0, 10000]"},
       {"inline_max_ms out of range",
        R"({"models": ["$M/ncf.json"], "limits": {"inline_max_ms": 11}})",
        "key 'limits.inline_max_ms': must be a number in [0, 10]"},

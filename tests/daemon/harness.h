@@ -203,6 +203,7 @@ struct Daemon {
     Service* svc = service.get();
     server = HttpServer::create(
         server_options(config->limits), [svc](HttpRequest r, Responder done) { svc->handle(std::move(r), std::move(done)); });
+    server->set_poll_gate([svc] { return svc->in_flight() == 0; });  // as main.cc
     REQUIRE(server->listen_tcp("127.0.0.1", 0).is_ok());
     REQUIRE(server->listen_unix(socket).is_ok());
     server->start();

@@ -304,6 +304,131 @@ TEST_CASE("each connection stays on one I/O thread, and connections are spread o
   CHECK(threads.size() == 3);  // three connections on the three threads
 }
 
+TEST_CASE("the poll window grows after short sleeps, up to its most, and shrinks to 0 after long ones") {
+  using std::chrono::microseconds;
+  PollWindow w(microseconds(200));
+  CHECK(w.get().count() == 0);  // no polling until a sleep shows it would have paid
+  w.slept(microseconds(30));
+  CHECK(w.get() == PollWindow::kStart);
+  std::vector<int64_t> grown;
+  for (int i = 0; i < 5; ++i) {
+    w.slept(microseconds(5));  // work came 5 us after the poll: a longer one would have had it
+    grown.push_back(std::chrono::duration_cast<microseconds>(w.get()).count());
+  }
+  CHECK(grown == std::vector<int64_t>{20, 40, 80, 160, 200});  // doubling, capped at the most
+  // A poll of the most that found nothing: the work came later than any poll may wait,
+  // so the window halves, and sparse traffic takes it to 0.
+  w.slept(microseconds(1));
+  CHECK(w.get() == microseconds(100));
+  for (int i = 0; i < 4; ++i) w.slept(std::chrono::milliseconds(20));
+  CHECK(w.get().count() == 0);
+  // Most 0: never polls.
+  PollWindow off(microseconds(0));
+  off.slept(microseconds(1));
+  CHECK(off.get().count() == 0);
+}
+
+TEST_CASE("an I/O thread polls before it sleeps: back-to-back requests are read by the poll") {
+  // ServerOptions::idle_poll_us: a request that arrives while the thread polls is read
+  // without a wake-up (polled() counts those); with 0 the thread sleeps at once and
+  // nothing is found by polling. Answers given later from another thread (as a worker
+  // gives them) arrive either way, and stop() ends a thread in the middle of its poll.
+  for (const uint32_t window : {0u, 50000u}) {
+    CAPTURE(window);
+    ServerOptions so;
+    so.io_threads = 1;
+    so.idle_poll_us = window;
+    std::vector<std::thread> later;
+    std::mutex mu;
+    auto server = HttpServer::create(so, [&](HttpRequest r, Responder done) {
+      if (r.target == "/later") {
+        std::lock_guard<std::mutex> lock(mu);
+        later.emplace_back([done = std::move(done)]() mutable {
+          std::this_thread::sleep_for(2ms);
+          done({200, "text/plain", "later", {}});
+        });
+      } else {
+        done({200, "text/plain", "now", {}});
+      }
+    });
+    const fs::path dir =
+        fs::temp_directory_path() / ("recsched_poll_" + std::to_string(getpid()));
+    fs::create_directories(dir);
+    const std::string path = (dir / "s.sock").string();
+    REQUIRE(server->listen_unix(path, std::nullopt).is_ok());
+    server->start();
+    {
+      asio::io_context io;
+      asio::local::stream_protocol::socket conn(io);
+      conn.connect(asio::local::stream_protocol::endpoint(path));
+      beast::flat_buffer buf;
+      for (int i = 0; i < 40; ++i) {
+        http::request<http::string_body> req(http::verb::get, i % 4 == 3 ? "/later" : "/now",
+                                             11);
+        req.set(http::field::host, "localhost");
+        http::write(conn, req);
+        http::response<http::string_body> res;
+        http::read(conn, buf, res);
+        REQUIRE(res.result_int() == 200);
+        CHECK(res.body() == (i % 4 == 3 ? "later" : "now"));
+      }
+    }
+    const auto t0 = Clock::now();
+    server->stop(1000);
+    CHECK(seconds_since(t0) < 5.0);  // not held by a thread that was polling
+    for (std::thread& t : later) t.join();
+    fs::remove_all(dir);
+    if (window == 0) {
+      CHECK(server->polled() == 0);
+    } else {
+      CHECK(server->polled() > 0);
+    }
+  }
+}
+
+TEST_CASE("an I/O thread does not poll while its gate is closed, and is asked as each poll begins") {
+  // recschedd's gate: no poll while a query is in flight (its workers want the cores).
+  ServerOptions so;
+  so.io_threads = 1;
+  so.idle_poll_us = 50000;
+  std::atomic<bool> open{false};
+  std::atomic<int> asked{0};
+  auto server = HttpServer::create(so, [](HttpRequest, Responder done) { done({}); });
+  server->set_poll_gate([&] {
+    ++asked;
+    return open.load();
+  });
+  const fs::path dir = fs::temp_directory_path() / ("recsched_gate_" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  const std::string path = (dir / "s.sock").string();
+  REQUIRE(server->listen_unix(path, std::nullopt).is_ok());
+  server->start();
+  uint64_t closed_polled = 0;
+  {
+    asio::io_context io;
+    asio::local::stream_protocol::socket conn(io);
+    conn.connect(asio::local::stream_protocol::endpoint(path));
+    beast::flat_buffer buf;
+    auto round_trip = [&] {
+      http::request<http::string_body> req(http::verb::get, "/", 11);
+      req.set(http::field::host, "localhost");
+      http::write(conn, req);
+      http::response<http::string_body> res;
+      http::read(conn, buf, res);
+      REQUIRE(res.result_int() == 200);
+    };
+    for (int i = 0; i < 40; ++i) round_trip();
+    closed_polled = server->polled();
+    open = true;
+    for (int i = 0; i < 40; ++i) round_trip();
+  }
+  server->stop(1000);
+  fs::remove_all(dir);
+  CHECK(asked > 0);
+  CHECK(closed_polled == 0);     // gate closed: every wait was a sleep
+  CHECK(server->polled() > 0);   // then open: back-to-back requests found by polling
+}
+
 TEST_CASE("a device whose worker throws: its query fails clearly, it is degraded, others serve") {
   FailpointGuard guard;
   Daemon d("secret", 1 << 20,
