@@ -242,7 +242,9 @@ void Service::finish(const std::shared_ptr<InFlight>& q, Status st) {
       while (placements_.size() > config_.limits.placement_log) placements_.pop_front();
     }
   }
-  // 5c. The answer.
+  // 5c. The answer. No longer in flight once it is handed over: an I/O thread that wakes for
+  // the write's completion may poll for the next request (HttpServer::set_poll_gate).
+  if (q->counted_in_flight) --in_flight_;
   if (st.is_ok()) {
     EncodedResponse enc =
         encode_infer_response(q->model->cfg.spec.name, q->request.id, q->scores, n,
@@ -262,7 +264,6 @@ void Service::finish(const std::shared_ptr<InFlight>& q, Status st) {
   }
   // 5d. What serving measured against what the profile predicted (predictions that hold).
   if (st.is_ok() && q->ran) learn(*q, finished);
-  if (q->counted_in_flight) --in_flight_;
 }
 
 void Service::learn(const InFlight& q, Clock::time_point finished) {

@@ -443,6 +443,24 @@ TEST_CASE("a tiny query runs on the I/O thread that read it while a worker is id
   CHECK(send_20() == on);  // none more
 }
 
+TEST_CASE("a query has left the in-flight count by the time its client has the answer") {
+  // The I/O threads' poll gate (main.cc: no poll while a query is in flight) reads this
+  // count when the thread that read a query wakes for its answer's write: a query still
+  // counted then, as when it was counted down after learning from its answer, keeps that
+  // thread from polling for the next request. On a worker and inline alike.
+  for (const double inline_ms : {0.0, 10.0}) {
+    CAPTURE(inline_ms);
+    Daemon d("secret", 1 << 20,
+             {{"policy", {{"name", "static"}}}, {"limits", {{"inline_max_ms", inline_ms}}}});
+    for (int i = 0; i < 20; ++i) {
+      const Reply r = request(d.port, http::verb::post, "/v2/models/golden_dot/infer",
+                              infer_body("dot").dump());
+      REQUIRE(r.status == 200);
+      CHECK(d.service->in_flight() == 0);
+    }
+  }
+}
+
 TEST_CASE("switching policies under load fails no query, and every answer is right") {
   // One device per core: on a multi-core host the policies have devices to choose from.
   // Admission is not what this test is about: on a slow (sanitized) build the learnt
