@@ -153,13 +153,7 @@ int main(int argc, char** argv) {
   });
   if (!service) return fail(service.status().message());
   Service* svc = service->get();
-  auto server = HttpServer::create(server_options(config->limits), [svc](HttpRequest req,
-                                                                         Responder respond) {
-    svc->handle(std::move(req), std::move(respond));
-  });
-  // The I/O threads poll before they sleep only while no query is in flight: then no
-  // worker of ours needs a core, and the poll takes only one that would idle.
-  server->set_poll_gate([svc] { return svc->in_flight() == 0; });
+  auto server = create_server(*svc, config->limits);
   if (!config->listen.tcp.empty()) {
     auto hp = split_host_port(config->listen.tcp);
     recsched::Status st = hp ? server->listen_tcp(hp->first, hp->second) : hp.status();

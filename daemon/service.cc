@@ -31,6 +31,15 @@ ServerOptions server_options(const LimitsConfig& l) {
   return o;
 }
 
+std::unique_ptr<HttpServer> create_server(Service& svc, const LimitsConfig& limits) {
+  auto server = HttpServer::create(server_options(limits), [&svc](HttpRequest req,
+                                                                  Responder respond) {
+    svc.handle(std::move(req), std::move(respond));
+  });
+  server->set_poll_gate([&svc] { return svc.in_flight() == 0; });
+  return server;
+}
+
 namespace {
 
 policies::Admission admission(const LimitsConfig& l) {

@@ -217,6 +217,11 @@ class Service {
 /// The HTTP server's limits from the config's.
 ServerOptions server_options(const LimitsConfig& limits);
 
+/// The HTTP server in front of `svc` (which must outlive its stop()): every request to
+/// Service::handle, and the I/O threads polling before they sleep only while no query is
+/// in flight (then no worker needs a core, and a poll takes only one that would idle).
+std::unique_ptr<HttpServer> create_server(Service& svc, const LimitsConfig& limits);
+
 /// Upper bounds (seconds) of the latency histogram buckets in /metrics.
 const std::vector<double>& latency_buckets();
 

@@ -201,9 +201,7 @@ struct Daemon {
     REQUIRE_MESSAGE(s.has_value(), s.status().to_string());
     service = std::move(s).value();
     Service* svc = service.get();
-    server = HttpServer::create(
-        server_options(config->limits), [svc](HttpRequest r, Responder done) { svc->handle(std::move(r), std::move(done)); });
-    server->set_poll_gate([svc] { return svc->in_flight() == 0; });  // as main.cc
+    server = create_server(*svc, config->limits);  // as main.cc does
     REQUIRE(server->listen_tcp("127.0.0.1", 0).is_ok());
     REQUIRE(server->listen_unix(socket).is_ok());
     server->start();

@@ -351,33 +351,26 @@ TEST_CASE("an I/O thread polls before it sleeps: back-to-back requests are read 
         done({200, "text/plain", "now", {}});
       }
     });
-    const fs::path dir =
-        fs::temp_directory_path() / ("recsched_poll_" + std::to_string(getpid()));
-    fs::create_directories(dir);
-    const std::string path = (dir / "s.sock").string();
-    REQUIRE(server->listen_unix(path, std::nullopt).is_ok());
+    REQUIRE(server->listen_tcp("127.0.0.1", 0).is_ok());
     server->start();
     {
-      asio::io_context io;
-      asio::local::stream_protocol::socket conn(io);
-      conn.connect(asio::local::stream_protocol::endpoint(path));
-      beast::flat_buffer buf;
+      Raw conn(std::to_string(server->tcp_port()));
       for (int i = 0; i < 40; ++i) {
-        http::request<http::string_body> req(http::verb::get, i % 4 == 3 ? "/later" : "/now",
-                                             11);
-        req.set(http::field::host, "localhost");
-        http::write(conn, req);
-        http::response<http::string_body> res;
-        http::read(conn, buf, res);
-        REQUIRE(res.result_int() == 200);
-        CHECK(res.body() == (i % 4 == 3 ? "later" : "now"));
+        const std::string target = i % 4 == 3 ? "/later" : "/now";
+        // A pause, so that the request comes while the thread polls (not before it has
+        // looked again after the last answer, when it would be read without any wait).
+        std::this_thread::sleep_for(200us);
+        conn.send(get_request(target));
+        const auto res = conn.response();
+        REQUIRE(res.has_value());
+        REQUIRE(res->result_int() == 200);
+        CHECK(res->body() == target.substr(1));
       }
     }
     const auto t0 = Clock::now();
     server->stop(1000);
     CHECK(seconds_since(t0) < 5.0);  // not held by a thread that was polling
     for (std::thread& t : later) t.join();
-    fs::remove_all(dir);
     if (window == 0) {
       CHECK(server->polled() == 0);
     } else {
@@ -398,24 +391,17 @@ TEST_CASE("an I/O thread does not poll while its gate is closed, and is asked as
     ++asked;
     return open.load();
   });
-  const fs::path dir = fs::temp_directory_path() / ("recsched_gate_" + std::to_string(getpid()));
-  fs::create_directories(dir);
-  const std::string path = (dir / "s.sock").string();
-  REQUIRE(server->listen_unix(path, std::nullopt).is_ok());
+  REQUIRE(server->listen_tcp("127.0.0.1", 0).is_ok());
   server->start();
   uint64_t closed_polled = 0;
   {
-    asio::io_context io;
-    asio::local::stream_protocol::socket conn(io);
-    conn.connect(asio::local::stream_protocol::endpoint(path));
-    beast::flat_buffer buf;
+    Raw conn(std::to_string(server->tcp_port()));
     auto round_trip = [&] {
-      http::request<http::string_body> req(http::verb::get, "/", 11);
-      req.set(http::field::host, "localhost");
-      http::write(conn, req);
-      http::response<http::string_body> res;
-      http::read(conn, buf, res);
-      REQUIRE(res.result_int() == 200);
+      std::this_thread::sleep_for(200us);  // the request comes while the thread waits
+      conn.send(get_request("/"));
+      const auto res = conn.response();
+      REQUIRE(res.has_value());
+      REQUIRE(res->result_int() == 200);
     };
     for (int i = 0; i < 40; ++i) round_trip();
     closed_polled = server->polled();
@@ -423,7 +409,6 @@ TEST_CASE("an I/O thread does not poll while its gate is closed, and is asked as
     for (int i = 0; i < 40; ++i) round_trip();
   }
   server->stop(1000);
-  fs::remove_all(dir);
   CHECK(asked > 0);
   CHECK(closed_polled == 0);     // gate closed: every wait was a sleep
   CHECK(server->polled() > 0);   // then open: back-to-back requests found by polling
