@@ -20,6 +20,7 @@
 //   recsched-overhead --socket after=/tmp/a.sock --socket before=/tmp/b.sock
 //                     --items 1,164 --reps 300 [--models ncf,rmc1] [--json OUT]
 #include <poll.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <boost/asio.hpp>
@@ -38,8 +39,10 @@
 
 #include "bench/load/client.h"
 #include "bench/load/payload.h"
+#include "bench/load/shm.h"
 #include "core/device.h"
 #include "daemon/kserve.h"
+#include "daemon/shared_memory.h"
 #include "engine/dense.h"
 #include "engine/inputs.h"
 #include "engine/model.h"
@@ -157,14 +160,18 @@ std::vector<std::string> split(const std::string& s, char sep) {
 
 constexpr const char* kUsage =
     "usage: recsched-overhead (--socket LABEL=PATH | --tcp LABEL=HOST:PORT)... [--items 1,164]\n"
-    "                         [--reps 300] [--models a,b] [--int32-ids] [--spin] [--json OUT]\n"
+    "                         [--reps 300] [--models a,b] [--int32-ids] [--spin] [--shm]\n"
+    "                         [--json OUT]\n"
     "Per model and size: the engine's compute on this thread, and each daemon's client latency\n"
     "for the same query (one keep-alive connection each, binary tensors), interleaved; prints\n"
     "per daemon, at p50 and p99, the overhead over its own service (per query, latency - the\n"
     "runner's service_ms from /v1/placements) and over compute (latency - median compute).\n"
     "Run the daemons with policy static (a query whole on one worker). --spin: wait for each\n"
     "answer by polling, not sleeping, so that this client's own wake-up is not counted (on a\n"
-    "VM, waking a vCPU that has idled for longer than the hypervisor polls costs far more).\n";
+    "VM, waking a vCPU that has idled for longer than the hypervisor polls costs far more).\n"
+    "--shm: send the inputs through a shared-memory region registered with each daemon\n"
+    "(Triton's system shared-memory extension; unix sockets only): each rep copies them into\n"
+    "the region before its clock starts, and the request body is JSON naming where they lie.\n";
 
 }  // namespace
 
@@ -176,6 +183,7 @@ int main(int argc, char** argv) {
   std::string json_out;
   bool int32_ids = false;
   bool spin = false;
+  bool shm = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -206,6 +214,8 @@ int main(int argc, char** argv) {
       int32_ids = true;
     } else if (a == "--spin") {
       spin = true;
+    } else if (a == "--shm") {
+      shm = true;
     } else if (a == "--help" || a == "-h") {
       std::cout << kUsage;
       return 0;
@@ -242,6 +252,33 @@ int main(int argc, char** argv) {
                                          po);
   std::vector<std::unique_ptr<Connection>> conns;
   for (const auto& [label, where] : daemons) conns.push_back(std::make_unique<Connection>(label, where));
+  // --shm: a region per daemon, as large as the largest query's inputs; and one registry in
+  // this process, to time the daemon's decoding of such a request (its reads included).
+  std::vector<std::unique_ptr<recsched::load::SharedRegion>> regions;
+  recsched::daemon::SystemSharedMemory local_shm(1);
+  if (shm) {
+    size_t most = 0;
+    for (uint32_t mi = 0; mi < models.size(); ++mi) {
+      most = std::max(most, recsched::load::shared_memory_bytes(pool.encode(mi, max_items, 0)));
+    }
+    for (const auto& [label, where] : daemons) {
+      if (where.rfind("unix:", 0) != 0) {
+        std::cerr << "recsched-overhead: --shm needs unix sockets (" << label << " is TCP)\n";
+        return 2;
+      }
+      recsched::load::Endpoint ep;
+      ep.unix_path = where.substr(5);
+      regions.push_back(std::make_unique<recsched::load::SharedRegion>(ep, "overhead-" + label, most));
+    }
+    const recsched::Status st = local_shm.register_region(regions[0]->name(), regions[0]->key(), 0, most,
+                                                          static_cast<uint32_t>(::getuid()));
+    if (!st.is_ok()) {
+      std::cerr << "recsched-overhead: " << st.message() << "\n";
+      return 1;
+    }
+  }
+  const recsched::daemon::SystemSharedMemory::Reader local_reader(local_shm,
+                                                                  static_cast<uint32_t>(::getuid()));
   recsched::engine::set_blas_threads(1);  // as a daemon worker runs
 
   // The floor: a GET of /v2/health/live (no decode, no worker) on each connection.
@@ -293,7 +330,18 @@ int main(int argc, char** argv) {
       const recsched::Batch batch = recsched::engine::random_batch(*spec, n, 7);
       std::vector<float> scores(size_t(n) * spec->num_outputs());
       recsched::engine::Workspace ws;
-      const auto infer = make_request("/v2/models/" + info.name + "/infer", body, q.header_length);
+      // Each daemon's request: the body, or with --shm the JSON naming its region.
+      std::vector<http::request<http::string_body>> infer;
+      auto shm_body = [&](size_t c) {
+        return recsched::load::shared_memory_body(q, regions[c]->name(), regions[c]->data(), 0,
+                                                  regions[c]->size());
+      };
+      for (size_t c = 0; c < conns.size(); ++c) {
+        const std::string target = "/v2/models/" + info.name + "/infer";
+        infer.push_back(shm ? make_request(target, shm_body(c), 0)
+                            : make_request(target, body, q.header_length));
+      }
+      const size_t request_bytes = infer[0].body().size();
       std::vector<double> compute, decode;
       std::vector<std::vector<double>> latency(conns.size());
       for (int r = -10; r < reps; ++r) {  // 10 warm-up reps
@@ -303,10 +351,11 @@ int main(int argc, char** argv) {
         if (r >= 0) compute.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
         // The daemon's own decoding of this body (kserve.cc), in this process: one part of
         // the overhead, timed alone.
-        std::string wire = body;  // the daemon decodes the body it owns (ids in place)
+        std::string wire = shm ? infer[0].body() : body;  // the daemon decodes the body it owns
         const auto d0 = Clock::now();
         const auto parsed = recsched::daemon::parse_infer_request_in_place(
-            std::move(wire), q.header_length, *spec, {});
+            std::move(wire), shm ? std::nullopt : std::optional<size_t>(q.header_length), *spec,
+            {}, shm ? &local_reader : nullptr);
         const auto d1 = Clock::now();
         if (!parsed) {
           std::cerr << "recsched-overhead: " << parsed.status().message() << "\n";
@@ -317,8 +366,9 @@ int main(int argc, char** argv) {
         // always follows this thread's compute, or another daemon, into the caches.
         for (size_t i = 0; i < conns.size(); ++i) {
           const size_t c = (i + static_cast<size_t>(r + 10)) % conns.size();
+          if (shm) shm_body(c);  // the inputs written afresh, as a client writes each query's
           const auto s0 = Clock::now();
-          const unsigned status = conns[c]->send(infer, nullptr, spin);
+          const unsigned status = conns[c]->send(infer[c], nullptr, spin);
           const auto s1 = Clock::now();
           if (status != 200) {
             std::cerr << "recsched-overhead: " << conns[c]->label() << " answered " << status
@@ -332,7 +382,8 @@ int main(int argc, char** argv) {
       std::printf("%-8s %5u %9.1f us %8.1f us", info.name.c_str(), n, compute_p50,
                   percentile(decode, 50));
       json row = {{"model", info.name}, {"items", n}, {"compute_p50_us", compute_p50},
-                  {"decode_p50_us", percentile(decode, 50)}, {"body_bytes", body.size()}};
+                  {"decode_p50_us", percentile(decode, 50)}, {"body_bytes", request_bytes},
+                  {"shared_memory", shm}};
       for (size_t c = 0; c < conns.size(); ++c) {
         const double p50 = percentile(latency[c], 50) - compute_p50;
         const double p99 = percentile(latency[c], 99) - compute_p50;

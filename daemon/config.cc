@@ -389,6 +389,7 @@ Status read_limits(const json& v, const std::string& key, LimitsConfig& out) {
        integer_field("max_items", out.max_items, 1, kMaxCount),
        integer_field("max_elements", out.max_elements, 1, uint64_t{1} << 32),
        integer_field("max_json_depth", out.max_json_depth, 2, 1000),
+       integer_field("max_shm_regions", out.max_shm_regions, 0, 4096),
        number_field("reject_factor", out.reject_factor, {0.1, 1000}),
        number_field("normal_priority_share", out.normal_priority_share, {0, 1, true}),
        number_field("low_priority_share", out.low_priority_share, {0, 1, true}),

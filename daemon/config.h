@@ -67,6 +67,10 @@
 // limits.max_items            items per query; 4096; [1, 1048576]
 // limits.max_elements         tensor elements per request, all inputs; 67108864; [1, 4294967296]
 // limits.max_json_depth       nesting depth of a request's JSON; 32; [2, 1000]
+// limits.max_shm_regions      system shared-memory regions registered at once (Triton's
+//                             extension, daemon/shared_memory.h: clients on the unix socket
+//                             send inputs by region); 16; [0, 4096]; 0 = the extension off;
+//                             needs a restart
 // limits.reject_factor        admit a query while its predicted completion (on the profiles
 //                             corrected by what serving measured) is at most factor x SLA x
 //                             its priority's share, or its device is idle; 1; [0.1, 1000]
@@ -167,6 +171,7 @@ struct LimitsConfig {
   uint32_t max_items = 4096;          ///< items per query
   uint64_t max_elements = uint64_t{64} << 20;  ///< tensor elements per request
   uint32_t max_json_depth = 32;                ///< nesting depth of a request's JSON
+  uint32_t max_shm_regions = 16;               ///< SystemSharedMemory's limit; 0 = off
   double reject_factor = 1.0;  ///< admit while predicted completion <= factor x SLA x share
   double normal_priority_share = 0.8;  ///< priority 0's share of the admission bound
   double low_priority_share = 0.5;     ///< priority < 0's share (priority > 0: 1)

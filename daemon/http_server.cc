@@ -147,7 +147,17 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       : stream_(std::move(socket)),
         server_(server),
         is_unix_(is_unix),
-        timer_(stream_.get_executor()) {}
+        timer_(stream_.get_executor()) {
+    if (is_unix_) {
+      // Who is at the other end, as the kernel saw it at connect(): for routes that act
+      // for a local user (shared memory).
+      ucred cred{};
+      socklen_t len = sizeof cred;
+      if (::getsockopt(stream_.socket().native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+        peer_uid_ = cred.uid;
+      }
+    }
+  }
 
   // Called by the acceptor, on the acceptor's thread: counted and tracked (so stop() can
   // close it) at once, and everything else on the session's own strand, where close_soon()
@@ -346,6 +356,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     }
     req.body = std::move(body);
     req.via_unix_socket = is_unix_;
+    req.peer_uid = peer_uid_;
     stream_.expires_never();  // the handler may take as long as the query does
     ++server_.pending;
     server_.handler(std::move(req), [self = this->shared_from_this()](HttpResponse res) {
@@ -500,6 +511,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   Stream stream_;
   HttpServer::Impl& server_;
   bool is_unix_;
+  std::optional<uint32_t> peer_uid_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::string body_;  // a body of known length, read straight in (read_body())

@@ -24,6 +24,7 @@ struct HttpRequest {
   std::map<std::string, std::string> headers;  ///< names lower-cased
   std::string body;
   bool via_unix_socket = false;  ///< the unix socket is trusted for mutations
+  std::optional<uint32_t> peer_uid;  ///< the unix socket's client process's uid (SO_PEERCRED)
 };
 
 struct HttpResponse {

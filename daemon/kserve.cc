@@ -42,6 +42,9 @@ struct InputDesc {
   uint64_t elements = 0;                // product of shape, saturated at UINT64_MAX
   std::optional<uint64_t> binary_size;  // parameters.binary_data_size
   std::string_view binary;              // its bytes, once the layout is checked
+  std::optional<std::string> shm_region;  // parameters.shared_memory_region
+  uint64_t shm_offset = 0;                // parameters.shared_memory_offset
+  uint64_t shm_size = 0;                  // parameters.shared_memory_byte_size
   std::string_view datatype;            // as sent (one of the slot's accepted types)
   size_t element_size = 0;              // bytes per element of that datatype
 };
@@ -206,6 +209,31 @@ Status read_outputs(const json& req, const engine::ModelSpec& spec, InferRequest
   return Status::ok();
 }
 
+// The shared-memory parameters of one input (Triton's: region and byte size together,
+// offset optional).
+Status read_shm_parameters(InputSlot slot, const json& params, InputDesc& d) {
+  const auto region = params.find("shared_memory_region");
+  const auto size = params.find("shared_memory_byte_size");
+  const auto offset = params.find("shared_memory_offset");
+  if (region == params.end() && size == params.end() && offset == params.end()) {
+    return Status::ok();
+  }
+  if (region == params.end() || size == params.end()) {
+    return input_error(slot, "shared_memory_region and shared_memory_byte_size go together");
+  }
+  if (!region->is_string()) return input_error(slot, "shared_memory_region must be a string");
+  if (!size->is_number_unsigned()) {
+    return input_error(slot, "shared_memory_byte_size must be a non-negative integer");
+  }
+  if (offset != params.end() && !offset->is_number_unsigned()) {
+    return input_error(slot, "shared_memory_offset must be a non-negative integer");
+  }
+  d.shm_region = region->get<std::string>();
+  d.shm_size = size->get<uint64_t>();
+  d.shm_offset = offset == params.end() ? 0 : offset->get<uint64_t>();
+  return Status::ok();
+}
+
 // Reads "inputs" into one descriptor per known name; checks everything that needs one input
 // alone: object, name, duplicates, datatype, shape syntax, data vs binary_data_size.
 // `order` receives the slots in the order they appear (the binary sections' order).
@@ -258,9 +286,7 @@ Result<Inputs> read_inputs(const json& req, std::vector<InputSlot>& order) {
 
     if (const auto params = in.find("parameters"); params != in.end()) {
       if (!params->is_object()) return input_error(slot, "'parameters' must be an object");
-      if (params->contains("shared_memory_region")) {
-        return input_error(slot, "shared memory is not supported");
-      }
+      RECSCHED_RETURN_IF_ERROR(read_shm_parameters(slot, *params, d));
       if (const auto size = params->find("binary_data_size"); size != params->end()) {
         if (!size->is_number_unsigned()) {
           return input_error(slot, "binary_data_size must be a non-negative integer");
@@ -269,10 +295,14 @@ Result<Inputs> read_inputs(const json& req, std::vector<InputSlot>& order) {
       }
     }
     const auto data = in.find("data");
+    if (d.shm_region && (d.binary_size || data != in.end())) {
+      return input_error(slot, std::string("has shared_memory_region and ") +
+                                   (d.binary_size ? "binary_data_size" : "'data'"));
+    }
     if (d.binary_size && data != in.end()) {
       return input_error(slot, "has both 'data' and binary_data_size");
     }
-    if (!d.binary_size) {
+    if (!d.binary_size && !d.shm_region) {
       if (data == in.end()) return input_error(slot, "has neither 'data' nor binary_data_size");
       if (!data->is_array()) return input_error(slot, "'data' must be an array");
     }
@@ -391,6 +421,31 @@ Status lay_out_binary(Inputs& in, std::span<const InputSlot> order, std::string_
   return Status::ok();
 }
 
+// Checks each shared-memory input's byte size against its shape, and that shared memory
+// is there to read from.
+Status check_shared_memory(const Inputs& in, const SharedMemoryReader* shm) {
+  for (size_t i = 0; i < kNumSlots; ++i) {
+    const auto slot = static_cast<InputSlot>(i);
+    if (!in[slot] || !in[slot]->shm_region) continue;
+    const InputDesc& d = *in[slot];
+    if (shm == nullptr) {
+      return input_error(slot, "shared memory is not available here (it is served on the unix "
+                               "socket, with limits.max_shm_regions above 0)");
+    }
+    uint64_t expected;
+    if (__builtin_mul_overflow(d.elements, d.element_size, &expected)) {
+      expected = std::numeric_limits<uint64_t>::max();
+    }
+    if (d.shm_size != expected) {
+      return input_error(slot, "shared_memory_byte_size " + std::to_string(d.shm_size) +
+                                   " does not match shape " + shape_string(d.shape) + " of " +
+                                   std::string(d.datatype) + " (" + std::to_string(expected) +
+                                   " bytes)");
+    }
+  }
+  return Status::ok();
+}
+
 // Reads little-endian values of type Wire into `out`, converting each to T (INT32 ids into
 // the batch's int64_t: widened as they are read); bytes.size() == out.size() * sizeof(Wire).
 template <class Wire, class T>
@@ -461,12 +516,34 @@ Status read_nested(InputSlot slot, const json& a, std::span<const uint64_t> shap
   return Status::ok();
 }
 
-// Decodes one input's values (JSON or binary) into `out`, sized here to d.elements.
+// Copies a shared-memory input's bytes into `out` (d.element_size == sizeof(T)): straight
+// into it on a little-endian host, else through a buffer that is then converted.
 template <class T>
-Status decode(InputSlot slot, const InputDesc& d, std::vector<T>& out) {
+Status read_shared(const InputDesc& d, const SharedMemoryReader& shm, std::span<T> out) {
+  if constexpr (std::endian::native == std::endian::little) {
+    return shm.read(*d.shm_region, d.shm_offset, std::as_writable_bytes(out));
+  } else {
+    std::string bytes(out.size_bytes(), '\0');
+    RECSCHED_RETURN_IF_ERROR(shm.read(*d.shm_region, d.shm_offset,
+                                      std::as_writable_bytes(std::span<char>(bytes))));
+    load_little_endian<T>(bytes, out);
+    return Status::ok();
+  }
+}
+
+// Decodes one input's values (JSON, binary, or shared memory through `shm`) into `out`,
+// sized here to d.elements.
+template <class T>
+Status decode(InputSlot slot, const InputDesc& d, std::vector<T>& out,
+              const SharedMemoryReader* shm) {
   out.resize(d.elements);
-  if (d.binary_size) {
-    load_little_endian<T>(d.binary, std::span<T>(out));
+  if (d.binary_size || d.shm_region) {
+    if (d.shm_region) {
+      // check_shared_memory made shm non-null for such an input.
+      RECSCHED_RETURN_IF_ERROR(read_shared(d, *shm, std::span<T>(out)));
+    } else {
+      load_little_endian<T>(d.binary, std::span<T>(out));
+    }
     if constexpr (std::is_same_v<T, float>) {
       const auto bad =
           std::find_if(out.begin(), out.end(), [](float v) { return !std::isfinite(v); });
@@ -502,7 +579,7 @@ std::string quoted(std::string_view s) {
 // copied; *in_place is then set to them (and batch.sparse.indices left empty).
 Result<InferRequest> parse(std::string_view body, std::optional<size_t> header_length,
                            const engine::ModelSpec& spec, const InferLimits& limits,
-                           std::span<const int64_t>* in_place) {
+                           const SharedMemoryReader* shm, std::span<const int64_t>* in_place) {
   size_t json_size = body.size();
   if (header_length) {
     if (*header_length > body.size()) {
@@ -528,16 +605,17 @@ Result<InferRequest> parse(std::string_view body, std::optional<size_t> header_l
   RECSCHED_ASSIGN_OR_RETURN(const uint64_t n, check_shapes(in, spec, limits));
   RECSCHED_RETURN_IF_ERROR(
       lay_out_binary(in, order, body.substr(json_size), header_length.has_value()));
+  RECSCHED_RETURN_IF_ERROR(check_shared_memory(in, shm));
 
   Batch& batch = out.batch;
   batch.batch_size = static_cast<uint32_t>(n);
   batch.num_dense = static_cast<uint32_t>(spec.dense_features);
   batch.num_tables = static_cast<uint32_t>(spec.num_tables());
-  if (in[kDense]) RECSCHED_RETURN_IF_ERROR(decode(kDense, *in[kDense], batch.dense));
+  if (in[kDense]) RECSCHED_RETURN_IF_ERROR(decode(kDense, *in[kDense], batch.dense, shm));
 
   std::vector<int32_t> lengths;
   if (in[kLengths]) {
-    RECSCHED_RETURN_IF_ERROR(decode(kLengths, *in[kLengths], lengths));
+    RECSCHED_RETURN_IF_ERROR(decode(kLengths, *in[kLengths], lengths, shm));
     uint64_t total = 0;
     for (size_t i = 0; i < lengths.size(); ++i) {
       if (lengths[i] < 0) {
@@ -560,18 +638,26 @@ Result<InferRequest> parse(std::string_view body, std::optional<size_t> header_l
       load_little_endian<int32_t>(desc.binary, std::span<int64_t>(batch.sparse.indices));
     } else if (desc.element_size == sizeof(int32_t)) {
       std::vector<int32_t> narrow;
-      RECSCHED_RETURN_IF_ERROR(decode(kIndices, desc, narrow));
+      RECSCHED_RETURN_IF_ERROR(decode(kIndices, desc, narrow, shm));
       batch.sparse.indices.assign(narrow.begin(), narrow.end());
+    } else if (desc.shm_region && std::endian::native == std::endian::little) {
+      // Straight from the region into memory of their own, not zeroed first (a vector's
+      // resize would write the 1 MB once more before the read does).
+      out.shm_ids = std::make_unique_for_overwrite<int64_t[]>(desc.elements);
+      const std::span<int64_t> ids(out.shm_ids.get(), desc.elements);
+      RECSCHED_RETURN_IF_ERROR(shm->read(*desc.shm_region, desc.shm_offset, std::as_writable_bytes(ids)));
+      out.ids_in_place = ids;
     } else if (in_place != nullptr && desc.binary_size &&
                std::endian::native == std::endian::little &&
                reinterpret_cast<uintptr_t>(desc.binary.data()) % alignof(int64_t) == 0) {
       *in_place = {reinterpret_cast<const int64_t*>(desc.binary.data()), desc.elements};
     } else {
-      RECSCHED_RETURN_IF_ERROR(decode(kIndices, desc, batch.sparse.indices));
+      RECSCHED_RETURN_IF_ERROR(decode(kIndices, desc, batch.sparse.indices, shm));
     }
   }
   batch.sparse.offsets = Batch::offsets_from_lengths(lengths);
   BatchView view = view_of(batch);
+  if (!out.ids_in_place.empty()) view.indices = out.ids_in_place;
   if (in_place != nullptr && !in_place->empty()) view.indices = *in_place;
   RECSCHED_RETURN_IF_ERROR(engine::validate_batch(spec, view));
   return out;
@@ -580,18 +666,20 @@ Result<InferRequest> parse(std::string_view body, std::optional<size_t> header_l
 }  // namespace
 
 Result<InferRequest> parse_infer_request(std::string_view body, std::optional<size_t> header_length,
-                                         const engine::ModelSpec& spec, const InferLimits& limits) {
-  return parse(body, header_length, spec, limits, nullptr);
+                                         const engine::ModelSpec& spec, const InferLimits& limits,
+                                         const SharedMemoryReader* shm) {
+  return parse(body, header_length, spec, limits, shm, nullptr);
 }
 
 Result<InferRequest> parse_infer_request_in_place(std::string body,
                                                   std::optional<size_t> header_length,
                                                   const engine::ModelSpec& spec,
-                                                  const InferLimits& limits) {
+                                                  const InferLimits& limits,
+                                                  const SharedMemoryReader* shm) {
   // On the heap before parsing: the ids' address stays fixed however the request moves.
   auto wire = std::make_unique<const std::string>(std::move(body));
   std::span<const int64_t> ids;
-  RECSCHED_ASSIGN_OR_RETURN(InferRequest out, parse(*wire, header_length, spec, limits, &ids));
+  RECSCHED_ASSIGN_OR_RETURN(InferRequest out, parse(*wire, header_length, spec, limits, shm, &ids));
   if (!ids.empty()) {
     out.ids_in_place = ids;
     out.wire = std::move(wire);

@@ -33,6 +33,18 @@ struct InferLimits {
   int max_json_depth = 32;            ///< nesting depth of the JSON header (top object = 1)
 };
 
+/// Where an input sent through shared memory (Triton's system shared-memory extension:
+/// parameters shared_memory_region, shared_memory_byte_size, shared_memory_offset) is read
+/// from: daemon/shared_memory.h. The bytes are copied out, never used where they lie.
+class SharedMemoryReader {
+ public:
+  virtual ~SharedMemoryReader() = default;
+  /// Copies into.size() bytes at `offset` of `region` into `into`; kInvalidArgument with a
+  /// one-line reason when it cannot.
+  virtual Status read(std::string_view region, uint64_t offset,
+                      std::span<std::byte> into) const = 0;
+};
+
 /// One parsed, validated infer request.
 struct InferRequest {
   std::string id;                ///< the request's id, "" if none
@@ -43,12 +55,14 @@ struct InferRequest {
   /// The body, kept when its binary INT64 ids are read where they lie (then
   /// batch.sparse.indices is empty and ids_in_place is set): parse_infer_request_in_place.
   std::unique_ptr<const std::string> wire;
-  std::span<const int64_t> ids_in_place;  ///< into *wire
+  /// INT64 ids read from shared memory, into memory not zeroed first (ids_in_place is set).
+  std::unique_ptr<int64_t[]> shm_ids;
+  std::span<const int64_t> ids_in_place;  ///< into *wire or shm_ids; empty if in the batch
 
   /// The batch as the engine reads it: batch, with the ids in place when they are.
   BatchView view() const {
     BatchView v = view_of(batch);
-    if (wire) v.indices = ids_in_place;
+    if (!ids_in_place.empty()) v.indices = ids_in_place;
     return v;
   }
 };
@@ -81,7 +95,10 @@ struct InferRequest {
 /// - an input with both or neither of "data" and binary_data_size; binary_data_size without
 ///   the header-length header, or not equal to elements x datatype size; binary sections
 ///   longer than the bytes after the header ("truncated") or shorter ("trailing bytes");
-///   shared memory parameters (unsupported);
+///   an input with shared_memory_region and without `shm` (then shared memory is off), or
+///   with only one of shared_memory_region and shared_memory_byte_size, or with them and
+///   "data" or binary_data_size; shared_memory_byte_size not equal to elements x datatype
+///   size; whatever `shm` says is wrong with the region (unknown, too small);
 /// - "data" whose count or nesting does not match the shape; a non-number in FP32 data or a
 ///   value outside FP32's finite range (JSON or binary); a non-integer or out-of-range
 ///   value in INT32/INT64 data; a negative bag length; lengths not adding up to L; an id
@@ -90,8 +107,14 @@ struct InferRequest {
 ///   that fits in int, binary_data_output not a boolean; "outputs" not an array of objects,
 ///   an output other than "scores", binary_data not a boolean, or an unsupported output
 ///   parameter (shared memory, classification).
+///
+/// An input may instead name its bytes in a shared-memory region (parameters
+/// shared_memory_region, shared_memory_byte_size, shared_memory_offset, default 0): they are
+/// read through `shm` into the batch and validated there, as binary data is; such an input
+/// has no section after the JSON header.
 Result<InferRequest> parse_infer_request(std::string_view body, std::optional<size_t> header_length,
-                                         const engine::ModelSpec& spec, const InferLimits& limits);
+                                         const engine::ModelSpec& spec, const InferLimits& limits,
+                                         const SharedMemoryReader* shm = nullptr);
 
 /// As parse_infer_request, taking the body: binary INT64 sparse_indices that lie 8-byte aligned in
 /// it (on a little-endian host) are then not copied; the request keeps the body (`wire`) and view()
@@ -100,7 +123,8 @@ Result<InferRequest> parse_infer_request(std::string_view body, std::optional<si
 Result<InferRequest> parse_infer_request_in_place(std::string body,
                                                   std::optional<size_t> header_length,
                                                   const engine::ModelSpec& spec,
-                                                  const InferLimits& limits);
+                                                  const InferLimits& limits,
+                                                  const SharedMemoryReader* shm = nullptr);
 
 /// An HTTP response body with the headers it needs.
 struct EncodedResponse {

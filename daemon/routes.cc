@@ -1,7 +1,8 @@
 // Every route of recschedd, in one table (handle()), and what each one answers; an
 // inference request goes on to the serving path (serving.cc).
 //   KServe v2:  GET /v2, /v2/health/live, /v2/health/ready, /v2/models/{m},
-//               /v2/models/{m}/ready;  POST /v2/models/{m}/infer
+//               /v2/models/{m}/ready;  POST /v2/models/{m}/infer;
+//               /v2/systemsharedmemory/... (Triton's extension; unix socket only)
 //   Control:    GET /v1/topology, /v1/devices, /v1/models, /v1/profiles,
 //               /v1/placements?limit=N, /v1/stats, /v1/policy, /v1/capacity;
 //               PUT /v1/policy, POST /v1/profile (unix socket, or TCP with the token)
@@ -94,8 +95,12 @@ void Service::handle(HttpRequest req, Responder respond) {
       if (!get) return method_not_allowed();
       return reply(json_response(200, {{"name", "recschedd"},
                                        {"version", RECSCHED_VERSION},
-                                       {"extensions", {"binary_tensor_data", "parameters"}}}));
+                                       {"extensions", shm_->enabled()
+                                                          ? json{"binary_tensor_data", "parameters",
+                                                                 "system_shared_memory"}
+                                                          : json{"binary_tensor_data", "parameters"}}}));
     }
+    if (p[1] == "systemsharedmemory") return reply(shared_memory_route(p, req));
     if (p.size() == 3 && p[1] == "health" && (p[2] == "live" || p[2] == "ready")) {
       if (!get) return method_not_allowed();
       if (p[2] == "live") return reply(json_response(200, {{"live", true}}));
@@ -160,6 +165,69 @@ void Service::handle(HttpRequest req, Responder respond) {
     return reply(metrics());
   }
   reply(error_response(404, "no route " + req.method + " " + path));
+}
+
+HttpResponse Service::shared_memory_route(const std::vector<std::string>& p,
+                                          const HttpRequest& req) {
+  // /v2/systemsharedmemory/{status,unregister} or .../region/{name}/{status,register,unregister}
+  std::string name, action;
+  if (p.size() == 3) {
+    action = p[2];
+  } else if (p.size() == 5 && p[2] == "region") {
+    name = p[3];
+    action = p[4];
+  }
+  const bool get = req.method == "GET", post = req.method == "POST";
+  const bool known = action == "status" ? get
+                     : action == "register" ? post && !name.empty()
+                     : action == "unregister" ? post
+                                              : false;
+  if (!known) {
+    return error_response(action.empty() ? 404 : 405,
+                          "no route " + req.method + " " + req.target +
+                              " (GET .../status, POST .../region/{name}/register or .../unregister)");
+  }
+  if (!shm_->enabled()) {
+    return error_response(400, "system shared memory is off (limits.max_shm_regions is 0)");
+  }
+  if (!req.via_unix_socket || !req.peer_uid) {
+    return error_response(403, "system shared memory is served on the unix socket only: the "
+                               "daemon must know the client's uid to check it owns the object");
+  }
+  if (action == "status") {
+    Result<json> st = shm_->status(name);
+    if (!st) return error_response(400, st.status().message());
+    return json_response(200, *st);
+  }
+  if (action == "unregister") {
+    if (name.empty()) {
+      shm_->unregister_all();
+      return json_response(200, json::object());
+    }
+    Status st = shm_->unregister(name);
+    return st.is_ok() ? json_response(200, json::object()) : error_response(400, st.message());
+  }
+  // register: {"key": "/name", "offset": N (optional, 0), "byte_size": N}
+  json body;
+  try {
+    body = json::parse(req.body);
+  } catch (const json::exception&) {
+    return error_response(400, "register: the body is not valid JSON");
+  }
+  if (!body.is_object() || !body.contains("key") || !body["key"].is_string() ||
+      !body.contains("byte_size") || !body["byte_size"].is_number_unsigned() ||
+      (body.contains("offset") && !body["offset"].is_number_unsigned())) {
+    return error_response(400, "register: the body must be {\"key\": string, \"offset\": "
+                               "non-negative integer (optional), \"byte_size\": non-negative "
+                               "integer}");
+  }
+  Status st = shm_->register_region(name, body["key"].get<std::string>(),
+                                    body.value("offset", uint64_t{0}),
+                                    body["byte_size"].get<uint64_t>(), *req.peer_uid);
+  if (!st.is_ok()) return error_response(400, st.message());
+  spdlog::info("shared memory: uid {} registered region '{}' ({} bytes of {})", *req.peer_uid,
+               name, body["byte_size"].get<uint64_t>(), body["key"].get<std::string>());
+  return json_response(200, json::object());
 }
 
 HttpResponse Service::metrics() const {

@@ -96,6 +96,7 @@ Result<std::unique_ptr<Service>> Service::create(DaemonConfig config,
                                                  std::function<void(const std::string&)> progress) {
   std::unique_ptr<Service> s(new Service());
   s->config_ = std::move(config);
+  s->shm_ = std::make_unique<SystemSharedMemory>(s->config_.limits.max_shm_regions);
   RECSCHED_RETURN_IF_ERROR(s->discover_topology(progress));
   s->load_policy_plugins();
   RECSCHED_RETURN_IF_ERROR(s->open_devices(progress));
@@ -525,10 +526,12 @@ std::string Service::reload(const DaemonConfig& next) {
   // The HTTP server's limits and the latency windows were sized at start.
   const LimitsConfig& a = config_.limits;
   const LimitsConfig& b = next.limits;
-  if (!(server_options(a) == server_options(b)) || a.window != b.window) {
+  if (!(server_options(a) == server_options(b)) || a.window != b.window ||
+      a.max_shm_regions != b.max_shm_regions) {
     ignored.push_back(
         "limits.{max_body_bytes,max_header_bytes,max_headers,max_connections,"
-        "header_timeout_ms,read_timeout_ms,idle_timeout_ms,io_threads,idle_poll_us,window}");
+        "header_timeout_ms,read_timeout_ms,idle_timeout_ms,io_threads,idle_poll_us,window,"
+        "max_shm_regions}");
   }
   // The workers lowered their own priority at start; raising it back needs privilege.
   if (a.worker_nice != b.worker_nice) ignored.push_back("limits.worker_nice");

@@ -21,6 +21,7 @@
 #include "daemon/device.h"
 #include "daemon/fleet.h"
 #include "daemon/http_server.h"
+#include "daemon/shared_memory.h"
 #include "engine/model.h"
 #include "policies/capacity.h"
 #include "policies/correction.h"
@@ -124,6 +125,9 @@ class Service {
   HttpResponse capacity_response() const;
   HttpResponse put_policy(const std::string& body);
   HttpResponse post_profile();
+  /// /v2/systemsharedmemory[/region/{name}]/{status,register,unregister} (p: the path's
+  /// parts after "v2"): Triton's system shared-memory extension, over the unix socket.
+  HttpResponse shared_memory_route(const std::vector<std::string>& p, const HttpRequest& req);
 
   // Start-up steps, in create()'s order (service.cc).
   using Progress = std::function<void(const std::string&)>;
@@ -188,6 +192,9 @@ class Service {
   /// profiles. mu_ held.
   void apply_gpu_merging();
   double profile_seconds_ = 0;
+
+  /// Registered shared-memory regions (limits.max_shm_regions, fixed at start).
+  std::unique_ptr<SystemSharedMemory> shm_;
 
   mutable std::mutex dispatch_mu_;  // guards dispatcher_ (and the policy inside it)
   std::unique_ptr<policies::Dispatcher> dispatcher_;

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
+#include <optional>
 
 #include "daemon/http_util.h"
 #include "daemon/kserve.h"
@@ -99,8 +100,12 @@ void Service::infer(const std::string& name, HttpRequest req, Responder respond)
   }
 
   // 2. Decode.
-  Result<InferRequest> parsed =
-      parse_infer_request_in_place(std::move(req.body), header_length, q->model->cfg.spec, limits);
+  // Shared-memory inputs are read for clients on the unix socket only, from regions their
+  // own uid registered (daemon/shared_memory.h).
+  std::optional<SystemSharedMemory::Reader> shm;
+  if (req.via_unix_socket && req.peer_uid && shm_->enabled()) shm.emplace(*shm_, *req.peer_uid);
+  Result<InferRequest> parsed = parse_infer_request_in_place(
+      std::move(req.body), header_length, q->model->cfg.spec, limits, shm ? &*shm : nullptr);
   if (!parsed) return finish(q, parsed.status());
   q->request = std::move(parsed).value();
   q->decoded = true;

@@ -136,7 +136,7 @@ TEST_CASE("the example config writes out every key with its default value") {
   CHECK(keys(j["limits"]) ==
         Keys{"max_body_bytes", "max_header_bytes", "max_headers", "max_connections",
              "header_timeout_ms", "read_timeout_ms", "idle_timeout_ms", "io_threads", "idle_poll_us", "max_queue", "inline_max_ms", "max_items",
-             "max_elements", "max_json_depth", "reject_factor", "normal_priority_share",
+             "max_elements", "max_json_depth", "max_shm_regions", "reject_factor", "normal_priority_share",
              "low_priority_share", "late_budget", "wait_bound_fraction", "preemption", "gpu_merging", "worker_nice", "degraded_ms",
              "window",
              "placement_log"});
@@ -199,6 +199,7 @@ TEST_CASE("omitted keys take their defaults") {
   CHECK(l.max_items == 4096);
   CHECK(l.max_elements == 64u << 20);
   CHECK(l.max_json_depth == 32);
+  CHECK(l.max_shm_regions == 16);
   CHECK(l.reject_factor == 1.0);
   CHECK(l.normal_priority_share == 0.8);
   CHECK(l.low_priority_share == 0.5);
@@ -656,6 +657,8 @@ TEST_CASE("a bad config is refused with one line naming the key path") {
        "key 'limits.max_header_bytes': must be an integer in [1024, 1048576]"},
       {"max_json_depth 1", R"({"models": ["$M/ncf.json"], "limits": {"max_json_depth": 1}})",
        "key 'limits.max_json_depth': must be an integer in [2, 1000]"},
+      {"max_shm_regions 4097", R"({"models": ["$M/ncf.json"], "limits": {"max_shm_regions": 4097}})",
+       "key 'limits.max_shm_regions': must be an integer in [0, 4096]"},
       {"max_elements 0", R"({"models": ["$M/ncf.json"], "limits": {"max_elements": 0}})",
        "key 'limits.max_elements': must be an integer in [1, 4294967296]"},
       {"a priority share of 0",

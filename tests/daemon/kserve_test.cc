@@ -8,6 +8,8 @@
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <map>
+#include <span>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
@@ -626,9 +628,17 @@ TEST_CASE("bad requests are refused with kInvalidArgument and a message that say
       "input 'sparse_indices': shape [4611686018427387904] takes the request over the limit of "
       "100 elements");
   edit(
-      "shared memory input",
+      "shared memory input without shared memory",
+      [](json& r) {
+        input(r, "dense")["parameters"] = {{"shared_memory_region", "r0"},
+                                           {"shared_memory_byte_size", 24}};
+        input(r, "dense").erase("data");
+      },
+      "input 'dense': shared memory is not available here");
+  edit(
+      "shared memory region without its byte size",
       [](json& r) { input(r, "dense")["parameters"]["shared_memory_region"] = "r0"; },
-      "input 'dense': shared memory is not supported");
+      "input 'dense': shared_memory_region and shared_memory_byte_size go together");
 
   // Data.
   edit(
@@ -689,6 +699,141 @@ TEST_CASE("bad requests are refused with kInvalidArgument and a message that say
     const std::string msg = r.status().message();
     CHECK(msg.size() < 400);
     CHECK(std::all_of(msg.begin(), msg.end(), [](char ch) { return ch >= 0x20 && ch < 0x7f; }));
+  }
+}
+
+}  // namespace
+}  // namespace recsched::daemon
+
+namespace recsched::daemon {
+namespace {
+
+// Regions in this process's memory, by name: what the codec reads through, without a daemon.
+class FakeSharedMemory final : public SharedMemoryReader {
+ public:
+  std::map<std::string, std::string, std::less<>> regions;
+  mutable int reads = 0;
+  Status read(std::string_view region, uint64_t offset, std::span<std::byte> into) const override {
+    ++reads;
+    const auto it = regions.find(region);
+    if (it == regions.end()) return invalid_argument("no region " + std::string(region));
+    if (offset + into.size() > it->second.size()) return invalid_argument("past the end");
+    std::memcpy(into.data(), it->second.data() + offset, into.size());
+    return Status::ok();
+  }
+};
+
+// good_request() with the named inputs' data moved into region "r" of `shm` (each at an
+// offset after `lead` bytes of padding, the offset left out where it is 0).
+json to_shared(json req, FakeSharedMemory& shm, const std::set<std::string>& names, size_t lead) {
+  std::string& bytes = shm.regions["r"];
+  bytes.assign(lead, '\x7f');
+  for (json& in : req["inputs"]) {
+    if (!names.count(in["name"].get<std::string>())) continue;
+    const std::string dtype = in["datatype"];
+    const size_t start = bytes.size();
+    for (const json& v : in["data"]) {
+      if (dtype == "FP32") append_little_endian(bytes, v.get<float>());
+      if (dtype == "INT32") append_little_endian(bytes, v.get<int32_t>());
+      if (dtype == "INT64") append_little_endian(bytes, v.get<int64_t>());
+    }
+    in.erase("data");
+    in["parameters"]["shared_memory_region"] = "r";
+    in["parameters"]["shared_memory_byte_size"] = bytes.size() - start;
+    if (start > 0) in["parameters"]["shared_memory_offset"] = start;
+  }
+  return req;
+}
+
+TEST_CASE("inputs read from shared memory give the same Batch as inline data") {
+  const Batch want = expected_batch();
+  for (const std::set<std::string>& names :
+       {std::set<std::string>{"dense", "sparse_lengths", "sparse_indices"},
+        std::set<std::string>{"sparse_indices"}, std::set<std::string>{"dense"}}) {
+    for (size_t lead : {0, 3}) {
+      CAPTURE(names.size());
+      CAPTURE(lead);
+      FakeSharedMemory shm;
+      const json req = to_shared(good_request(), shm, names, lead);
+      // JSON only, or with the other inputs as binary sections after it.
+      for (bool binary_rest : {false, true}) {
+        if (binary_rest && names.size() == 3) continue;  // nothing left to send inline
+        std::set<std::string> rest;
+        for (const char* n : {"dense", "sparse_lengths", "sparse_indices"}) {
+          if (!names.count(n)) rest.insert(n);
+        }
+        const Wire w = binary_rest ? to_binary(req, rest) : Wire{req.dump(), std::nullopt};
+        Result<InferRequest> r =
+            parse_infer_request_in_place(w.body, w.header_length, dlrm_spec(), {}, &shm);
+        REQUIRE_MESSAGE(r.has_value(), r.status().to_string());
+        const InferRequest got = std::move(r).value();
+        const BatchView v = got.view();
+        CHECK(std::vector<int64_t>(v.indices.begin(), v.indices.end()) == want.sparse.indices);
+        CHECK(std::vector<int64_t>(v.offsets.begin(), v.offsets.end()) == want.sparse.offsets);
+        CHECK(std::vector<float>(v.dense.begin(), v.dense.end()) == want.dense);
+        CHECK(got.batch.batch_size == 2);
+      }
+    }
+  }
+}
+
+TEST_CASE("shared-memory inputs are checked as binary data is") {
+  FakeSharedMemory shm;
+  auto refused = [&](json req) {
+    Result<InferRequest> r = parse_infer_request(req.dump(), std::nullopt, dlrm_spec(), {}, &shm);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.status().code() == StatusCode::kInvalidArgument);
+    return r.status().message();
+  };
+  const json ok = to_shared(good_request(), shm, {"sparse_indices"}, 0);
+  {
+    json r = ok;
+    input(r, "sparse_indices")["parameters"]["shared_memory_byte_size"] = 40;
+    CHECK(refused(r) == "input 'sparse_indices': shared_memory_byte_size 40 does not match shape "
+                        "[6] of INT64 (48 bytes)");
+  }
+  {
+    json r = ok;
+    input(r, "sparse_indices")["parameters"]["shared_memory_region"] = "gone";
+    CHECK(refused(r) == "no region gone");  // the reader's own reason
+  }
+  {
+    json r = ok;
+    input(r, "sparse_indices")["parameters"]["shared_memory_offset"] = 8;
+    CHECK(refused(r) == "past the end");
+  }
+  {
+    json r = ok;
+    input(r, "sparse_indices")["data"] = json::array({1, 2, 3, 4, 5, 6});
+    CHECK(refused(r) == "input 'sparse_indices': has shared_memory_region and 'data'");
+  }
+  {
+    json r = ok;
+    input(r, "sparse_indices")["parameters"]["shared_memory_offset"] = -1;
+    CHECK(refused(r) == "input 'sparse_indices': shared_memory_offset must be a non-negative integer");
+  }
+  {
+    // An id outside its table, read from shared memory, is refused as inline.
+    json bad = good_request();
+    input(bad, "sparse_indices")["data"][5] = 100;
+    FakeSharedMemory other;
+    const json r = to_shared(bad, other, {"sparse_indices"}, 0);
+    Result<InferRequest> got = parse_infer_request(r.dump(), std::nullopt, dlrm_spec(), {}, &other);
+    Result<InferRequest> inline_ = parse_infer_request(bad.dump(), std::nullopt, dlrm_spec(), {});
+    REQUIRE_FALSE(got.has_value());
+    REQUIRE_FALSE(inline_.has_value());
+    CHECK(got.status().message() == inline_.status().message());
+  }
+  {
+    // A non-finite FP32 value read from shared memory is refused.
+    json bad = good_request();
+    FakeSharedMemory other;
+    json r = to_shared(bad, other, {"dense"}, 0);
+    const float inf = std::numeric_limits<float>::infinity();
+    std::memcpy(other.regions["r"].data() + 4, &inf, sizeof inf);
+    Result<InferRequest> got = parse_infer_request(r.dump(), std::nullopt, dlrm_spec(), {}, &other);
+    REQUIRE_FALSE(got.has_value());
+    CHECK(got.status().message() == "input 'dense': element 1 is not a finite FP32 value");
   }
 }
 

@@ -1,6 +1,7 @@
 // Payloads decode, with recschedd's own KServe parser, into valid batches for the model
 // spec they were made for: binary tensors and JSON, every model type of the golden zoo.
 #include "bench/load/payload.h"
+#include "bench/load/shm.h"
 
 #include <doctest/doctest.h>
 
@@ -145,6 +146,65 @@ TEST_CASE("model info is checked against the metadata") {
   CHECK(read_spec_lookups(std::string(RECSCHED_SOURCE_DIR) +
                           "/tests/fixtures/golden/dot.model.json") == 3);
   CHECK_FALSE(read_spec_lookups("/nonexistent.json").has_value());
+}
+
+}  // namespace
+}  // namespace recsched::load
+
+namespace recsched::load {
+namespace {
+
+// The region's bytes, read as recschedd reads a registered region.
+class RegionReader final : public daemon::SharedMemoryReader {
+ public:
+  RegionReader(std::string name, const std::string& bytes) : name_(std::move(name)), bytes_(bytes) {}
+  Status read(std::string_view region, uint64_t offset, std::span<std::byte> into) const override {
+    if (region != name_) return invalid_argument("wrong region");
+    if (offset + into.size() > bytes_.size()) return invalid_argument("past the end");
+    std::memcpy(into.data(), bytes_.data() + offset, into.size());
+    return Status::ok();
+  }
+
+ private:
+  std::string name_;
+  const std::string& bytes_;
+};
+
+TEST_CASE("a query through shared memory decodes to the batch its binary body does") {
+  for (const char* name : {"dot", "ncf", "din", "notables"}) {
+    CAPTURE(name);
+    const engine::ModelSpec spec = golden_spec(name);
+    const PayloadPool pool({info_for(spec)}, SizeDistribution::parse("fixed:16"), [] {
+      PoolOptions o;
+      o.max_items = 16;
+      return o;
+    }());
+    const EncodedQuery q = pool.encode(0, 9, 3);
+    const size_t need = shared_memory_bytes(q);
+    std::string region(need + 5, '\0');
+    // At an odd offset: each input is still placed 8-byte aligned within the region.
+    const std::string body = shared_memory_body(q, "r", region.data(), 5, region.size());
+    CHECK(body.find("binary_data_size") == std::string::npos);
+    const RegionReader reader("r", region);
+    auto via_shm = daemon::parse_infer_request(body, std::nullopt, spec, {}, &reader);
+    REQUIRE_MESSAGE(via_shm.has_value(), via_shm.status().to_string());
+    auto via_body =
+        daemon::parse_infer_request(flatten(q), q.header_length, spec, {});
+    REQUIRE(via_body.has_value());
+    const BatchView a = via_shm->view(), b = via_body->view();
+    CHECK(a.batch_size == 9);
+    CHECK(std::vector<int64_t>(a.indices.begin(), a.indices.end()) ==
+          std::vector<int64_t>(b.indices.begin(), b.indices.end()));
+    CHECK(std::vector<int64_t>(a.offsets.begin(), a.offsets.end()) ==
+          std::vector<int64_t>(b.offsets.begin(), b.offsets.end()));
+    CHECK(std::vector<float>(a.dense.begin(), a.dense.end()) ==
+          std::vector<float>(b.dense.begin(), b.dense.end()));
+    // A region too small for the inputs is refused before anything is written past it.
+    size_t data = 0;
+    for (std::string_view section : q.sections) data += section.size();
+    CHECK(need >= data);
+    CHECK_THROWS_AS(shared_memory_body(q, "r", region.data(), 5, 5 + data - 1), std::length_error);
+  }
 }
 
 }  // namespace

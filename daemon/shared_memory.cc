@@ -1,0 +1,161 @@
+#include "daemon/shared_memory.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+namespace recsched::daemon {
+
+SystemSharedMemory::Region::~Region() {
+  if (fd >= 0) ::close(fd);
+}
+
+SystemSharedMemory::~SystemSharedMemory() = default;
+
+namespace {
+
+std::string errno_text() { return std::strerror(errno); }
+
+// Caller text in a message: printable ASCII, cut short (as kserve.cc's echo).
+std::string printable(std::string_view s) {
+  std::string out;
+  for (char c : s.substr(0, 64)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
+  if (s.size() > 64) out += "...";
+  return out;
+}
+
+}  // namespace
+
+Status SystemSharedMemory::register_region(const std::string& name, const std::string& key,
+                                           uint64_t offset, uint64_t byte_size,
+                                           uint32_t peer_uid) {
+  if (!enabled()) return invalid_argument("system shared memory is off (limits.max_shm_regions 0)");
+  if (name.empty()) return invalid_argument("a shared-memory region needs a name");
+  // POSIX names one object "/name": a leading slash and no other.
+  if (key.size() < 2 || key.size() > 255 || key[0] != '/' ||
+      key.find('/', 1) != std::string::npos || key.find('\0') != std::string::npos) {
+    return invalid_argument("shared-memory key '" + printable(key) +
+                            "' is not a POSIX object name ('/name', no other slash)");
+  }
+  if (byte_size == 0) return invalid_argument("region '" + printable(name) + "': byte_size is 0");
+  uint64_t end;
+  if (__builtin_add_overflow(offset, byte_size, &end)) {
+    return invalid_argument("region '" + printable(name) + "': offset + byte_size overflows");
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (regions_.count(name) != 0) {
+      return invalid_argument("shared-memory region '" + printable(name) + "' is already registered");
+    }
+    if (regions_.size() >= max_regions_) {
+      return invalid_argument("too many shared-memory regions (limit " +
+                              std::to_string(max_regions_) + ")");
+    }
+  }
+  auto region = std::make_shared<Region>();
+  region->key = key;
+  region->offset = offset;
+  region->byte_size = byte_size;
+  region->uid = peer_uid;
+  region->fd = ::shm_open(key.c_str(), O_RDONLY | O_CLOEXEC, 0);
+  if (region->fd < 0) {
+    return invalid_argument("cannot open shared-memory object '" + printable(key) +
+                            "': " + errno_text());
+  }
+  struct stat st {};
+  if (::fstat(region->fd, &st) != 0) {
+    return invalid_argument("cannot stat shared-memory object '" + printable(key) +
+                            "': " + errno_text());
+  }
+  if (peer_uid != 0 && st.st_uid != peer_uid) {
+    return invalid_argument("shared-memory object '" + printable(key) + "' belongs to uid " +
+                            std::to_string(st.st_uid) + ", not the registering process's " +
+                            std::to_string(peer_uid));
+  }
+  if (static_cast<uint64_t>(st.st_size) < end) {
+    return invalid_argument("shared-memory object '" + printable(key) + "' holds " +
+                            std::to_string(st.st_size) + " bytes; the region needs " +
+                            std::to_string(end));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  // Checked again: another registration may have come in while the object was opened.
+  if (regions_.count(name) != 0) {
+    return invalid_argument("shared-memory region '" + printable(name) + "' is already registered");
+  }
+  if (regions_.size() >= max_regions_) {
+    return invalid_argument("too many shared-memory regions (limit " +
+                            std::to_string(max_regions_) + ")");
+  }
+  regions_.emplace(name, std::move(region));
+  return Status::ok();
+}
+
+Status SystemSharedMemory::unregister(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (regions_.erase(name) == 0) {
+    return invalid_argument("no shared-memory region '" + printable(name) + "'");
+  }
+  return Status::ok();
+}
+
+void SystemSharedMemory::unregister_all() {
+  std::lock_guard<std::mutex> lock(mu_);
+  regions_.clear();
+}
+
+Result<nlohmann::json> SystemSharedMemory::status(const std::string& name) const {
+  auto entry = [](const std::string& n, const Region& r) {
+    return nlohmann::json{{"name", n}, {"key", r.key}, {"offset", r.offset},
+                          {"byte_size", r.byte_size}};
+  };
+  std::lock_guard<std::mutex> lock(mu_);
+  nlohmann::json out = nlohmann::json::array();
+  if (!name.empty()) {
+    const auto it = regions_.find(name);
+    if (it == regions_.end()) return invalid_argument("no shared-memory region '" + printable(name) + "'");
+    out.push_back(entry(it->first, *it->second));
+    return out;
+  }
+  for (const auto& [n, r] : regions_) out.push_back(entry(n, *r));
+  return out;
+}
+
+Status SystemSharedMemory::read(std::string_view region, uint64_t offset,
+                                std::span<std::byte> into, uint32_t uid) const {
+  std::shared_ptr<const Region> r;  // held: an unregister meanwhile closes nothing under us
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const auto it = regions_.find(region);
+    if (it != regions_.end() && (uid == 0 || it->second->uid == uid)) r = it->second;
+  }
+  if (r == nullptr) {
+    return invalid_argument("no shared-memory region '" + printable(region) +
+                            "' registered by this client");
+  }
+  if (offset > r->byte_size || into.size() > r->byte_size - offset) {
+    return invalid_argument("shared-memory region '" + printable(region) + "' holds " +
+                            std::to_string(r->byte_size) + " bytes; " +
+                            std::to_string(into.size()) + " at offset " + std::to_string(offset) +
+                            " lie past its end");
+  }
+  size_t done = 0;
+  while (done < into.size()) {
+    const ssize_t got = ::pread(r->fd, into.data() + done, into.size() - done,
+                                static_cast<off_t>(r->offset + offset + done));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) {
+      return invalid_argument("shared-memory region '" + printable(region) + "': " +
+                              (got == 0 ? std::string("its object shrank since it was registered")
+                                        : errno_text()));
+    }
+    done += static_cast<size_t>(got);
+  }
+  return Status::ok();
+}
+
+}  // namespace recsched::daemon
