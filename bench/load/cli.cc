@@ -45,6 +45,9 @@ Load:
   --json-payload         JSON tensors in place of binary (a pool of --json-pool bodies)
   --json-pool N          JSON bodies per model (default 32)
   --int32-ids            binary sparse_indices as INT32 (half the bytes) instead of INT64
+  --shm                  send the inputs through a shared-memory region registered with the
+                         daemon (Triton's system shared-memory extension; needs --socket):
+                         the request bodies carry only JSON naming where they lie
   --max-connections N    connections at most (default 128)
   --payload-mb N         memory for pre-generated features (default 512)
   --min-queries N        lengthen each run (or step) so every model of the mix can expect
@@ -184,6 +187,8 @@ Plan parse(const std::vector<std::string>& args) {
       p.pool.format = PayloadFormat::kJson;
     } else if (a == "--int32-ids") {
       p.pool.int32_ids = true;
+    } else if (a == "--shm") {
+      p.run.shared_memory = true;
     } else if (a == "--json-pool") {
       p.pool.json_pool = int(positive(a, value()));
     } else if (a == "--max-connections") {

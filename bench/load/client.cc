@@ -1,7 +1,10 @@
 #include "bench/load/client.h"
+
+#include "bench/load/shm.h"
 #include "core/device.h"
 
 #include <netinet/in.h>
+#include <unistd.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
@@ -173,9 +176,12 @@ namespace {
 class Runner {
  public:
   Runner(const Endpoint& ep, const PayloadPool& pool, const RunOptions& o,
-         std::vector<Arrival> schedule, RunResult& result)
+         std::vector<Arrival> schedule, RunResult& result, const SharedRegion* shm = nullptr,
+         size_t shm_slot_bytes = 0)
       : ep_(ep),
         pool_(pool),
+        shm_(shm),
+        shm_slot_bytes_(shm_slot_bytes),
         o_(o),
         schedule_(std::move(schedule)),
         r_(result),
@@ -197,6 +203,8 @@ class Runner {
       r_.models.push_back(std::move(mr));
     }
     r_.all.name = "all";
+    // One slot of the shared-memory region per connection (one query in flight on each).
+    for (uint32_t k = o_.max_connections; k > 0; --k) free_slots_.push_back(k - 1);
   }
 
   void run(Clock::time_point t0) {
@@ -218,6 +226,8 @@ class Runner {
     EncodedQuery query;
     std::vector<asio::const_buffer> bufs;
     uint32_t sends = 0;  // queries written on it: more than one = a pooled keep-alive
+    uint32_t slot = 0;   // its part of the shared-memory region (RunOptions::shared_memory)
+    std::string shm_body;  // the JSON naming its inputs there
   };
   using ConnPtr = std::shared_ptr<Conn>;
 
@@ -286,6 +296,8 @@ class Runner {
       ++open_;
       ++r_.connections_opened;
       auto c = std::make_shared<Conn>(io_);
+      c->slot = free_slots_.back();  // open_ <= max_connections: one is free
+      free_slots_.pop_back();
       conns_.insert(c);
       c->sock.async_connect(gep_, [this, c, i](const boost::system::error_code& ec) {
         if (ec) return fail(c, i, error_kind("connect", ec));
@@ -311,16 +323,27 @@ class Runner {
     } else {
       c->query = pool_.encode(a.model, a.items, a.pick);
       c->head = "POST " + paths_[a.model] + " HTTP/1.1\r\nHost: localhost\r\n";
-      if (c->query.header_length > 0) {
+      if (shm_ != nullptr) {
+        // The inputs into this connection's slot, the body only JSON that names them.
+        const size_t from = size_t(c->slot) * shm_slot_bytes_;
+        c->shm_body = shared_memory_body(c->query, shm_->name(), shm_->data(), from,
+                                         from + shm_slot_bytes_);
+        c->head += "Content-Type: application/json\r\nContent-Length: " +
+                   std::to_string(c->shm_body.size()) + "\r\n\r\n";
+        c->bufs.emplace_back(asio::buffer(c->head));
+        c->bufs.emplace_back(asio::buffer(c->shm_body));
+      } else if (c->query.header_length > 0) {
         c->head += "Content-Type: application/octet-stream\r\nInference-Header-Content-Length: " +
                    std::to_string(c->query.header_length) + "\r\n";
       } else {
         c->head += "Content-Type: application/json\r\n";
       }
-      c->head += "Content-Length: " + std::to_string(c->query.body_bytes) + "\r\n\r\n";
-      c->bufs.emplace_back(asio::buffer(c->head));
-      c->bufs.emplace_back(asio::buffer(c->query.json));
-      for (std::string_view s : c->query.sections) c->bufs.emplace_back(s.data(), s.size());
+      if (shm_ == nullptr) {
+        c->head += "Content-Length: " + std::to_string(c->query.body_bytes) + "\r\n\r\n";
+        c->bufs.emplace_back(asio::buffer(c->head));
+        c->bufs.emplace_back(asio::buffer(c->query.json));
+        for (std::string_view s : c->query.sections) c->bufs.emplace_back(s.data(), s.size());
+      }
     }
     sent_at_[i] = now;
     ++c->sends;
@@ -405,6 +428,7 @@ class Runner {
       boost::system::error_code ignored;
       c->sock.close(ignored);
       --open_;
+      free_slots_.push_back(c->slot);
     }
     start(i, /*fresh=*/true);
   }
@@ -458,6 +482,7 @@ class Runner {
     boost::system::error_code ignored;
     c->sock.close(ignored);
     --open_;
+    free_slots_.push_back(c->slot);
     // A closed connection makes room: start a waiting query on a new one.
     while (!stopping_ && !waiting_.empty() && open_ < o_.max_connections) {
       const size_t j = waiting_.front();
@@ -501,6 +526,9 @@ class Runner {
 
   const Endpoint& ep_;
   const PayloadPool& pool_;
+  const SharedRegion* shm_;  // RunOptions::shared_memory; else null
+  size_t shm_slot_bytes_;
+  std::vector<uint32_t> free_slots_;
   const RunOptions& o_;
   std::vector<Arrival> schedule_;
   RunResult& r_;
@@ -537,7 +565,25 @@ RunResult run_load(const Endpoint& ep, const PayloadPool& pool, const RunOptions
   std::vector<Arrival> schedule =
       make_schedule(options.qps, options.duration_s, weights, options.sizes, options.seed);
   result.measured_s = std::max(1e-9, options.duration_s - options.warmup_s);
-  Runner runner(ep, pool, result.options, std::move(schedule), result);
+  // Shared memory: a slot per connection, as large as the largest query's inputs (the
+  // object's pages are allocated only where written).
+  std::unique_ptr<SharedRegion> shm;
+  size_t slot_bytes = 0;
+  if (options.shared_memory) {
+    if (ep.unix_path.empty()) {
+      throw std::invalid_argument("shared memory needs the daemon's unix socket (--socket)");
+    }
+    if (pool.format() != PayloadFormat::kBinary) {
+      throw std::invalid_argument("shared memory sends binary tensors (not with --json-payload)");
+    }
+    for (uint32_t m = 0; m < pool.models().size(); ++m) {
+      slot_bytes = std::max(slot_bytes, shared_memory_bytes(pool.encode(m, UINT32_MAX, 0)));
+    }
+    slot_bytes = (slot_bytes + 4095) & ~size_t{4095};
+    shm = std::make_unique<SharedRegion>(ep, "load-" + std::to_string(::getpid()),
+                                         slot_bytes * options.max_connections);
+  }
+  Runner runner(ep, pool, result.options, std::move(schedule), result, shm.get(), slot_bytes);
 
   // Start a little ahead so the first sends are not late; energy is read at the measured
   // window's start from this thread, so the I/O thread never blocks on it.
@@ -613,6 +659,7 @@ json RunResult::to_json() const {
               {"measured_s", measured_s},
               {"sizes", options.sizes.describe()},
               {"seed", options.seed},
+              {"shared_memory", options.shared_memory},
               {"offered_qps", offered_qps},
               {"achieved_qps", achieved_qps},
               {"scheduled", scheduled},

@@ -73,6 +73,10 @@ struct RunOptions {
   bool energy = true;     ///< read /metrics at the measured window's start and end
   /// Ceiling mode: GET this path (e.g. /v2/health/live) instead of inferring.
   std::string trivial_path;
+  /// Send inputs through a shared-memory region registered for the run (Triton's system
+  /// shared-memory extension; the daemon's unix socket, binary payloads): a slot per
+  /// connection, each query's inputs written there and the body only JSON naming them.
+  bool shared_memory = false;
 };
 
 /// Counts and latencies of one model (or of all).

@@ -15,7 +15,7 @@ using nlohmann::json;
 
 SharedRegion::SharedRegion(const Endpoint& ep, std::string name, size_t bytes)
     : ep_(ep), name_(std::move(name)), size_(bytes) {
-  key_ = "/recsched-" + name_ + "-" + std::to_string(::getpid());
+  key_ = "/recsched-" + name_ + "-" + std::to_string(::getpid());  // unique on this host
   const int fd = ::shm_open(key_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) throw std::runtime_error("shm_open " + key_ + ": " + std::strerror(errno));
   if (::ftruncate(fd, static_cast<off_t>(bytes)) != 0) {

@@ -131,6 +131,36 @@ TEST_CASE("recsched-load drives a real recschedd: every query answered, per mode
   CHECK(ok >= 200);
 }
 
+TEST_CASE("recsched-load --shm: every query's inputs through shared memory, the region gone after") {
+  Daemon d;
+  const std::vector<ModelInfo> models = fetch_models(d.unix_ep);
+  RunOptions o;
+  o.qps = 150 / kSlowdown;
+  o.duration_s = 1.0 * kSlowdown;
+  o.warmup_s = 0.2 * kSlowdown;
+  o.sizes = SizeDistribution::parse("lognormal:3,0.3,64");
+  o.max_connections = 8;  // few connections: each slot carries many queries in turn
+  o.shared_memory = true;
+  PoolOptions po;
+  po.max_items = 64;
+  const PayloadPool pool(models, o.sizes, po);
+  const RunResult r = run_load(d.unix_ep, pool, o);
+  INFO(r.summary());
+  CHECK(r.scheduled > 50);
+  CHECK(r.all.ok == r.scheduled);
+  CHECK(r.errors.empty());
+  CHECK(r.to_json()["shared_memory"] == true);
+  // Unregistered when the run ended.
+  const HttpReply st = http_call(d.unix_ep, "GET", "/v2/systemsharedmemory/status");
+  CHECK(st.status == 200);
+  CHECK(json::parse(st.body).empty());
+  // Not over TCP, and not with JSON payloads: refused before any load.
+  CHECK_THROWS_AS(run_load(d.tcp_ep, pool, o), std::invalid_argument);
+  PoolOptions jo = po;
+  jo.format = PayloadFormat::kJson;
+  CHECK_THROWS_AS(run_load(d.unix_ep, PayloadPool(models, o.sizes, jo), o), std::invalid_argument);
+}
+
 TEST_CASE("recsched-load counts admission rejections and JSON payloads work") {
   Daemon d;
   const std::vector<ModelInfo> models = fetch_models(d.unix_ep);
