@@ -14,6 +14,8 @@ host's wake-ups, shared with the generator on the same cores.
   python3 bench/colocation_ab.py --qps 58 --seconds 40 --rounds 2 \\
       --config before='{"limits": {"preemption": false, "wait_bound_fraction": 0.5}}' \\
       --config now='{}' --out docs/bench-.../ab.json
+  python3 bench/colocation_ab.py --qps 93 --config socket='{}' --config shm='{}' \
+      --load-args shm='--shm' --out ...   (a client-side A/B: the same daemon)
 
 Targets: the medium targets of a run-suite JSON (--targets-from), else the daemon's.
 Profiles: the main job's cache (build/main-job/state), so no configuration re-profiles.
@@ -21,6 +23,7 @@ Profiles: the main job's cache (build/main-job/state), so no configuration re-pr
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -69,6 +72,9 @@ def main():
     ap.add_argument("--state-dir", default=None, help="profile cache (default BUILD/main-job/state)")
     ap.add_argument("--config", action="append", required=True, metavar="NAME=JSON",
                     help="a configuration: keys added to recschedd's config (repeat)")
+    ap.add_argument("--load-args", action="append", default=[], metavar="NAME=ARGS",
+                    help="extra recsched-load arguments for configuration NAME, e.g. "
+                         "shm='--shm' (the client side of an A/B)")
     ap.add_argument("--policy", default="earliest-finish")
     ap.add_argument("--qps", type=float, required=True, help="offered load, queries/s")
     ap.add_argument("--seconds", type=float, default=40)
@@ -84,6 +90,12 @@ def main():
             configs.append((name, json.loads(text)))
         except json.JSONDecodeError as e:
             ap.error(f"--config {name}: not JSON ({e})")
+    load_args = {}
+    for c in a.load_args:
+        name, _, text = c.partition("=")
+        if name not in dict(configs):
+            ap.error(f"--load-args {name}: no --config of that name")
+        load_args[name] = shlex.split(text)
     targets = None
     if a.targets_from:
         targets = json.load(open(a.targets_from))["detail"]["targets_ms"]["medium"]
@@ -105,6 +117,7 @@ def main():
                 cmd = [load_bin, "--socket", d.socket, "--quiet", "--out", out, "--policy",
                        a.policy, "--qps", str(a.qps), "--duration", str(a.seconds),
                        "--warmup", str(min(2.0, a.seconds / 10)), "--seed", str(r + 1)]
+                cmd += load_args.get(name, [])
                 t0 = time.time()
                 before = last_query(rs, d.socket)
                 subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
@@ -139,7 +152,8 @@ def main():
                        f" | {d95:7.2f}")
         print(f"{m:8} " + " ".join(f"{x:>46}" for x in row))
     json.dump({"policy": a.policy, "qps": a.qps, "seconds": a.seconds, "rounds": a.rounds,
-               "configs": dict(configs), "summary": summary, "runs": results},
+               "configs": dict(configs), "load_args": load_args, "summary": summary,
+               "runs": results},
               open(a.out, "w"), indent=1)
 
 

@@ -1,5 +1,6 @@
 #include "daemon/http_server.h"
 
+#include <pthread.h>
 #include <sched.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -624,7 +625,11 @@ void HttpServer::start() {
   if (impl_->tcp_acceptor) impl_->accept(*impl_->tcp_acceptor, false);
   if (impl_->unix_acceptor) impl_->accept(*impl_->unix_acceptor, true);
   for (const auto& io : impl_->ios) {
-    impl_->threads.emplace_back([impl = impl_.get(), &ctx = *io] { impl->run_io(ctx); });
+    const std::string name = "http-io" + std::to_string(impl_->threads.size());
+    impl_->threads.emplace_back([impl = impl_.get(), &ctx = *io, name] {
+      pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());  // top -H, perf, /proc
+      impl->run_io(ctx);
+    });
   }
 }
 

@@ -1,5 +1,7 @@
 #include "exec/cpu_runner.h"
 
+#include <pthread.h>
+
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -168,6 +170,8 @@ void CpuRunner::wake_for_work(int self) {
 }
 
 void CpuRunner::worker_main(int index, const std::string& cpuset, int nice) {
+  // "cpu0-w1" in top -H, perf and /proc/<pid>/task/*/comm (at most 15 characters).
+  pthread_setname_np(pthread_self(), (device_.id + "-w" + std::to_string(index)).substr(0, 15).c_str());
   Status bound = topology_.bind_thread(cpuset);
   if (bound.is_ok() && device_.numa_node >= 0) {
     // Scratch memory (workspaces) comes from the device's own node too.

@@ -1,5 +1,7 @@
 #include "exec/whole_query_runner.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -12,7 +14,8 @@ namespace recsched::exec {
 WholeQueryRunner::WholeQueryRunner(int threads, std::function<void()> bind, std::string name)
     : name_(std::move(name)), thread_count_(std::max(1, threads)), streams_(thread_count_) {
   for (int i = 0; i < thread_count_; ++i) {
-    threads_.emplace_back([this, bind] {
+    threads_.emplace_back([this, bind, i] {
+      pthread_setname_np(pthread_self(), (name_ + "-s" + std::to_string(i)).substr(0, 15).c_str());
       if (bind) bind();
       main();
     });

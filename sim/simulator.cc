@@ -127,6 +127,7 @@ struct Worker {
   uint64_t gen = 0;  // the running piece's end event carries it: older ones are stale
   bool preempt_pending = false;  // a preemption event is queued for this worker
   std::vector<Suspended> suspended;  // innermost last
+  double host_until_ms = 0;  // an idle worker's core runs host work until then
 };
 
 struct SimDevice {
@@ -161,6 +162,9 @@ class Simulation {
       : trace_(trace), profiles_(profiles), options_(options), rng_(options.seed) {
     std::vector<policies::DeviceInfo> infos;
     for (const Device& d : devices) {
+      if (host_device_ == kNoDevice && d.info.kind == policies::DeviceKind::kCpu) {
+        host_device_ = devices_.size();
+      }
       SimDevice s;
       s.d = d;
       s.workers.resize(std::max(1, d.info.workers));
@@ -240,8 +244,50 @@ class Simulation {
     }
   }
 
+  // Options::host_cpu_ms: `ms` of host work on the first CPU device's cores at `now`.
+  void host_work(double ms, double now) {
+    if (!(ms > 0) || host_device_ >= devices_.size()) return;
+    SimDevice& s = devices_[host_device_];
+    // A parked core runs it for free; an idle one is taken for that long.
+    size_t idle = s.workers.size();
+    for (size_t i = 0; i < s.workers.size(); ++i) {
+      const Worker& w = s.workers[i];
+      if (w.state == WorkerState::kParked) return;
+      if (w.state == WorkerState::kIdle && w.host_until_ms <= now && idle == s.workers.size()) {
+        idle = i;
+      }
+    }
+    if (idle < s.workers.size()) {
+      s.workers[idle].host_until_ms = now + ms;
+      events_.push({now + ms, seq_++, host_device_, 0, true});  // then start_work again
+      return;
+    }
+    // Every core busy: the kernel runs it in one worker's place, whose piece ends later.
+    std::vector<size_t> busy;
+    for (size_t i = 0; i < s.workers.size(); ++i) {
+      if (s.workers[i].state == WorkerState::kBusy) busy.push_back(i);
+    }
+    if (busy.empty()) {
+      // Every core already runs host work: this waits for the first to be done.
+      Worker* first = &s.workers[0];
+      for (Worker& w : s.workers) {
+        if (w.host_until_ms < first->host_until_ms) first = &w;
+      }
+      first->host_until_ms += ms;
+      events_.push({first->host_until_ms, seq_++, host_device_, 0, true});
+      return;
+    }
+    const size_t i = busy[rng_() % busy.size()];
+    Worker& w = s.workers[i];
+    w.end_ms += ms;
+    events_.push({w.end_ms, seq_++, host_device_, i, false, false, ++w.gen});
+  }
+
   void arrive(size_t index) {
     const Query& q = trace_[index];
+    if (auto h = options_.host_cpu_ms.find(q.model); h != options_.host_cpu_ms.end()) {
+      host_work(h->second, q.arrival_ms);
+    }
     ModelState& m = models_.at(q.model);
     const bool counted = q.arrival_ms >= warmup_ms_;
     if (counted) ++m.offered;
@@ -382,7 +428,7 @@ class Simulation {
     SimDevice& s = devices_[device];
     for (size_t i = 0; i < s.workers.size() && static_cast<int>(i) < s.active; ++i) {
       Worker& w = s.workers[i];
-      if (w.state != WorkerState::kIdle) continue;
+      if (w.state != WorkerState::kIdle || w.host_until_ms > now) continue;
       Taken p;
       double wake = std::numeric_limits<double>::infinity();
       if (!take(s, now, nullptr, false, &p, &wake)) {
@@ -621,6 +667,8 @@ class Simulation {
   const ProfileTable& profiles_;
   Options options_;
   std::mt19937_64 rng_;
+  static constexpr size_t kNoDevice = std::numeric_limits<size_t>::max();
+  size_t host_device_ = kNoDevice;  // the first CPU device: where Options::host_cpu_ms lands
   std::vector<SimDevice> devices_;
   std::unique_ptr<policies::Dispatcher> dispatcher_;
   std::map<std::string, ModelState> models_;

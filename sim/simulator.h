@@ -120,6 +120,14 @@ struct Options {
   /// Queries admitted and not finished per device beyond which one is turned away, as
   /// recschedd's limits.max_queue does (its runner refuses it); 0 = no limit.
   size_t max_queue = 0;
+  /// CPU time each query of a model costs on the first CPU device's cores outside its
+  /// workers (ms): the daemon's I/O threads reading and decoding it, and a load generator
+  /// sharing the host (bench/host_cost.py measures both). It lands on a core as the query
+  /// arrives, ahead of the workers (they run at nice 10): on a parked or idle core if
+  /// there is one (an idle worker then starts nothing until it is done), else it
+  /// stretches a running piece, chosen at random, by as much. Empty: the cores are the
+  /// workers' alone, as before 2026-12-07. Its power is not modelled.
+  std::map<std::string, double> host_cpu_ms;
 };
 
 struct ModelReport {

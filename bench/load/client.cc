@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <unistd.h>
 #include <netinet/tcp.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <boost/asio.hpp>
@@ -555,6 +556,18 @@ class Runner {
 
 }  // namespace
 
+namespace {
+
+// This process's CPU time so far, user and system, every thread (seconds).
+double process_cpu_s() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
+}  // namespace
+
 RunResult run_load(const Endpoint& ep, const PayloadPool& pool, const RunOptions& options) {
   RunResult result;
   result.options = options;
@@ -583,7 +596,9 @@ RunResult run_load(const Endpoint& ep, const PayloadPool& pool, const RunOptions
     shm = std::make_unique<SharedRegion>(ep, "load-" + std::to_string(::getpid()),
                                          slot_bytes * options.max_connections);
   }
+  result.scheduled_total = schedule.size();
   Runner runner(ep, pool, result.options, std::move(schedule), result, shm.get(), slot_bytes);
+  const double cpu0 = process_cpu_s();
 
   // Start a little ahead so the first sends are not late; energy is read at the measured
   // window's start from this thread, so the I/O thread never blocks on it.
@@ -599,6 +614,7 @@ RunResult run_load(const Endpoint& ep, const PayloadPool& pool, const RunOptions
     e0_at = Clock::now();
   }
   io.join();
+  result.cpu_s = process_cpu_s() - cpu0;
   if (energy) {
     const EnergyReading e1 = read_energy(ep);
     if (e0.ok && e1.ok) {
@@ -685,6 +701,8 @@ json RunResult::to_json() const {
                 {"max_waiting_for_connection", max_waiting},
                 {"wall_s", wall_s},
                 {"answered", completed_total},
+                {"cpu_s", cpu_s},
+                {"cpu_ms_per_query", scheduled_total > 0 ? 1e3 * cpu_s / double(scheduled_total) : 0.0},
                 {"histogram_relative_error", all.latency_ns.relative_error()}}}};
   if (energy_joules) {
     const double answered = double(all.ok);

@@ -118,6 +118,10 @@ struct RunResult {
   uint32_t max_waiting = 0;  ///< most queries waiting for a free connection at once
   double wall_s = 0;         ///< first send to last answer
   uint64_t completed_total = 0;
+  uint64_t scheduled_total = 0;  ///< every query of the schedule, warm-up included
+  /// This process's CPU time over the run (every thread; the payload pool is built
+  /// before): what the generator takes from a host it shares with the daemon.
+  double cpu_s = 0;
 
   /// Answered over the ones sent, and the SLA criterion find-max-qps uses.
   double reject_rate() const;

@@ -74,6 +74,13 @@ workload:
                        running piece at its next yield point
   --yield-stretch MS   with --preemption on, a running piece reaches a yield point every
                        MS of its run (default 0.5)
+  --host-cpu-ms m=ms,...
+                       CPU time each query of model m costs on the first CPU device's
+                       cores outside its workers (the daemon's I/O threads, a load
+                       generator on the same host; bench/host_cost.py measures it live):
+                       it lands on an idle or parked core as the query arrives, else
+                       stretches a running piece (default: none, the cores are the
+                       workers' alone)
   --gpu-batching on|off
                        deadline-aware merging on GPUs, as recschedd's
                        limits.gpu_merging (default on): a stream that frees runs the
@@ -262,6 +269,13 @@ int run(const std::map<std::string, std::string>& o, std::ostream& out, std::ost
       throw UsageError{"--gpu-batching takes on or off, not '" + o.at("gpu-batching") + "'"};
     options.gpu_batching = o.at("gpu-batching") == "on";
   }
+  if (o.count("host-cpu-ms")) {
+    for (const std::string& kv : split(o.at("host-cpu-ms"), ',')) {
+      const size_t eq = kv.find('=');
+      if (eq == std::string::npos) throw UsageError{"--host-cpu-ms: '" + kv + "' is not m=ms"};
+      options.host_cpu_ms[kv.substr(0, eq)] = number("--host-cpu-ms", kv.substr(eq + 1), 0, 1e6);
+    }
+  }
   if (o.count("yield-stretch")) {
     options.yield_stretch_ms = number("--yield-stretch", o.at("yield-stretch"), 0.001, 1000);
   }
@@ -366,6 +380,7 @@ int run(const std::map<std::string, std::string>& o, std::ostream& out, std::ost
   doc["noise"] = options.noise;
   doc["queue"] = o.count("queue") ? o.at("queue") : "policy";
   doc["gpu_batching"] = options.gpu_batching;
+  doc["host_cpu_ms"] = options.host_cpu_ms;  // {} when the cores are the workers' alone
   doc["admission"] = options.admission.admit_idle ? "daemon" : "prediction";
   doc["admission_limits"] = {{"reject_factor", options.admission.reject_factor},
                              {"share", options.admission.normal_share},
@@ -375,7 +390,12 @@ int run(const std::map<std::string, std::string>& o, std::ostream& out, std::ost
     for (const Device& d : s.devices) out << " " << d.info.id << " (" << d.info.workers << ")";
     out << "; " << trace.seconds << " s per run, noise " << options.noise << ", queue "
         << doc["queue"].get<std::string>() << ", gpu batching "
-        << (options.gpu_batching ? "on" : "off") << "\n";
+        << (options.gpu_batching ? "on" : "off");
+    if (!options.host_cpu_ms.empty()) {
+      out << ", host CPU per query (ms)";
+      for (const auto& [m, ms] : options.host_cpu_ms) out << " " << m << "=" << ms;
+    }
+    out << "\n";
   }
   try {
     if (o.count("suite")) {
@@ -482,7 +502,7 @@ int run_sim_cli(const std::vector<std::string>& args, std::ostream& out, std::os
       "cpu-parked-w", "gpu-idle-w",   "models",      "targets",     "seconds",
       "seed",         "noise",        "qps",         "policies",   "queue",
       "reject-factor", "wait-bound",   "drs-tuning",  "admission",  "preemption",
-      "yield-stretch", "late-budget", "gpu-batching", "lane-workers"};
+      "yield-stretch", "late-budget", "gpu-batching", "lane-workers", "host-cpu-ms"};
   static const std::vector<std::string> kFlags = {"no-gpu", "find-max", "suite", "per-model",
                                                   "json"};
   try {

@@ -3,6 +3,7 @@
 // recschedd binary killed with SIGKILL, started on a corrupt cache and on a state
 // directory it cannot write.
 #include <doctest/doctest.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -258,12 +259,16 @@ TEST_CASE("each connection stays on one I/O thread, and connections are spread o
   // (round-robin) when accepted: no lock handed between threads per event.
   std::mutex mu;
   std::map<std::string, std::set<std::thread::id>> seen;  // connection -> handling threads
+  std::set<std::string> names;                             // the handling threads' names
   ServerOptions so;
   so.io_threads = 3;
   auto server = HttpServer::create(so, [&](HttpRequest r, Responder done) {
     {
       std::lock_guard<std::mutex> lock(mu);
       seen[r.headers["x-connection"]].insert(std::this_thread::get_id());
+      char name[16] = {};
+      pthread_getname_np(pthread_self(), name, sizeof name);
+      names.insert(name);
     }
     done({});
   });
@@ -302,6 +307,7 @@ TEST_CASE("each connection stays on one I/O thread, and connections are spread o
     threads.insert(ids.begin(), ids.end());
   }
   CHECK(threads.size() == 3);  // three connections on the three threads
+  CHECK(names == std::set<std::string>{"http-io0", "http-io1", "http-io2"});  // top -H, perf
 }
 
 TEST_CASE("the poll window grows after short sleeps, up to its most, and shrinks to 0 after long ones") {

@@ -6,6 +6,8 @@
 
 #include <atomic>
 #include <cerrno>
+#include <filesystem>
+#include <fstream>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -56,6 +58,18 @@ TEST_CASE("workers bind themselves to the device's cores") {
     CAPTURE(w);
     // Each worker sits on exactly one core of the device, worker w on the w-th core.
     CHECK((*runner)->bindings()[w] == cores.cpus[w % cores.cpus.size()].cpuset);
+  }
+  // Each worker is named for its device and index ("cpu0-w1": top -H, perf, and
+  // bench/host_cost.py, which tells the workers' CPU time from the rest by it).
+  std::set<std::string> names;
+  for (const auto& t : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(t.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    names.insert(name);
+  }
+  for (int w = 0; w < (*runner)->workers(); ++w) {
+    CHECK(names.count(host.device.id + "-w" + std::to_string(w)) == 1);
   }
 }
 

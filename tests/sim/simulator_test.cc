@@ -102,6 +102,34 @@ TEST_CASE("a single worker serves queries first come, first served, at the profi
   CHECK(r->meets_sla);
 }
 
+TEST_CASE("host CPU per query takes an idle core as it arrives, else stretches a running piece") {
+  // cpu_gpu_table's CPU: 0.05 + 0.1 n ms for n items on one worker; each query of m costs
+  // 0.5 ms of host CPU (the I/O threads, a generator) on the same core.
+  const ProfileTable table = cpu_gpu_table();
+  Options o = exact();
+  o.host_cpu_ms = {{"m", 0.5}};
+  auto latencies = [&](const std::vector<Query>& trace) {
+    auto r = simulate(trace, {cpu(1)}, table, {{"m", 100}}, make("static"), o);
+    REQUIRE_MESSAGE(r.has_value(), r.status().to_string());
+    REQUIRE(r->models[0].completed == trace.size());
+    return std::make_pair(r->models[0].p50_ms, r->models[0].max_ms);
+  };
+  // The core idle: the host work first (to 0.5), then the query (1.05): 1.55. A second
+  // query at 0.1 finds the core still in host work: its own 0.5 queues behind (to 1.0),
+  // so the first starts at 1.0 (2.05) and the second after it (3.1, from 0.1: 3.0).
+  auto [p50, worst] = latencies({{0.0, "m", 10}, {0.1, "m", 10}});
+  CHECK(worst == doctest::Approx(3.0));
+  CHECK(p50 == doctest::Approx(2.05));
+  // Busy: a query at 0.7 stretches the running piece (0.5 -> 1.55) to 2.05, then runs to 3.1.
+  std::tie(p50, worst) = latencies({{0.0, "m", 10}, {0.7, "m", 10}});
+  CHECK(p50 == doctest::Approx(2.05));
+  CHECK(worst == doctest::Approx(3.1 - 0.7));
+  // Without it, the cores are the workers' alone: 1.05 each.
+  o.host_cpu_ms.clear();
+  std::tie(p50, worst) = latencies({{0.0, "m", 10}, {5.0, "m", 10}});
+  CHECK(worst == doctest::Approx(1.05));
+}
+
 TEST_CASE("workers take the earliest deadline first, static is FIFO unless asked") {
   // m (target 100 ms) and t (target 5 ms) with cpu_gpu_table's CPU profile on one worker:
   // 100 items take 10.05 ms, 1 item 0.15 ms.
@@ -624,6 +652,15 @@ TEST_CASE("recsched-sim: help, usage errors and a run from a profile file") {
                             "m=20", "--gpu-batching", "off", "--json"},
                            og, eg) == 0);
   CHECK(nlohmann::json::parse(og.str())["gpu_batching"] == false);
+  // Host CPU per query: said in the output, and only m=ms pairs are taken.
+  std::ostringstream oh, eh;
+  CHECK(tools::run_sim_cli({"--profiles", path, "--qps", "50", "--seconds", "1", "--targets",
+                            "m=20", "--host-cpu-ms", "m=0.25", "--json"},
+                           oh, eh) == 0);
+  CHECK(nlohmann::json::parse(oh.str())["host_cpu_ms"]["m"] == 0.25);
+  CHECK(nlohmann::json::parse(og.str())["host_cpu_ms"].empty());
+  CHECK(tools::run_sim_cli({"--profiles", path, "--qps", "5", "--host-cpu-ms", "m"}, oh, eh) == 2);
+  CHECK(eh.str().find("--host-cpu-ms: 'm' is not m=ms") != std::string::npos);
   CHECK(tools::run_sim_cli({"--profiles", path, "--qps", "5", "--gpu-batching", "yes"}, og, eg) ==
         2);
   CHECK(eg.str().find("--gpu-batching takes on or off") != std::string::npos);
