@@ -58,6 +58,10 @@ try:
         "daemon_predicted_p50_ms": round(statistics.median(p["predicted_ms"] for p in pl), 4),
         "daemon_actual_p50_ms": round(statistics.median(p["actual_ms"] for p in pl), 4),
         "client_p50_ms": res["models"][model]["p50_ms"], "client_p95_ms": res["models"][model]["p95_ms"],
+        # From the request's first byte handed to the socket: without the generator's own
+        # timer wake-up before it sends (open loop: the p50 above counts it).
+        "client_p50_from_send_ms": res["models"][model].get("p50_from_send_ms"),
+        "send_lag_p50_ms": res["generator"]["send_lag_p50_ms"],
         "late_predicted_p50_ms": round(statistics.median(p["predicted_ms"] for p in late), 4),
         "late_actual_p50_ms": round(statistics.median(p["actual_ms"] for p in late), 4),
         "late_client_p50_ms": res["models"][model]["p50_ms"],

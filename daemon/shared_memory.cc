@@ -31,6 +31,17 @@ std::string printable(std::string_view s) {
 
 }  // namespace
 
+Status SystemSharedMemory::room_for(const std::string& name) const {
+  if (regions_.count(name) != 0) {
+    return invalid_argument("shared-memory region '" + printable(name) + "' is already registered");
+  }
+  if (regions_.size() >= max_regions_) {
+    return invalid_argument("too many shared-memory regions (limit " +
+                            std::to_string(max_regions_) + ")");
+  }
+  return Status::ok();
+}
+
 Status SystemSharedMemory::register_region(const std::string& name, const std::string& key,
                                            uint64_t offset, uint64_t byte_size,
                                            uint32_t peer_uid) {
@@ -49,13 +60,7 @@ Status SystemSharedMemory::register_region(const std::string& name, const std::s
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (regions_.count(name) != 0) {
-      return invalid_argument("shared-memory region '" + printable(name) + "' is already registered");
-    }
-    if (regions_.size() >= max_regions_) {
-      return invalid_argument("too many shared-memory regions (limit " +
-                              std::to_string(max_regions_) + ")");
-    }
+    RECSCHED_RETURN_IF_ERROR(room_for(name));
   }
   auto region = std::make_shared<Region>();
   region->key = key;
@@ -84,13 +89,7 @@ Status SystemSharedMemory::register_region(const std::string& name, const std::s
   }
   std::lock_guard<std::mutex> lock(mu_);
   // Checked again: another registration may have come in while the object was opened.
-  if (regions_.count(name) != 0) {
-    return invalid_argument("shared-memory region '" + printable(name) + "' is already registered");
-  }
-  if (regions_.size() >= max_regions_) {
-    return invalid_argument("too many shared-memory regions (limit " +
-                            std::to_string(max_regions_) + ")");
-  }
+  RECSCHED_RETURN_IF_ERROR(room_for(name));
   regions_.emplace(name, std::move(region));
   return Status::ok();
 }

@@ -82,6 +82,9 @@ class SystemSharedMemory {
     ~Region();
   };
 
+  /// OK if `name` is free and another region fits; mu_ held.
+  Status room_for(const std::string& name) const;
+
   const uint32_t max_regions_;
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<const Region>, std::less<>> regions_;

@@ -651,6 +651,7 @@ json model_json(const ModelResult& m, double measured_s) {
             {"p99_ms", ms(h.percentile(99))},
             {"max_ms", ms(double(h.max()))},
             {"mean_ms", ms(h.mean())},
+            {"p50_from_send_ms", ms(m.from_send_ns.percentile(50))},
             {"p95_from_send_ms", ms(m.from_send_ns.percentile(95))},
             {"sla_violations", m.sla_violations},
             {"sla_violation_rate", m.ok ? double(m.sla_violations) / double(m.ok) : 0.0},

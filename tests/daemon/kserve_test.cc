@@ -78,6 +78,16 @@ void append_little_endian(std::string& out, T value) {
   for (size_t b = 0; b < sizeof(T); ++b) out.push_back(static_cast<char>((u >> (8 * b)) & 0xff));
 }
 
+// One input's "data" as its datatype's little-endian bytes, appended to `out`.
+void append_data(std::string& out, const json& in) {
+  const std::string dtype = in["datatype"];
+  for (const json& v : in["data"]) {
+    if (dtype == "FP32") append_little_endian(out, v.get<float>());
+    if (dtype == "INT32") append_little_endian(out, v.get<int32_t>());
+    if (dtype == "INT64") append_little_endian(out, v.get<int64_t>());
+  }
+}
+
 /// A body in the binary extension's form.
 struct Wire {
   std::string body;
@@ -91,13 +101,8 @@ Wire to_binary(json req, const std::set<std::string>& names = {},
   std::string bytes;
   for (json& in : req["inputs"]) {
     if (!names.empty() && !names.count(in["name"].get<std::string>())) continue;
-    const std::string dtype = in["datatype"];
     const size_t start = bytes.size();
-    for (const json& v : in["data"]) {
-      if (dtype == "FP32") append_little_endian(bytes, v.get<float>());
-      if (dtype == "INT32") append_little_endian(bytes, v.get<int32_t>());
-      if (dtype == "INT64") append_little_endian(bytes, v.get<int64_t>());
-    }
+    append_data(bytes, in);
     const size_t size = bytes.size() - start;
     in.erase("data");
     in["parameters"]["binary_data_size"] = size;
@@ -730,13 +735,8 @@ json to_shared(json req, FakeSharedMemory& shm, const std::set<std::string>& nam
   bytes.assign(lead, '\x7f');
   for (json& in : req["inputs"]) {
     if (!names.count(in["name"].get<std::string>())) continue;
-    const std::string dtype = in["datatype"];
     const size_t start = bytes.size();
-    for (const json& v : in["data"]) {
-      if (dtype == "FP32") append_little_endian(bytes, v.get<float>());
-      if (dtype == "INT32") append_little_endian(bytes, v.get<int32_t>());
-      if (dtype == "INT64") append_little_endian(bytes, v.get<int64_t>());
-    }
+    append_data(bytes, in);
     in.erase("data");
     in["parameters"]["shared_memory_region"] = "r";
     in["parameters"]["shared_memory_byte_size"] = bytes.size() - start;
