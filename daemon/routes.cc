@@ -195,16 +195,16 @@ HttpResponse Service::shared_memory_route(const std::vector<std::string>& p,
                                "daemon must know the client's uid to check it owns the object");
   }
   if (action == "status") {
-    Result<json> st = shm_->status(name);
+    Result<json> st = shm_->status(name, *req.peer_uid);
     if (!st) return error_response(400, st.status().message());
     return json_response(200, *st);
   }
   if (action == "unregister") {
     if (name.empty()) {
-      shm_->unregister_all();
+      shm_->unregister_all(*req.peer_uid);
       return json_response(200, json::object());
     }
-    Status st = shm_->unregister(name);
+    Status st = shm_->unregister(name, *req.peer_uid);
     return st.is_ok() ? json_response(200, json::object()) : error_response(400, st.message());
   }
   // register: {"key": "/name", "offset": N (optional, 0), "byte_size": N}

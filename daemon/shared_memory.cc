@@ -94,33 +94,43 @@ Status SystemSharedMemory::register_region(const std::string& name, const std::s
   return Status::ok();
 }
 
-Status SystemSharedMemory::unregister(const std::string& name) {
+namespace {
+
+// A region is another client's unless this uid registered it (root sees every region).
+bool visible_to(uint32_t region_uid, uint32_t uid) { return uid == 0 || region_uid == uid; }
+
+}  // namespace
+
+Status SystemSharedMemory::unregister(const std::string& name, uint32_t uid) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (regions_.erase(name) == 0) {
-    return invalid_argument("no shared-memory region '" + printable(name) + "'");
+  const auto it = regions_.find(name);
+  if (it == regions_.end() || !visible_to(it->second->uid, uid)) {
+    return invalid_argument("no shared-memory region '" + printable(name) +
+                            "' registered by this client");
   }
+  regions_.erase(it);
   return Status::ok();
 }
 
-void SystemSharedMemory::unregister_all() {
+void SystemSharedMemory::unregister_all(uint32_t uid) {
   std::lock_guard<std::mutex> lock(mu_);
-  regions_.clear();
+  std::erase_if(regions_, [&](const auto& r) { return visible_to(r.second->uid, uid); });
 }
 
-Result<nlohmann::json> SystemSharedMemory::status(const std::string& name) const {
+Result<nlohmann::json> SystemSharedMemory::status(const std::string& name, uint32_t uid) const {
   auto entry = [](const std::string& n, const Region& r) {
     return nlohmann::json{{"name", n}, {"key", r.key}, {"offset", r.offset},
                           {"byte_size", r.byte_size}};
   };
   std::lock_guard<std::mutex> lock(mu_);
   nlohmann::json out = nlohmann::json::array();
-  if (!name.empty()) {
-    const auto it = regions_.find(name);
-    if (it == regions_.end()) return invalid_argument("no shared-memory region '" + printable(name) + "'");
-    out.push_back(entry(it->first, *it->second));
-    return out;
+  for (const auto& [n, r] : regions_) {
+    if ((name.empty() || n == name) && visible_to(r->uid, uid)) out.push_back(entry(n, *r));
   }
-  for (const auto& [n, r] : regions_) out.push_back(entry(n, *r));
+  if (!name.empty() && out.empty()) {
+    return invalid_argument("no shared-memory region '" + printable(name) +
+                            "' registered by this client");
+  }
   return out;
 }
 
@@ -130,7 +140,7 @@ Status SystemSharedMemory::read(std::string_view region, uint64_t offset,
   {
     std::lock_guard<std::mutex> lock(mu_);
     const auto it = regions_.find(region);
-    if (it != regions_.end() && (uid == 0 || it->second->uid == uid)) r = it->second;
+    if (it != regions_.end() && visible_to(it->second->uid, uid)) r = it->second;
   }
   if (r == nullptr) {
     return invalid_argument("no shared-memory region '" + printable(region) +

@@ -44,12 +44,15 @@ class SystemSharedMemory {
   /// (unless 0, root), too many regions.
   Status register_region(const std::string& name, const std::string& key, uint64_t offset,
                          uint64_t byte_size, uint32_t peer_uid);
-  /// Unregisters `name`; kInvalidArgument if it is not registered. A read under way finishes.
-  Status unregister(const std::string& name);
-  void unregister_all();
+  /// Unregisters `name` if `uid` registered it (root: any); kInvalidArgument if there is no
+  /// such region of that uid. A read under way finishes.
+  Status unregister(const std::string& name, uint32_t uid);
+  /// Unregisters every region `uid` registered (root: every region).
+  void unregister_all(uint32_t uid);
 
-  /// [{"name", "key", "offset", "byte_size"}] for `name`, or for every region when empty.
-  Result<nlohmann::json> status(const std::string& name) const;
+  /// [{"name", "key", "offset", "byte_size"}] for `name`, or for every region when empty:
+  /// those `uid` registered (root: all); another uid's regions are not there for it.
+  Result<nlohmann::json> status(const std::string& name, uint32_t uid) const;
 
   /// Copies into.size() bytes at `offset` within `region` for a request from `uid`.
   /// kInvalidArgument: no such region (or registered by another uid), the bytes past its

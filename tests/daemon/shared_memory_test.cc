@@ -83,14 +83,25 @@ TEST_CASE("a registered region reads the object's bytes at its offset, and nothi
   read_bytes(shm, "nope", 0, 4, kMe, &st);
   CHECK(st.message() == "no shared-memory region 'nope' registered by this client");
 
-  const auto status = shm.status("");
+  const auto status = shm.status("", kMe);
   REQUIRE(status.has_value());
   CHECK(*status == nlohmann::json::parse(R"([{"name": "r", "key": ")" + obj.key +
                                          R"(", "offset": 100, "byte_size": 200}])"));
-  CHECK(shm.unregister("r").is_ok());
+  CHECK(*shm.status("r", kMe) == *status);
+  // Another uid neither sees nor removes it.
+  const uint32_t other = kMe == 12345 ? 12346 : 12345;
+  CHECK(shm.status("", other)->empty());
+  CHECK(shm.status("r", other).status().message() ==
+        "no shared-memory region 'r' registered by this client");
+  CHECK(shm.unregister("r", other).message() ==
+        "no shared-memory region 'r' registered by this client");
+  shm.unregister_all(other);
+  CHECK(shm.status("", kMe)->size() == 1);
+  CHECK(shm.unregister("r", kMe).is_ok());
   read_bytes(shm, "r", 0, 4, kMe, &st);
   CHECK_FALSE(st.is_ok());
-  CHECK(shm.unregister("r").message() == "no shared-memory region 'r'");
+  CHECK(shm.unregister("r", kMe).message() ==
+        "no shared-memory region 'r' registered by this client");
 }
 
 TEST_CASE("an object shrunk after its registration gives an error, not a crash") {
@@ -130,8 +141,8 @@ TEST_CASE("registration refuses what it cannot serve, by name") {
   CHECK(why("r", obj.key, 0, 8) == "shared-memory region 'r' is already registered");
   CHECK(shm.register_region("s", obj.key, 8, 8, kMe).is_ok());
   CHECK(why("t", obj.key, 0, 8) == "too many shared-memory regions (limit 2)");
-  shm.unregister_all();
-  CHECK(shm.status("")->empty());
+  shm.unregister_all(kMe);
+  CHECK(shm.status("", kMe)->empty());
   CHECK(SystemSharedMemory(0).register_region("r", obj.key, 0, 8, kMe).message() ==
         "system shared memory is off (limits.max_shm_regions 0)");
 }
