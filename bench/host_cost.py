@@ -47,33 +47,25 @@ def thread_cpu_s(pid):
     return workers, rest
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
-    ap.add_argument("--state-dir", default=None, help="profile cache (default BUILD/main-job/state)")
-    ap.add_argument("--qps", type=float, default=20)
-    ap.add_argument("--seconds", type=float, default=10)
-    ap.add_argument("--models", default="", help="a,b,... (default: every served model)")
-    ap.add_argument("--load-args", default="", help="extra recsched-load arguments")
-    ap.add_argument("--out")
-    a = ap.parse_args()
+def measure(build_dir, state_dir=None, qps=20, seconds=10, models=None, load_args=""):
+    """{model: {queries, daemon_outside_workers_ms, workers_ms, generator_ms, client_p50_ms,
+    host_cpu_ms}}, each model alone on a fresh recschedd of BUILD_DIR (see the top)."""
     rs = load_run_suite()
-    state = a.state_dir or os.path.join(a.build_dir, "main-job", "state")
-    run_dir = os.path.join(a.build_dir, "host-cost")
+    state = state_dir or os.path.join(build_dir, "main-job", "state")
+    run_dir = os.path.join(build_dir, "host-cost")
     os.makedirs(run_dir, exist_ok=True)
-    load_bin = os.path.join(a.build_dir, "bench", "load", "recsched-load")
-    d = rs.Daemon(os.path.join(a.build_dir, "daemon", "recschedd"), run_dir, state, False,
+    load_bin = os.path.join(build_dir, "bench", "load", "recsched-load")
+    d = rs.Daemon(os.path.join(build_dir, "daemon", "recschedd"), run_dir, state, False,
                   {"limits": {"inline_max_ms": 0}})
     d.start()
     rows = {}
     try:
-        models = a.models.split(",") if a.models else sorted(
-            m["name"] for m in rs.get_json(d.socket, "/v1/models")["models"])
+        models = models or sorted(m["name"] for m in rs.get_json(d.socket, "/v1/models")["models"])
         for m in models:
             out = os.path.join(run_dir, f"{m}.json")
             cmd = [load_bin, "--socket", d.socket, "--quiet", "--policy", "static", "--models", m,
-                   "--qps", str(a.qps), "--duration", str(a.seconds), "--out", out]
-            cmd += shlex.split(a.load_args)
+                   "--qps", str(qps), "--duration", str(seconds), "--out", out]
+            cmd += shlex.split(load_args)
             w0, r0 = thread_cpu_s(d.proc.pid)
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
             w1, r1 = thread_cpu_s(d.proc.pid)
@@ -86,10 +78,30 @@ def main():
                        "generator_ms": round(gen_ms, 4),
                        "client_p50_ms": rep["models"][m]["p50_ms"]}
             rows[m]["host_cpu_ms"] = round(rows[m]["daemon_outside_workers_ms"] + gen_ms, 4)
-            rs.log(f"{m}: {rows[m]}")
+            rs.log(f"host cost of {m}: {rows[m]}")
     finally:
         d.stop()
-    arg = ",".join(f"{m}={r['host_cpu_ms']}" for m, r in rows.items())
+    return rows
+
+
+def sim_arg(rows):
+    """recsched-sim's --host-cpu-ms value for measure()'s rows."""
+    return ",".join(f"{m}={r['host_cpu_ms']}" for m, r in rows.items())
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--state-dir", default=None, help="profile cache (default BUILD/main-job/state)")
+    ap.add_argument("--qps", type=float, default=20)
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--models", default="", help="a,b,... (default: every served model)")
+    ap.add_argument("--load-args", default="", help="extra recsched-load arguments")
+    ap.add_argument("--out")
+    a = ap.parse_args()
+    rows = measure(a.build_dir, a.state_dir, a.qps, a.seconds,
+                   a.models.split(",") if a.models else None, a.load_args)
+    arg = sim_arg(rows)
     print(f"{'model':8} {'queries':>8} {'daemon outside workers':>23} {'generator':>10} "
           f"{'host, per query':>16} {'workers':>8}  (CPU ms per query)")
     for m, r in rows.items():
