@@ -3,6 +3,9 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
+#include <cstring>
+#include <span>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -14,9 +17,38 @@
 
 namespace recsched::fuzz {
 
+// One shared-memory region, "r": 4 KiB of a fixed pattern (zeros, then small integers), as
+// recschedd's registry would serve it; any other name or range is refused.
+class FixedRegion final : public daemon::SharedMemoryReader {
+ public:
+  FixedRegion() {
+    for (size_t i = 0; i < bytes_.size(); ++i) bytes_[i] = i < 1024 ? 0 : char(i % 4 == 0 ? i % 7 : 0);
+  }
+  Status read(std::string_view region, uint64_t offset, std::span<std::byte> into) const override {
+    if (region != "r") return invalid_argument("no shared-memory region");
+    if (offset > bytes_.size() || into.size() > bytes_.size() - offset) {
+      return invalid_argument("past the region's end");
+    }
+    std::memcpy(into.data(), bytes_.data() + offset, into.size());
+    return Status::ok();
+  }
+
+ private:
+  std::array<char, 4096> bytes_{};
+};
+
 inline void parse_and_check(std::string_view body, std::optional<size_t> header_length) {
   const daemon::InferLimits limits;  // the daemon's defaults
+  static const FixedRegion region;
   for (const engine::ModelSpec* spec : {&dlrm_spec(), &ncf_spec()}) {
+    // With a region to read from: refused with a message, or a batch that validates.
+    auto shared = daemon::parse_infer_request(body, header_length, *spec, limits, &region);
+    if (!shared) {
+      FUZZ_CHECK(shared.status().code() == StatusCode::kInvalidArgument);
+      FUZZ_CHECK(!shared.status().message().empty());
+    } else {
+      FUZZ_CHECK(engine::validate_batch(*spec, shared->view()).is_ok());
+    }
     auto req = daemon::parse_infer_request(body, header_length, *spec, limits);
     if (!req) {
       FUZZ_CHECK(req.status().code() == StatusCode::kInvalidArgument);

@@ -72,7 +72,8 @@ def kserve_json():
     write(h, "ncf_nested.json", dumps({"inputs": inputs(NCF, nested=True),
                                        "parameters": {"priority": -3}}))
     # Refused ones, each for one reason: an id out of its table, a negative length, lengths
-    # not adding up, a wrong datatype, shared memory.
+    # not adding up, a wrong datatype; and an input in shared memory (the harness serves a
+    # region "r" of fixed bytes: then read, or refused where the bytes do not fit).
     bad = inputs(DLRM)
     bad[2]["data"] = [10, 0, 1, 19, 0, 5]
     write(h, "bad_id.json", dumps({"inputs": bad}))
@@ -86,6 +87,11 @@ def kserve_json():
     bad[0].pop("data")
     bad[0]["parameters"] = {"shared_memory_region": "r", "shared_memory_byte_size": 24}
     write(h, "bad_shm.json", dumps({"inputs": bad}))
+    shm = inputs(DLRM)
+    shm[2].pop("data")
+    shm[2]["parameters"] = {"shared_memory_region": "r", "shared_memory_byte_size": 48,
+                            "shared_memory_offset": 64}
+    write(h, "shm_ids.json", dumps({"inputs": shm}))
 
 
 def tensor_bytes(datatype, values):
