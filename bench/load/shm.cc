@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -18,6 +19,18 @@ SharedRegion::SharedRegion(const Endpoint& ep, std::string name, size_t bytes)
   key_ = "/recsched-" + name_ + "-" + std::to_string(::getpid());  // unique on this host
   const int fd = ::shm_open(key_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) throw std::runtime_error("shm_open " + key_ + ": " + std::strerror(errno));
+  // The object's pages are taken as they are written; a write past what /dev/shm (tmpfs)
+  // has left would kill this process with SIGBUS. So the whole region must fit now.
+  struct statvfs fs {};
+  if (::fstatvfs(fd, &fs) == 0 && uint64_t(fs.f_bavail) * fs.f_frsize < bytes) {
+    ::close(fd);
+    ::shm_unlink(key_.c_str());
+    throw std::runtime_error("shared memory: the region needs " + std::to_string(bytes >> 20) +
+                             " MiB and /dev/shm has " +
+                             std::to_string((uint64_t(fs.f_bavail) * fs.f_frsize) >> 20) +
+                             " MiB free (a slot of the largest query per connection: lower "
+                             "--max-connections or the sizes' cap)");
+  }
   if (::ftruncate(fd, static_cast<off_t>(bytes)) != 0) {
     const std::string why = std::strerror(errno);
     ::close(fd);

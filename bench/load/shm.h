@@ -14,7 +14,8 @@ namespace recsched::load {
 
 /// Created (shm_open, O_EXCL), sized, mapped and registered with the daemon at `ep` on
 /// construction; unregistered, unmapped and unlinked on destruction. Throws
-/// std::runtime_error with the reason (the OS's, or the daemon's answer) when it cannot.
+/// std::runtime_error with the reason (the OS's, the daemon's answer, or /dev/shm too full
+/// for the whole region) when it cannot.
 class SharedRegion {
  public:
   SharedRegion(const Endpoint& ep, std::string name, size_t bytes);

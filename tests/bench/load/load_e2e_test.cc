@@ -14,6 +14,7 @@
 
 #include "bench/load/cli.h"
 #include "bench/load/client.h"
+#include "bench/load/shm.h"
 #include "daemon/config.h"
 #include "daemon/http_server.h"
 #include "daemon/service.h"
@@ -154,6 +155,15 @@ TEST_CASE("recsched-load --shm: every query's inputs through shared memory, the 
   const HttpReply st = http_call(d.unix_ep, "GET", "/v2/systemsharedmemory/status");
   CHECK(st.status == 200);
   CHECK(json::parse(st.body).empty());
+  // A region /dev/shm cannot hold whole is refused at once (a write past tmpfs's room
+  // would be a SIGBUS in the generator), and nothing is left behind.
+  try {
+    SharedRegion huge(d.unix_ep, "huge", size_t{1} << 50);
+    FAIL("a 1 PiB region was made");
+  } catch (const std::runtime_error& e) {
+    CHECK(std::string(e.what()).find("MiB free") != std::string::npos);
+  }
+  CHECK(json::parse(http_call(d.unix_ep, "GET", "/v2/systemsharedmemory/status").body).empty());
   // Not over TCP, and not with JSON payloads: refused before any load.
   CHECK_THROWS_AS(run_load(d.tcp_ep, pool, o), std::invalid_argument);
   PoolOptions jo = po;
