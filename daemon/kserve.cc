@@ -72,17 +72,9 @@ std::string shape_string(std::span<const uint64_t> shape) {
   return s + "]";
 }
 
-// Caller text quoted in a message: printable ASCII only, so a message stays one line of valid
-// UTF-8 whatever the body held, and short, so a huge token cannot make a huge message.
-std::string echo(std::string_view s, size_t max_chars = 64) {
-  std::string out;
-  for (char c : s.substr(0, max_chars)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
-  if (s.size() > max_chars) out += "...";
-  return out;
-}
 
 std::string echo_value(const json& v) {
-  if (v.is_string()) return "\"" + echo(v.get_ref<const std::string&>()) + "\"";
+  if (v.is_string()) return "\"" + printable_excerpt(v.get_ref<const std::string&>()) + "\"";
   if (v.is_array()) return "an array";
   if (v.is_object()) return "an object";
   return v.dump();  // a number, true, false or null: short and ASCII
@@ -128,7 +120,7 @@ Result<json> parse_header(std::string_view text, int max_depth) {
     if (const size_t cut = what.find("] "); cut != std::string_view::npos) {
       what.remove_prefix(cut + 2);
     }
-    return invalid_argument("request is not valid JSON: " + echo(what, 200));
+    return invalid_argument("request is not valid JSON: " + printable_excerpt(what, 200));
   }
   if (too_deep) {
     return invalid_argument("request JSON nests deeper than " + std::to_string(max_depth) +
@@ -185,7 +177,7 @@ Status read_outputs(const json& req, const engine::ModelSpec& spec, InferRequest
     }
     const std::string& name = o["name"].get_ref<const std::string&>();
     if (name != kScoresOutput) {
-      return invalid_argument("unknown output '" + echo(name) + "' (model '" + spec.name +
+      return invalid_argument("unknown output '" + printable_excerpt(name) + "' (model '" + spec.name +
                               "' has '" + std::string(kScoresOutput) + "')");
     }
     const auto params = o.find("parameters");
@@ -251,7 +243,7 @@ Result<Inputs> read_inputs(const json& req, std::vector<InputSlot>& order) {
     const auto known = std::find_if(kSlots.begin(), kSlots.end(),
                                     [&](const SlotInfo& s) { return s.name == name; });
     if (known == kSlots.end()) {
-      return invalid_argument("unknown input '" + echo(name) + "' (expected " +
+      return invalid_argument("unknown input '" + printable_excerpt(name) + "' (expected " +
                               std::string(kDenseInput) + ", " + std::string(kLengthsInput) +
                               " or " + std::string(kIndicesInput) + ")");
     }
@@ -271,7 +263,7 @@ Result<Inputs> read_inputs(const json& req, std::vector<InputSlot>& order) {
       d.datatype = kIndicesNarrow;
       d.element_size = sizeof(int32_t);
     } else if (datatype != kSlots[slot].datatype) {
-      return input_error(slot, "datatype " + echo(datatype) + ", expected " +
+      return input_error(slot, "datatype " + printable_excerpt(datatype) + ", expected " +
                                    std::string(kSlots[slot].datatype) +
                                    (slot == kIndices ? " or " + std::string(kIndicesNarrow) : ""));
     }
@@ -664,6 +656,13 @@ Result<InferRequest> parse(std::string_view body, std::optional<size_t> header_l
 }
 
 }  // namespace
+
+std::string printable_excerpt(std::string_view s, size_t max_chars) {
+  std::string out;
+  for (char c : s.substr(0, max_chars)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
+  if (s.size() > max_chars) out += "...";
+  return out;
+}
 
 Result<InferRequest> parse_infer_request(std::string_view body, std::optional<size_t> header_length,
                                          const engine::ModelSpec& spec, const InferLimits& limits,

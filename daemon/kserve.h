@@ -45,6 +45,11 @@ class SharedMemoryReader {
                       std::span<std::byte> into) const = 0;
 };
 
+/// Caller text quoted in an error message: printable ASCII only (anything else '?'), so a
+/// message stays one line of valid UTF-8 whatever the request held, and cut to `max_chars`
+/// ("..." after), so a huge token cannot make a huge message.
+std::string printable_excerpt(std::string_view s, size_t max_chars = 64);
+
 /// One parsed, validated infer request.
 struct InferRequest {
   std::string id;                ///< the request's id, "" if none

@@ -21,19 +21,12 @@ namespace {
 
 std::string errno_text() { return std::strerror(errno); }
 
-// Caller text in a message: printable ASCII, cut short (as kserve.cc's echo).
-std::string printable(std::string_view s) {
-  std::string out;
-  for (char c : s.substr(0, 64)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
-  if (s.size() > 64) out += "...";
-  return out;
-}
 
 }  // namespace
 
 Status SystemSharedMemory::room_for(const std::string& name) const {
   if (regions_.count(name) != 0) {
-    return invalid_argument("shared-memory region '" + printable(name) + "' is already registered");
+    return invalid_argument("shared-memory region '" + printable_excerpt(name) + "' is already registered");
   }
   if (regions_.size() >= max_regions_) {
     return invalid_argument("too many shared-memory regions (limit " +
@@ -50,13 +43,13 @@ Status SystemSharedMemory::register_region(const std::string& name, const std::s
   // POSIX names one object "/name": a leading slash and no other.
   if (key.size() < 2 || key.size() > 255 || key[0] != '/' ||
       key.find('/', 1) != std::string::npos || key.find('\0') != std::string::npos) {
-    return invalid_argument("shared-memory key '" + printable(key) +
+    return invalid_argument("shared-memory key '" + printable_excerpt(key) +
                             "' is not a POSIX object name ('/name', no other slash)");
   }
-  if (byte_size == 0) return invalid_argument("region '" + printable(name) + "': byte_size is 0");
+  if (byte_size == 0) return invalid_argument("region '" + printable_excerpt(name) + "': byte_size is 0");
   uint64_t end;
   if (__builtin_add_overflow(offset, byte_size, &end)) {
-    return invalid_argument("region '" + printable(name) + "': offset + byte_size overflows");
+    return invalid_argument("region '" + printable_excerpt(name) + "': offset + byte_size overflows");
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -69,21 +62,21 @@ Status SystemSharedMemory::register_region(const std::string& name, const std::s
   region->uid = peer_uid;
   region->fd = ::shm_open(key.c_str(), O_RDONLY | O_CLOEXEC, 0);
   if (region->fd < 0) {
-    return invalid_argument("cannot open shared-memory object '" + printable(key) +
+    return invalid_argument("cannot open shared-memory object '" + printable_excerpt(key) +
                             "': " + errno_text());
   }
   struct stat st {};
   if (::fstat(region->fd, &st) != 0) {
-    return invalid_argument("cannot stat shared-memory object '" + printable(key) +
+    return invalid_argument("cannot stat shared-memory object '" + printable_excerpt(key) +
                             "': " + errno_text());
   }
   if (peer_uid != 0 && st.st_uid != peer_uid) {
-    return invalid_argument("shared-memory object '" + printable(key) + "' belongs to uid " +
+    return invalid_argument("shared-memory object '" + printable_excerpt(key) + "' belongs to uid " +
                             std::to_string(st.st_uid) + ", not the registering process's " +
                             std::to_string(peer_uid));
   }
   if (static_cast<uint64_t>(st.st_size) < end) {
-    return invalid_argument("shared-memory object '" + printable(key) + "' holds " +
+    return invalid_argument("shared-memory object '" + printable_excerpt(key) + "' holds " +
                             std::to_string(st.st_size) + " bytes; the region needs " +
                             std::to_string(end));
   }
@@ -105,7 +98,7 @@ Status SystemSharedMemory::unregister(const std::string& name, uint32_t uid) {
   std::lock_guard<std::mutex> lock(mu_);
   const auto it = regions_.find(name);
   if (it == regions_.end() || !visible_to(it->second->uid, uid)) {
-    return invalid_argument("no shared-memory region '" + printable(name) +
+    return invalid_argument("no shared-memory region '" + printable_excerpt(name) +
                             "' registered by this client");
   }
   regions_.erase(it);
@@ -128,7 +121,7 @@ Result<nlohmann::json> SystemSharedMemory::status(const std::string& name, uint3
     if ((name.empty() || n == name) && visible_to(r->uid, uid)) out.push_back(entry(n, *r));
   }
   if (!name.empty() && out.empty()) {
-    return invalid_argument("no shared-memory region '" + printable(name) +
+    return invalid_argument("no shared-memory region '" + printable_excerpt(name) +
                             "' registered by this client");
   }
   return out;
@@ -143,11 +136,11 @@ Status SystemSharedMemory::read(std::string_view region, uint64_t offset,
     if (it != regions_.end() && visible_to(it->second->uid, uid)) r = it->second;
   }
   if (r == nullptr) {
-    return invalid_argument("no shared-memory region '" + printable(region) +
+    return invalid_argument("no shared-memory region '" + printable_excerpt(region) +
                             "' registered by this client");
   }
   if (offset > r->byte_size || into.size() > r->byte_size - offset) {
-    return invalid_argument("shared-memory region '" + printable(region) + "' holds " +
+    return invalid_argument("shared-memory region '" + printable_excerpt(region) + "' holds " +
                             std::to_string(r->byte_size) + " bytes; " +
                             std::to_string(into.size()) + " at offset " + std::to_string(offset) +
                             " lie past its end");
@@ -158,7 +151,7 @@ Status SystemSharedMemory::read(std::string_view region, uint64_t offset,
                                 static_cast<off_t>(r->offset + offset + done));
     if (got < 0 && errno == EINTR) continue;
     if (got <= 0) {
-      return invalid_argument("shared-memory region '" + printable(region) + "': " +
+      return invalid_argument("shared-memory region '" + printable_excerpt(region) + "': " +
                               (got == 0 ? std::string("its object shrank since it was registered")
                                         : errno_text()));
     }

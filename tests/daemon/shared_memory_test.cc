@@ -198,6 +198,11 @@ TEST_CASE("over the unix socket a client registers a region and infers from it: 
   CHECK(r.status == 400);  // the name is taken
   r = request(unix_socket, http::verb::post, "/v2/systemsharedmemory/region/x/register", "{\"key\": 3}");
   CHECK(r.status == 400);
+  r = request(unix_socket, http::verb::post, "/v2/systemsharedmemory/region/x/register", "{key");
+  CHECK(r.status == 400);
+  CHECK(r.json_body()["error"] == "register: the body is not valid JSON");
+  r = request(unix_socket, http::verb::post, "/v2/systemsharedmemory/region/x/frobnicate");
+  CHECK(r.status == 405);
   r = request(unix_socket, http::verb::get, "/v2/systemsharedmemory/region/in/status");
   REQUIRE(r.status == 200);
   CHECK(r.json_body()[0]["key"] == obj.key);
