@@ -523,6 +523,50 @@ Status read_shared(const InputDesc& d, const SharedMemoryReader& shm, std::span<
   }
 }
 
+// Reads a sparse_indices input from shared memory (INT64 or INT32; little-endian hosts
+// only) or from a binary INT32 section into `out`, widened to int64_t, table by table in
+// chunks of kIdChunkBytes, and checks each chunk's ids against its table while the chunk is
+// still in the cache: one pass over the ids instead of a copy (or widening) and then
+// engine::validate_batch's own read of 0.4-1 MB. The ids are checked in the daemon's copy,
+// never in the client's pages, so a client that rewrites its region meanwhile changes only
+// what it asked for. `offsets` are the bags' (Batch::offsets_from_lengths), n the items.
+constexpr size_t kIdChunkBytes = 32 << 10;
+
+Status read_ids_checked(const InputDesc& d, const SharedMemoryReader* shm,
+                        const engine::ModelSpec& spec, std::span<const int64_t> offsets,
+                        uint64_t n, std::span<int64_t> out) {
+  int32_t narrow[kIdChunkBytes / sizeof(int32_t)];
+  if (out.empty()) return Status::ok();
+  if (d.shm_region) {
+    // The input's last bytes first: a region too short is refused for that (the reader's
+    // reason), not for whatever ids lie at its start.
+    RECSCHED_RETURN_IF_ERROR(
+        shm->read(*d.shm_region, d.shm_offset + (out.size() - 1) * d.element_size,
+                  std::as_writable_bytes(std::span<int32_t>(narrow, d.element_size / 4))));
+  }
+  const uint64_t step = kIdChunkBytes / d.element_size;
+  for (uint64_t t = 0; t < spec.table_rows.size(); ++t) {
+    const auto end = static_cast<uint64_t>(offsets[(t + 1) * n]);
+    for (auto i = static_cast<uint64_t>(offsets[t * n]); i < end; i += step) {
+      const std::span<int64_t> chunk = out.subspan(i, std::min(step, end - i));
+      if (!d.shm_region) {
+        load_little_endian<int32_t>(d.binary.substr(i * sizeof(int32_t), chunk.size_bytes() / 2),
+                                    chunk);
+      } else if (d.element_size == sizeof(int64_t)) {
+        RECSCHED_RETURN_IF_ERROR(shm->read(*d.shm_region, d.shm_offset + i * sizeof(int64_t),
+                                           std::as_writable_bytes(chunk)));
+      } else {
+        const std::span<int32_t> wire(narrow, chunk.size());
+        RECSCHED_RETURN_IF_ERROR(shm->read(*d.shm_region, d.shm_offset + i * sizeof(int32_t),
+                                           std::as_writable_bytes(wire)));
+        std::copy(wire.begin(), wire.end(), chunk.begin());
+      }
+      RECSCHED_RETURN_IF_ERROR(engine::check_table_ids(spec, t, i, chunk));
+    }
+  }
+  return Status::ok();
+}
+
 // Decodes one input's values (JSON, binary, or shared memory through `shm`) into `out`,
 // sized here to d.elements.
 template <class T>
@@ -606,6 +650,7 @@ Result<InferRequest> parse(std::string_view body, std::optional<size_t> header_l
   if (in[kDense]) RECSCHED_RETURN_IF_ERROR(decode(kDense, *in[kDense], batch.dense, shm));
 
   std::vector<int32_t> lengths;
+  bool ids_checked = false;  // every id checked against its table as it was read
   if (in[kLengths]) {
     RECSCHED_RETURN_IF_ERROR(decode(kLengths, *in[kLengths], lengths, shm));
     uint64_t total = 0;
@@ -624,21 +669,20 @@ Result<InferRequest> parse(std::string_view body, std::optional<size_t> header_l
                                        std::to_string(total));
     }
     const InputDesc& desc = *in[kIndices];
-    if (desc.element_size == sizeof(int32_t) && desc.binary_size) {
-      // Widened straight from the body into the batch: no INT32 copy in between.
-      batch.sparse.indices.resize(desc.elements);
-      load_little_endian<int32_t>(desc.binary, std::span<int64_t>(batch.sparse.indices));
+    batch.sparse.offsets = Batch::offsets_from_lengths(lengths);
+    if ((desc.shm_region && std::endian::native == std::endian::little) ||
+        (desc.binary_size && desc.element_size == sizeof(int32_t))) {
+      // Into memory of their own, not zeroed first (a vector's resize would write the 1 MB
+      // once more before the read does), checked as they are read.
+      out.own_ids = std::make_unique_for_overwrite<int64_t[]>(desc.elements);
+      const std::span<int64_t> ids(out.own_ids.get(), desc.elements);
+      RECSCHED_RETURN_IF_ERROR(read_ids_checked(desc, shm, spec, batch.sparse.offsets, n, ids));
+      out.ids_in_place = ids;
+      ids_checked = true;
     } else if (desc.element_size == sizeof(int32_t)) {
       std::vector<int32_t> narrow;
       RECSCHED_RETURN_IF_ERROR(decode(kIndices, desc, narrow, shm));
       batch.sparse.indices.assign(narrow.begin(), narrow.end());
-    } else if (desc.shm_region && std::endian::native == std::endian::little) {
-      // Straight from the region into memory of their own, not zeroed first (a vector's
-      // resize would write the 1 MB once more before the read does).
-      out.shm_ids = std::make_unique_for_overwrite<int64_t[]>(desc.elements);
-      const std::span<int64_t> ids(out.shm_ids.get(), desc.elements);
-      RECSCHED_RETURN_IF_ERROR(shm->read(*desc.shm_region, desc.shm_offset, std::as_writable_bytes(ids)));
-      out.ids_in_place = ids;
     } else if (in_place != nullptr && desc.binary_size &&
                std::endian::native == std::endian::little &&
                reinterpret_cast<uintptr_t>(desc.binary.data()) % alignof(int64_t) == 0) {
@@ -647,11 +691,12 @@ Result<InferRequest> parse(std::string_view body, std::optional<size_t> header_l
       RECSCHED_RETURN_IF_ERROR(decode(kIndices, desc, batch.sparse.indices, shm));
     }
   }
-  batch.sparse.offsets = Batch::offsets_from_lengths(lengths);
+  if (!in[kLengths]) batch.sparse.offsets = Batch::offsets_from_lengths(lengths);
   BatchView view = view_of(batch);
   if (!out.ids_in_place.empty()) view.indices = out.ids_in_place;
   if (in_place != nullptr && !in_place->empty()) view.indices = *in_place;
-  RECSCHED_RETURN_IF_ERROR(engine::validate_batch(spec, view));
+  RECSCHED_RETURN_IF_ERROR(ids_checked ? engine::validate_layout(spec, view)
+                                       : engine::validate_batch(spec, view));
   return out;
 }
 

@@ -60,9 +60,10 @@ struct InferRequest {
   /// The body, kept when its binary INT64 ids are read where they lie (then
   /// batch.sparse.indices is empty and ids_in_place is set): parse_infer_request_in_place.
   std::unique_ptr<const std::string> wire;
-  /// INT64 ids read from shared memory, into memory not zeroed first (ids_in_place is set).
-  std::unique_ptr<int64_t[]> shm_ids;
-  std::span<const int64_t> ids_in_place;  ///< into *wire or shm_ids; empty if in the batch
+  /// Ids read from shared memory or widened from binary INT32, into memory not zeroed
+  /// first (ids_in_place is set).
+  std::unique_ptr<int64_t[]> own_ids;
+  std::span<const int64_t> ids_in_place;  ///< into *wire or own_ids; empty if in the batch
 
   /// The batch as the engine reads it: batch, with the ids in place when they are.
   BatchView view() const {

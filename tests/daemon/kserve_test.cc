@@ -54,13 +54,16 @@ Batch expected_batch() {
       .value();
 }
 
-void check_same(const Batch& got, const Batch& want) {
-  CHECK(got.batch_size == want.batch_size);
-  CHECK(got.num_dense == want.num_dense);
-  CHECK(got.num_tables == want.num_tables);
-  CHECK(got.dense == want.dense);
-  CHECK(got.sparse.indices == want.sparse.indices);
-  CHECK(got.sparse.offsets == want.sparse.offsets);
+// The batch as the engine reads it (ids where the parser left them: in the batch, in the
+// body, or in memory of the request's own) against `want`.
+void check_same(const InferRequest& got, const Batch& want) {
+  CHECK(got.batch.batch_size == want.batch_size);
+  CHECK(got.batch.num_dense == want.num_dense);
+  CHECK(got.batch.num_tables == want.num_tables);
+  CHECK(got.batch.dense == want.dense);
+  const BatchView v = got.view();
+  CHECK(std::vector<int64_t>(v.indices.begin(), v.indices.end()) == want.sparse.indices);
+  CHECK(got.batch.sparse.offsets == want.sparse.offsets);
 }
 
 json& input(json& req, std::string_view name) {
@@ -127,7 +130,7 @@ Result<InferRequest> parse(const json& req, const engine::ModelSpec& spec) {
 TEST_CASE("a JSON request parses to the Batch engine::batch_from_json gives") {
   Result<InferRequest> r = parse(good_request(), dlrm_spec());
   REQUIRE_MESSAGE(r.has_value(), r.status().to_string());
-  check_same(r->batch, expected_batch());
+  check_same(*r, expected_batch());
   CHECK(r->id == "q7");
   REQUIRE(r->sla_ms.has_value());
   CHECK(*r->sla_ms == 25.0);
@@ -145,7 +148,7 @@ TEST_CASE("id, parameters and outputs are optional") {
   CHECK(r->id.empty());
   CHECK_FALSE(r->sla_ms.has_value());
   CHECK(r->priority == 0);
-  check_same(r->batch, expected_batch());
+  check_same(*r, expected_batch());
 }
 
 TEST_CASE("nested data parses the same as flat data") {
@@ -154,27 +157,27 @@ TEST_CASE("nested data parses the same as flat data") {
   input(req, "sparse_lengths")["data"] = json::parse("[[1, 2], [0, 3]]");
   Result<InferRequest> r = parse(req, dlrm_spec());
   REQUIRE_MESSAGE(r.has_value(), r.status().to_string());
-  check_same(r->batch, expected_batch());
+  check_same(*r, expected_batch());
 }
 
 TEST_CASE("the binary extension gives the same Batch as JSON data") {
   SUBCASE("all three inputs binary") {
     Result<InferRequest> r = parse(to_binary(good_request()), dlrm_spec());
     REQUIRE_MESSAGE(r.has_value(), r.status().to_string());
-    check_same(r->batch, expected_batch());
+    check_same(*r, expected_batch());
   }
   SUBCASE("binary and JSON inputs mixed") {
     Result<InferRequest> r =
         parse(to_binary(good_request(), {"dense", "sparse_indices"}), dlrm_spec());
     REQUIRE_MESSAGE(r.has_value(), r.status().to_string());
-    check_same(r->batch, expected_batch());
+    check_same(*r, expected_batch());
   }
   SUBCASE("sections follow the order the inputs appear in") {
     json req = good_request();
     std::swap(req["inputs"][0], req["inputs"][2]);
     Result<InferRequest> r = parse(to_binary(req), dlrm_spec());
     REQUIRE_MESSAGE(r.has_value(), r.status().to_string());
-    check_same(r->batch, expected_batch());
+    check_same(*r, expected_batch());
   }
   SUBCASE("nothing is read past the body's view") {
     Wire w = to_binary(good_request());
@@ -182,7 +185,7 @@ TEST_CASE("the binary extension gives the same Batch as JSON data") {
     Result<InferRequest> r = parse_infer_request(std::string_view(padded).substr(0, w.body.size()),
                                                  w.header_length, dlrm_spec(), {});
     REQUIRE_MESSAGE(r.has_value(), r.status().to_string());
-    check_same(r->batch, expected_batch());
+    check_same(*r, expected_batch());
   }
 }
 
@@ -192,7 +195,7 @@ TEST_CASE("sparse_indices may be INT32, binary or JSON, and decode to the same B
   SUBCASE("JSON data") {
     Result<InferRequest> r = parse(req, dlrm_spec());
     REQUIRE_MESSAGE(r.has_value(), r.status().to_string());
-    check_same(r->batch, expected_batch());
+    check_same(*r, expected_batch());
   }
   SUBCASE("binary data: half the bytes of INT64") {
     const Wire narrow = to_binary(req);
@@ -201,7 +204,7 @@ TEST_CASE("sparse_indices may be INT32, binary or JSON, and decode to the same B
           4 * input(req, "sparse_indices")["data"].size());
     Result<InferRequest> r = parse(narrow, dlrm_spec());
     REQUIRE_MESSAGE(r.has_value(), r.status().to_string());
-    check_same(r->batch, expected_batch());
+    check_same(*r, expected_batch());
   }
   SUBCASE("a binary size of INT64 elements for INT32 ids is refused, naming the type") {
     const Wire w = to_binary(req, {}, [](json& h) {
@@ -276,7 +279,7 @@ TEST_CASE("a header length equal to a JSON-only body is accepted") {
   const std::string body = good_request().dump();
   Result<InferRequest> r = parse_infer_request(body, body.size(), dlrm_spec(), {});
   REQUIRE_MESSAGE(r.has_value(), r.status().to_string());
-  check_same(r->batch, expected_batch());
+  check_same(*r, expected_batch());
 }
 
 TEST_CASE("a model without dense features takes an empty dense input or none") {
@@ -294,24 +297,24 @@ TEST_CASE("a model without dense features takes an empty dense input or none") {
   SUBCASE("dense [N, 0] with empty data") {
     Result<InferRequest> r = parse(req, spec);
     REQUIRE_MESSAGE(r.has_value(), r.status().to_string());
-    check_same(r->batch, want);
+    check_same(*r, want);
   }
   SUBCASE("dense [N, 0] with nested empty rows") {
     input(req, "dense")["data"] = json::parse("[[], [], []]");
     Result<InferRequest> r = parse(req, spec);
     REQUIRE_MESSAGE(r.has_value(), r.status().to_string());
-    check_same(r->batch, want);
+    check_same(*r, want);
   }
   SUBCASE("dense [N, 0] in binary form (zero bytes)") {
     Result<InferRequest> r = parse(to_binary(req), spec);
     REQUIRE_MESSAGE(r.has_value(), r.status().to_string());
-    check_same(r->batch, want);
+    check_same(*r, want);
   }
   SUBCASE("no dense input: N comes from sparse_lengths") {
     req["inputs"].erase(0);
     Result<InferRequest> r = parse(req, spec);
     REQUIRE_MESSAGE(r.has_value(), r.status().to_string());
-    check_same(r->batch, want);
+    check_same(*r, want);
   }
 }
 
@@ -773,6 +776,62 @@ TEST_CASE("inputs read from shared memory give the same Batch as inline data") {
         CHECK(std::vector<float>(v.dense.begin(), v.dense.end()) == want.dense);
         CHECK(got.batch.batch_size == 2);
       }
+    }
+  }
+}
+
+// Ids from shared memory are read and checked in chunks of 32 KiB, table by table: a batch
+// whose tables hold 12,000 ids each crosses chunk boundaries inside every table, for INT64
+// (4,096 ids a chunk) and INT32 (8,192).
+TEST_CASE("shared-memory ids across many chunks decode exactly, and a bad one is named as inline") {
+  const engine::ModelSpec spec =
+      engine::parse_model_spec(json::parse(R"({"name": "wide", "type": "dlrm",
+          "dense_features": 2, "embedding_dim": 4, "tables": [1000, 50000, 300],
+          "lookups_per_table": 40, "bottom_mlp": [4], "top_mlp": [1]})"))
+          .value();
+  const Batch want = engine::random_batch(spec, 300, 11);
+  REQUIRE(want.sparse.indices.size() == 3 * 12000);
+  auto request = [&](const std::string& ids_type) {
+    json lengths = json::array();
+    for (size_t t = 0; t < 3; ++t) {
+      for (size_t b = 0; b < 300; ++b) {
+        lengths.push_back(want.sparse.offsets[t * 300 + b + 1] - want.sparse.offsets[t * 300 + b]);
+      }
+    }
+    return json{{"inputs",
+                 {{{"name", "dense"}, {"datatype", "FP32"}, {"shape", {300, 2}}, {"data", want.dense}},
+                  {{"name", "sparse_lengths"}, {"datatype", "INT32"}, {"shape", {3, 300}},
+                   {"data", lengths}},
+                  {{"name", "sparse_indices"}, {"datatype", ids_type},
+                   {"shape", {want.sparse.indices.size()}}, {"data", want.sparse.indices}}}}};
+  };
+  for (const std::string ids_type : {"INT64", "INT32"}) {
+    CAPTURE(ids_type);
+    for (size_t lead : {0, 4}) {
+      FakeSharedMemory shm;
+      const json req = to_shared(request(ids_type), shm, {"sparse_indices"}, lead);
+      Result<InferRequest> r = parse_infer_request(req.dump(), std::nullopt, spec, {}, &shm);
+      REQUIRE(r.has_value());
+      const BatchView v = r->view();
+      CHECK(std::equal(v.indices.begin(), v.indices.end(), want.sparse.indices.begin(),
+                       want.sparse.indices.end()));
+      CHECK(r->batch.sparse.offsets == want.sparse.offsets);
+    }
+    // One id out of its table in the middle of table 1's third chunk, and one negative in
+    // table 2: refused with the message the same ids inline get (the first one named).
+    for (const auto& [at, value] : {std::pair<size_t, int64_t>{12000 + 9000, 50000},
+                                    std::pair<size_t, int64_t>{24000 + 4096, -3}}) {
+      CAPTURE(at);
+      json bad = request(ids_type);
+      input(bad, "sparse_indices")["data"][at] = value;
+      FakeSharedMemory shm;
+      const json r = to_shared(bad, shm, {"sparse_indices"}, 0);
+      Result<InferRequest> got = parse_infer_request(r.dump(), std::nullopt, spec, {}, &shm);
+      Result<InferRequest> inline_ = parse_infer_request(bad.dump(), std::nullopt, spec, {});
+      REQUIRE_FALSE(got.has_value());
+      REQUIRE_FALSE(inline_.has_value());
+      CHECK(got.status().message() == inline_.status().message());
+      CHECK(got.status().message().find("sparse_indices[" + std::to_string(at) + "]") == 0);
     }
   }
 }

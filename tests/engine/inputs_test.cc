@@ -93,5 +93,23 @@ TEST_CASE("validate_batch refuses an empty batch and mismatched shapes") {
   CHECK(validate_batch(s, b).code() == StatusCode::kInvalidArgument);
 }
 
+TEST_CASE("validate_layout leaves the ids to check_table_ids, which names the first bad one") {
+  const ModelSpec s = spec();
+  Batch b = batch_from_json(s, good_inputs()).value();
+  b.sparse.indices[3] = 5;   // table 1 has 5 rows
+  b.sparse.indices[5] = -1;  // and a later, negative one
+  CHECK(validate_layout(s, view_of(b)).is_ok());
+  CHECK(validate_batch(s, b).message() == "sparse_indices[3] = 5 is outside table 1 (5 rows)");
+  // Table 1's ids are indices 3..5; checked from index 3, each named by its batch index.
+  const std::span<const int64_t> t1(b.sparse.indices.data() + 3, 3);
+  CHECK(check_table_ids(s, 1, 3, t1).message() == "sparse_indices[3] = 5 is outside table 1 (5 rows)");
+  CHECK(check_table_ids(s, 1, 5, t1.subspan(2)).message() ==
+        "sparse_indices[5] = -1 is outside table 1 (5 rows)");
+  CHECK(check_table_ids(s, 0, 0, std::span<const int64_t>(b.sparse.indices.data(), 3)).is_ok());
+  // The layout's own errors stay validate_layout's.
+  b.sparse.offsets[2] = 0;  // a bag of table 0 ends before it starts
+  CHECK(validate_layout(s, view_of(b)).message().find("negative length") != std::string::npos);
+}
+
 }  // namespace
 }  // namespace recsched::engine
