@@ -524,9 +524,9 @@ Status read_shared(const InputDesc& d, const SharedMemoryReader& shm, std::span<
 }
 
 // Reads a sparse_indices input from shared memory (INT64 or INT32; little-endian hosts
-// only) or from a binary INT32 section into `out`, widened to int64_t, table by table in
-// chunks of kIdChunkBytes, and checks each chunk's ids against its table while the chunk is
-// still in the cache: one pass over the ids instead of a copy (or widening) and then
+// only) or from a binary INT32 section into `out`, widened to int64_t, in chunks of
+// kIdChunkBytes, and checks each chunk's ids against their tables while the chunk is still
+// in the cache: one pass over the ids instead of a copy (or widening) and then
 // engine::validate_batch's own read of 0.4-1 MB. The ids are checked in the daemon's copy,
 // never in the client's pages, so a client that rewrites its region meanwhile changes only
 // what it asked for. `offsets` are the bags' (Batch::offsets_from_lengths), n the items.
@@ -536,32 +536,36 @@ Status read_ids_checked(const InputDesc& d, const SharedMemoryReader* shm,
                         const engine::ModelSpec& spec, std::span<const int64_t> offsets,
                         uint64_t n, std::span<int64_t> out) {
   int32_t narrow[kIdChunkBytes / sizeof(int32_t)];
-  if (out.empty()) return Status::ok();
-  if (d.shm_region) {
+  const uint64_t step = kIdChunkBytes / d.element_size;
+  if (d.shm_region && out.size() > step) {
     // The input's last bytes first: a region too short is refused for that (the reader's
     // reason), not for whatever ids lie at its start.
     RECSCHED_RETURN_IF_ERROR(
         shm->read(*d.shm_region, d.shm_offset + (out.size() - 1) * d.element_size,
                   std::as_writable_bytes(std::span<int32_t>(narrow, d.element_size / 4))));
   }
-  const uint64_t step = kIdChunkBytes / d.element_size;
-  for (uint64_t t = 0; t < spec.table_rows.size(); ++t) {
-    const auto end = static_cast<uint64_t>(offsets[(t + 1) * n]);
-    for (auto i = static_cast<uint64_t>(offsets[t * n]); i < end; i += step) {
-      const std::span<int64_t> chunk = out.subspan(i, std::min(step, end - i));
-      if (!d.shm_region) {
-        load_little_endian<int32_t>(d.binary.substr(i * sizeof(int32_t), chunk.size_bytes() / 2),
-                                    chunk);
-      } else if (d.element_size == sizeof(int64_t)) {
-        RECSCHED_RETURN_IF_ERROR(shm->read(*d.shm_region, d.shm_offset + i * sizeof(int64_t),
-                                           std::as_writable_bytes(chunk)));
-      } else {
-        const std::span<int32_t> wire(narrow, chunk.size());
-        RECSCHED_RETURN_IF_ERROR(shm->read(*d.shm_region, d.shm_offset + i * sizeof(int32_t),
-                                           std::as_writable_bytes(wire)));
-        std::copy(wire.begin(), wire.end(), chunk.begin());
-      }
-      RECSCHED_RETURN_IF_ERROR(engine::check_table_ids(spec, t, i, chunk));
+  auto table_end = [&](uint64_t t) { return static_cast<uint64_t>(offsets[(t + 1) * n]); };
+  uint64_t t = 0;  // the table of the next id to check
+  for (uint64_t i = 0; i < out.size(); i += step) {
+    const std::span<int64_t> chunk = out.subspan(i, std::min<uint64_t>(step, out.size() - i));
+    if (!d.shm_region) {
+      load_little_endian<int32_t>(d.binary.substr(i * sizeof(int32_t), chunk.size_bytes() / 2),
+                                  chunk);
+    } else if (d.element_size == sizeof(int64_t)) {
+      RECSCHED_RETURN_IF_ERROR(shm->read(*d.shm_region, d.shm_offset + i * sizeof(int64_t),
+                                         std::as_writable_bytes(chunk)));
+    } else {
+      const std::span<int32_t> wire(narrow, chunk.size());
+      RECSCHED_RETURN_IF_ERROR(shm->read(*d.shm_region, d.shm_offset + i * sizeof(int32_t),
+                                         std::as_writable_bytes(wire)));
+      std::copy(wire.begin(), wire.end(), chunk.begin());
+    }
+    // The chunk's ids, table by table (table t's are [offsets[t n], offsets[(t + 1) n])).
+    for (uint64_t j = i; j < i + chunk.size();) {
+      while (table_end(t) <= j) ++t;
+      const uint64_t to = std::min<uint64_t>(table_end(t), i + chunk.size());
+      RECSCHED_RETURN_IF_ERROR(engine::check_table_ids(spec, t, j, out.subspan(j, to - j)));
+      j = to;
     }
   }
   return Status::ok();
