@@ -5,7 +5,8 @@ rate from recsched-load; prints the profile's single-worker p50 at SIZE (interpo
 daemon's median predicted and actual ms (placement log: arrival after the body read ->
 answer, parsing included) and the client's p50/p95, with the load average.
 
-  bench/profile_vs_live.py BUILD MODEL SIZE QPS SECONDS   (e.g. build rmc1 164 10 15)
+  bench/profile_vs_live.py BUILD MODEL SIZE QPS SECONDS [LOAD OPTION...]
+  (e.g. build rmc1 164 10 15, or build ncf 164 5 15 --spin-us 300)
 BUILD is a build directory directly inside the checkout (its models/ are served).
 Only the Python standard library."""
 import http.client, json, os, shutil, socket, statistics, subprocess, sys, tempfile, time
@@ -43,7 +44,8 @@ try:
     single_ms = interp("p50_single_us") / 1000
     out = f"{run}/load.json"
     subprocess.run([f"{build}/bench/load/recsched-load", "--socket", sock, "--quiet", "--policy", "static",
-                    "--sizes", f"fixed:{size}", "--qps", str(qps), "--duration", str(secs), "--out", out],
+                    "--sizes", f"fixed:{size}", "--qps", str(qps), "--duration", str(secs), "--out", out]
+                   + sys.argv[6:],
                    check=True, stdout=subprocess.DEVNULL)
     res = json.load(open(out))
     pl = json.loads(get("/v1/placements?limit=100000")[1])["placements"]
@@ -62,6 +64,7 @@ try:
         # timer wake-up before it sends (open loop: the p50 above counts it).
         "client_p50_from_send_ms": res["models"][model].get("p50_from_send_ms"),
         "send_lag_p50_ms": res["generator"]["send_lag_p50_ms"],
+        "load_options": sys.argv[6:],
         "late_predicted_p50_ms": round(statistics.median(p["predicted_ms"] for p in late), 4),
         "late_actual_p50_ms": round(statistics.median(p["actual_ms"] for p in late), 4),
         "late_client_p50_ms": res["models"][model]["p50_ms"],

@@ -48,6 +48,9 @@ Load:
   --shm                  send the inputs through a shared-memory region registered with the
                          daemon (Triton's system shared-memory extension; needs --socket):
                          the request bodies carry only JSON naming where they lie
+  --spin-us N            poll for N us before each scheduled send instead of sleeping
+                         until it (default 0): a sleeping generator's timer wakes late on
+                         a VM, and that lateness counts in every latency (from schedule)
   --max-connections N    connections at most (default 128)
   --payload-mb N         memory for pre-generated features (default 512)
   --min-queries N        lengthen each run (or step) so every model of the mix can expect
@@ -198,6 +201,10 @@ Plan parse(const std::vector<std::string>& args) {
     } else if (a == "--min-queries") {
       p.min_queries = number(a, value());
       if (p.min_queries < 0) throw std::invalid_argument("--min-queries must be >= 0");
+    } else if (a == "--spin-us") {
+      const double us = number(a, value());
+      if (!(us >= 0 && us <= 1e6)) throw std::invalid_argument("--spin-us takes 0 to 1000000");
+      p.run.spin_before_send_us = uint32_t(us);
     } else if (a == "--drain") {
       p.run.drain_timeout_s = positive(a, value());
     } else if (a == "--seed") {

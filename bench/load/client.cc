@@ -213,7 +213,23 @@ class Runner {
     arm();
     if (o_.progress) arm_progress();
     if (schedule_.empty()) finish_run();
-    io_.run();
+    if (o_.spin_before_send_us == 0) {
+      io_.run();
+      return;
+    }
+    // Asleep until spin_before_send_us before the next send, then polling (answers are
+    // taken as they come, and the send's timer fires on a thread that is already awake).
+    const auto spin = std::chrono::microseconds(o_.spin_before_send_us);
+    while (!io_.stopped()) {
+      const bool sending = !stopping_ && next_ < schedule_.size();
+      if (sending && Clock::now() >= at(next_) - spin) {
+        io_.poll();
+      } else if (sending) {
+        io_.run_one_until(at(next_) - spin);
+      } else {
+        io_.run_one();
+      }
+    }
   }
 
  private:
@@ -677,6 +693,7 @@ json RunResult::to_json() const {
               {"sizes", options.sizes.describe()},
               {"seed", options.seed},
               {"shared_memory", options.shared_memory},
+              {"spin_before_send_us", options.spin_before_send_us},
               {"offered_qps", offered_qps},
               {"achieved_qps", achieved_qps},
               {"scheduled", scheduled},

@@ -77,6 +77,11 @@ struct RunOptions {
   /// shared-memory extension; the daemon's unix socket, binary payloads): a slot per
   /// connection, each query's inputs written there and the body only JSON naming them.
   bool shared_memory = false;
+  /// Stay awake (polling the sockets) for this long before each scheduled send, rather
+  /// than sleeping until it: a sleeping thread's timer wakes late (0.1-0.4 ms on a VM whose
+  /// idle vCPUs halt), and an open-loop generator charges its own lateness to the server.
+  /// 0 sleeps until each send.
+  uint32_t spin_before_send_us = 0;
 };
 
 /// Counts and latencies of one model (or of all).

@@ -232,6 +232,24 @@ TEST_CASE("a pooled connection the daemon closed while idle: the query goes agai
   }
 }
 
+TEST_CASE("recsched-load --spin-us: polling before each send, every query answered, the run ends") {
+  Daemon d;
+  const fs::path out = d.dir / "spin.json";
+  REQUIRE(load_main({"--socket", d.unix_ep.unix_path, "--qps", scaled(100 / kSlowdown),
+                     "--duration", scaled(1 * kSlowdown), "--warmup", scaled(0.2 * kSlowdown),
+                     "--spin-us", "500", "--quiet", "--out", out.string()}) == 0);
+  const json run = json::parse(std::ifstream(out));
+  INFO(run.dump());
+  CHECK(run["spin_before_send_us"] == 500);
+  CHECK(run["scheduled"].get<uint64_t>() > 40);
+  CHECK(run["all"]["ok"] == run["scheduled"]);
+  CHECK(run["errors"].empty());
+  // The warm-up's queries answered too, before the run returned.
+  CHECK(run["generator"]["answered"].get<uint64_t>() > run["scheduled"].get<uint64_t>());
+  // Out of range: refused as usage, before any load.
+  CHECK(load_main({"--socket", d.unix_ep.unix_path, "--spin-us", "-1"}) == 2);
+}
+
 TEST_CASE("the generator's ceiling mode answers every GET on a trivial route and reports the rate") {
   Daemon d;
   const std::string out = (d.dir / "ceiling.json").string();
