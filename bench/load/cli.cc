@@ -49,8 +49,9 @@ Load:
                          daemon (Triton's system shared-memory extension; needs --socket):
                          the request bodies carry only JSON naming where they lie
   --spin-us N            poll for N us before each scheduled send instead of sleeping
-                         until it (default 0): a sleeping generator's timer wakes late on
-                         a VM, and that lateness counts in every latency (from schedule)
+                         until it (default 0; at most 1/20 of the mean gap between sends):
+                         a sleeping generator's timer wakes late on a VM, and that
+                         lateness counts in every latency (from schedule)
   --max-connections N    connections at most (default 128)
   --payload-mb N         memory for pre-generated features (default 512)
   --min-queries N        lengthen each run (or step) so every model of the mix can expect
