@@ -22,8 +22,8 @@ Status validate_batch(const ModelSpec& spec, const BatchView& batch);
 Status validate_batch(const ModelSpec& spec, const Batch& batch);
 
 /// validate_batch without the ids' ranges: for a reader that checked each id with
-/// check_table_ids as it copied it (daemon/kserve.cc, ids from shared memory), so that the
-/// ids are not read a second time.
+/// check_table_ids as it copied it (daemon/kserve.cc: ids from shared memory, binary INT32
+/// ids as they are widened), so that the ids are not read a second time.
 Status validate_layout(const ModelSpec& spec, const BatchView& batch);
 
 /// Checks ids that belong to table `table`, the first at index `first` of the batch's ids:
