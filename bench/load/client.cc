@@ -222,8 +222,10 @@ class Runner {
     // taken as they come, and the send goes when the clock says, not when the timer's
     // interrupt arrives (on this VM that is late by ~0.2 ms even on an awake vCPU). The
     // timer then fires for a query already sent and only re-arms.
-    // At most a twentieth of the mean gap between sends: the generator shares the host's
-    // cores with what it measures, and polls no more than 5 % of the run's time.
+    //
+    // The window is at most a twentieth of the mean gap between sends: the generator
+    // shares the host's cores with what it measures, and polls no more than 5 % of the
+    // run's time.
     const auto spin = std::min<Clock::duration>(
         std::chrono::microseconds(o_.spin_before_send_us),
         std::chrono::duration_cast<Clock::duration>(
