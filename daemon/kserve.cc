@@ -694,8 +694,9 @@ Result<InferRequest> parse(std::string_view body, std::optional<size_t> header_l
     } else {
       RECSCHED_RETURN_IF_ERROR(decode(kIndices, desc, batch.sparse.indices, shm));
     }
+  } else {
+    batch.sparse.offsets = Batch::offsets_from_lengths(lengths);  // no tables: {0}
   }
-  if (!in[kLengths]) batch.sparse.offsets = Batch::offsets_from_lengths(lengths);
   BatchView view = view_of(batch);
   if (!out.ids_in_place.empty()) view.indices = out.ids_in_place;
   if (in_place != nullptr && !in_place->empty()) view.indices = *in_place;

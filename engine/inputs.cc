@@ -57,12 +57,13 @@ Status validate_layout(const ModelSpec& spec, const BatchView& batch) {
 Status check_table_ids(const ModelSpec& spec, uint64_t table, uint64_t first,
                        std::span<const int64_t> ids) {
   const int64_t rows = spec.table_rows[table];
-  // One branch-free pass (it vectorises): a negative id wraps above any row count.
+  // A negative id wraps above any row count.
+  const auto outside = [rows](int64_t id) { return uint64_t(id) >= uint64_t(rows); };
+  // One branch-free pass (it vectorises); the search for which only when one is.
   bool bad = false;
-  for (const int64_t id : ids) bad |= uint64_t(id) >= uint64_t(rows);
+  for (const int64_t id : ids) bad |= outside(id);
   if (!bad) return Status::ok();
-  const auto it = std::find_if(ids.begin(), ids.end(),
-                               [rows](int64_t id) { return id < 0 || id >= rows; });
+  const auto it = std::find_if(ids.begin(), ids.end(), outside);
   return invalid_argument("sparse_indices[" + std::to_string(first + (it - ids.begin())) +
                           "] = " + std::to_string(*it) + " is outside table " +
                           std::to_string(table) + " (" + std::to_string(rows) + " rows)");
