@@ -67,10 +67,10 @@
 // limits.max_items            items per query; 4096; [1, 1048576]
 // limits.max_elements         tensor elements per request, all inputs; 67108864; [1, 4294967296]
 // limits.max_json_depth       nesting depth of a request's JSON; 32; [2, 1000]
-// limits.max_shm_regions      system shared-memory regions registered at once (Triton's
-//                             extension, daemon/shared_memory.h: clients on the unix socket
-//                             send inputs by region); 16; [0, 4096]; 0 = the extension off;
-//                             needs a restart
+// limits.max_shm_regions      system shared-memory regions registered at once by one
+//                             user (Triton's extension, daemon/shared_memory.h: clients on
+//                             the unix socket send inputs by region; each user's counted
+//                             apart); 16; [0, 4096]; 0 = the extension off; needs a restart
 // limits.reject_factor        admit a query while its predicted completion (on the profiles
 //                             corrected by what serving measured) is at most factor x SLA x
 //                             its priority's share, or its device is idle; 1; [0.1, 1000]

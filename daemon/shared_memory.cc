@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -24,13 +25,17 @@ std::string errno_text() { return std::strerror(errno); }
 
 }  // namespace
 
-Status SystemSharedMemory::room_for(const std::string& name) const {
+Status SystemSharedMemory::room_for(const std::string& name, uint32_t uid) const {
   if (regions_.count(name) != 0) {
     return invalid_argument("shared-memory region '" + printable_excerpt(name) + "' is already registered");
   }
-  if (regions_.size() >= max_regions_) {
-    return invalid_argument("too many shared-memory regions (limit " +
-                            std::to_string(max_regions_) + ")");
+  // Each user's regions are counted apart: one local user filling the table must not
+  // refuse every other user's registrations (each region also holds one of our fds).
+  const auto mine = std::count_if(regions_.begin(), regions_.end(),
+                                  [&](const auto& r) { return r.second->uid == uid; });
+  if (static_cast<uint64_t>(mine) >= max_regions_) {
+    return invalid_argument("too many shared-memory regions for uid " + std::to_string(uid) +
+                            " (limit " + std::to_string(max_regions_) + " per user)");
   }
   return Status::ok();
 }
@@ -53,7 +58,7 @@ Status SystemSharedMemory::register_region(const std::string& name, const std::s
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    RECSCHED_RETURN_IF_ERROR(room_for(name));
+    RECSCHED_RETURN_IF_ERROR(room_for(name, peer_uid));
   }
   auto region = std::make_shared<Region>();
   region->key = key;
@@ -82,7 +87,7 @@ Status SystemSharedMemory::register_region(const std::string& name, const std::s
   }
   std::lock_guard<std::mutex> lock(mu_);
   // Checked again: another registration may have come in while the object was opened.
-  RECSCHED_RETURN_IF_ERROR(room_for(name));
+  RECSCHED_RETURN_IF_ERROR(room_for(name, peer_uid));
   regions_.emplace(name, std::move(region));
   return Status::ok();
 }

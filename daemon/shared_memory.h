@@ -32,7 +32,8 @@ namespace recsched::daemon {
 
 class SystemSharedMemory {
  public:
-  /// At most `max_regions` at once (0: the extension is off, every call says so).
+  /// At most `max_regions` at once per registering uid (0: the extension is off, every
+  /// call says so). Names are one namespace for all users, as in Triton.
   explicit SystemSharedMemory(uint32_t max_regions) : max_regions_(max_regions) {}
   ~SystemSharedMemory();
 
@@ -41,7 +42,7 @@ class SystemSharedMemory {
   /// Registers `name` as bytes [offset, offset + byte_size) of the POSIX shared-memory object
   /// `key` ("/name", as shm_open takes it). kInvalidArgument: the name is empty or taken,
   /// the key malformed or not openable, the object too small or not owned by `peer_uid`
-  /// (unless 0, root), too many regions.
+  /// (unless 0, root), `peer_uid` already holding max_regions regions.
   Status register_region(const std::string& name, const std::string& key, uint64_t offset,
                          uint64_t byte_size, uint32_t peer_uid);
   /// Unregisters `name` if `uid` registered it (root: any); kInvalidArgument if there is no
@@ -85,8 +86,8 @@ class SystemSharedMemory {
     ~Region();
   };
 
-  /// OK if `name` is free and another region fits; mu_ held.
-  Status room_for(const std::string& name) const;
+  /// OK if `name` is free and `uid` may register another region; mu_ held.
+  Status room_for(const std::string& name, uint32_t uid) const;
 
   const uint32_t max_regions_;
   mutable std::mutex mu_;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "tests/daemon/harness.h"
+#include "tests/skip.h"
 
 namespace recsched::daemon {
 namespace {
@@ -140,11 +141,45 @@ TEST_CASE("registration refuses what it cannot serve, by name") {
   CHECK(shm.register_region("r", obj.key, 0, 8, kMe).is_ok());
   CHECK(why("r", obj.key, 0, 8) == "shared-memory region 'r' is already registered");
   CHECK(shm.register_region("s", obj.key, 8, 8, kMe).is_ok());
-  CHECK(why("t", obj.key, 0, 8) == "too many shared-memory regions (limit 2)");
+  CHECK(why("t", obj.key, 0, 8) == "too many shared-memory regions for uid " +
+                                        std::to_string(kMe) + " (limit 2 per user)");
   shm.unregister_all(kMe);
   CHECK(shm.status("", kMe)->empty());
   CHECK(SystemSharedMemory(0).register_region("r", obj.key, 0, 8, kMe).message() ==
         "system shared memory is off (limits.max_shm_regions 0)");
+}
+
+TEST_CASE("each user's regions count against the limit apart: one user's full table refuses "
+          "no other's") {
+  // The two users' objects are this test's, given to their uids with fchown.
+  if (::geteuid() != 0) RECSCHED_SKIP("needs root, to give shared-memory objects to two other uids");
+  const uint32_t alice = 12345, bob = 12346;
+  ShmObject a("alice", 64), b("bob", 64);
+  for (auto [obj, uid] : {std::pair{&a, alice}, std::pair{&b, bob}}) {
+    const int fd = ::shm_open(obj->key.c_str(), O_RDWR, 0);
+    REQUIRE(fd >= 0);
+    REQUIRE(::fchown(fd, uid, uid) == 0);
+    ::close(fd);
+  }
+  SystemSharedMemory shm(2);
+  REQUIRE(shm.register_region("a1", a.key, 0, 8, alice).is_ok());
+  REQUIRE(shm.register_region("a2", a.key, 8, 8, alice).is_ok());
+  CHECK(shm.register_region("a3", a.key, 16, 8, alice).message() ==
+        "too many shared-memory regions for uid 12345 (limit 2 per user)");
+  // Bob still has his two; a name Alice holds is taken for him too (one namespace).
+  CHECK(shm.register_region("a1", b.key, 0, 8, bob).message() ==
+        "shared-memory region 'a1' is already registered");
+  CHECK(shm.register_region("b1", b.key, 0, 8, bob).is_ok());
+  CHECK(shm.register_region("b2", b.key, 8, 8, bob).is_ok());
+  CHECK(shm.register_region("b3", b.key, 16, 8, bob).message() ==
+        "too many shared-memory regions for uid 12346 (limit 2 per user)");
+  // Alice's unregistering frees her room, not Bob's.
+  REQUIRE(shm.unregister("a1", alice).is_ok());
+  CHECK(shm.register_region("a3", a.key, 16, 8, alice).is_ok());
+  CHECK(shm.register_region("b3", b.key, 16, 8, bob).message() ==
+        "too many shared-memory regions for uid 12346 (limit 2 per user)");
+  CHECK(shm.status("", alice)->size() == 2);
+  CHECK(shm.status("", bob)->size() == 2);
 }
 
 // infer_body("dot") with every input's data written into `obj` at 8-byte aligned offsets.
