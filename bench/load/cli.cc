@@ -66,7 +66,10 @@ Modes (default: one run):
                          then bisection to --tolerance (0.05);
                          steps of --step-duration S (5) after --step-warmup S (1);
                          a step fails on rejections+errors above --max-reject (0.01);
-                         --max-qps Q bounds it (default 1e6)
+                         --max-qps Q bounds it (default 1e6);
+                         --passed-qps Q: a load known to pass these targets or tighter
+                         ones (e.g. a tighter level's result): the search climbs from Q
+                         and never answers less
   --sweep Q1,Q2,...      one run per load (and per policy of --policies a,b,c), writing
                          --csv FILE and --png FILE (gnuplot): p95 vs offered load
   --ceiling              the generator's own ceiling: GET --path (/v2/health/live) at --qps
@@ -222,6 +225,8 @@ Plan parse(const std::vector<std::string>& args) {
       p.search.start_qps = positive(a, value());
     } else if (a == "--max-qps") {
       p.search.max_qps = positive(a, value());
+    } else if (a == "--passed-qps") {
+      p.search.known_pass_qps = positive(a, value());
     } else if (a == "--min-qps") {
       p.search.min_qps = positive(a, value());
     } else if (a == "--growth") {
@@ -282,6 +287,10 @@ std::string search_rule(const Plan& p) {
          "rejections + errors <= " +
          num(p.max_reject) + " of those sent; from " + num(p.search.start_qps) + " q/s times " +
          num(p.search.growth) +
+         (p.search.known_pass_qps > 0
+              ? " (climbing from " + num(p.search.known_pass_qps) +
+                    " q/s, known to pass: the answer is never less)"
+              : std::string()) +
          " until a step fails (halving while the first fails), then bisection until "
          "(lowest fail - highest pass) <= " +
          num(p.search.tolerance) + " x highest pass, at most " + num(p.search.max_steps) +
@@ -498,7 +507,9 @@ int load_main_impl(const std::vector<std::string>& args) {
     });
     out = {{"mode", "find-max-qps"}, {"policy", current_policy(p.ep)},
            {"max_qps", s.max_qps},   {"lowest_fail_qps", s.lowest_fail},
-           {"hit_max", s.hit_max},   {"rule", search_rule(p)}};
+           {"hit_max", s.hit_max},   {"rule", search_rule(p)},
+           {"known_pass_qps", p.search.known_pass_qps},
+           {"from_known_pass", s.from_known_pass}};
     json steps = json::array();
     const RunResult* best = nullptr;
     for (size_t i = 0; i < s.steps.size(); ++i) {
@@ -509,8 +520,9 @@ int load_main_impl(const std::vector<std::string>& args) {
       if (s.steps[i].outcome.pass && s.steps[i].qps == s.max_qps) best = &results[i];
     }
     out["steps"] = steps;
-    std::printf("max QPS meeting every target: %.1f (lowest failing load %.1f)%s\n", s.max_qps,
-                s.lowest_fail, s.hit_max ? " [--max-qps reached]" : "");
+    std::printf("max QPS meeting every target: %.1f (lowest failing load %.1f)%s%s\n", s.max_qps,
+                s.lowest_fail, s.hit_max ? " [--max-qps reached]" : "",
+                s.from_known_pass ? " [the --passed-qps load: no step above it passed]" : "");
     if (best) {
       std::cout << best->summary();
       out["best"] = best->to_json();

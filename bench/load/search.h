@@ -10,6 +10,12 @@
 // Then bisect between the highest pass and the lowest fail until (fail - pass) <=
 // tolerance x pass (5 %), or max_steps steps have run. The answer is the highest load that
 // passed.
+//
+// A load already known to pass (known_pass_qps: a step that met targets each no looser,
+// e.g. the same policy's result at a tighter level of the same suite) is the search's
+// lowest pass from the start: it climbs from there, and the answer is never below it. A
+// looser target cannot make a measured step fail, so a later, noisier step at that load
+// is not allowed to push the answer under it.
 #pragma once
 
 #include <functional>
@@ -25,6 +31,7 @@ struct SearchOptions {
   double growth = 2.0;
   double tolerance = 0.05;
   int max_steps = 24;
+  double known_pass_qps = 0;  ///< a load known to pass (0: none); start_qps is then unused
 };
 
 /// One step's verdict.
@@ -42,6 +49,8 @@ struct SearchResult {
   double max_qps = 0;      ///< the highest load that passed; 0 if none did
   double lowest_fail = 0;  ///< the lowest load that failed; 0 if none did
   bool hit_max = false;    ///< max_qps passed: the true limit may be higher
+  /// max_qps is SearchOptions::known_pass_qps, not a step of this search (none above passed)
+  bool from_known_pass = false;
   std::vector<SearchStep> steps;
 };
 

@@ -81,5 +81,40 @@ TEST_CASE("a noisy step is handled by bisection, which keeps the highest pass") 
   CHECK(found >= 1);
 }
 
+TEST_CASE("a load known to pass is the search's floor: it climbs from there and never answers less") {
+  SearchOptions o;
+  o.start_qps = 5;  // unused once a pass is known
+  o.known_pass_qps = 300;
+  // The limit is above the known pass: found as from a pass at 300 (450, 675 fail, bisect).
+  const Curve curve{2, 1000};
+  const double truth = curve.limit(8.0);  // 750
+  const SearchResult up = find_max_qps(o, [&](double q) {
+    return StepOutcome{curve.p95(q) <= 8.0, ""};
+  });
+  CHECK(up.steps.front().qps == doctest::Approx(600));  // 300 x growth 2: nothing at or below 300
+  CHECK(up.max_qps <= truth);
+  CHECK(up.max_qps >= truth / (1 + o.tolerance));
+  CHECK_FALSE(up.from_known_pass);
+  for (const SearchStep& st : up.steps) CHECK(st.qps > 300);
+
+  // Every step above fails (a noisy host, or the known pass is the limit): the answer is the
+  // known pass, and says so; bisection ran between it and the first failure.
+  const SearchResult flat = find_max_qps(o, [](double) { return StepOutcome{false, "slow"}; });
+  CHECK(flat.max_qps == 300);
+  CHECK(flat.from_known_pass);
+  CHECK(flat.lowest_fail > 300);
+  CHECK(flat.lowest_fail - flat.max_qps <= o.tolerance * flat.max_qps);
+
+  // Known to pass at or above max_qps: nothing to search.
+  o.max_qps = 200;
+  const SearchResult capped = find_max_qps(o, [](double) { return StepOutcome{true, ""}; });
+  CHECK(capped.steps.empty());
+  CHECK(capped.max_qps == 200);
+  CHECK(capped.hit_max);
+
+  o.known_pass_qps = -1;
+  CHECK_THROWS(find_max_qps(o, [](double) { return StepOutcome{}; }));
+}
+
 }  // namespace
 }  // namespace recsched::load
