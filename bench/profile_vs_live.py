@@ -5,17 +5,24 @@ rate from recsched-load; prints the profile's single-worker p50 at SIZE (interpo
 daemon's median predicted and actual ms (placement log: arrival after the body read ->
 answer, parsing included) and the client's p50/p95, with the load average.
 
-  bench/profile_vs_live.py BUILD MODEL SIZE QPS SECONDS [LOAD OPTION...]
-  (e.g. build rmc1 164 10 15, or build ncf 164 5 15 --spin-us 300)
+  bench/profile_vs_live.py BUILD MODEL SIZE QPS SECONDS [--daemon-config JSON] [LOAD OPTION...]
+  (e.g. build rmc1 164 10 15, or build ncf 164 5 15 --spin-us 300, or
+  build ncf 164 5 15 --daemon-config '{"limits": {"inline_idle_max_ms": 0}}')
+--daemon-config: keys merged into the daemon's config (one level deep per key).
 BUILD is a build directory directly inside the checkout (its models/ are served).
 Only the Python standard library."""
 import http.client, json, os, shutil, socket, statistics, subprocess, sys, tempfile, time
 build, model, size, qps, secs = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+load_options, extra = sys.argv[6:], {}
+if load_options[:1] == ["--daemon-config"]:
+    extra, load_options = json.loads(load_options[1]), load_options[2:]
 src = os.path.dirname(os.path.abspath(build))
 run = tempfile.mkdtemp(prefix="pvl-")
 sock = f"{run}/d.sock"
 cfg = {"listen": {"socket": sock, "tcp": ""}, "models": [f"{src}/models/{model}.json"],
        "state_dir": f"{run}/state", "gpus": False}
+for k, v in extra.items():
+    cfg[k] = {**cfg[k], **v} if isinstance(v, dict) and isinstance(cfg.get(k), dict) else v
 json.dump(cfg, open(f"{run}/cfg.json", "w"))
 class C(http.client.HTTPConnection):
     def connect(self):
@@ -45,7 +52,7 @@ try:
     out = f"{run}/load.json"
     subprocess.run([f"{build}/bench/load/recsched-load", "--socket", sock, "--quiet", "--policy", "static",
                     "--sizes", f"fixed:{size}", "--qps", str(qps), "--duration", str(secs), "--out", out]
-                   + sys.argv[6:],
+                   + load_options,
                    check=True, stdout=subprocess.DEVNULL)
     res = json.load(open(out))
     pl = json.loads(get("/v1/placements?limit=100000")[1])["placements"]
@@ -64,7 +71,7 @@ try:
         # timer wake-up before it sends (open loop: the p50 above counts it).
         "client_p50_from_send_ms": res["models"][model].get("p50_from_send_ms"),
         "send_lag_p50_ms": res["generator"]["send_lag_p50_ms"],
-        "load_options": sys.argv[6:],
+        "load_options": load_options, "daemon_config": extra,
         "late_predicted_p50_ms": round(statistics.median(p["predicted_ms"] for p in late), 4),
         "late_actual_p50_ms": round(statistics.median(p["actual_ms"] for p in late), 4),
         "late_client_p50_ms": res["models"][model]["p50_ms"],

@@ -386,6 +386,7 @@ Status read_limits(const json& v, const std::string& key, LimitsConfig& out) {
        integer_field("idle_poll_us", out.idle_poll_us, 0, 10000),
        integer_field("max_queue", out.max_queue, 1, kMaxCount),
        number_field("inline_max_ms", out.inline_max_ms, {0, 10}),
+       number_field("inline_idle_max_ms", out.inline_idle_max_ms, {0, 10}),
        integer_field("max_items", out.max_items, 1, kMaxCount),
        integer_field("max_elements", out.max_elements, 1, uint64_t{1} << 32),
        integer_field("max_json_depth", out.max_json_depth, 2, 1000),

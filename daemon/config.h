@@ -64,6 +64,11 @@
 //                             is idle and no query waits (exec::Runner::run_here): no
 //                             worker wake-up; that thread reads nothing else meanwhile;
 //                             0.1; [0, 10]; 0 = never
+// limits.inline_idle_max_ms   the same bound when no other query is in flight in the daemon
+//                             (the larger of the two applies then): at light load a
+//                             worker's wake-up from an idle core is most of what the
+//                             hand-off costs, and no other query is there to be held up;
+//                             1.0; [0, 10]; 0 = only inline_max_ms
 // limits.max_items            items per query; 4096; [1, 1048576]
 // limits.max_elements         tensor elements per request, all inputs; 67108864; [1, 4294967296]
 // limits.max_json_depth       nesting depth of a request's JSON; 32; [2, 1000]
@@ -121,6 +126,7 @@
 //                             robin; false; true or false
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -168,6 +174,7 @@ struct LimitsConfig {
   uint32_t idle_poll_us = 200;        ///< ServerOptions::idle_poll_us
   uint32_t max_queue = 1024;          ///< queries waiting per device
   double inline_max_ms = 0.1;         ///< run on the reading thread up to this (ms); 0 = never
+  double inline_idle_max_ms = 1.0;    ///< ... up to this when nothing else is in flight
   uint32_t max_items = 4096;          ///< items per query
   uint64_t max_elements = uint64_t{64} << 20;  ///< tensor elements per request
   uint32_t max_json_depth = 32;                ///< nesting depth of a request's JSON
@@ -183,6 +190,12 @@ struct LimitsConfig {
   uint32_t degraded_ms = 10000;        ///< how long a device whose query failed is avoided
   uint32_t window = 64;  ///< sliding window of completed queries for tail latency (DeepRecSched)
   uint32_t placement_log = 4096;  ///< placements kept for /v1/placements
+
+  /// The most a query may be predicted to take and still run on the thread that read it:
+  /// inline_max_ms, or the larger inline_idle_max_ms when `others_in_flight` is 0.
+  double inline_bound_ms(uint64_t others_in_flight) const {
+    return others_in_flight == 0 ? std::max(inline_max_ms, inline_idle_max_ms) : inline_max_ms;
+  }
 
   friend bool operator==(const LimitsConfig&, const LimitsConfig&) = default;
 };

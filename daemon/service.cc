@@ -537,6 +537,7 @@ std::string Service::reload(const DaemonConfig& next) {
   if (a.worker_nice != b.worker_nice) ignored.push_back("limits.worker_nice");
   config_.limits.max_queue = b.max_queue;
   config_.limits.inline_max_ms = b.inline_max_ms;
+  config_.limits.inline_idle_max_ms = b.inline_idle_max_ms;
   config_.limits.max_items = b.max_items;
   config_.limits.max_elements = b.max_elements;
   config_.limits.max_json_depth = b.max_json_depth;
@@ -559,7 +560,7 @@ std::string Service::reload(const DaemonConfig& next) {
     dispatcher_->set_gpu_merging(b.gpu_merging, kMaxMergedItems);
   }
   std::string out =
-      "reloaded SLA targets, admission limits (max_queue, inline_max_ms, max_items, max_elements, "
+      "reloaded SLA targets, admission limits (max_queue, inline_max_ms, inline_idle_max_ms, max_items, max_elements, "
       "max_json_depth, reject_factor, priority shares, late_budget, wait_bound_fraction, "
       "preemption, gpu_merging, degraded_ms, "
       "placement_log), token";

@@ -6,7 +6,8 @@
 //      against the SLA (policies/dispatcher.h); a Status says rejected (503) or failed (500);
 //   4. submit(): the device's runner queues it (exec/runner.h), earliest deadline first
 //      on a CPU, in arrival order on a GPU; or a tiny query with a CPU worker idle runs
-//      here, on the I/O thread, in that worker's place (run_here, limits.inline_max_ms);
+//      here, on the I/O thread, in that worker's place (run_here, limits.inline_max_ms, or
+//      inline_idle_max_ms with no other query in flight);
 //   5. finish(): on every path (scores, rejection, failure, shutdown) the one place that
 //      settles the dispatcher's backlog, counts the outcome, logs the placement and answers.
 // routes.cc maps a request to infer(); main.cc owns the HTTP server that calls it.
@@ -61,10 +62,11 @@ void Service::infer(const std::string& name, HttpRequest req, Responder respond)
   InferLimits limits;
   size_t max_queue;
   uint32_t degraded_ms;
-  double inline_max_ms;
+  LimitsConfig inline_limits;  // inline_bound_ms's two fields
   {
     std::lock_guard<std::mutex> lock(mu_);
-    inline_max_ms = config_.limits.inline_max_ms;
+    inline_limits.inline_max_ms = config_.limits.inline_max_ms;
+    inline_limits.inline_idle_max_ms = config_.limits.inline_idle_max_ms;
     limits.max_items = config_.limits.max_items;
     limits.max_elements = config_.limits.max_elements;
     limits.max_json_depth = static_cast<int>(config_.limits.max_json_depth);
@@ -157,7 +159,7 @@ void Service::infer(const std::string& name, HttpRequest req, Responder respond)
                         ? std::chrono::duration_cast<Clock::duration>(
                               std::chrono::duration<double, std::milli>(std::min(q->sla_ms, 1e9)))
                         : Clock::duration::zero());
-  ++in_flight_;
+  const uint64_t others_in_flight = in_flight_++;
   q->counted_in_flight = true;
   exec::Request run{.model = model,
                     .batch = q->request.view(),
@@ -183,9 +185,12 @@ void Service::infer(const std::string& name, HttpRequest req, Responder respond)
                     .suspended_ms = &q->suspended_ms,
                     .pass_items = &q->pass_items};
   // A tiny query with a worker idle and none waiting runs here, on the thread that read
-  // it: the same start, without waking a worker (exec::Runner::run_here).
-  // (0 turns it off, whatever the prediction: a policy may leave it 0.)
-  if (inline_max_ms > 0 && q->decision.service_ms <= inline_max_ms &&
+  // it: the same start, without waking a worker (exec::Runner::run_here). With nothing
+  // else in flight, a larger bound (limits.inline_idle_max_ms): no other query can be
+  // held up yet, and a worker woken from an idle core is then most of the hand-off.
+  // (A bound of 0 turns it off, whatever the prediction: a policy may leave it 0.)
+  const double inline_bound = inline_limits.inline_bound_ms(others_in_flight);
+  if (inline_bound > 0 && q->decision.service_ms <= inline_bound &&
       q->device->runner().run_here(run, max_queue)) {
     return;
   }

@@ -92,6 +92,22 @@ std::string fill(const std::string& text, const std::string& temp) {
   return replace_all(replace_all(text, "$M", source_path("models")), "$T", temp);
 }
 
+TEST_CASE("the inline bound: inline_max_ms under load, the larger of the two with nothing else in flight") {
+  LimitsConfig l;
+  l.inline_max_ms = 0.1;
+  l.inline_idle_max_ms = 1.0;
+  CHECK(l.inline_bound_ms(0) == 1.0);
+  CHECK(l.inline_bound_ms(1) == 0.1);
+  CHECK(l.inline_bound_ms(100) == 0.1);
+  l.inline_idle_max_ms = 0;  // off: inline_max_ms whatever the load
+  CHECK(l.inline_bound_ms(0) == 0.1);
+  l.inline_idle_max_ms = 0.05;  // below inline_max_ms: never tighter when idle
+  CHECK(l.inline_bound_ms(0) == 0.1);
+  l.inline_max_ms = 0;  // only when idle
+  CHECK(l.inline_bound_ms(0) == 0.05);
+  CHECK(l.inline_bound_ms(1) == 0);
+}
+
 TEST_CASE("the example config loads: the eight zoo models with DeepRecSys's SLA targets") {
   Result<DaemonConfig> c = load_example_config();
   REQUIRE_MESSAGE(c.has_value(), c.status().to_string());
@@ -135,7 +151,7 @@ TEST_CASE("the example config writes out every key with its default value") {
                                  "powercap_root"});
   CHECK(keys(j["limits"]) ==
         Keys{"max_body_bytes", "max_header_bytes", "max_headers", "max_connections",
-             "header_timeout_ms", "read_timeout_ms", "idle_timeout_ms", "io_threads", "idle_poll_us", "max_queue", "inline_max_ms", "max_items",
+             "header_timeout_ms", "read_timeout_ms", "idle_timeout_ms", "io_threads", "idle_poll_us", "max_queue", "inline_max_ms", "inline_idle_max_ms", "max_items",
              "max_elements", "max_json_depth", "max_shm_regions", "reject_factor", "normal_priority_share",
              "low_priority_share", "late_budget", "wait_bound_fraction", "preemption", "gpu_merging", "worker_nice", "degraded_ms",
              "window",
@@ -206,6 +222,7 @@ TEST_CASE("omitted keys take their defaults") {
   CHECK(l.late_budget == 0.5);
   CHECK(l.wait_bound_fraction == 0);
   CHECK(l.inline_max_ms == 0.1);
+  CHECK(l.inline_idle_max_ms == 1.0);
   CHECK(l.idle_poll_us == 200);
   // One admission rule: the simulator runs recschedd's defaults (policies::kDaemonAdmission).
   CHECK(l.reject_factor == policies::kDaemonAdmission.reject_factor);
@@ -673,6 +690,9 @@ TEST_CASE("a bad config is refused with one line naming the key path") {
       {"inline_max_ms out of range",
        R"({"models": ["$M/ncf.json"], "limits": {"inline_max_ms": 11}})",
        "key 'limits.inline_max_ms': must be a number in [0, 10]"},
+      {"inline_idle_max_ms out of range",
+       R"({"models": ["$M/ncf.json"], "limits": {"inline_idle_max_ms": -1}})",
+       "key 'limits.inline_idle_max_ms': must be a number in [0, 10]"},
       {"low priority above normal",
        R"({"models": ["$M/ncf.json"], "limits": {"low_priority_share": 0.9}})",
        "key 'limits.low_priority_share': must not exceed normal_priority_share (0.8)"},

@@ -399,11 +399,13 @@ TEST_CASE("GET /v1/policy lists every policy, PUT validates and switches") {
 }
 
 TEST_CASE("a tiny query runs on the I/O thread that read it while a worker is idle, and "
-          "limits.inline_max_ms 0 (reloaded) turns that off") {
+          "limits.inline_max_ms and inline_idle_max_ms 0 (reloaded) turn that off") {
   const std::vector<float> want = expected_scores("dot");
   // static: whole queries (a query the policy splits into sub-batches needs workers).
   const json policy = {{"name", "static"}};
-  Daemon d("secret", 1 << 20, {{"policy", policy}, {"limits", {{"inline_max_ms", 10}}}});
+  // First the bound for a daemon with nothing else in flight alone: queries one at a time.
+  Daemon d("secret", 1 << 20,
+           {{"policy", policy}, {"limits", {{"inline_max_ms", 0}, {"inline_idle_max_ms", 10}}}});
   // 20 queries one at a time (each finds its device's workers idle and nothing queued),
   // then how many ran on an I/O thread since the start.
   auto send_20 = [&] {
@@ -426,7 +428,7 @@ TEST_CASE("a tiny query runs on the I/O thread that read it while a worker is id
   // query comes declines it, so not all are asserted.)
   const uint64_t on = send_20();
   CHECK(on > 0);
-  const json cfg = {
+  json cfg = {
       {"listen", {{"socket", d.socket}, {"tcp", "127.0.0.1:0"}}},
       {"models",
        {{{"spec", golden("dot", ".model.json")}, {"weights", golden("dot", ".safetensors")}},
@@ -436,11 +438,17 @@ TEST_CASE("a tiny query runs on the I/O thread that read it while a worker is id
       {"state_dir", (d.dir / "state").string()},
       {"gpus", false},
       {"policy", policy},
-      {"limits", {{"inline_max_ms", 0}}}};
+      {"limits", {{"inline_max_ms", 10}, {"inline_idle_max_ms", 0}}}};
   auto next = parse_config(cfg.dump(), d.dir.string(), "reload.json");
   REQUIRE_MESSAGE(next.has_value(), next.status().to_string());
+  CHECK(d.service->reload(*next).find("inline_idle_max_ms") != std::string::npos);
+  const uint64_t both = send_20();  // the bound for any load alone
+  CHECK(both > on);
+  cfg["limits"]["inline_max_ms"] = 0;
+  next = parse_config(cfg.dump(), d.dir.string(), "reload.json");
+  REQUIRE_MESSAGE(next.has_value(), next.status().to_string());
   CHECK(d.service->reload(*next).find("inline_max_ms") != std::string::npos);
-  CHECK(send_20() == on);  // none more
+  CHECK(send_20() == both);  // none more
 }
 
 TEST_CASE("a query has left the in-flight count by the time its client has the answer") {
@@ -584,10 +592,10 @@ TEST_CASE("a policy plugin from plugin_dir serves queries, across every device i
 // until the listener is closed, so stop() certainly meets queries in flight.
 TEST_CASE("stopping the server answers every query in flight") {
   FailpointGuard guard;
-  // Queries held by the workers: a tiny one run on an I/O thread (limits.inline_max_ms)
-  // would be held there, and that thread, not a worker, could not close its listener
-  // until released (api.md, "Tiny queries on the reading thread").
-  Daemon d("secret", 1 << 20, {{"limits", {{"inline_max_ms", 0}}}});
+  // Queries held by the workers: a tiny one run on an I/O thread (limits.inline_max_ms,
+  // inline_idle_max_ms) would be held there, and that thread, not a worker, could not
+  // close its listener until released (api.md, "Tiny queries on the reading thread").
+  Daemon d("secret", 1 << 20, {{"limits", {{"inline_max_ms", 0}, {"inline_idle_max_ms", 0}}}});
   const std::vector<std::string> points = pause_every_device(d);
   constexpr int kQueries = 16;
   std::vector<std::future<Reply>> replies;

@@ -525,7 +525,10 @@ json tiled_body(const std::string& c, int k) {
 // once the workers go on, every admitted query is answered with its scores.
 TEST_CASE("overload: every request is answered, and low priority is shed before high") {
   FailpointGuard guard;
-  Daemon d;
+  // Every query on a worker, where the fail point holds it: the first filler, alone in
+  // flight, would otherwise run on the I/O thread that read it if predicted within
+  // limits.inline_idle_max_ms, and hold that thread's other connections.
+  Daemon d("secret", 1 << 20, {{"limits", {{"inline_idle_max_ms", 0}}}});
   const std::string infer = "/v2/models/golden_dien/infer";
   // Queries of about 1000 items, so that queued work, not HTTP, is what a prediction counts.
   const size_t n = infer_body("dien")["inputs"][1]["shape"][1].get<size_t>();
