@@ -201,6 +201,8 @@ class Service {
 
   mutable std::mutex mu_;  // guards stats, the placement log, config_ fields that reload changes
   std::deque<PlacementRecord> placements_;
+  /// Inference requests arriving, all models (mu_): limits.inline_idle_max_ms's rate test.
+  policies::RateMeter arrivals_{1.0};
   std::atomic<uint64_t> next_query_{1};
   std::atomic<uint64_t> in_flight_{0};
   std::atomic<uint64_t> answered_{0};

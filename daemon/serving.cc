@@ -63,8 +63,11 @@ void Service::infer(const std::string& name, HttpRequest req, Responder respond)
   size_t max_queue;
   uint32_t degraded_ms;
   LimitsConfig inline_limits;  // inline_bound_ms's two fields
+  double arrivals_per_s;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    arrivals_.add(seconds(q->arrival));
+    arrivals_per_s = arrivals_.rate(seconds(q->arrival));
     inline_limits.inline_max_ms = config_.limits.inline_max_ms;
     inline_limits.inline_idle_max_ms = config_.limits.inline_idle_max_ms;
     limits.max_items = config_.limits.max_items;
@@ -186,10 +189,11 @@ void Service::infer(const std::string& name, HttpRequest req, Responder respond)
                     .pass_items = &q->pass_items};
   // A tiny query with a worker idle and none waiting runs here, on the thread that read
   // it: the same start, without waking a worker (exec::Runner::run_here). With nothing
-  // else in flight, a larger bound (limits.inline_idle_max_ms): no other query can be
-  // held up yet, and a worker woken from an idle core is then most of the hand-off.
+  // else in flight and few requests arriving, a larger bound (limits.inline_idle_max_ms):
+  // a worker woken from an idle core is then most of the hand-off, and hardly any
+  // request comes while the pass holds this thread (LimitsConfig::inline_bound_ms).
   // (A bound of 0 turns it off, whatever the prediction: a policy may leave it 0.)
-  const double inline_bound = inline_limits.inline_bound_ms(others_in_flight);
+  const double inline_bound = inline_limits.inline_bound_ms(others_in_flight, arrivals_per_s);
   if (inline_bound > 0 && q->decision.service_ms <= inline_bound &&
       q->device->runner().run_here(run, max_queue)) {
     return;

@@ -92,20 +92,24 @@ std::string fill(const std::string& text, const std::string& temp) {
   return replace_all(replace_all(text, "$M", source_path("models")), "$T", temp);
 }
 
-TEST_CASE("the inline bound: inline_max_ms under load, the larger of the two with nothing else in flight") {
+TEST_CASE("the inline bound: inline_max_ms under load, up to inline_idle_max_ms alone at a light rate") {
   LimitsConfig l;
   l.inline_max_ms = 0.1;
   l.inline_idle_max_ms = 1.0;
-  CHECK(l.inline_bound_ms(0) == 1.0);
-  CHECK(l.inline_bound_ms(1) == 0.1);
-  CHECK(l.inline_bound_ms(100) == 0.1);
+  CHECK(l.inline_bound_ms(0, 0) == 1.0);  // no rate yet
+  CHECK(l.inline_bound_ms(0, 5) == 1.0);  // 1 % of 5 q/s: 2 ms, above the bound
+  CHECK(l.inline_bound_ms(0, 20) == doctest::Approx(0.5));  // 1 % of the 50 ms gap
+  CHECK(l.inline_bound_ms(0, 68) == doctest::Approx(10.0 / 68));
+  CHECK(l.inline_bound_ms(0, 1000) == 0.1);  // never below inline_max_ms
+  CHECK(l.inline_bound_ms(1, 5) == 0.1);     // another query in flight
+  CHECK(l.inline_bound_ms(100, 0) == 0.1);
   l.inline_idle_max_ms = 0;  // off: inline_max_ms whatever the load
-  CHECK(l.inline_bound_ms(0) == 0.1);
+  CHECK(l.inline_bound_ms(0, 5) == 0.1);
   l.inline_idle_max_ms = 0.05;  // below inline_max_ms: never tighter when idle
-  CHECK(l.inline_bound_ms(0) == 0.1);
+  CHECK(l.inline_bound_ms(0, 5) == 0.1);
   l.inline_max_ms = 0;  // only when idle
-  CHECK(l.inline_bound_ms(0) == 0.05);
-  CHECK(l.inline_bound_ms(1) == 0);
+  CHECK(l.inline_bound_ms(0, 5) == 0.05);
+  CHECK(l.inline_bound_ms(1, 5) == 0);
 }
 
 TEST_CASE("the example config loads: the eight zoo models with DeepRecSys's SLA targets") {
