@@ -56,7 +56,7 @@ def measure(build_dir, state_dir=None, qps=20, seconds=10, models=None, load_arg
     os.makedirs(run_dir, exist_ok=True)
     load_bin = os.path.join(build_dir, "bench", "load", "recsched-load")
     d = rs.Daemon(os.path.join(build_dir, "daemon", "recschedd"), run_dir, state, False,
-                  {"limits": {"inline_max_ms": 0}})
+                  {"limits": {"inline_max_ms": 0, "inline_idle_max_ms": 0}})
     d.start()
     rows = {}
     try:

@@ -7,7 +7,7 @@
 # Each daemon serves the default zoo (models/, seeded weights) with policy static on a
 # quick profile, on its own unix socket (or TCP with --tcp) and state directory. A
 # variant is this build's recschedd on the config passed through a jq filter, e.g.
-#   --variant 'inline-off=.limits.inline_max_ms = 0'
+#   --variant 'inline-off=.limits.inline_max_ms = 0 | .limits.inline_idle_max_ms = 0'
 # (two or three daemons of the zoo at once; more may not fit a 24 GB machine). --set
 # changes the config of every daemon, e.g. '.limits.idle_poll_us = 0': for settings that
 # change how a daemon shares the cores (polling), run one daemon per run, alternating.
