@@ -52,9 +52,6 @@ Load:
                          until it (default 0; at most 1/20 of the mean gap between sends):
                          a sleeping generator's timer wakes late on a VM, and that
                          lateness counts in every latency (from schedule)
-  --spin-answers         also poll while answers are awaited, for at most 1/20 of the
-                         mean gap after each send: the answer is taken when it arrives,
-                         not when this thread has been woken for it
   --max-connections N    connections at most (default 128)
   --payload-mb N         memory for pre-generated features (default 512)
   --min-queries N        lengthen each run (or step) so every model of the mix can expect
@@ -212,8 +209,6 @@ Plan parse(const std::vector<std::string>& args) {
       const double us = number(a, value());
       if (!(us >= 0 && us <= 1e6)) throw std::invalid_argument("--spin-us takes 0 to 1000000");
       p.run.spin_before_send_us = uint32_t(us);
-    } else if (a == "--spin-answers") {
-      p.run.spin_for_answers = true;
     } else if (a == "--drain") {
       p.run.drain_timeout_s = positive(a, value());
     } else if (a == "--seed") {

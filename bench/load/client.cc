@@ -214,7 +214,7 @@ class Runner {
     arm();
     if (o_.progress) arm_progress();
     if (schedule_.empty()) finish_run();
-    if (o_.spin_before_send_us == 0 && !o_.spin_for_answers) {
+    if (o_.spin_before_send_us == 0) {
       io_.run();
       return;
     }
@@ -226,23 +226,15 @@ class Runner {
     // The window is at most a twentieth of the mean gap between sends: the generator
     // shares the host's cores with what it measures, and polls no more than 5 % of the
     // run's time.
-    //
-    // With spin_for_answers, it also polls after each send while answers are awaited, for
-    // at most another twentieth of the mean gap (answer_window_).
-    const auto twentieth = std::chrono::duration_cast<Clock::duration>(
-        std::chrono::duration<double>(0.05 / std::max(o_.qps, 1e-9)));
-    const auto spin =
-        std::min<Clock::duration>(std::chrono::microseconds(o_.spin_before_send_us), twentieth);
-    if (o_.spin_for_answers) answer_window_ = twentieth;
+    const auto spin = std::min<Clock::duration>(
+        std::chrono::microseconds(o_.spin_before_send_us),
+        std::chrono::duration_cast<Clock::duration>(
+            std::chrono::duration<double>(0.05 / std::max(o_.qps, 1e-9))));
     while (!io_.stopped()) {
       const bool sending = !stopping_ && next_ < schedule_.size();
-      const auto now = Clock::now();
-      if (sending && spin.count() > 0 && now >= at(next_) - spin) {
+      if (sending && Clock::now() >= at(next_) - spin) {
         io_.poll();
         if (!stopping_) send_due();
-      } else if (outstanding_ > 0 && now < poll_answers_until_) {
-        io_.poll();
-        if (sending && !stopping_) send_due();
       } else if (sending) {
         // Woken by a timer of its own: run_one_until waits on epoll in whole milliseconds,
         // which would sleep through the window.
@@ -395,7 +387,6 @@ class Runner {
       }
     }
     sent_at_[i] = now;
-    if (answer_window_.count() > 0) poll_answers_until_ = now + answer_window_;
     ++c->sends;
     // Each write offers all that is left: Asio's default offers 64 KiB at a time, so a
     // 5 MB request took 80 writes on this one thread while other queries waited to be sent.
@@ -588,8 +579,6 @@ class Runner {
   asio::steady_timer timer_, progress_timer_, drain_timer_;
   asio::steady_timer wake_timer_;  // --spin-us: ends the sleep before a send
   Clock::time_point wake_at_{};
-  Clock::duration answer_window_{};         // --spin-answers: polling after each send, at most
-  Clock::time_point poll_answers_until_{};  // ... until then, while answers are awaited
   std::vector<State> state_;
   std::vector<Clock::time_point> sent_at_;  // when each query's first byte went to the socket
   std::vector<bool> retried_;               // sent again on a new connection (retry_or_fail)
@@ -732,7 +721,6 @@ json RunResult::to_json() const {
               {"seed", options.seed},
               {"shared_memory", options.shared_memory},
               {"spin_before_send_us", options.spin_before_send_us},
-              {"spin_for_answers", options.spin_for_answers},
               {"offered_qps", offered_qps},
               {"achieved_qps", achieved_qps},
               {"scheduled", scheduled},

@@ -83,12 +83,6 @@ struct RunOptions {
   /// At most a twentieth of the mean gap between sends (5 % of the run's time on the
   /// generator's thread). 0 sleeps until each send.
   uint32_t spin_before_send_us = 0;
-  /// Also poll, rather than sleep, while answers are awaited: for at most a twentieth of
-  /// the mean gap between sends after each send (with spin_before_send_us, up to 10 % of
-  /// the run's time). The answer is then taken when it arrives, not when this thread's
-  /// vCPU has been woken for it (0.1-0.3 ms after idle on a VM), which the client would
-  /// otherwise count against the server. Off: sleep until an answer arrives.
-  bool spin_for_answers = false;
 };
 
 /// Counts and latencies of one model (or of all).

@@ -232,7 +232,7 @@ TEST_CASE("a pooled connection the daemon closed while idle: the query goes agai
   }
 }
 
-TEST_CASE("recsched-load --spin-us and --spin-answers: polling before each send and for answers, every query answered, the run ends") {
+TEST_CASE("recsched-load --spin-us: polling before each send, every query answered, the run ends") {
   Daemon d;
   const fs::path out = d.dir / "spin.json";
   REQUIRE(load_main({"--socket", d.unix_ep.unix_path, "--qps", scaled(100 / kSlowdown),
@@ -248,26 +248,6 @@ TEST_CASE("recsched-load --spin-us and --spin-answers: polling before each send 
   CHECK(run["generator"]["answered"].get<uint64_t>() > run["scheduled"].get<uint64_t>());
   // Out of range: refused as usage, before any load.
   CHECK(load_main({"--socket", d.unix_ep.unix_path, "--spin-us", "-1"}) == 2);
-
-  // Polling for answers as well, alone and with the window before each send: the same.
-  for (const bool before : {false, true}) {
-    CAPTURE(before);
-    const fs::path out2 = d.dir / "spin-answers.json";
-    std::vector<std::string> args = {"--socket", d.unix_ep.unix_path, "--qps",
-                                     scaled(100 / kSlowdown), "--duration", scaled(1 * kSlowdown),
-                                     "--warmup", scaled(0.2 * kSlowdown), "--spin-answers",
-                                     "--quiet", "--out", out2.string()};
-    if (before) args.insert(args.end(), {"--spin-us", "300"});
-    REQUIRE(load_main(args) == 0);
-    const json r = json::parse(std::ifstream(out2));
-    INFO(r.dump());
-    CHECK(r["spin_for_answers"] == true);
-    CHECK(r["spin_before_send_us"] == (before ? 300 : 0));
-    CHECK(r["scheduled"].get<uint64_t>() > 40);
-    CHECK(r["all"]["ok"] == r["scheduled"]);
-    CHECK(r["errors"].empty());
-    CHECK(r["generator"]["answered"].get<uint64_t>() > r["scheduled"].get<uint64_t>());
-  }
 }
 
 TEST_CASE("the generator's ceiling mode answers every GET on a trivial route and reports the rate") {
