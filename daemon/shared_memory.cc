@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,6 +16,20 @@ namespace recsched::daemon {
 SystemSharedMemory::Region::~Region() {
   if (fd >= 0) ::close(fd);
 }
+
+namespace {
+
+// A quarter of the soft limit on open files (or 1024 when it cannot be read).
+uint64_t quarter_of_open_files() {
+  rlimit r{};
+  if (::getrlimit(RLIMIT_NOFILE, &r) != 0 || r.rlim_cur == RLIM_INFINITY) return 1024;
+  return std::max<uint64_t>(1, static_cast<uint64_t>(r.rlim_cur) / 4);
+}
+
+}  // namespace
+
+SystemSharedMemory::SystemSharedMemory(uint32_t max_regions, uint64_t max_total)
+    : max_regions_(max_regions), max_total_(max_total > 0 ? max_total : quarter_of_open_files()) {}
 
 SystemSharedMemory::~SystemSharedMemory() = default;
 
@@ -36,6 +51,11 @@ Status SystemSharedMemory::room_for(const std::string& name, uint32_t uid) const
   if (static_cast<uint64_t>(mine) >= max_regions_) {
     return invalid_argument("too many shared-memory regions for uid " + std::to_string(uid) +
                             " (limit " + std::to_string(max_regions_) + " per user)");
+  }
+  if (regions_.size() >= max_total_) {
+    return invalid_argument("the daemon holds " + std::to_string(regions_.size()) +
+                            " shared-memory regions of all users, its limit (a quarter of its "
+                            "open-file limit): unregister some");
   }
   return Status::ok();
 }

@@ -33,8 +33,11 @@ namespace recsched::daemon {
 class SystemSharedMemory {
  public:
   /// At most `max_regions` at once per registering uid (0: the extension is off, every
-  /// call says so). Names are one namespace for all users, as in Triton.
-  explicit SystemSharedMemory(uint32_t max_regions) : max_regions_(max_regions) {}
+  /// call says so), and `max_total` for all users together: each region holds one open
+  /// file, and by default (0) the regions may hold at most a quarter of this process's
+  /// file descriptors (RLIMIT_NOFILE's soft limit), so that connections still open
+  /// however many users register. Names are one namespace for all users, as in Triton.
+  explicit SystemSharedMemory(uint32_t max_regions, uint64_t max_total = 0);
   ~SystemSharedMemory();
 
   bool enabled() const { return max_regions_ > 0; }
@@ -90,6 +93,7 @@ class SystemSharedMemory {
   Status room_for(const std::string& name, uint32_t uid) const;
 
   const uint32_t max_regions_;
+  const uint64_t max_total_;
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<const Region>, std::less<>> regions_;
 };

@@ -180,6 +180,17 @@ TEST_CASE("each user's regions count against the limit apart: one user's full ta
         "too many shared-memory regions for uid 12346 (limit 2 per user)");
   CHECK(shm.status("", alice)->size() == 2);
   CHECK(shm.status("", bob)->size() == 2);
+
+  // All users together hold at most max_total (each region is an open file).
+  SystemSharedMemory small(2, 3);
+  REQUIRE(small.register_region("a1", a.key, 0, 8, alice).is_ok());
+  REQUIRE(small.register_region("a2", a.key, 8, 8, alice).is_ok());
+  REQUIRE(small.register_region("b1", b.key, 0, 8, bob).is_ok());
+  CHECK(small.register_region("b2", b.key, 8, 8, bob).message() ==
+        "the daemon holds 3 shared-memory regions of all users, its limit (a quarter of its "
+        "open-file limit): unregister some");
+  small.unregister_all(alice);
+  CHECK(small.register_region("b2", b.key, 8, 8, bob).is_ok());
 }
 
 // infer_body("dot") with every input's data written into `obj` at 8-byte aligned offsets.
