@@ -145,6 +145,13 @@ TEST_CASE("registration refuses what it cannot serve, by name") {
                                         std::to_string(kMe) + " (limit 2 per user)");
   shm.unregister_all(kMe);
   CHECK(shm.status("", kMe)->empty());
+  // The table for all users together, below one user's limit here.
+  SystemSharedMemory two(8, 2);
+  REQUIRE(two.register_region("r", obj.key, 0, 8, kMe).is_ok());
+  REQUIRE(two.register_region("s", obj.key, 8, 8, kMe).is_ok());
+  CHECK(two.register_region("t", obj.key, 16, 8, kMe).message() ==
+        "the daemon holds 2 shared-memory regions of all users, its limit (a quarter of its "
+        "open-file limit): unregister some");
   CHECK(SystemSharedMemory(0).register_region("r", obj.key, 0, 8, kMe).message() ==
         "system shared memory is off (limits.max_shm_regions 0)");
 }
