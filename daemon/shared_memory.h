@@ -45,7 +45,8 @@ class SystemSharedMemory {
   /// Registers `name` as bytes [offset, offset + byte_size) of the POSIX shared-memory object
   /// `key` ("/name", as shm_open takes it). kInvalidArgument: the name is empty or taken,
   /// the key malformed or not openable, the object too small or not owned by `peer_uid`
-  /// (unless 0, root), `peer_uid` already holding max_regions regions.
+  /// (unless 0, root), `peer_uid` already holding max_regions regions, or all users'
+  /// regions together at max_total.
   Status register_region(const std::string& name, const std::string& key, uint64_t offset,
                          uint64_t byte_size, uint32_t peer_uid);
   /// Unregisters `name` if `uid` registered it (root: any); kInvalidArgument if there is no

@@ -85,7 +85,8 @@ TEST_CASE("a load known to pass is the search's floor: it climbs from there and 
   SearchOptions o;
   o.start_qps = 5;  // unused once a pass is known
   o.known_pass_qps = 300;
-  // The limit is above the known pass: found as from a pass at 300 (450, 675 fail, bisect).
+  // The limit (750) is above the known pass: found as from a pass at 300 (600 passes, 1200
+  // fails, then bisection).
   const Curve curve{2, 1000};
   const double truth = curve.limit(8.0);  // 750
   const SearchResult up = find_max_qps(o, [&](double q) {
