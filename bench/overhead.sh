@@ -11,6 +11,8 @@
 # (two or three daemons of the zoo at once; more may not fit a 24 GB machine). --set
 # changes the config of every daemon, e.g. '.limits.idle_poll_us = 0': for settings that
 # change how a daemon shares the cores (polling), run one daemon per run, alternating.
+# OVERHEAD_WRAP, if set, prefixes the client's command (e.g. 'perf record -g -o F --').
+# BUILD_DIR picks the build whose recschedd and recsched-overhead run (default build/).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${BUILD_DIR:-$root/build}"
@@ -60,4 +62,4 @@ for v in "${variants[@]}"; do
   jq "${v#*=}" "$work/recschedd.json" > "$work/${v%%=*}.json"
   start "${v%%=*}" "$build/daemon/recschedd" "$work/${v%%=*}.json"
 done
-"$build/bench/recsched-overhead" "${targets[@]}" "${args[@]}"
+${OVERHEAD_WRAP:-} "$build/bench/recsched-overhead" "${targets[@]}" "${args[@]}"

@@ -35,6 +35,11 @@ BatchView view_of(const Batch& batch) {
   return v;
 }
 
+std::vector<int64_t> ids_of(const BatchView& view) {
+  if (view.narrow_indices.empty()) return {view.indices.begin(), view.indices.end()};
+  return {view.narrow_indices.begin(), view.narrow_indices.end()};
+}
+
 Batch concat(std::span<const BatchView> parts) {
   Batch out;
   if (parts.empty()) return out;
@@ -58,8 +63,13 @@ Batch concat(std::span<const BatchView> parts) {
       const auto off = p.table_offsets(t);
       const int64_t base = static_cast<int64_t>(out.sparse.indices.size()) - off.front();
       for (uint32_t b = 0; b < p.batch_size; ++b) out.sparse.offsets.push_back(base + off[b]);
-      out.sparse.indices.insert(out.sparse.indices.end(), p.indices.begin() + off.front(),
-                                p.indices.begin() + off.back());
+      if (p.narrow_indices.empty()) {
+        out.sparse.indices.insert(out.sparse.indices.end(), p.indices.begin() + off.front(),
+                                  p.indices.begin() + off.back());
+      } else {
+        out.sparse.indices.insert(out.sparse.indices.end(), p.narrow_indices.begin() + off.front(),
+                                  p.narrow_indices.begin() + off.back());
+      }
     }
   }
   out.sparse.offsets.push_back(static_cast<int64_t>(out.sparse.indices.size()));

@@ -40,10 +40,18 @@ struct BatchView {
   uint32_t num_tables = 0;
   std::span<const float> dense;      ///< the window's rows only
   std::span<const int64_t> indices;  ///< the whole batch's indices (offsets are absolute)
+  /// Or the whole batch's ids as 32-bit integers, `indices` then empty: INT32 ids as a
+  /// client sent them, read without widening (half the bytes to copy and to gather).
+  /// Every reader of a view takes either (num_indices()).
+  std::span<const int32_t> narrow_indices;
   std::span<const int64_t> offsets;  ///< the whole batch's offsets
   uint32_t full_batch_size = 0;      ///< N of the underlying Batch (offsets stride)
   uint32_t first = 0;                ///< first item of the window
 
+  /// How many ids the batch holds, in whichever width.
+  size_t num_indices() const {
+    return narrow_indices.empty() ? indices.size() : narrow_indices.size();
+  }
   /// Offsets of table t's bags in this window: batch_size + 1 absolute positions.
   std::span<const int64_t> table_offsets(uint32_t t) const {
     return offsets.subspan(static_cast<size_t>(t) * full_batch_size + first, batch_size + 1);
@@ -54,6 +62,10 @@ struct BatchView {
 
 /// The whole batch as a view.
 BatchView view_of(const Batch& batch);
+
+/// The view's ids, whichever their width, as a copy of 64-bit ids: for checks and tools,
+/// not for the engine's path (which reads them where they are).
+std::vector<int64_t> ids_of(const BatchView& view);
 
 /// The items of `parts`, in order, as one batch (an accelerator's merged pass: core/merge.h);
 /// item i of part p is item (items of the parts before p) + i of the result. Every part

@@ -523,50 +523,54 @@ Status read_shared(const InputDesc& d, const SharedMemoryReader& shm, std::span<
   }
 }
 
+// Checks ids (the `first`-th of the batch's on) against their tables, table by table
+// (table t's are [offsets[t n], offsets[(t + 1) n])); `t` is the table of the first and
+// is left at the last's. `offsets` are the bags' (Batch::offsets_from_lengths), n the items.
+template <class Id>
+Status check_ids_by_table(const engine::ModelSpec& spec, std::span<const int64_t> offsets,
+                          uint64_t n, uint64_t& t, uint64_t first, std::span<const Id> ids) {
+  auto table_end = [&](uint64_t table) { return static_cast<uint64_t>(offsets[(table + 1) * n]); };
+  for (uint64_t j = first; j < first + ids.size();) {
+    while (table_end(t) <= j) ++t;
+    const uint64_t to = std::min<uint64_t>(table_end(t), first + ids.size());
+    RECSCHED_RETURN_IF_ERROR(engine::check_table_ids(spec, t, j, ids.subspan(j - first, to - j)));
+    j = to;
+  }
+  return Status::ok();
+}
+
 // Reads a sparse_indices input from shared memory (INT64 or INT32; little-endian hosts
-// only) or from a binary INT32 section into `out`, widened to int64_t, in chunks of
+// only) or from a binary INT32 section into `out`, in the wire's width (Id), in chunks of
 // kIdChunkBytes, and checks each chunk's ids against their tables while the chunk is still
-// in the cache: one pass over the ids instead of a copy (or widening) and then
-// engine::validate_batch's own read of 0.4-1 MB. The ids are checked in the daemon's copy,
-// never in the client's pages, so a client that rewrites its region meanwhile changes only
-// what it asked for. `offsets` are the bags' (Batch::offsets_from_lengths), n the items.
+// in the cache: one pass over the ids instead of a copy and then engine::validate_batch's
+// own read of 0.2-1 MB. The ids are checked in the daemon's copy, never in the client's
+// pages, so a client that rewrites its region meanwhile changes only what it asked for.
+// `offsets` are the bags' (Batch::offsets_from_lengths), n the items.
 constexpr size_t kIdChunkBytes = 32 << 10;
 
+template <class Id>
 Status read_ids_checked(const InputDesc& d, const SharedMemoryReader* shm,
                         const engine::ModelSpec& spec, std::span<const int64_t> offsets,
-                        uint64_t n, std::span<int64_t> out) {
-  int32_t narrow[kIdChunkBytes / sizeof(int32_t)];
-  const uint64_t step = kIdChunkBytes / d.element_size;
+                        uint64_t n, std::span<Id> out) {
+  static_assert(sizeof(Id) == sizeof(int32_t) || sizeof(Id) == sizeof(int64_t));
+  const uint64_t step = kIdChunkBytes / sizeof(Id);
   if (d.shm_region && out.size() > step) {
     // The input's last bytes first: a region too short is refused for that (the reader's
     // reason), not for whatever ids lie at its start.
-    RECSCHED_RETURN_IF_ERROR(
-        shm->read(*d.shm_region, d.shm_offset + (out.size() - 1) * d.element_size,
-                  std::as_writable_bytes(std::span<int32_t>(narrow, d.element_size / 4))));
+    RECSCHED_RETURN_IF_ERROR(shm->read(*d.shm_region, d.shm_offset + (out.size() - 1) * sizeof(Id),
+                                       std::as_writable_bytes(out.last(1))));
   }
-  auto table_end = [&](uint64_t t) { return static_cast<uint64_t>(offsets[(t + 1) * n]); };
   uint64_t t = 0;  // the table of the next id to check
   for (uint64_t i = 0; i < out.size(); i += step) {
-    const std::span<int64_t> chunk = out.subspan(i, std::min<uint64_t>(step, out.size() - i));
-    if (!d.shm_region) {
-      load_little_endian<int32_t>(d.binary.substr(i * sizeof(int32_t), chunk.size_bytes() / 2),
-                                  chunk);
-    } else if (d.element_size == sizeof(int64_t)) {
-      RECSCHED_RETURN_IF_ERROR(shm->read(*d.shm_region, d.shm_offset + i * sizeof(int64_t),
-                                         std::as_writable_bytes(chunk)));
+    const std::span<Id> chunk = out.subspan(i, std::min<uint64_t>(step, out.size() - i));
+    if (d.shm_region) {
+      RECSCHED_RETURN_IF_ERROR(
+          shm->read(*d.shm_region, d.shm_offset + i * sizeof(Id), std::as_writable_bytes(chunk)));
     } else {
-      const std::span<int32_t> wire(narrow, chunk.size());
-      RECSCHED_RETURN_IF_ERROR(shm->read(*d.shm_region, d.shm_offset + i * sizeof(int32_t),
-                                         std::as_writable_bytes(wire)));
-      std::copy(wire.begin(), wire.end(), chunk.begin());
+      load_little_endian<Id>(d.binary.substr(i * sizeof(Id), chunk.size_bytes()), chunk);
     }
-    // The chunk's ids, table by table (table t's are [offsets[t n], offsets[(t + 1) n])).
-    for (uint64_t j = i; j < i + chunk.size();) {
-      while (table_end(t) <= j) ++t;
-      const uint64_t to = std::min<uint64_t>(table_end(t), i + chunk.size());
-      RECSCHED_RETURN_IF_ERROR(engine::check_table_ids(spec, t, j, out.subspan(j, to - j)));
-      j = to;
-    }
+    RECSCHED_RETURN_IF_ERROR(
+        check_ids_by_table(spec, offsets, n, t, i, std::span<const Id>(chunk)));
   }
   return Status::ok();
 }
@@ -615,11 +619,29 @@ std::string quoted(std::string_view s) {
   return json(s).dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-// Both parsers: with `in_place`, binary INT64 ids 8-byte aligned in `body` are not
-// copied; *in_place is then set to them (and batch.sparse.indices left empty).
+// Binary ids read where they lie in the body (parse_infer_request_in_place): one of the two.
+struct IdsInPlace {
+  std::span<const int64_t> wide;
+  std::span<const int32_t> narrow;
+  bool empty() const { return wide.empty() && narrow.empty(); }
+};
+
+// Where a binary input's values lie in the body, if there as T's (a little-endian host, the
+// section aligned for T): read them there rather than copy them.
+template <class T>
+std::span<const T> aligned_in_body(const InputDesc& d) {
+  if (std::endian::native != std::endian::little ||
+      reinterpret_cast<uintptr_t>(d.binary.data()) % alignof(T) != 0) {
+    return {};
+  }
+  return {reinterpret_cast<const T*>(d.binary.data()), d.elements};
+}
+
+// Both parsers: with `in_place`, binary ids aligned in `body` are not copied; *in_place
+// is then set to them (and batch.sparse.indices left empty).
 Result<InferRequest> parse(std::string_view body, std::optional<size_t> header_length,
                            const engine::ModelSpec& spec, const InferLimits& limits,
-                           const SharedMemoryReader* shm, std::span<const int64_t>* in_place) {
+                           const SharedMemoryReader* shm, IdsInPlace* in_place) {
   size_t json_size = body.size();
   if (header_length) {
     if (*header_length > body.size()) {
@@ -674,23 +696,43 @@ Result<InferRequest> parse(std::string_view body, std::optional<size_t> header_l
     }
     const InputDesc& desc = *in[kIndices];
     batch.sparse.offsets = Batch::offsets_from_lengths(lengths);
-    if ((desc.shm_region && std::endian::native == std::endian::little) ||
-        (desc.binary_size && desc.element_size == sizeof(int32_t))) {
-      // Into memory of their own, not zeroed first (a vector's resize would write the 1 MB
-      // once more before the read does), checked as they are read.
-      out.own_ids = std::make_unique_for_overwrite<int64_t[]>(desc.elements);
-      const std::span<int64_t> ids(out.own_ids.get(), desc.elements);
-      RECSCHED_RETURN_IF_ERROR(read_ids_checked(desc, shm, spec, batch.sparse.offsets, n, ids));
-      out.ids_in_place = ids;
+    const bool narrow = desc.element_size == sizeof(int32_t);
+    const std::span<const int32_t> narrow_in_body =
+        in_place != nullptr && desc.binary_size && narrow ? aligned_in_body<int32_t>(desc)
+                                                          : std::span<const int32_t>();
+    if (!narrow_in_body.empty()) {
+      // INT32 ids where they lie: checked, not copied, and never widened (the engine
+      // gathers with 32-bit ids: BatchView::narrow_indices).
+      uint64_t t = 0;
+      RECSCHED_RETURN_IF_ERROR(
+          check_ids_by_table(spec, batch.sparse.offsets, n, t, 0, narrow_in_body));
+      in_place->narrow = narrow_in_body;
       ids_checked = true;
-    } else if (desc.element_size == sizeof(int32_t)) {
-      std::vector<int32_t> narrow;
-      RECSCHED_RETURN_IF_ERROR(decode(kIndices, desc, narrow, shm));
-      batch.sparse.indices.assign(narrow.begin(), narrow.end());
-    } else if (in_place != nullptr && desc.binary_size &&
-               std::endian::native == std::endian::little &&
-               reinterpret_cast<uintptr_t>(desc.binary.data()) % alignof(int64_t) == 0) {
-      *in_place = {reinterpret_cast<const int64_t*>(desc.binary.data()), desc.elements};
+    } else if ((desc.shm_region && std::endian::native == std::endian::little) ||
+               (desc.binary_size && narrow)) {
+      // Into memory of their own, not zeroed first (a vector's resize would write the 1 MB
+      // once more before the read does), in the wire's width, checked as they are read.
+      if (narrow) {
+        out.own_narrow_ids = std::make_unique_for_overwrite<int32_t[]>(desc.elements);
+        const std::span<int32_t> ids(out.own_narrow_ids.get(), desc.elements);
+        RECSCHED_RETURN_IF_ERROR(read_ids_checked(desc, shm, spec, batch.sparse.offsets, n, ids));
+        out.narrow_ids = ids;
+      } else {
+        out.own_ids = std::make_unique_for_overwrite<int64_t[]>(desc.elements);
+        const std::span<int64_t> ids(out.own_ids.get(), desc.elements);
+        RECSCHED_RETURN_IF_ERROR(read_ids_checked(desc, shm, spec, batch.sparse.offsets, n, ids));
+        out.ids_in_place = ids;
+      }
+      ids_checked = true;
+    } else if (narrow) {  // JSON INT32 ids, or shared memory on a big-endian host
+      std::vector<int32_t> narrow_ids;
+      RECSCHED_RETURN_IF_ERROR(decode(kIndices, desc, narrow_ids, shm));
+      batch.sparse.indices.assign(narrow_ids.begin(), narrow_ids.end());
+    } else if (const auto wide = in_place != nullptr && desc.binary_size
+                                     ? aligned_in_body<int64_t>(desc)
+                                     : std::span<const int64_t>();
+               !wide.empty()) {
+      in_place->wide = wide;
     } else {
       RECSCHED_RETURN_IF_ERROR(decode(kIndices, desc, batch.sparse.indices, shm));
     }
@@ -699,7 +741,9 @@ Result<InferRequest> parse(std::string_view body, std::optional<size_t> header_l
   }
   BatchView view = view_of(batch);
   if (!out.ids_in_place.empty()) view.indices = out.ids_in_place;
-  if (in_place != nullptr && !in_place->empty()) view.indices = *in_place;
+  if (!out.narrow_ids.empty()) view.narrow_indices = out.narrow_ids;
+  if (in_place != nullptr && !in_place->wide.empty()) view.indices = in_place->wide;
+  if (in_place != nullptr && !in_place->narrow.empty()) view.narrow_indices = in_place->narrow;
   RECSCHED_RETURN_IF_ERROR(ids_checked ? engine::validate_layout(spec, view)
                                        : engine::validate_batch(spec, view));
   return out;
@@ -727,10 +771,11 @@ Result<InferRequest> parse_infer_request_in_place(std::string body,
                                                   const SharedMemoryReader* shm) {
   // On the heap before parsing: the ids' address stays fixed however the request moves.
   auto wire = std::make_unique<const std::string>(std::move(body));
-  std::span<const int64_t> ids;
+  IdsInPlace ids;
   RECSCHED_ASSIGN_OR_RETURN(InferRequest out, parse(*wire, header_length, spec, limits, shm, &ids));
   if (!ids.empty()) {
-    out.ids_in_place = ids;
+    out.ids_in_place = ids.wide;
+    out.narrow_ids = ids.narrow;
     out.wire = std::move(wire);
   }
   return out;

@@ -57,18 +57,23 @@ struct InferRequest {
   std::optional<double> sla_ms;  ///< parameters.sla_ms (> 0)
   int priority = 0;              ///< parameters.priority (integer, higher = more important)
   bool binary_output = false;    ///< the response should carry scores as binary data
-  /// The body, kept when its binary INT64 ids are read where they lie (then
-  /// batch.sparse.indices is empty and ids_in_place is set): parse_infer_request_in_place.
+  /// The body, kept when its binary ids are read where they lie (then
+  /// batch.sparse.indices is empty and ids_in_place or narrow_ids is set):
+  /// parse_infer_request_in_place.
   std::unique_ptr<const std::string> wire;
-  /// Ids read from shared memory or widened from binary INT32, into memory not zeroed
-  /// first (ids_in_place is set).
+  /// INT64 ids read from shared memory, into memory not zeroed first (ids_in_place is set).
   std::unique_ptr<int64_t[]> own_ids;
   std::span<const int64_t> ids_in_place;  ///< into *wire or own_ids; empty if in the batch
+  /// INT32 ids (binary or shared memory), kept 32-bit for the engine: where they lie in
+  /// *wire, or read into own_narrow_ids.
+  std::unique_ptr<int32_t[]> own_narrow_ids;
+  std::span<const int32_t> narrow_ids;
 
   /// The batch as the engine reads it: batch, with the ids in place when they are.
   BatchView view() const {
     BatchView v = view_of(batch);
     if (!ids_in_place.empty()) v.indices = ids_in_place;
+    if (!narrow_ids.empty()) v.narrow_indices = narrow_ids;
     return v;
   }
 };
@@ -122,10 +127,10 @@ Result<InferRequest> parse_infer_request(std::string_view body, std::optional<si
                                          const engine::ModelSpec& spec, const InferLimits& limits,
                                          const SharedMemoryReader* shm = nullptr);
 
-/// As parse_infer_request, taking the body: binary INT64 sparse_indices that lie 8-byte aligned in
-/// it (on a little-endian host) are then not copied; the request keeps the body (`wire`) and view()
-/// reads the ids there. Decoding a 5 MB request copied 5 MB of ids into fresh memory. The ids are
-/// checked against their tables either way.
+/// As parse_infer_request, taking the body: binary sparse_indices that lie aligned in it (INT64
+/// 8-byte, INT32 4-byte, on a little-endian host) are then not copied; the request keeps the body
+/// (`wire`) and view() reads the ids there. Decoding a 5 MB request copied 5 MB of ids into fresh
+/// memory. The ids are checked against their tables either way.
 Result<InferRequest> parse_infer_request_in_place(std::string body,
                                                   std::optional<size_t> header_length,
                                                   const engine::ModelSpec& spec,

@@ -27,32 +27,43 @@ struct ScalarAcc {
 
 }  // namespace
 
-BagFn generic_kernel(int32_t) { return &walk_bags<ScalarAcc>; }
+BagFn generic_kernel(int32_t, bool narrow) { return walk_bags_for<ScalarAcc>(narrow); }
 
 #if !defined(__x86_64__)
-BagFn avx2_kernel(int32_t) { return nullptr; }
-BagFn avx512_kernel(int32_t) { return nullptr; }
+BagFn avx2_kernel(int32_t, bool) { return nullptr; }
+BagFn avx512_kernel(int32_t, bool) { return nullptr; }
 #endif
 
 }  // namespace kernels
 
-bool embedding_bag_sum(Isa isa, const EmbeddingTable& table, std::span<const int64_t> indices,
-                       std::span<const int64_t> offsets, PooledRows out) {
+namespace {
+
+template <class Id>
+bool sum_with_kernel(Isa isa, const EmbeddingTable& table, std::span<const Id> indices,
+                     std::span<const int64_t> offsets, PooledRows out) {
   if (offsets.empty()) return false;
   if (offsets.front() < 0 || offsets.back() > static_cast<int64_t>(indices.size())) return false;
   const int64_t num_bags = static_cast<int64_t>(offsets.size()) - 1;
   if (num_bags == 0) return true;
   if (table.dim <= 0) return false;
+  constexpr bool kNarrow = sizeof(Id) == sizeof(int32_t);
   kernels::BagFn fn = nullptr;
-  if (isa == Isa::kAvx512) fn = kernels::avx512_kernel(table.dim);
-  if (isa == Isa::kAvx2) fn = kernels::avx2_kernel(table.dim);
-  if (fn == nullptr) fn = kernels::generic_kernel(table.dim);
-  return fn({table.data, table.rows, table.dim, indices.data(), offsets.data(), num_bags, out.data,
-             out.stride});
+  if (isa == Isa::kAvx512) fn = kernels::avx512_kernel(table.dim, kNarrow);
+  if (isa == Isa::kAvx2) fn = kernels::avx2_kernel(table.dim, kNarrow);
+  if (fn == nullptr) fn = kernels::generic_kernel(table.dim, kNarrow);
+  kernels::BagArgs args{table.data, table.rows, table.dim, nullptr, nullptr, offsets.data(),
+                        num_bags, out.data, out.stride};
+  if constexpr (kNarrow) {
+    args.narrow_indices = indices.data();
+  } else {
+    args.indices = indices.data();
+  }
+  return fn(args);
 }
 
-bool embedding_bag_sum_ref(const EmbeddingTable& table, std::span<const int64_t> indices,
-                           std::span<const int64_t> offsets, PooledRows out) {
+template <class Id>
+bool sum_plainly(const EmbeddingTable& table, std::span<const Id> indices,
+                 std::span<const int64_t> offsets, PooledRows out) {
   if (offsets.empty()) return false;
   if (offsets.front() < 0 || offsets.back() > static_cast<int64_t>(indices.size())) return false;
   for (size_t b = 0; b + 1 < offsets.size(); ++b) {
@@ -66,6 +77,28 @@ bool embedding_bag_sum_ref(const EmbeddingTable& table, std::span<const int64_t>
     }
   }
   return true;
+}
+
+}  // namespace
+
+bool embedding_bag_sum(Isa isa, const EmbeddingTable& table, std::span<const int64_t> indices,
+                       std::span<const int64_t> offsets, PooledRows out) {
+  return sum_with_kernel(isa, table, indices, offsets, out);
+}
+
+bool embedding_bag_sum(Isa isa, const EmbeddingTable& table, std::span<const int32_t> indices,
+                       std::span<const int64_t> offsets, PooledRows out) {
+  return sum_with_kernel(isa, table, indices, offsets, out);
+}
+
+bool embedding_bag_sum_ref(const EmbeddingTable& table, std::span<const int64_t> indices,
+                           std::span<const int64_t> offsets, PooledRows out) {
+  return sum_plainly(table, indices, offsets, out);
+}
+
+bool embedding_bag_sum_ref(const EmbeddingTable& table, std::span<const int32_t> indices,
+                           std::span<const int64_t> offsets, PooledRows out) {
+  return sum_plainly(table, indices, offsets, out);
 }
 
 }  // namespace recsched::engine

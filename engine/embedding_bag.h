@@ -35,11 +35,16 @@ struct PooledRows {
 /// offsets[num_bags] > indices.size()). Never reads outside `table` or `indices`.
 /// An empty `offsets` is malformed (false); a single entry means zero bags (true).
 /// Hot path: no allocation, no logging, no exceptions.
+/// The ids may be 32-bit (INT32 on the wire, never widened): the same sums.
 bool embedding_bag_sum(Isa isa, const EmbeddingTable& table, std::span<const int64_t> indices,
+                       std::span<const int64_t> offsets, PooledRows out);
+bool embedding_bag_sum(Isa isa, const EmbeddingTable& table, std::span<const int32_t> indices,
                        std::span<const int64_t> offsets, PooledRows out);
 
 /// The scalar reference: the contract above, written plainly. The test oracle.
 bool embedding_bag_sum_ref(const EmbeddingTable& table, std::span<const int64_t> indices,
+                           std::span<const int64_t> offsets, PooledRows out);
+bool embedding_bag_sum_ref(const EmbeddingTable& table, std::span<const int32_t> indices,
                            std::span<const int64_t> offsets, PooledRows out);
 
 }  // namespace recsched::engine

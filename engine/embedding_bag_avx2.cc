@@ -24,16 +24,16 @@ struct RegisterAcc {
 
 }  // namespace
 
-BagFn avx2_kernel(int32_t dim) {
+BagFn avx2_kernel(int32_t dim, bool narrow) {
   switch (dim) {
     case 8:
-      return &walk_bags<RegisterAcc<1>>;
+      return walk_bags_for<RegisterAcc<1>>(narrow);
     case 16:
-      return &walk_bags<RegisterAcc<2>>;
+      return walk_bags_for<RegisterAcc<2>>(narrow);
     case 32:
-      return &walk_bags<RegisterAcc<4>>;
+      return walk_bags_for<RegisterAcc<4>>(narrow);
     case 64:
-      return &walk_bags<RegisterAcc<8>>;
+      return walk_bags_for<RegisterAcc<8>>(narrow);
     default:
       return nullptr;  // other widths: the generic kernel
   }

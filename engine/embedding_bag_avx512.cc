@@ -50,20 +50,20 @@ struct MemoryAcc {
 
 }  // namespace
 
-BagFn avx512_kernel(int32_t dim) {
+BagFn avx512_kernel(int32_t dim, bool narrow) {
   switch (dim) {
     case 16:
-      return &walk_bags<RegisterAcc<1>>;
+      return walk_bags_for<RegisterAcc<1>>(narrow);
     case 32:
-      return &walk_bags<RegisterAcc<2>>;
+      return walk_bags_for<RegisterAcc<2>>(narrow);
     case 48:
-      return &walk_bags<RegisterAcc<3>>;
+      return walk_bags_for<RegisterAcc<3>>(narrow);
     case 64:
-      return &walk_bags<RegisterAcc<4>>;
+      return walk_bags_for<RegisterAcc<4>>(narrow);
     case 128:
-      return &walk_bags<RegisterAcc<8>>;
+      return walk_bags_for<RegisterAcc<8>>(narrow);
     default:
-      return &walk_bags<MemoryAcc>;
+      return walk_bags_for<MemoryAcc>(narrow);
   }
 }
 

@@ -23,9 +23,16 @@ inline bool valid_row(int64_t idx, int64_t rows) {
 // add(row) adds one row; store() writes the sum. Index checks stay in the loop: a
 // well-predicted branch costs far less than the cache miss each lookup pays. The row
 // that lookup j + kPrefetchDistance will read is prefetched (across bag boundaries) if
-// its id is valid; an invalid id is reported when it is read.
-template <class Acc>
+// its id is valid; an invalid id is reported when it is read. Id is the ids' type
+// (int64_t: a.indices, int32_t: a.narrow_indices).
+template <class Acc, class Id>
 inline bool walk_bags(const BagArgs& a) {
+  const Id* ids;
+  if constexpr (sizeof(Id) == sizeof(int32_t)) {
+    ids = a.narrow_indices;
+  } else {
+    ids = a.indices;
+  }
   const int64_t end = a.offsets[a.num_bags];
   const int64_t row_bytes = int64_t{a.dim} * 4;
   for (int64_t b = 0; b < a.num_bags; ++b) {
@@ -34,10 +41,10 @@ inline bool walk_bags(const BagArgs& a) {
     const int64_t s = a.offsets[b], e = a.offsets[b + 1];
     if (e < s) return false;
     for (int64_t j = s; j < e; ++j) {
-      const int64_t idx = a.indices[j];
+      const int64_t idx = ids[j];
       if (!valid_row(idx, a.rows)) return false;
       if (j + kPrefetchDistance < end) {
-        const int64_t ahead = a.indices[j + kPrefetchDistance];
+        const int64_t ahead = ids[j + kPrefetchDistance];
         if (valid_row(ahead, a.rows)) {
           const char* p = reinterpret_cast<const char*>(a.table + ahead * a.dim);
           for (int64_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(p + off, 0, 3);
@@ -48,6 +55,12 @@ inline bool walk_bags(const BagArgs& a) {
     acc.store(dst);
   }
   return true;
+}
+
+/// walk_bags with Acc, for ids of 32 bits or 64.
+template <class Acc>
+inline BagFn walk_bags_for(bool narrow) {
+  return narrow ? &walk_bags<Acc, int32_t> : &walk_bags<Acc, int64_t>;
 }
 
 }  // namespace

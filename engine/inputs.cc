@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
+#include <type_traits>
 
 namespace recsched::engine {
 
@@ -39,9 +40,9 @@ Status validate_layout(const ModelSpec& spec, const BatchView& batch) {
   }
   const std::span<const int64_t> off = batch.offsets;
   if (off.size() != num_tables * n + 1 || off.front() != 0 ||
-      off.back() != static_cast<int64_t>(batch.indices.size())) {
+      off.back() != static_cast<int64_t>(batch.num_indices())) {
     return invalid_argument("sparse: bag offsets do not match " +
-                            std::to_string(batch.indices.size()) + " indices");
+                            std::to_string(batch.num_indices()) + " indices");
   }
   for (uint64_t t = 0; t < num_tables; ++t) {
     for (uint64_t b = 0; b < n; ++b) {
@@ -54,19 +55,39 @@ Status validate_layout(const ModelSpec& spec, const BatchView& batch) {
   return Status::ok();
 }
 
-Status check_table_ids(const ModelSpec& spec, uint64_t table, uint64_t first,
-                       std::span<const int64_t> ids) {
+namespace {
+
+// Ids of one table, 64-bit or 32-bit: each in [0, rows).
+template <class Id>
+Status check_ids(const ModelSpec& spec, uint64_t table, uint64_t first, std::span<const Id> ids) {
   const int64_t rows = spec.table_rows[table];
-  // A negative id wraps above any row count.
-  const auto outside = [rows](int64_t id) { return uint64_t(id) >= uint64_t(rows); };
+  // A negative id wraps above any row count. In 32-bit lanes (which vectorise on baseline
+  // x86-64, where a compare of 64-bit lanes needs SSE4.2) a negative id is 2^31 or more,
+  // and no 32-bit id reaches a table of more than 2^31 rows.
+  using U = std::make_unsigned_t<Id>;
+  const auto limit = static_cast<U>(
+      sizeof(Id) == sizeof(int64_t) ? rows : std::min<int64_t>(rows, int64_t{1} << 31));
+  const auto outside = [limit](Id id) { return static_cast<U>(id) >= limit; };
   // One branch-free pass (it vectorises); the search for which only when one is.
-  bool bad = false;
-  for (const int64_t id : ids) bad |= outside(id);
-  if (!bad) return Status::ok();
+  U bad = 0;
+  for (const Id id : ids) bad |= static_cast<U>(outside(id));
+  if (bad == 0) return Status::ok();
   const auto it = std::find_if(ids.begin(), ids.end(), outside);
   return invalid_argument("sparse_indices[" + std::to_string(first + (it - ids.begin())) +
                           "] = " + std::to_string(*it) + " is outside table " +
                           std::to_string(table) + " (" + std::to_string(rows) + " rows)");
+}
+
+}  // namespace
+
+Status check_table_ids(const ModelSpec& spec, uint64_t table, uint64_t first,
+                       std::span<const int64_t> ids) {
+  return check_ids(spec, table, first, ids);
+}
+
+Status check_table_ids(const ModelSpec& spec, uint64_t table, uint64_t first,
+                       std::span<const int32_t> ids) {
+  return check_ids(spec, table, first, ids);
 }
 
 Status validate_batch(const ModelSpec& spec, const BatchView& batch) {
@@ -78,7 +99,9 @@ Status validate_batch(const ModelSpec& spec, const BatchView& batch) {
     const auto begin = static_cast<uint64_t>(batch.offsets[t * n]);
     const auto end = static_cast<uint64_t>(batch.offsets[(t + 1) * n]);
     RECSCHED_RETURN_IF_ERROR(
-        check_table_ids(spec, t, begin, batch.indices.subspan(begin, end - begin)));
+        batch.narrow_indices.empty()
+            ? check_table_ids(spec, t, begin, batch.indices.subspan(begin, end - begin))
+            : check_table_ids(spec, t, begin, batch.narrow_indices.subspan(begin, end - begin)));
   }
   return Status::ok();
 }

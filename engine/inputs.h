@@ -23,13 +23,15 @@ Status validate_batch(const ModelSpec& spec, const Batch& batch);
 
 /// validate_batch without the ids' ranges: for a reader that checked each id with
 /// check_table_ids as it copied it (daemon/kserve.cc: ids from shared memory, binary INT32
-/// ids as they are widened), so that the ids are not read a second time.
+/// ids), so that the ids are not read a second time.
 Status validate_layout(const ModelSpec& spec, const BatchView& batch);
 
 /// Checks ids that belong to table `table`, the first at index `first` of the batch's ids:
 /// each in [0, rows). kInvalidArgument naming the first that is not, as validate_batch does.
 Status check_table_ids(const ModelSpec& spec, uint64_t table, uint64_t first,
                        std::span<const int64_t> ids);
+Status check_table_ids(const ModelSpec& spec, uint64_t table, uint64_t first,
+                       std::span<const int32_t> ids);
 
 /// Reads {"dense": [[D floats] x N], "sparse_lengths": [[N ints] x T], "sparse_indices":
 /// [ints, table by table]} and validates it. A model without dense features accepts

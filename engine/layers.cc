@@ -54,15 +54,21 @@ Status EmbeddingTables::pool(Isa isa, const BatchView& batch, int32_t t, PooledR
     const int64_t ids = std::max<int64_t>(offsets.back() - offsets.front(), 1);
     block = std::clamp<int64_t>(cut.lookups * bags / ids, cut.min_rows, bags);
   }
+  // The ids in the width the batch holds them (BatchView::narrow_indices).
+  auto sum = [&](std::span<const int64_t> bag_offsets, PooledRows into) {
+    return batch.narrow_indices.empty()
+               ? embedding_bag_sum(isa, table, batch.indices, bag_offsets, into)
+               : embedding_bag_sum(isa, table, batch.narrow_indices, bag_offsets, into);
+  };
   if (block >= bags) {
-    if (!embedding_bag_sum(isa, table, batch.indices, offsets, out)) return bad();
+    if (!sum(offsets, out)) return bad();
     return Status::ok();
   }
   for (int64_t b = 0; b < bags; b += block) {
     if (b > 0) ws->yield_point();
     const int64_t n = std::min(block, bags - b);
-    if (!embedding_bag_sum(isa, table, batch.indices, offsets.subspan(size_t(b), size_t(n) + 1),
-                           PooledRows{out.data + b * out.stride, out.stride})) {
+    if (!sum(offsets.subspan(size_t(b), size_t(n) + 1),
+             PooledRows{out.data + b * out.stride, out.stride})) {
       return bad();
     }
   }

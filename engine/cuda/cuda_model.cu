@@ -943,7 +943,7 @@ Status CudaModel::forward(const BatchView& batch, Workspace&, std::span<float> s
   int64_t num_indices = 0;
   for (int t = 0; t < nt; ++t) {
     const auto off = batch.table_offsets(uint32_t(t));
-    if (off.front() < 0 || off.back() > int64_t(batch.indices.size())) {
+    if (off.front() < 0 || off.back() > int64_t(batch.num_indices())) {
       return invalid_argument("table " + std::to_string(t) + ": bag offsets are malformed");
     }
     num_indices += off.back() - off.front();
@@ -985,8 +985,10 @@ Status CudaModel::forward(const BatchView& batch, Workspace&, std::span<float> s
       offs[t * rows + b] = pos + (off[b] - off.front());
     }
     const int64_t count = off.back() - off.front();
-    if (count > 0) {
+    if (count > 0 && batch.narrow_indices.empty()) {
       std::memcpy(idx + pos, batch.indices.data() + off.front(), size_t(count) * sizeof(int64_t));
+    } else if (count > 0) {  // 32-bit ids widened as they are staged (the kernels read 64)
+      std::copy_n(batch.narrow_indices.data() + off.front(), count, idx + pos);
     }
     pos += count;
     for (int64_t b = n; b < rows; ++b) offs[t * rows + b] = pos;  // padding: empty bags

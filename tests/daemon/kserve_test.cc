@@ -62,7 +62,7 @@ void check_same(const InferRequest& got, const Batch& want) {
   CHECK(got.batch.num_tables == want.num_tables);
   CHECK(got.batch.dense == want.dense);
   const BatchView v = got.view();
-  CHECK(std::vector<int64_t>(v.indices.begin(), v.indices.end()) == want.sparse.indices);
+  CHECK(ids_of(v) == want.sparse.indices);
   CHECK(got.batch.sparse.offsets == want.sparse.offsets);
 }
 
@@ -273,6 +273,52 @@ TEST_CASE("binary INT64 ids aligned in a body the request owns are read where th
     CHECK(rb.status().message() == rc.status().message());
   }
   CHECK(in_place == 1);
+}
+
+TEST_CASE("binary INT32 ids stay 32-bit for the engine, read where they lie when aligned") {
+  // As the INT64 case above, at 4-byte alignment: of eight paddings, two put the ids on a
+  // 4-byte boundary and are read in place; the others are copied, still 32-bit.
+  const Batch want = expected_batch();
+  json req = good_request();
+  input(req, "sparse_indices")["datatype"] = "INT32";
+  int in_place = 0;
+  for (size_t pad = 0; pad < 8; ++pad) {
+    CAPTURE(pad);
+    Wire w = to_binary(req);
+    w.body.insert(*w.header_length, std::string(pad, ' '));
+    *w.header_length += pad;
+    Result<InferRequest> r =
+        parse_infer_request_in_place(std::move(w.body), w.header_length, dlrm_spec(), {});
+    REQUIRE_MESSAGE(r.has_value(), r.status().to_string());
+    const InferRequest moved = std::move(r).value();
+    CHECK(moved.batch.sparse.indices.empty());
+    CHECK(moved.ids_in_place.empty());
+    REQUIRE(moved.narrow_ids.size() == want.sparse.indices.size());
+    if (moved.wire) {
+      ++in_place;
+      CHECK(moved.own_narrow_ids == nullptr);
+      const char* body = moved.wire->data();
+      const auto* ids = reinterpret_cast<const char*>(moved.narrow_ids.data());
+      CHECK((ids >= body && ids < body + moved.wire->size()));
+    } else {
+      CHECK(moved.narrow_ids.data() == moved.own_narrow_ids.get());
+    }
+    const BatchView v = moved.view();
+    CHECK(v.indices.empty());
+    CHECK(ids_of(v) == want.sparse.indices);
+
+    // An id outside its table is refused in place as when copied.
+    json bad = req;
+    input(bad, "sparse_indices")["data"][5] = 100;
+    Wire wb = to_binary(bad);
+    wb.body.insert(*wb.header_length, std::string(pad, ' '));
+    *wb.header_length += pad;
+    Result<InferRequest> rb =
+        parse_infer_request_in_place(std::move(wb.body), wb.header_length, dlrm_spec(), {});
+    REQUIRE_FALSE(rb.has_value());
+    CHECK(rb.status().message().find("sparse_indices[5] = 100 is outside table") == 0);
+  }
+  CHECK(in_place == 2);
 }
 
 TEST_CASE("a header length equal to a JSON-only body is accepted") {
@@ -813,8 +859,7 @@ TEST_CASE("shared-memory ids across many chunks decode exactly, and a bad one is
       Result<InferRequest> r = parse_infer_request(req.dump(), std::nullopt, spec, {}, &shm);
       REQUIRE(r.has_value());
       const BatchView v = r->view();
-      CHECK(std::equal(v.indices.begin(), v.indices.end(), want.sparse.indices.begin(),
-                       want.sparse.indices.end()));
+      CHECK(ids_of(v) == want.sparse.indices);
       CHECK(r->batch.sparse.offsets == want.sparse.offsets);
     }
     // One id out of its table in the middle of table 1's third chunk, and one negative in

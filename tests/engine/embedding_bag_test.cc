@@ -6,6 +6,7 @@
 
 #include <cstring>
 #include <random>
+#include <span>
 #include <vector>
 
 namespace recsched::engine {
@@ -85,6 +86,45 @@ TEST_CASE("every ISA's embedding_bag_sum equals the reference bit for bit on ran
   }
 }
 
+TEST_CASE("32-bit ids give every ISA's kernel and the reference the same sums as 64-bit ids") {
+  std::mt19937 rng(7);
+  for (int32_t dim : {3, 8, 16, 32, 64, 100}) {
+    const int64_t rows = 1000;
+    GuardedTable t(rows, dim);
+    const Bags bags = random_bags(rng, rows, 1 + static_cast<int>(rng() % 40), 30);
+    const std::vector<int32_t> narrow(bags.indices.begin(), bags.indices.end());
+    std::vector<float> want(bags.offsets.size() * dim, -7.0f);
+    REQUIRE(embedding_bag_sum_ref(t.table(), bags.indices, bags.offsets, {want.data(), dim}));
+    std::vector<float> ref32(want.size(), -7.0f);
+    REQUIRE(embedding_bag_sum_ref(t.table(), narrow, bags.offsets, {ref32.data(), dim}));
+    CHECK(std::memcmp(ref32.data(), want.data(), want.size() * sizeof(float)) == 0);
+    for (Isa isa : supported_isas()) {
+      CAPTURE(to_string(isa));
+      CAPTURE(dim);
+      std::vector<float> got(want.size(), -7.0f);
+      REQUIRE(embedding_bag_sum(isa, t.table(), narrow, bags.offsets, {got.data(), dim}));
+      CHECK(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0);
+    }
+  }
+}
+
+TEST_CASE("32-bit ids outside the table are refused on every ISA and by the reference") {
+  GuardedTable t(10, 32);
+  std::vector<float> out(2 * 32);
+  const std::vector<int64_t> off = {0, 1, 2};
+  for (int32_t bad : {int32_t{10}, int32_t{-1}, INT32_MIN, INT32_MAX}) {
+    CAPTURE(bad);
+    const std::vector<int32_t> idx = {9, bad};  // the last row is read, the next refused
+    CHECK_FALSE(embedding_bag_sum_ref(t.table(), idx, off, {out.data(), 32}));
+    for (Isa isa : supported_isas()) {
+      CAPTURE(to_string(isa));
+      CHECK_FALSE(embedding_bag_sum(isa, t.table(), idx, off, {out.data(), 32}));
+      CHECK(embedding_bag_sum(isa, t.table(), std::span<const int32_t>(idx).first(1),
+                              std::vector<int64_t>{0, 1}, {out.data(), 32}));
+    }
+  }
+}
+
 TEST_CASE("the reference sums rows of a bag and leaves an empty bag zero") {
   const std::vector<float> data = {1, 2, 10, 20, 100, 200};  // 3 rows, dim 2
   const EmbeddingTable table{data.data(), 3, 2};
@@ -111,16 +151,16 @@ TEST_CASE("embedding_bag_sum corner cases on every ISA") {
     }
     SUBCASE("EMPTY_INDICES: all bags empty") {
       const std::vector<int64_t> off = {0, 0, 0};
-      REQUIRE(embedding_bag_sum(isa, t.table(), {}, off, rows));
+      REQUIRE(embedding_bag_sum(isa, t.table(), std::span<const int64_t>(), off, rows));
       for (int d = 0; d < 64; ++d) CHECK(out[d] == 0.0f);
     }
     SUBCASE("NO_BAGS: a single offset is zero bags and writes nothing") {
       const std::vector<int64_t> off = {0};
-      REQUIRE(embedding_bag_sum(isa, t.table(), {}, off, rows));
+      REQUIRE(embedding_bag_sum(isa, t.table(), std::span<const int64_t>(), off, rows));
       CHECK(out[0] == 5.0f);
     }
     SUBCASE("EMPTY_OFFSETS is malformed") {
-      CHECK_FALSE(embedding_bag_sum(isa, t.table(), {}, {}, rows));
+      CHECK_FALSE(embedding_bag_sum(isa, t.table(), std::span<const int64_t>(), {}, rows));
     }
     SUBCASE("OUT_OF_BOUND_INDICES: rows and -1 are refused, the last row is read") {
       const std::vector<int64_t> off = {0, 1};

@@ -86,6 +86,36 @@ TEST_CASE("for every model type, sub-batches score exactly like the whole batch"
   }
 }
 
+TEST_CASE("for every model type, 32-bit ids score bit for bit like 64-bit ids, whole and in "
+          "sub-batches") {
+  for (const char* c : kGoldenCases) {
+    CAPTURE(c);
+    const ModelSpec spec = golden_spec(c);
+    const auto model = load_or_die(spec);
+    const Batch batch = ragged_batch(spec, 29, 5);
+    const std::vector<int32_t> narrow(batch.sparse.indices.begin(), batch.sparse.indices.end());
+    BatchView narrow_view = view_of(batch);
+    narrow_view.indices = {};
+    narrow_view.narrow_indices = narrow;
+    REQUIRE(validate_batch(spec, narrow_view).is_ok());
+    CHECK(ids_of(narrow_view) == batch.sparse.indices);
+    Workspace ws;
+    CHECK(score(*model, narrow_view, ws) == score(*model, view_of(batch), ws));
+    CHECK(score(*model, narrow_view.slice(7, 13), ws) ==
+          score(*model, view_of(batch).slice(7, 13), ws));
+    if (spec.num_tables() > 0) {
+      // An id outside its table, 32-bit, is refused as a 64-bit one is.
+      std::vector<int32_t> bad = narrow;
+      bad.back() = -1;
+      narrow_view.narrow_indices = bad;
+      CHECK(validate_batch(spec, narrow_view).message().find("= -1 is outside table") !=
+            std::string::npos);
+      std::vector<float> out(size_t(narrow_view.batch_size) * spec.num_outputs());
+      CHECK_FALSE(model->forward(narrow_view, ws, out).is_ok());
+    }
+  }
+}
+
 // Cooperative preemption (engine/model.h, YieldPoint): a worker runs another model's pass
 // at a yield point, on its own workspace, and the interrupted pass resumes.
 class RunOtherPass final : public YieldPoint {

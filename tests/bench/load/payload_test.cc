@@ -87,8 +87,7 @@ TEST_CASE("binary and JSON payloads parse into valid batches of the requested si
             REQUIRE(owned.has_value());
             CHECK(owned->wire != nullptr);
             const BatchView v = owned->view();
-            CHECK(std::vector<int64_t>(v.indices.begin(), v.indices.end()) ==
-                  parsed->batch.sparse.indices);
+            CHECK(ids_of(v) == ids_of(parsed->view()));
           }
         }
         CHECK(parsed->sla_ms.value_or(0) == 7.5);
@@ -121,8 +120,8 @@ TEST_CASE("INT32 ids: the same queries in less bytes, decoded by recschedd to th
     REQUIRE_MESSAGE(pa.has_value(), pa.status().to_string());
     REQUIRE_MESSAGE(pb.has_value(), pb.status().to_string());
     const BatchView va = pa->view(), vb = pb->view();
-    CHECK(std::equal(va.indices.begin(), va.indices.end(), vb.indices.begin(), vb.indices.end()));
-    CHECK_FALSE(vb.indices.empty());
+    CHECK(ids_of(va) == ids_of(vb));
+    CHECK_FALSE(ids_of(vb).empty());
     CHECK(pa->batch.sparse.offsets == pb->batch.sparse.offsets);
     CHECK(pa->batch.dense == pb->batch.dense);
   }
@@ -197,8 +196,8 @@ TEST_CASE("a query through shared memory decodes to the batch its binary body do
     REQUIRE(via_body.has_value());
     const BatchView a = via_shm->view(), b = via_body->view();
     CHECK(a.batch_size == 9);
-    CHECK(std::vector<int64_t>(a.indices.begin(), a.indices.end()) ==
-          std::vector<int64_t>(b.indices.begin(), b.indices.end()));
+    CHECK(ids_of(a) == ids_of(b));
+    CHECK(ids_of(a).empty() == (spec.num_tables() == 0));
     CHECK(std::vector<int64_t>(a.offsets.begin(), a.offsets.end()) ==
           std::vector<int64_t>(b.offsets.begin(), b.offsets.end()));
     CHECK(std::vector<float>(a.dense.begin(), a.dense.end()) ==
