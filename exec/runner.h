@@ -51,8 +51,8 @@ struct Request {
   /// Its place among the queries waiting for a worker: earliest first, submission order
   /// breaking ties; nullopt means now (so queries that all pass none are served first come,
   /// first served). A whole-query runner serves in submission order.
-  std::optional<Clock::time_point> deadline;
-  DoneFn done;
+  std::optional<Clock::time_point> deadline = std::nullopt;
+  DoneFn done = nullptr;
   /// Where to write when its first piece (or the whole query) starts on a worker, before
   /// `done` is called; nullptr: not wanted. What the daemon measures service time from.
   Clock::time_point* started = nullptr;
