@@ -199,8 +199,8 @@ struct LimitsConfig {
   /// The most a query may be predicted to take and still run on the thread that read it:
   /// inline_max_ms; with no other query in flight, up to inline_idle_max_ms as long as at
   /// most kIdleInlineShare of requests would arrive during it at `arrivals_per_s` (the
-  /// rate allows 2 ms at 5 q/s, 0.15 at 68 q/s): at light load only, where it saves a worker's wake-up
-  /// from an idle core and costs nothing that a tail target sees.
+  /// rate allows 2 ms at 5 q/s, 0.15 at 68 q/s): at light load only, where it saves a
+  /// worker's wake-up from an idle core and costs nothing that a tail target sees.
   double inline_bound_ms(uint64_t others_in_flight, double arrivals_per_s) const {
     if (others_in_flight != 0) return inline_max_ms;
     const double by_rate =

@@ -701,13 +701,9 @@ Result<InferRequest> parse(std::string_view body, std::optional<size_t> header_l
         in_place != nullptr && desc.binary_size && narrow ? aligned_in_body<int32_t>(desc)
                                                           : std::span<const int32_t>();
     if (!narrow_in_body.empty()) {
-      // INT32 ids where they lie: checked, not copied, and never widened (the engine
-      // gathers with 32-bit ids: BatchView::narrow_indices).
-      uint64_t t = 0;
-      RECSCHED_RETURN_IF_ERROR(
-          check_ids_by_table(spec, batch.sparse.offsets, n, t, 0, narrow_in_body));
+      // INT32 ids where they lie: not copied and never widened (the engine gathers with
+      // 32-bit ids: BatchView::narrow_indices); validate_batch checks them below.
       in_place->narrow = narrow_in_body;
-      ids_checked = true;
     } else if ((desc.shm_region && std::endian::native == std::endian::little) ||
                (desc.binary_size && narrow)) {
       // Into memory of their own, not zeroed first (a vector's resize would write the 1 MB
