@@ -13,11 +13,13 @@ constexpr std::string_view kHelp = R"(usage: recschedctl stats [--json]
 Per model: requests, and how they ended (ok, invalid, rejected by admission, failed),
 items scored, the SLA and how many answered queries missed it, and the p50/p95/p99
 latency in ms over the last WINDOW answered queries (limits.window). Then the number of
-queries in flight.
+queries in flight, and, when limits.cpu_latency_us is set, whether the daemon holds that
+CPU wake-up latency (and why not when it does not).
 
 --json prints GET /v1/stats: {"models": [{"model", "requests", "ok", "invalid",
 "rejected", "failed", "items", "sla_ms", "sla_violations", "window", "p50_ms", "p95_ms",
-"p99_ms"}], "in_flight"}.
+"p99_ms"}], "in_flight", "cpu_latency": null or {"requested_us", "held",
+"effective_us" or "error"}}.
 )";
 
 int run(Context& ctx, const std::vector<std::string>& args) {
@@ -40,6 +42,15 @@ int run(Context& ctx, const std::vector<std::string>& args) {
     }
     t.print(ctx.out, ctx.color);
     ctx.out << "in flight: " << field(stats, "in_flight") << "\n";
+    if (auto it = stats.find("cpu_latency"); it != stats.end() && it->is_object()) {
+      const nlohmann::json& q = *it;
+      ctx.out << "cpu latency: " << field(q, "requested_us") << " us requested, ";
+      if (q.value("held", false)) {
+        ctx.out << "held (" << field(q, "effective_us") << " us in effect)\n";
+      } else {
+        ctx.out << "NOT held: " << field(q, "error") << "\n";
+      }
+    }
   });
 }
 

@@ -147,6 +147,22 @@ Field number_field(std::string_view name, double& out, Interval range) {
           }};
 }
 
+// An integer in [lo, hi], or null for none.
+template <class T>
+Field optional_integer_field(std::string_view name, std::optional<T>& out, uint64_t lo,
+                             uint64_t hi) {
+  return {name, [&out, lo, hi](const json& v, const std::string& key) -> Status {
+            if (v.is_null()) {
+              out.reset();
+              return Status::ok();
+            }
+            Result<uint64_t> x = read_integer(v, key, lo, hi);
+            if (!x) return Status(x.status().code(), x.status().message() + ", or null (none)");
+            out = static_cast<T>(*x);
+            return Status::ok();
+          }};
+}
+
 Field bool_field(std::string_view name, bool& out) {
   return {name, [&out](const json& v, const std::string& key) -> Status {
             RECSCHED_ASSIGN_OR_RETURN(out, read_bool(v, key));
@@ -384,6 +400,7 @@ Status read_limits(const json& v, const std::string& key, LimitsConfig& out) {
        integer_field("idle_timeout_ms", out.idle_timeout_ms, 1, kMaxMs),
        integer_field("io_threads", out.io_threads, 1, 64),
        integer_field("idle_poll_us", out.idle_poll_us, 0, 10000),
+       optional_integer_field("cpu_latency_us", out.cpu_latency_us, 0, 100000),
        integer_field("max_queue", out.max_queue, 1, kMaxCount),
        number_field("inline_max_ms", out.inline_max_ms, {0, 10}),
        number_field("inline_idle_max_ms", out.inline_idle_max_ms, {0, 10}),

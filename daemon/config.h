@@ -58,6 +58,13 @@
 //                             that a request arriving meanwhile costs no wake-up; the
 //                             window adapts below it (daemon::PollWindow: none under
 //                             sparse traffic); 200; [0, 10000]; 0 = never; needs a restart
+// limits.cpu_latency_us       hold the kernel's CPU latency QoS at this many us while
+//                             running (daemon/cpu_latency.h): no idle core sleeps deeper
+//                             than it wakes in that time, so a request or a hand-off that
+//                             finds a thread asleep wakes it sooner, for more idle power;
+//                             null (none); [0, 100000]; 0 = idle cores poll; needs
+//                             /dev/cpu_dma_latency writable (root, or the udev rule
+//                             systemd/60-recsched-cpu-latency.rules); needs a restart
 // limits.max_queue            queries waiting per device; 1024; [1, 1048576]
 // limits.inline_max_ms        a query predicted to run in at most this long (ms) runs on
 //                             the I/O thread that read it when a worker of its CPU device
@@ -173,6 +180,7 @@ struct LimitsConfig {
   uint32_t idle_timeout_ms = 60000;   ///< keep-alive idle
   uint32_t io_threads = 2;            ///< ServerOptions::io_threads
   uint32_t idle_poll_us = 200;        ///< ServerOptions::idle_poll_us
+  std::optional<uint32_t> cpu_latency_us;  ///< CpuLatencyRequest held while running; none
   uint32_t max_queue = 1024;          ///< queries waiting per device
   double inline_max_ms = 0.1;         ///< run on the reading thread up to this (ms); 0 = never
   double inline_idle_max_ms = 1.0;    ///< ... up to this when nothing else is in flight

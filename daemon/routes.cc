@@ -515,7 +515,20 @@ HttpResponse Service::stats_json() const {
                    {"p95_ms", m->window.percentile(95)},
                    {"p99_ms", m->window.percentile(99)}});
   }
-  return json_response(200, {{"models", out}, {"in_flight", in_flight_.load()}});
+  json j = {{"models", out}, {"in_flight", in_flight_.load()}};
+  // limits.cpu_latency_us: whether the request is held (null when none is configured).
+  json qos = nullptr;
+  if (const auto& us = config_.limits.cpu_latency_us) {
+    qos = {{"requested_us", *us}, {"held", cpu_latency_.has_value()}};
+    if (cpu_latency_) {
+      const Result<int64_t> now = cpu_latency_->effective_us();
+      qos["effective_us"] = now ? json(*now) : json(nullptr);
+    } else {
+      qos["error"] = cpu_latency_error_;
+    }
+  }
+  j["cpu_latency"] = qos;
+  return json_response(200, j);
 }
 
 HttpResponse Service::policy_json() const {

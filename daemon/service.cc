@@ -97,6 +97,7 @@ Result<std::unique_ptr<Service>> Service::create(DaemonConfig config,
   std::unique_ptr<Service> s(new Service());
   s->config_ = std::move(config);
   s->shm_ = std::make_unique<SystemSharedMemory>(s->config_.limits.max_shm_regions);
+  s->hold_cpu_latency();
   RECSCHED_RETURN_IF_ERROR(s->discover_topology(progress));
   s->load_policy_plugins();
   RECSCHED_RETURN_IF_ERROR(s->open_devices(progress));
@@ -118,6 +119,23 @@ Result<std::unique_ptr<Service>> Service::create(DaemonConfig config,
   s->write_nfd_features();
   s->ready_ = true;
   return s;
+}
+
+void Service::hold_cpu_latency() {
+  const std::optional<uint32_t> us = config_.limits.cpu_latency_us;
+  if (!us) return;
+  Result<CpuLatencyRequest> held = CpuLatencyRequest::hold(*us);
+  if (!held) {
+    cpu_latency_error_ = held.status().message();
+    spdlog::warn("limits.cpu_latency_us = {}: not held, idle cores may sleep deeper: {}", *us,
+                 cpu_latency_error_);
+    return;
+  }
+  cpu_latency_ = std::move(held).value();
+  const Result<int64_t> now = cpu_latency_->effective_us();
+  spdlog::info("limits.cpu_latency_us = {}: CPU latency QoS held ({} us in effect): idle cores "
+               "wake within it, at the cost of idle power",
+               *us, now ? std::to_string(*now) : now.status().message());
 }
 
 Status Service::discover_topology(const Progress& progress) {
@@ -533,6 +551,7 @@ std::string Service::reload(const DaemonConfig& next) {
         "header_timeout_ms,read_timeout_ms,idle_timeout_ms,io_threads,idle_poll_us,window,"
         "max_shm_regions}");
   }
+  if (a.cpu_latency_us != b.cpu_latency_us) ignored.push_back("limits.cpu_latency_us");
   // The workers lowered their own priority at start; raising it back needs privilege.
   if (a.worker_nice != b.worker_nice) ignored.push_back("limits.worker_nice");
   config_.limits.max_queue = b.max_queue;

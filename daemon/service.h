@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -18,6 +19,7 @@
 #include "core/profile.h"
 #include "core/status.h"
 #include "daemon/config.h"
+#include "daemon/cpu_latency.h"
 #include "daemon/device.h"
 #include "daemon/fleet.h"
 #include "daemon/http_server.h"
@@ -131,6 +133,10 @@ class Service {
 
   // Start-up steps, in create()'s order (service.cc).
   using Progress = std::function<void(const std::string&)>;
+  /// limits.cpu_latency_us, if set: held from before profiling (the profiles then measure
+  /// what serving sees) to the end. One that cannot be held is logged and reported by
+  /// /v1/stats; the daemon serves without it.
+  void hold_cpu_latency();
   Status discover_topology(const Progress& progress);
   void load_policy_plugins();
   Status open_devices(const Progress& progress);
@@ -195,6 +201,9 @@ class Service {
 
   /// Registered shared-memory regions (limits.max_shm_regions, fixed at start).
   std::unique_ptr<SystemSharedMemory> shm_;
+  /// limits.cpu_latency_us's request while it is held; else why not ("" if none asked).
+  std::optional<CpuLatencyRequest> cpu_latency_;
+  std::string cpu_latency_error_;
 
   mutable std::mutex dispatch_mu_;  // guards dispatcher_ (and the policy inside it)
   std::unique_ptr<policies::Dispatcher> dispatcher_;

@@ -25,7 +25,8 @@ echo "---"
 for path in ./usr/bin/recschedd ./usr/bin/recschedctl ./usr/bin/recsched-profile \
             ./usr/bin/recsched-engine ./usr/lib/systemd/system/recschedd.service \
             ./etc/recsched/recschedd.json ./usr/lib/sysusers.d/recsched.conf \
-            ./usr/share/recsched/60-recsched-rapl.rules ./usr/share/doc/recsched/operations.md \
+            ./usr/share/recsched/60-recsched-rapl.rules ./usr/share/recsched/60-recsched-cpu-latency.rules \
+            ./usr/share/doc/recsched/operations.md \
             ./usr/share/recsched/models/rmc1.json ./usr/share/recsched/models/dien.json; do
   awk '{print $6}' "$build/packages/contents.txt" | grep -qx "$path" || fail "no $path in the package"
 done

@@ -8,6 +8,8 @@
 #                                a conffile in the package
 #   share/recsched/models/       the model zoo's specs, which the config names
 #   share/recsched/60-recsched-rapl.rules  opt-in udev rule: group recsched reads RAPL
+#   share/recsched/60-recsched-cpu-latency.rules  opt-in udev rule: group recsched may
+#                                          hold the CPU latency QoS (limits.cpu_latency_us)
 #   share/doc/recsched/          README, operations, API
 install(TARGETS recschedd recschedctl recsched-profile recsched-engine RUNTIME DESTINATION bin)
 install(CODE "set(RECSCHED_SOURCE_DIR \"${PROJECT_SOURCE_DIR}\")\nset(RECSCHED_BINARY_DIR \"${PROJECT_BINARY_DIR}\")")
@@ -16,6 +18,7 @@ install(FILES systemd/sysusers.conf DESTINATION lib/sysusers.d RENAME recsched.c
 file(GLOB RECSCHED_MODEL_SPECS "${PROJECT_SOURCE_DIR}/models/*.json")
 install(FILES ${RECSCHED_MODEL_SPECS} DESTINATION share/recsched/models)
 install(FILES systemd/60-recsched-rapl.rules DESTINATION share/recsched)
+install(FILES systemd/60-recsched-cpu-latency.rules DESTINATION share/recsched)
 install(FILES README.md docs/operations.md docs/api.md DESTINATION share/doc/recsched)
 
 # The Debian package. Built for Debian 12 (bookworm).

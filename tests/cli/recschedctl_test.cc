@@ -86,7 +86,10 @@ struct Daemon {
                       {"state_dir", (dir / "state").string()},
                       {"token", kToken},
                       {"gpus", false},
-                      {"profile", {{"quick", true}}}};
+                      {"profile", {{"quick", true}}},
+                      // A loose CPU latency request (5 ms: every idle state but the
+                      // deepest), so that `stats` has one to show; held or not.
+                      {"limits", {{"cpu_latency_us", 5000}}}};
     std::ofstream(dir / "cfg.json") << cfg.dump();
     const std::string log = (dir / "log.txt").string();
     pid = fork();
@@ -181,7 +184,9 @@ TEST_CASE("every subcommand prints a table, and with --json the daemon's JSON") 
        {"profiles", "profiling_seconds"}},
       {{"profiles", "--model", "golden_dot"}, {"golden_dot"}, {"profiles"}},
       {{"placements", "--limit", "2"}, {"QUERY", "OUTCOME", "table-2", "ok"}, {"placements"}},
-      {{"stats"}, {"REQUESTS", "P95_MS", "golden_dot", "in flight:"}, {"models", "in_flight"}},
+      {{"stats"},
+       {"REQUESTS", "P95_MS", "golden_dot", "in flight:", "cpu latency: 5000 us requested"},
+       {"models", "in_flight", "cpu_latency"}},
       {{"capacity"},
        {"CAPACITY_QPS", "HEADROOM_QPS", "golden_dot", "host: utilisation", "modelled"},
        {"host", "models", "model"}},

@@ -155,7 +155,7 @@ TEST_CASE("the example config writes out every key with its default value") {
                                  "powercap_root"});
   CHECK(keys(j["limits"]) ==
         Keys{"max_body_bytes", "max_header_bytes", "max_headers", "max_connections",
-             "header_timeout_ms", "read_timeout_ms", "idle_timeout_ms", "io_threads", "idle_poll_us", "max_queue", "inline_max_ms", "inline_idle_max_ms", "max_items",
+             "header_timeout_ms", "read_timeout_ms", "idle_timeout_ms", "io_threads", "idle_poll_us", "cpu_latency_us", "max_queue", "inline_max_ms", "inline_idle_max_ms", "max_items",
              "max_elements", "max_json_depth", "max_shm_regions", "reject_factor", "normal_priority_share",
              "low_priority_share", "late_budget", "wait_bound_fraction", "preemption", "gpu_merging", "worker_nice", "degraded_ms",
              "window",
@@ -228,6 +228,7 @@ TEST_CASE("omitted keys take their defaults") {
   CHECK(l.inline_max_ms == 0.1);
   CHECK(l.inline_idle_max_ms == 1.0);
   CHECK(l.idle_poll_us == 200);
+  CHECK_FALSE(l.cpu_latency_us.has_value());  // no CPU latency request unless asked
   // One admission rule: the simulator runs recschedd's defaults (policies::kDaemonAdmission).
   CHECK(l.reject_factor == policies::kDaemonAdmission.reject_factor);
   CHECK(l.normal_priority_share == policies::kDaemonAdmission.normal_share);
@@ -298,7 +299,7 @@ TEST_CASE("set keys override the defaults") {
                  "window": 1, "placement_log": 0, "max_header_bytes": 2048, "max_headers": 7,
                  "header_timeout_ms": 250, "max_elements": 99, "max_json_depth": 5,
                  "normal_priority_share": 0.6, "low_priority_share": 0.6, "degraded_ms": 0,
-                 "io_threads": 1}})",
+                 "io_threads": 1, "cpu_latency_us": 0}})",
                                              ""),
                                         "/nowhere", kEtcPath);
   REQUIRE_MESSAGE(c.has_value(), c.status().to_string());
@@ -321,6 +322,7 @@ TEST_CASE("set keys override the defaults") {
   CHECK(c->limits.max_body_bytes == 1024);
   CHECK(c->limits.max_connections == 65536);
   CHECK(c->limits.io_threads == 1);
+  CHECK(c->limits.cpu_latency_us == std::optional<uint32_t>(0));  // 0 is a value, not "none"
   CHECK(server_options(c->limits).io_threads == 1);  // what the HTTP server is started with
   CHECK(c->limits.reject_factor == 1.5);
   CHECK(c->limits.window == 1);
@@ -653,6 +655,14 @@ TEST_CASE("a bad config is refused with one line naming the key path") {
        "key 'limits.max_body_bytes': must be an integer in [1024, 1073741824]"},
       {"max_connections 0", R"({"models": ["$M/ncf.json"], "limits": {"max_connections": 0}})",
        "key 'limits.max_connections': must be an integer in [1, 65536]"},
+      {"a negative CPU latency", R"({"models": ["$M/ncf.json"], "limits": {"cpu_latency_us": -1}})",
+       "key 'limits.cpu_latency_us': must be an integer in [0, 100000], or null (none)"},
+      {"a CPU latency over 100 ms",
+       R"({"models": ["$M/ncf.json"], "limits": {"cpu_latency_us": 100001}})",
+       "key 'limits.cpu_latency_us': must be an integer in [0, 100000], or null (none)"},
+      {"a CPU latency as a string",
+       R"({"models": ["$M/ncf.json"], "limits": {"cpu_latency_us": "0"}})",
+       "key 'limits.cpu_latency_us': must be an integer in [0, 100000], or null (none)"},
       {"no I/O thread", R"({"models": ["$M/ncf.json"], "limits": {"io_threads": 0}})",
        "key 'limits.io_threads': must be an integer in [1, 64]"},
       {"a fractional timeout", R"({"models": ["$M/ncf.json"], "limits": {"read_timeout_ms": 1.5}})",
