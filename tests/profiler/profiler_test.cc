@@ -124,7 +124,10 @@ TEST_CASE("a whole-model sweep with streams finds how many passes at once pay") 
       // Each pass takes 2 ms, so `lanes` at once give lanes x batch / 2 ms items per second.
       const double rate = c.lanes * p.batch_size / 2e-3;
       CHECK(p.streams_items_per_s <= rate * 1.05);
-      CHECK(p.streams_items_per_s >= rate * 0.6);  // sleep overshoot on a busy machine
+      // A 2 ms sleep overshoots on a busy machine, and on a VM whose idle vCPUs halt by as
+      // much again (one lane at 8 items once measured 2,042 of 4,000 items/s, each pass
+      // 3.9 ms): the measure is the rate's order, not its precision.
+      CHECK(p.streams_items_per_s >= rate * 0.3);
     }
   }
   // Without streams (the default) neither field is measured.
