@@ -1,6 +1,7 @@
 #include "daemon/kserve.h"
 
 #include <algorithm>
+#include <atomic>
 #include <array>
 #include <bit>
 #include <cassert>
@@ -575,6 +576,19 @@ Status read_ids_checked(const InputDesc& d, const SharedMemoryReader* shm,
   return Status::ok();
 }
 
+// A shared-memory input's ids where they lie, if its region is mapped and they are
+// aligned for their width there; else empty (they are copied instead), or the error the
+// region gives (past its end, its object shrunk).
+Result<SharedBytes> map_ids(const InputDesc& d, const SharedMemoryReader& shm) {
+  Result<SharedBytes> m = shm.map(*d.shm_region, d.shm_offset, d.elements * d.element_size);
+  if (!m) {
+    if (m.status().code() == StatusCode::kUnavailable) return SharedBytes{};
+    return m.status();
+  }
+  if (reinterpret_cast<uintptr_t>(m->bytes.data()) % d.element_size != 0) return SharedBytes{};
+  return m;
+}
+
 // Decodes one input's values (JSON, binary, or shared memory through `shm`) into `out`,
 // sized here to d.elements.
 template <class T>
@@ -700,10 +714,34 @@ Result<InferRequest> parse(std::string_view body, std::optional<size_t> header_l
     const std::span<const int32_t> narrow_in_body =
         in_place != nullptr && desc.binary_size && narrow ? aligned_in_body<int32_t>(desc)
                                                           : std::span<const int32_t>();
+    SharedBytes mapped;  // ids in the client's region, where they lie
+    if (desc.shm_region && desc.elements > 0 && std::endian::native == std::endian::little) {
+      RECSCHED_ASSIGN_OR_RETURN(mapped, map_ids(desc, *shm));
+    }
     if (!narrow_in_body.empty()) {
       // INT32 ids where they lie: not copied and never widened (the engine gathers with
       // 32-bit ids: BatchView::narrow_indices); validate_batch checks them below.
       in_place->narrow = narrow_in_body;
+    } else if (mapped.shrank) {
+      // Ids in the client's region, used there: no copy of 0.4-1 MB into fresh memory. They
+      // are checked here (a bad id is refused before the query queues, by the same message
+      // as elsewhere), and the kernels check each again as they read it, since the client
+      // can rewrite its region at any time; a device that reads them otherwise gets its
+      // own copy first (InferRequest::own_shared_ids).
+      uint64_t t = 0;
+      if (narrow) {
+        const std::span<const int32_t> ids(reinterpret_cast<const int32_t*>(mapped.bytes.data()),
+                                           desc.elements);
+        RECSCHED_RETURN_IF_ERROR(check_ids_by_table(spec, batch.sparse.offsets, n, t, 0, ids));
+        out.narrow_ids = ids;
+      } else {
+        const std::span<const int64_t> ids(reinterpret_cast<const int64_t*>(mapped.bytes.data()),
+                                           desc.elements);
+        RECSCHED_RETURN_IF_ERROR(check_ids_by_table(spec, batch.sparse.offsets, n, t, 0, ids));
+        out.ids_in_place = ids;
+      }
+      out.shared_ids = std::move(mapped.shrank);
+      ids_checked = true;
     } else if ((desc.shm_region && std::endian::native == std::endian::little) ||
                (desc.binary_size && narrow)) {
       // Into memory of their own, not zeroed first (a vector's resize would write the 1 MB
@@ -775,6 +813,23 @@ Result<InferRequest> parse_infer_request_in_place(std::string body,
     out.wire = std::move(wire);
   }
   return out;
+}
+
+Status InferRequest::own_shared_ids(const engine::ModelSpec& spec) {
+  if (!shared_ids) return Status::ok();
+  if (!narrow_ids.empty()) {
+    own_narrow_ids = std::make_unique_for_overwrite<int32_t[]>(narrow_ids.size());
+    std::copy(narrow_ids.begin(), narrow_ids.end(), own_narrow_ids.get());
+    narrow_ids = {own_narrow_ids.get(), narrow_ids.size()};
+  } else {
+    own_ids = std::make_unique_for_overwrite<int64_t[]>(ids_in_place.size());
+    std::copy(ids_in_place.begin(), ids_in_place.end(), own_ids.get());
+    ids_in_place = {own_ids.get(), ids_in_place.size()};
+  }
+  const bool intact = shared_ids_intact();  // after the copy: a shrink during it counts
+  shared_ids.reset();
+  if (!intact) return invalid_argument(std::string(kSharedIdsShrank));
+  return engine::validate_batch(spec, view());  // what the client may have changed since
 }
 
 EncodedResponse encode_infer_response(std::string_view model, std::string_view id,

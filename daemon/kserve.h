@@ -3,6 +3,7 @@
 // metadata. Pure functions, no I/O. Depends on core, engine and nlohmann/json.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -26,6 +27,11 @@ inline constexpr std::string_view kLengthsInput = "sparse_lengths";  ///< INT32 
 inline constexpr std::string_view kIndicesInput = "sparse_indices";  ///< INT64 [L]
 inline constexpr std::string_view kScoresOutput = "scores";          ///< FP32 [N, K]
 
+/// The error of a query whose ids lay in a client's shared-memory region that shrank
+/// while the query read them (InferRequest::shared_ids_intact).
+inline constexpr std::string_view kSharedIdsShrank =
+    "sparse_indices: the shared-memory object that holds them shrank while the query read them";
+
 /// Request limits (the daemon's config sets them).
 struct InferLimits {
   uint32_t max_items = 4096;          ///< N per query
@@ -33,9 +39,22 @@ struct InferLimits {
   int max_json_depth = 32;            ///< nesting depth of the JSON header (top object = 1)
 };
 
+/// Bytes of a shared-memory region where they lie (a read-only mapping of the client's
+/// object), valid while `shrank` is held. The client may rewrite them at any time, so
+/// what is read there is checked as it is used (the ids: by every embedding-bag kernel);
+/// if the client shrinks its object meanwhile, the pages past its new end read as zeros
+/// and *shrank turns true (daemon/shared_memory.h), so that the query using them is
+/// refused instead of answered.
+struct SharedBytes {
+  std::span<const std::byte> bytes;
+  std::shared_ptr<const std::atomic<bool>> shrank;  ///< also keeps the mapping alive
+  bool intact() const { return !shrank || !shrank->load(std::memory_order_acquire); }
+};
+
 /// Where an input sent through shared memory (Triton's system shared-memory extension:
 /// parameters shared_memory_region, shared_memory_byte_size, shared_memory_offset) is read
-/// from: daemon/shared_memory.h. The bytes are copied out, never used where they lie.
+/// from: daemon/shared_memory.h. Ids may be used where they lie (map()); every other input
+/// is copied out (read()).
 class SharedMemoryReader {
  public:
   virtual ~SharedMemoryReader() = default;
@@ -43,6 +62,12 @@ class SharedMemoryReader {
   /// one-line reason when it cannot.
   virtual Status read(std::string_view region, uint64_t offset,
                       std::span<std::byte> into) const = 0;
+  /// `size` bytes at `offset` of `region` where they lie; kInvalidArgument as read() says,
+  /// kUnavailable where the region is not mapped (then read() copies them).
+  virtual Result<SharedBytes> map(std::string_view /*region*/, uint64_t /*offset*/,
+                                  uint64_t /*size*/) const {
+    return unavailable("not mapped");
+  }
 };
 
 /// Caller text quoted in an error message: printable ASCII only (anything else '?'), so a
@@ -68,6 +93,21 @@ struct InferRequest {
   /// *wire, or read into own_narrow_ids.
   std::unique_ptr<int32_t[]> own_narrow_ids;
   std::span<const int32_t> narrow_ids;
+  /// Set when ids_in_place or narrow_ids lie in a client's shared-memory region
+  /// (SharedMemoryReader::map): checked as they were decoded and again as the kernels read
+  /// them, since the client may rewrite them; keeps the mapping alive.
+  std::shared_ptr<const std::atomic<bool>> shared_ids;
+
+  /// Whether ids read in a client's region were there whole while they were used (its
+  /// object did not shrink under them); true when they were not in a region.
+  bool shared_ids_intact() const {
+    return !shared_ids || !shared_ids->load(std::memory_order_acquire);
+  }
+  /// Ids in a client's region copied into memory of the request's own and checked against
+  /// `spec` again (a device that reads them other than through the checking CPU kernels,
+  /// or merges them with other queries' before reading, gets a copy the client cannot
+  /// change); the region is then no longer used. No-op without shared ids.
+  Status own_shared_ids(const engine::ModelSpec& spec);
 
   /// The batch as the engine reads it: batch, with the ids in place when they are.
   BatchView view() const {

@@ -150,6 +150,14 @@ void Service::infer(const std::string& name, HttpRequest req, Responder respond)
     return finish(q, internal_error(q->decision.policy + " placed " + name + " on " +
                                     q->device->id() + ", which does not hold it"));
   }
+  // Ids in the client's region are read there by the CPU kernels, which check each id as
+  // they read it. A GPU copies them to the device and may merge them with other queries'
+  // into one pass, where a bad id would fail the others too: it gets a copy the client can
+  // no longer change, checked again.
+  if (q->request.shared_ids && q->device->kind() != policies::DeviceKind::kCpu) {
+    Status own = q->request.own_shared_ids(q->model->cfg.spec);
+    if (!own.is_ok()) return finish(q, std::move(own));
+  }
   const policies::Placement& pl = q->decision.placement;
   if (pl.active_workers > 0) q->device->runner().set_active_workers(pl.active_workers);
 
@@ -177,6 +185,17 @@ void Service::infer(const std::string& name, HttpRequest req, Responder respond)
                         [this, q](Status st) {
                           q->done_at = Clock::now();
                           q->ran = true;
+                          if (q->request.shared_ids) {
+                            // Ids read in the client's region: a bad id there is one the
+                            // client wrote after they were checked, and a shrunk object
+                            // read as zeros. The client's doing, not the device's.
+                            if (!q->request.shared_ids_intact()) {
+                              st = invalid_argument(std::string(kSharedIdsShrank));
+                            }
+                            if (st.code() == StatusCode::kInvalidArgument) {
+                              return finish(q, std::move(st));
+                            }
+                          }
                           q->device->record_outcome(st);
                           if (!st.is_ok()) {
                             st = Status(st.code(), "query failed on " + q->device->id() +

@@ -7,13 +7,98 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <signal.h>
 #include <cerrno>
 #include <cstring>
+#include <mutex>
 #include <nlohmann/json.hpp>
 
 namespace recsched::daemon {
 
+namespace {
+
+// The SIGBUS guard (see shared_memory.h). A fixed table, so that the handler reads it with
+// neither a lock nor an allocation: each mapped region's range and its shrunk flag.
+constexpr size_t kGuardSlots = 4096;
+struct GuardSlot {
+  std::atomic<uintptr_t> begin{0};  // 0: free
+  std::atomic<size_t> size{0};
+  std::atomic<std::atomic<bool>*> shrank{nullptr};
+};
+GuardSlot g_slots[kGuardSlots];
+std::mutex g_slots_mu;  // taking and freeing slots (never in the handler)
+struct sigaction g_previous {};  // SIGBUS's action before the guard's
+std::once_flag g_install_once;
+bool g_installed = false;
+
+void on_sigbus(int sig, siginfo_t* info, void* context) {
+  const auto addr = reinterpret_cast<uintptr_t>(info->si_addr);
+  for (GuardSlot& slot : g_slots) {
+    const uintptr_t begin = slot.begin.load(std::memory_order_acquire);
+    if (begin == 0) continue;
+    const size_t size = slot.size.load(std::memory_order_relaxed);
+    if (addr < begin || addr - begin >= size) continue;
+    // Zero pages over the whole region (mmap is a plain system call, safe here in
+    // practice though POSIX does not list it), then the faulting read is retried on them.
+    void* p = ::mmap(reinterpret_cast<void*>(begin), size, PROT_READ,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    if (p == MAP_FAILED) break;
+    if (std::atomic<bool>* f = slot.shrank.load(std::memory_order_relaxed)) {
+      f->store(true, std::memory_order_release);
+    }
+    return;
+  }
+  // Not a region's (or no zero pages): whatever handled SIGBUS before (a sanitizer's,
+  // say); with none, the default action, by restoring it and letting the fault recur.
+  if ((g_previous.sa_flags & SA_SIGINFO) != 0 && g_previous.sa_sigaction != nullptr) {
+    return g_previous.sa_sigaction(sig, info, context);
+  }
+  if ((g_previous.sa_flags & SA_SIGINFO) == 0 && g_previous.sa_handler != SIG_DFL &&
+      g_previous.sa_handler != SIG_IGN) {
+    return g_previous.sa_handler(sig);
+  }
+  ::signal(SIGBUS, SIG_DFL);
+}
+
+bool install_guard() {
+  std::call_once(g_install_once, [] {
+    struct sigaction sa {};
+    sa.sa_sigaction = on_sigbus;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    g_installed = ::sigaction(SIGBUS, &sa, &g_previous) == 0;
+  });
+  return g_installed;
+}
+
+// A free slot for [begin, begin + size), or -1 when all are taken.
+int take_slot(const void* begin, size_t size, std::atomic<bool>* shrank) {
+  std::lock_guard<std::mutex> lock(g_slots_mu);
+  for (size_t i = 0; i < kGuardSlots; ++i) {
+    GuardSlot& slot = g_slots[i];
+    if (slot.begin.load(std::memory_order_relaxed) != 0) continue;
+    slot.size.store(size, std::memory_order_relaxed);
+    slot.shrank.store(shrank, std::memory_order_relaxed);
+    slot.begin.store(reinterpret_cast<uintptr_t>(begin), std::memory_order_release);
+    return static_cast<int>(i);
+  }
+  return -1;
+}
+
+void free_slot(int i) {
+  std::lock_guard<std::mutex> lock(g_slots_mu);
+  g_slots[i].begin.store(0, std::memory_order_release);
+  g_slots[i].shrank.store(nullptr, std::memory_order_relaxed);
+}
+
+}  // namespace
+
 SystemSharedMemory::Region::~Region() {
+  // No request holds the region any more (they hold it through SharedBytes), so no read of
+  // the mapping is under way: out of the guard's table first, then unmapped.
+  if (guard_slot >= 0) free_slot(guard_slot);
+  if (mapping != nullptr) ::munmap(mapping, mapping_size);
   if (fd >= 0) ::close(fd);
 }
 
@@ -105,6 +190,22 @@ Status SystemSharedMemory::register_region(const std::string& name, const std::s
                             std::to_string(st.st_size) + " bytes; the region needs " +
                             std::to_string(end));
   }
+  // Mapped for the ids (map()); without a mapping they are copied as everything else is.
+  const auto page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  const uint64_t start = offset - offset % page;
+  const size_t length = static_cast<size_t>(offset - start + byte_size);
+  void* m = ::mmap(nullptr, length, PROT_READ, MAP_SHARED, region->fd, static_cast<off_t>(start));
+  if (m != MAP_FAILED) {
+    const int slot = install_guard() ? take_slot(m, length, &region->shrank) : -1;
+    if (slot >= 0) {
+      region->mapping = m;
+      region->mapping_size = length;
+      region->data = static_cast<const std::byte*>(m) + (offset - start);
+      region->guard_slot = slot;
+    } else {
+      ::munmap(m, length);
+    }
+  }
   std::lock_guard<std::mutex> lock(mu_);
   // Checked again: another registration may have come in while the object was opened.
   RECSCHED_RETURN_IF_ERROR(room_for(name, peer_uid));
@@ -152,33 +253,74 @@ Result<nlohmann::json> SystemSharedMemory::status(const std::string& name, uint3
   return out;
 }
 
-Status SystemSharedMemory::read(std::string_view region, uint64_t offset,
-                                std::span<std::byte> into, uint32_t uid) const {
+Result<std::shared_ptr<const SystemSharedMemory::Region>> SystemSharedMemory::find(
+    std::string_view name, uint32_t uid) const {
   std::shared_ptr<const Region> r;  // held: an unregister meanwhile closes nothing under us
   {
     std::lock_guard<std::mutex> lock(mu_);
-    const auto it = regions_.find(region);
+    const auto it = regions_.find(name);
     if (it != regions_.end() && visible_to(it->second->uid, uid)) r = it->second;
   }
   if (r == nullptr) {
-    return invalid_argument("no shared-memory region '" + printable_excerpt(region) +
+    return invalid_argument("no shared-memory region '" + printable_excerpt(name) +
                             "' registered by this client");
   }
-  if (offset > r->byte_size || into.size() > r->byte_size - offset) {
+  return r;
+}
+
+namespace {
+
+// [offset, offset + size) within a region of byte_size bytes, or the error naming it.
+Status within(std::string_view region, uint64_t byte_size, uint64_t offset, uint64_t size) {
+  if (offset > byte_size || size > byte_size - offset) {
     return invalid_argument("shared-memory region '" + printable_excerpt(region) + "' holds " +
-                            std::to_string(r->byte_size) + " bytes; " +
-                            std::to_string(into.size()) + " at offset " + std::to_string(offset) +
-                            " lie past its end");
+                            std::to_string(byte_size) + " bytes; " + std::to_string(size) +
+                            " at offset " + std::to_string(offset) + " lie past its end");
   }
+  return Status::ok();
+}
+
+std::string shrank_since_registered(std::string_view region) {
+  return "shared-memory region '" + printable_excerpt(region) +
+         "': its object shrank since it was registered";
+}
+
+}  // namespace
+
+Result<SharedBytes> SystemSharedMemory::map(std::string_view region, uint64_t offset,
+                                            uint64_t size, uint32_t uid) const {
+  RECSCHED_ASSIGN_OR_RETURN(std::shared_ptr<const Region> r, find(region, uid));
+  RECSCHED_RETURN_IF_ERROR(within(region, r->byte_size, offset, size));
+  if (r->shrank.load(std::memory_order_acquire)) {
+    return invalid_argument("shared-memory region '" + printable_excerpt(region) +
+                            "': its object shrank while a query read it; register it again");
+  }
+  if (r->data == nullptr) {
+    return unavailable("shared-memory region '" + printable_excerpt(region) + "' is not mapped");
+  }
+  // An object already shrunk is refused here, as read() refuses it, rather than read.
+  struct stat st {};
+  if (::fstat(r->fd, &st) != 0 || static_cast<uint64_t>(st.st_size) < r->offset + offset + size) {
+    return invalid_argument(shrank_since_registered(region));
+  }
+  const std::atomic<bool>* shrank = &r->shrank;
+  return SharedBytes{{r->data + offset, static_cast<size_t>(size)},
+                     std::shared_ptr<const std::atomic<bool>>(std::move(r), shrank)};
+}
+
+Status SystemSharedMemory::read(std::string_view region, uint64_t offset,
+                                std::span<std::byte> into, uint32_t uid) const {
+  RECSCHED_ASSIGN_OR_RETURN(std::shared_ptr<const Region> r, find(region, uid));
+  RECSCHED_RETURN_IF_ERROR(within(region, r->byte_size, offset, into.size()));
   size_t done = 0;
   while (done < into.size()) {
     const ssize_t got = ::pread(r->fd, into.data() + done, into.size() - done,
                                 static_cast<off_t>(r->offset + offset + done));
     if (got < 0 && errno == EINTR) continue;
     if (got <= 0) {
-      return invalid_argument("shared-memory region '" + printable_excerpt(region) + "': " +
-                              (got == 0 ? std::string("its object shrank since it was registered")
-                                        : errno_text()));
+      return invalid_argument(got == 0 ? shrank_since_registered(region)
+                                       : "shared-memory region '" + printable_excerpt(region) +
+                                             "': " + errno_text());
     }
     done += static_cast<size_t>(got);
   }

@@ -5,15 +5,25 @@
 // most of its overhead over the engine).
 //
 // Safety, since the bytes belong to another process that may change or shrink them at any
-// time: the daemon opens the object read-only and never maps it; each input is copied
-// with pread() into the daemon's own memory, where it is validated and used (a client that
-// rewrites the region mid-request changes its own query's ids, never the daemon's checks;
-// one that truncates the object gets an error, where a mapping would have raised SIGBUS).
+// time: the daemon opens the object read-only. Dense features and bag lengths are copied
+// with pread() into the daemon's own memory, where they are validated and used. The ids
+// (0.4-1 MB for a 164-item query) are used where they lie, in a read-only mapping of the
+// region made at registration (map()), because copying them was most of what decoding a
+// large query cost: the codec checks them, and every kernel checks each id again as it
+// reads it, so a client that rewrites its region mid-request changes its own query's
+// result, never what the daemon reads. A client that shrinks its object under a mapping
+// would raise SIGBUS on the next read of the lost pages: the daemon's SIGBUS handler
+// (installed with the first mapping; signals in other addresses go to the handler that
+// was there before) maps zero pages over the whole region and marks it shrunk, so the
+// read goes on, reading zeros, and the query is refused when it finishes
+// (InferRequest::shared_ids_intact), as libwayland-server treats a client's shrunk
+// wl_shm pool; the region then refuses every later request until it is registered again.
 // Regions are registered and used over the unix socket only, and only by a process whose
 // uid owns the object (or root), and a region is read only for requests from the uid that
 // registered it: another user cannot have the daemon read an object it cannot read itself.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -64,6 +74,11 @@ class SystemSharedMemory {
   /// end, the object shrunk since its registration.
   Status read(std::string_view region, uint64_t offset, std::span<std::byte> into,
               uint32_t uid) const;
+  /// `size` bytes at `offset` within `region` where they lie, for a request from `uid`:
+  /// kInvalidArgument as read() (and once the object shrank under the mapping);
+  /// kUnavailable where the region could not be mapped at registration.
+  Result<SharedBytes> map(std::string_view region, uint64_t offset, uint64_t size,
+                          uint32_t uid) const;
 
   /// What the infer codec reads a request's shared-memory inputs through: this registry,
   /// as seen by the client `uid`.
@@ -73,6 +88,10 @@ class SystemSharedMemory {
     Status read(std::string_view region, uint64_t offset,
                 std::span<std::byte> into) const override {
       return shm_.read(region, offset, into, uid_);
+    }
+    Result<SharedBytes> map(std::string_view region, uint64_t offset,
+                            uint64_t size) const override {
+      return shm_.map(region, offset, size, uid_);
     }
 
    private:
@@ -87,11 +106,21 @@ class SystemSharedMemory {
     uint64_t byte_size = 0;
     uint32_t uid = 0;  // who registered it
     int fd = -1;
+    // The read-only mapping of [offset, offset + byte_size), from the page that holds
+    // `offset` (data: the region's first byte); none if mmap failed or no guard slot was
+    // free (then map() says kUnavailable and the codec copies).
+    void* mapping = nullptr;
+    size_t mapping_size = 0;
+    const std::byte* data = nullptr;
+    int guard_slot = -1;  // its entry in the SIGBUS guard's table (shared_memory.cc)
+    std::atomic<bool> shrank{false};  // set by the guard; requests hold it (SharedBytes)
     ~Region();
   };
 
   /// OK if `name` is free and `uid` may register another region; mu_ held.
   Status room_for(const std::string& name, uint32_t uid) const;
+  /// The region `name` as `uid` sees it, or the error naming it; mu_ not held.
+  Result<std::shared_ptr<const Region>> find(std::string_view name, uint32_t uid) const;
 
   const uint32_t max_regions_;
   const uint64_t max_total_;

@@ -25,6 +25,11 @@ inline bool valid_row(int64_t idx, int64_t rows) {
 // that lookup j + kPrefetchDistance will read is prefetched (across bag boundaries) if
 // its id is valid; an invalid id is reported when it is read. Id is the ids' type
 // (int64_t: a.indices, int32_t: a.narrow_indices).
+//
+// Each id is loaded once (a relaxed atomic load: a plain load on x86 and ARM, which the
+// compiler may not repeat) and the row read is the one whose id was checked: the ids may
+// lie in a client's shared memory (daemon/shared_memory.h), which the client can rewrite
+// while they are read, so a check made earlier proves nothing here.
 template <class Acc, class Id>
 inline bool walk_bags(const BagArgs& a) {
   const Id* ids;
@@ -41,10 +46,10 @@ inline bool walk_bags(const BagArgs& a) {
     const int64_t s = a.offsets[b], e = a.offsets[b + 1];
     if (e < s) return false;
     for (int64_t j = s; j < e; ++j) {
-      const int64_t idx = ids[j];
+      const int64_t idx = __atomic_load_n(ids + j, __ATOMIC_RELAXED);
       if (!valid_row(idx, a.rows)) return false;
       if (j + kPrefetchDistance < end) {
-        const int64_t ahead = ids[j + kPrefetchDistance];
+        const int64_t ahead = __atomic_load_n(ids + j + kPrefetchDistance, __ATOMIC_RELAXED);
         if (valid_row(ahead, a.rows)) {
           const char* p = reinterpret_cast<const char*>(a.table + ahead * a.dim);
           for (int64_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(p + off, 0, 3);

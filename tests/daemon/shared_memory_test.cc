@@ -4,14 +4,18 @@
 
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <future>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "engine/model_spec.h"
 #include "tests/daemon/harness.h"
 #include "tests/skip.h"
 
@@ -302,6 +306,195 @@ TEST_CASE("with limits.max_shm_regions 0 the extension is off and not advertised
   const Reply i = request("unix:" + d.socket, http::verb::post, "/v2/models/golden_dot/infer",
                           shared_body(obj, "in").dump());
   CHECK(i.status == 400);
+}
+
+TEST_CASE("a mapped region gives the object's bytes where they lie, at any offset") {
+  ShmObject obj("mapped", 3 * 4096);
+  SystemSharedMemory shm(4);
+  // An offset inside a page: the mapping starts at its page, the bytes at the offset.
+  REQUIRE(shm.register_region("r", obj.key, 100, 8000, kMe).is_ok());
+  Result<SharedBytes> m = shm.map("r", 16, 64, kMe);
+  REQUIRE_MESSAGE(m.has_value(), m.status().to_string());
+  REQUIRE(m->bytes.size() == 64);
+  CHECK(std::memcmp(m->bytes.data(), obj.data + 116, 64) == 0);
+  CHECK(m->intact());
+  // Where they lie, not a copy: the client's rewrite shows through.
+  obj.data[116] = static_cast<char>(obj.data[116] + 1);
+  CHECK(static_cast<char>(m->bytes[0]) == obj.data[116]);
+  // The same bounds as read(), the same words.
+  CHECK(shm.map("r", 7990, 11, kMe).status().message() ==
+        "shared-memory region 'r' holds 8000 bytes; 11 at offset 7990 lie past its end");
+  CHECK(shm.map("r", 0, 8, kMe + 1).status().message() ==
+        "no shared-memory region 'r' registered by this client");
+  // Unregistered while a request holds the bytes: they stay readable until it lets go.
+  CHECK(shm.unregister("r", kMe).is_ok());
+  CHECK(static_cast<char>(m->bytes[0]) == obj.data[116]);
+  CHECK_FALSE(shm.map("r", 0, 8, kMe).has_value());
+}
+
+TEST_CASE("an object shrunk under a mapping reads as zeros and marks its region, not a crash") {
+  ShmObject obj("shrinks-mapped", 3 * 4096);
+  ShmObject other("stays-mapped", 4096);
+  SystemSharedMemory shm(4);
+  REQUIRE(shm.register_region("r", obj.key, 0, obj.size, kMe).is_ok());
+  REQUIRE(shm.register_region("o", other.key, 0, other.size, kMe).is_ok());
+  Result<SharedBytes> m = shm.map("r", 2 * 4096, 64, kMe);
+  Result<SharedBytes> o = shm.map("o", 0, 64, kMe);
+  REQUIRE(m.has_value());
+  REQUIRE(o.has_value());
+  CHECK(static_cast<char>(m->bytes[1]) == obj.data[2 * 4096 + 1]);
+  obj.shrink(100);  // the test's own mapping of the object must not be read past 100 now
+  // The lost page is read: SIGBUS, caught by the guard, which maps zeros over the region.
+  const volatile std::byte* lost = m->bytes.data() + 1;
+  CHECK(*lost == std::byte{0});
+  CHECK_FALSE(m->intact());
+  // The region refuses every later request, the reader says why; another region is whole.
+  CHECK(shm.map("r", 0, 8, kMe).status().message() ==
+        "shared-memory region 'r': its object shrank while a query read it; register it again");
+  CHECK(o->intact());
+  CHECK(std::memcmp(o->bytes.data(), other.data, 64) == 0);
+  // An object found shrunk before it is read is refused as read() refuses it.
+  ShmObject early("shrinks-early", 2 * 4096);
+  REQUIRE(shm.register_region("e", early.key, 0, early.size, kMe).is_ok());
+  early.shrink(10);
+  CHECK(shm.map("e", 4096, 8, kMe).status().message() ==
+        "shared-memory region 'e': its object shrank since it was registered");
+}
+
+TEST_CASE("a SIGBUS outside every region still ends the process: the guard swallows only its own") {
+  ShmObject obj("guard-installed", 4096);
+  SystemSharedMemory shm(4);
+  REQUIRE(shm.register_region("r", obj.key, 0, obj.size, kMe).is_ok());  // the guard is in
+  // A child maps an object of its own (no region), shrinks it and reads the lost page.
+  const std::string key = "/recsched-test-foreign-" + std::to_string(::getpid());
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    const int fd = ::shm_open(key.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0 || ::ftruncate(fd, 8192) != 0) _exit(90);
+    void* p = ::mmap(nullptr, 8192, PROT_READ, MAP_SHARED, fd, 0);
+    ::shm_unlink(key.c_str());
+    if (p == MAP_FAILED || ::ftruncate(fd, 0) != 0) _exit(91);
+    const volatile char* lost = static_cast<const char*>(p) + 4096;
+    const char c = *lost;  // SIGBUS: not a region's
+    _exit(c == 0 ? 0 : 92);  // reached only if the guard swallowed it
+  }
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  // Killed by SIGBUS (the default action), or, under a sanitizer whose handler was there
+  // first, ended by its report: never a clean exit.
+  const bool by_sigbus = WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS;
+  const bool by_report = WIFEXITED(status) && WEXITSTATUS(status) != 0 &&
+                         WEXITSTATUS(status) < 90;
+  CHECK_MESSAGE((by_sigbus || by_report), "child status " << status);
+}
+
+TEST_CASE("the codec reads a region's ids where they lie, and own_shared_ids takes a copy the client cannot change") {
+  ShmObject obj("codec-ids", 1 << 16);
+  SystemSharedMemory shm(4);
+  REQUIRE(shm.register_region("in", obj.key, 0, obj.size, kMe).is_ok());
+  const json body = shared_body(obj, "in");
+  size_t at = 0;  // where the ids lie in the object
+  for (const json& in : body["inputs"]) {
+    if (in["name"] == "sparse_indices") at = in["parameters"]["shared_memory_offset"].get<size_t>();
+  }
+  REQUIRE(at > 0);
+  const Result<engine::ModelSpec> spec = engine::load_model_spec(golden("dot", ".model.json"));
+  REQUIRE(spec.has_value());
+  const SystemSharedMemory::Reader reader(shm, kMe);
+  auto id0 = [&] {
+    int64_t v;
+    std::memcpy(&v, obj.data + at, 8);
+    return v;
+  };
+  auto set_id0 = [&](int64_t v) { std::memcpy(obj.data + at, &v, 8); };
+  const int64_t first = id0();
+
+  Result<InferRequest> req = parse_infer_request(body.dump(), std::nullopt, *spec, {}, &reader);
+  REQUIRE_MESSAGE(req.has_value(), req.status().to_string());
+  CHECK(req->shared_ids != nullptr);
+  CHECK(req->own_ids == nullptr);
+  CHECK(req->shared_ids_intact());
+  REQUIRE(req->view().indices.size() == req->view().num_indices());
+  CHECK(req->view().indices[0] == first);
+  set_id0((first + 1) % 23);  // table 0 has 23 rows: still a valid id
+  CHECK(req->view().indices[0] == (first + 1) % 23);  // read where it lies
+  REQUIRE(req->own_shared_ids(*spec).is_ok());
+  CHECK(req->shared_ids == nullptr);
+  CHECK(req->own_ids != nullptr);
+  set_id0(first);
+  CHECK(req->view().indices[0] == (first + 1) % 23);  // the copy, which the client cannot change
+
+  // A bad id written after the decode's check is found by the copy's.
+  Result<InferRequest> again = parse_infer_request(body.dump(), std::nullopt, *spec, {}, &reader);
+  REQUIRE(again.has_value());
+  set_id0(int64_t{1} << 40);
+  const Status st = again->own_shared_ids(*spec);
+  CHECK(st.code() == StatusCode::kInvalidArgument);
+  CHECK_MESSAGE(st.message().find("outside table 0") != std::string::npos, st.message());
+  // And at decode, as for ids sent any other way, in the same words.
+  const Result<InferRequest> bad = parse_infer_request(body.dump(), std::nullopt, *spec, {}, &reader);
+  REQUIRE_FALSE(bad.has_value());
+  CHECK(bad.status().message() == st.message());
+  set_id0(first);
+}
+
+TEST_CASE("ids used in a client's region: a bad id written or the object shrunk mid-query is a 400, and the device stays healthy") {
+  FailpointGuard guard;
+  Daemon d;
+  const std::string sock = "unix:" + d.socket;
+  const std::string infer = "/v2/models/golden_dot/infer";
+  ShmObject obj("mid-query", 1 << 16);
+  const std::string reg = json{{"key", obj.key}, {"byte_size", obj.size}}.dump();
+  REQUIRE(request(sock, http::verb::post, "/v2/systemsharedmemory/region/in/register", reg).status == 200);
+  const json shared = shared_body(obj, "in");
+  const std::string body = shared.dump();
+  size_t at = 0;
+  for (const json& in : shared["inputs"]) {
+    if (in["name"] == "sparse_indices") at = in["parameters"]["shared_memory_offset"].get<size_t>();
+  }
+  REQUIRE(at > 0);
+  REQUIRE(request(sock, http::verb::post, infer, body).status == 200);
+  auto health = [&] {
+    const json devices = request(d.port, http::verb::get, "/v1/devices").json_body();
+    for (const json& dev : devices["devices"]) {
+      if (dev["id"] == "cpu0") return dev.value("health", std::string());
+    }
+    return std::string("no cpu0");
+  };
+  // Held inside forward(): after the decode checked the ids, before the kernels read them.
+  auto held_query = [&](const std::function<void()>& meanwhile) {
+    REQUIRE(failpoint::set("forward.cpu0", "pause").is_ok());
+    std::future<Reply> reply =
+        std::async(std::launch::async, [&] { return request(sock, http::verb::post, infer, body); });
+    REQUIRE(failpoint::wait_paused("forward.cpu0", 1, 30000));
+    meanwhile();
+    REQUIRE(failpoint::set("forward.cpu0", "off").is_ok());
+    return reply.get();
+  };
+
+  int64_t first;
+  std::memcpy(&first, obj.data + at, 8);
+  const Reply rewritten = held_query([&] {
+    const int64_t bad = int64_t{1} << 40;
+    std::memcpy(obj.data + at, &bad, 8);
+  });
+  CHECK(rewritten.status == 400);
+  CHECK_MESSAGE(rewritten.body.find("an id is outside") != std::string::npos, rewritten.body);
+  CHECK(health() == "ok");
+  std::memcpy(obj.data + at, &first, 8);
+  CHECK(request(sock, http::verb::post, infer, body).status == 200);
+
+  const Reply shrunk = held_query([&] { obj.shrink(0); });  // obj.data is not read after this
+  CHECK(shrunk.status == 400);
+  CHECK(shrunk.json_body()["error"] == kSharedIdsShrank);
+  CHECK(health() == "ok");
+  const Reply later = request(sock, http::verb::post, infer, body);
+  CHECK(later.status == 400);
+  // Refused from now on (by the first input read, dense features copied or ids mapped).
+  CHECK_MESSAGE(later.body.find("shared-memory region 'in': its object shrank") != std::string::npos,
+                later.body);
+  CHECK(request(sock, http::verb::post, infer, infer_body("dot").dump()).status == 200);
 }
 
 }  // namespace
