@@ -308,6 +308,15 @@ TEST_CASE("with limits.max_shm_regions 0 the extension is off and not advertised
   CHECK(i.status == 400);
 }
 
+// Where shared_body put the ids in its object.
+size_t ids_offset(const json& body) {
+  for (const json& in : body["inputs"]) {
+    if (in["name"] == "sparse_indices") return in["parameters"]["shared_memory_offset"].get<size_t>();
+  }
+  FAIL("no sparse_indices in the body");
+  return 0;
+}
+
 TEST_CASE("a mapped region gives the object's bytes where they lie, at any offset") {
   ShmObject obj("mapped", 3 * 4096);
   SystemSharedMemory shm(4);
@@ -394,11 +403,7 @@ TEST_CASE("the codec reads a region's ids where they lie, and own_shared_ids tak
   SystemSharedMemory shm(4);
   REQUIRE(shm.register_region("in", obj.key, 0, obj.size, kMe).is_ok());
   const json body = shared_body(obj, "in");
-  size_t at = 0;  // where the ids lie in the object
-  for (const json& in : body["inputs"]) {
-    if (in["name"] == "sparse_indices") at = in["parameters"]["shared_memory_offset"].get<size_t>();
-  }
-  REQUIRE(at > 0);
+  const size_t at = ids_offset(body);
   const Result<engine::ModelSpec> spec = engine::load_model_spec(golden("dot", ".model.json"));
   REQUIRE(spec.has_value());
   const SystemSharedMemory::Reader reader(shm, kMe);
@@ -449,11 +454,7 @@ TEST_CASE("ids used in a client's region: a bad id written or the object shrunk 
   REQUIRE(request(sock, http::verb::post, "/v2/systemsharedmemory/region/in/register", reg).status == 200);
   const json shared = shared_body(obj, "in");
   const std::string body = shared.dump();
-  size_t at = 0;
-  for (const json& in : shared["inputs"]) {
-    if (in["name"] == "sparse_indices") at = in["parameters"]["shared_memory_offset"].get<size_t>();
-  }
-  REQUIRE(at > 0);
+  const size_t at = ids_offset(shared);
   REQUIRE(request(sock, http::verb::post, infer, body).status == 200);
   auto health = [&] {
     const json devices = request(d.port, http::verb::get, "/v1/devices").json_body();
