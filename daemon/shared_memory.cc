@@ -1,6 +1,7 @@
 #include "daemon/shared_memory.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -8,7 +9,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <signal.h>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
