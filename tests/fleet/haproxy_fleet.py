@@ -91,15 +91,27 @@ def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+_HANDED_OUT = set()  # every port free_ports() has returned in this run
+
+
 def free_ports(n):
-    """n distinct free TCP ports on 127.0.0.1 (bound together, then released)."""
-    socks = []
+    """n free TCP ports on 127.0.0.1, none returned before in this run. Each is bound,
+    then released for its daemon to bind later, so the kernel may offer a released one
+    again: a second daemon given a port the first has not bound yet would fail with
+    'Address already in use' (it did, in CI), hence the set of ports already handed out."""
+    socks, ports = [], []
     try:
-        for _ in range(n):
+        while len(ports) < n:
+            if len(socks) > 1000:
+                raise RuntimeError("no free TCP port on 127.0.0.1 not already handed out")
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(s)  # held until the end, so the kernel offers another each time
             s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
+            port = s.getsockname()[1]
+            if port not in _HANDED_OUT:
+                ports.append(port)
+        _HANDED_OUT.update(ports)
+        return ports
     finally:
         for s in socks:
             s.close()
