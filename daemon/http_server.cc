@@ -112,8 +112,11 @@ struct HttpServer::Impl {
     while (!io.stopped()) {
       if (io.poll() > 0) continue;
       bool found = false;
-      const auto until =
-          steady::now() + (!poll_gate || poll_gate() ? window.get() : steady::duration(0));
+      // A sleep that begins with the gate closed waits out a query in flight, not a gap
+      // between requests: it must not teach the window (a 1 ms query after every request
+      // halved it each time, so that 100 us gaps between them were never polled).
+      const bool may_poll = !poll_gate || poll_gate();
+      const auto until = steady::now() + (may_poll ? window.get() : steady::duration(0));
       while (!io.stopped() && steady::now() < until) {
         ::sched_yield();
         if (io.poll() > 0) {
@@ -127,7 +130,7 @@ struct HttpServer::Impl {
       }
       const auto t0 = steady::now();
       io.run_one();
-      window.slept(steady::now() - t0);
+      if (may_poll) window.slept(steady::now() - t0);
     }
   }
 };

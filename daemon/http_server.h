@@ -65,7 +65,8 @@ struct ServerOptions {
 /// grown (from kStart, doubling) after a sleep that a longer poll would have cut short,
 /// halved (to 0 below kStart) after one longer than the most it may poll. Back-to-back
 /// traffic is then read by polling, and sparse traffic (gaps past the most) costs none:
-/// a poll that keeps its core busy is paid only where it finds work.
+/// a poll that keeps its core busy is paid only where it finds work. Only sleeps that a
+/// poll might have cut short teach it: not one taken while the poll gate was closed.
 class PollWindow {
  public:
   static constexpr std::chrono::nanoseconds kStart = std::chrono::microseconds(10);
