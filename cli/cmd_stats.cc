@@ -14,12 +14,16 @@ Per model: requests, and how they ended (ok, invalid, rejected by admission, fai
 items scored, the SLA and how many answered queries missed it, and the p50/p95/p99
 latency in ms over the last WINDOW answered queries (limits.window). Then the number of
 queries in flight, and, when limits.cpu_latency_us is set, whether the daemon holds that
-CPU wake-up latency (and why not when it does not).
+CPU wake-up latency (and why not when it does not). Last, what the I/O threads did each
+time they ran out of work: found more by polling (limits.idle_poll_us: a wake-up saved)
+or slept until it came (a request, or a worker's answer to finish; they never poll while
+a query is in flight). Many sleeps against few polls under steady traffic: requests come
+further apart than the poll window (see docs/operations.md).
 
 --json prints GET /v1/stats: {"models": [{"model", "requests", "ok", "invalid",
 "rejected", "failed", "items", "sla_ms", "sla_violations", "window", "p50_ms", "p95_ms",
 "p99_ms"}], "in_flight", "cpu_latency": null or {"requested_us", "held",
-"effective_us" or "error"}}.
+"effective_us" or "error"}, "io": {"idle_poll_us", "polled", "slept"}}.
 )";
 
 int run(Context& ctx, const std::vector<std::string>& args) {
@@ -49,6 +53,16 @@ int run(Context& ctx, const std::vector<std::string>& args) {
         ctx.out << "held (" << field(q, "effective_us") << " us in effect)\n";
       } else {
         ctx.out << "NOT held: " << field(q, "error") << "\n";
+      }
+    }
+    if (auto it = stats.find("io"); it != stats.end() && it->is_object()) {
+      const nlohmann::json& io = *it;
+      if (io.value("idle_poll_us", 0) == 0) {
+        ctx.out << "I/O threads: no polling (limits.idle_poll_us 0): every wait a sleep\n";
+      } else {
+        ctx.out << "I/O threads: " << field(io, "polled") << " polls found work, "
+                << field(io, "slept") << " sleeps (limits.idle_poll_us "
+                << field(io, "idle_poll_us") << ")\n";
       }
     }
   });

@@ -60,7 +60,7 @@ struct HttpServer::Impl {
   std::atomic<bool> stopping{false};
   std::atomic<bool> draining{false};  // answers close their connections
   std::atomic<bool> stopped{false};  // I/O threads joined: no request is handed on any more
-  std::atomic<uint64_t> polled{0};   // see HttpServer::polled()
+  std::shared_ptr<IoCounters> counters = std::make_shared<IoCounters>();  // io_counters()
   std::function<bool()> poll_gate;    // set before start(); see set_poll_gate()
   std::mutex mu;
   std::condition_variable idle;
@@ -125,11 +125,12 @@ struct HttpServer::Impl {
         }
       }
       if (found) {
-        polled.fetch_add(1, std::memory_order_relaxed);
+        counters->polled.fetch_add(1, std::memory_order_relaxed);
         continue;
       }
       const auto t0 = steady::now();
       io.run_one();
+      counters->slept.fetch_add(1, std::memory_order_relaxed);
       if (may_poll) window.slept(steady::now() - t0);
     }
   }
@@ -620,7 +621,10 @@ uint32_t HttpServer::connections() const { return impl_->open; }
 
 void HttpServer::set_poll_gate(std::function<bool()> gate) { impl_->poll_gate = std::move(gate); }
 
-uint64_t HttpServer::polled() const { return impl_->polled.load(std::memory_order_relaxed); }
+uint64_t HttpServer::polled() const {
+  return impl_->counters->polled.load(std::memory_order_relaxed);
+}
+std::shared_ptr<const IoCounters> HttpServer::io_counters() const { return impl_->counters; }
 
 void HttpServer::set_draining() { impl_->draining = true; }
 

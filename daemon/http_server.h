@@ -5,6 +5,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -90,6 +91,14 @@ class PollWindow {
   std::chrono::nanoseconds window_{0};
 };
 
+/// What the I/O threads did each time they ran out of work, with polling on
+/// (ServerOptions::idle_poll_us > 0): found more by polling (a wake-up saved), or slept.
+/// Shared, so that a reader (recschedd's /v1/stats) may outlive the server.
+struct IoCounters {
+  std::atomic<uint64_t> polled{0};  ///< polls that found work before the thread slept
+  std::atomic<uint64_t> slept{0};   ///< sleeps until work came (with polling off: not counted)
+};
+
 /// Lifecycle: create -> listen_*() -> start() -> stop() (stops accepting, lets in-flight
 /// requests finish and be answered, then closes) -> destruction.
 class HttpServer {
@@ -120,6 +129,8 @@ class HttpServer {
   uint32_t connections() const;
   /// Times an I/O thread found work while polling before sleep (ServerOptions::idle_poll_us).
   uint64_t polled() const;
+  /// The I/O threads' counters (polled() among them), for as long as the caller holds them.
+  std::shared_ptr<const IoCounters> io_counters() const;
 
   struct Impl;  ///< the Asio state; opaque outside http_server.cc
 

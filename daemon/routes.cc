@@ -528,6 +528,15 @@ HttpResponse Service::stats_json() const {
     }
   }
   j["cpu_latency"] = qos;
+  // What the I/O threads did when they ran out of work: found more by polling (a wake-up
+  // saved) or slept (limits.idle_poll_us; null before a server is attached).
+  json io = nullptr;
+  if (io_counters_) {
+    io = {{"idle_poll_us", io_poll_us_},
+          {"polled", io_counters_->polled.load(std::memory_order_relaxed)},
+          {"slept", io_counters_->slept.load(std::memory_order_relaxed)}};
+  }
+  j["io"] = io;
   return json_response(200, j);
 }
 

@@ -37,6 +37,7 @@ std::unique_ptr<HttpServer> create_server(Service& svc, const LimitsConfig& limi
     svc.handle(std::move(req), std::move(respond));
   });
   server->set_poll_gate([&svc] { return svc.in_flight() == 0; });
+  svc.watch_io(server->io_counters(), limits.idle_poll_us);
   return server;
 }
 

@@ -98,6 +98,12 @@ class Service {
   uint64_t in_flight() const { return in_flight_; }
   /// Queries answered with scores since start (every model): systemd's STATUS= line.
   uint64_t answered() const { return answered_; }
+  /// The server's I/O counters, shown by /v1/stats ("io"), with the idle_poll_us it runs
+  /// with (create_server calls it, before the server starts).
+  void watch_io(std::shared_ptr<const IoCounters> counters, uint32_t idle_poll_us) {
+    io_counters_ = std::move(counters);
+    io_poll_us_ = idle_poll_us;
+  }
 
  private:
   struct ModelState;
@@ -204,6 +210,9 @@ class Service {
   /// limits.cpu_latency_us's request while it is held; else why not ("" if none asked).
   std::optional<CpuLatencyRequest> cpu_latency_;
   std::string cpu_latency_error_;
+  /// The HTTP server's I/O counters (watch_io); null until a server is attached.
+  std::shared_ptr<const IoCounters> io_counters_;
+  uint32_t io_poll_us_ = 0;
 
   mutable std::mutex dispatch_mu_;  // guards dispatcher_ (and the policy inside it)
   std::unique_ptr<policies::Dispatcher> dispatcher_;

@@ -377,10 +377,45 @@ TEST_CASE("an I/O thread polls before it sleeps: back-to-back requests are read 
     server->stop(1000);
     CHECK(seconds_since(t0) < 5.0);  // not held by a thread that was polling
     for (std::thread& t : later) t.join();
+    // The shared counters: polled() among them, readable after the server is gone.
+    const std::shared_ptr<const IoCounters> counters = server->io_counters();
     if (window == 0) {
       CHECK(server->polled() == 0);
+      CHECK(counters->slept == 0);  // no poll loop: nothing counted
     } else {
       CHECK(server->polled() > 0);
+      CHECK(counters->slept > 0);  // the window starts at 0: the first wait is a sleep
+    }
+    const uint64_t polled = server->polled();
+    server.reset();
+    CHECK(counters->polled == polled);
+  }
+}
+
+TEST_CASE("recschedd's /v1/stats shows what its I/O threads did: polls that found work, sleeps") {
+  for (const uint32_t poll_us : {0u, 5000u}) {  // a window wide enough for sanitizers
+    CAPTURE(poll_us);
+    Daemon d("secret", 1 << 20, json{{"limits", {{"idle_poll_us", poll_us}, {"io_threads", 1}}}});
+    Raw conn(d.port);
+    for (int i = 0; i < 30; ++i) {
+      std::this_thread::sleep_for(50us);  // the next request while the thread polls
+      conn.send(get_request("/v2/health/live"));
+      const auto res = conn.response();
+      REQUIRE(res.has_value());
+      REQUIRE(res->result_int() == 200);
+    }
+    const json io = request(d.port, http::verb::get, "/v1/stats").json_body()["io"];
+    REQUIRE(io.is_object());
+    CHECK(io["idle_poll_us"] == poll_us);
+    if (poll_us == 0) {
+      CHECK(io["polled"] == 0);
+      CHECK(io["slept"] == 0);
+    } else {
+      // 31 requests on one thread, most of them after it ran out of work: found by a poll
+      // once the window has grown, else after a sleep (the first wait is one).
+      CHECK(io["polled"].get<uint64_t>() > 0);
+      CHECK(io["slept"].get<uint64_t>() > 0);
+      CHECK(io["polled"].get<uint64_t>() + io["slept"].get<uint64_t>() >= 10);
     }
   }
 }
