@@ -422,13 +422,14 @@ TEST_CASE("recschedd's /v1/stats shows what its I/O threads did: polls that foun
 
 TEST_CASE("the poll window learns from the gaps between requests, not from the queries in flight") {
   // As recschedd runs: the gate closed while a query is in flight (a worker answers it
-  // 3 ms later), open between them; the client's next request follows each answer by
-  // ~100 us. Sleeps through the queries must not shrink the window (they halved it after
+  // 10 ms later, longer than the window may grow), open between them; the client's next
+  // request follows each answer by ~100 us (a few hundred under sanitizers: hence a 5 ms
+  // window). Sleeps through the queries must not shrink the window (they halved it after
   // every request, so that it never grew past kStart and no request was found by
   // polling); the gaps grow it, and the requests are then read by the poll.
   ServerOptions so;
   so.io_threads = 1;
-  so.idle_poll_us = 2000;
+  so.idle_poll_us = 5000;
   std::atomic<int> in_flight{0};
   std::vector<std::thread> workers;
   std::mutex mu;
@@ -436,7 +437,7 @@ TEST_CASE("the poll window learns from the gaps between requests, not from the q
     ++in_flight;
     std::lock_guard<std::mutex> lock(mu);
     workers.emplace_back([&in_flight, done = std::move(done)]() mutable {
-      std::this_thread::sleep_for(3ms);
+      std::this_thread::sleep_for(10ms);
       --in_flight;  // as Service::finish: no longer in flight once the answer goes
       done({200, "text/plain", "done", {}});
     });
@@ -457,8 +458,8 @@ TEST_CASE("the poll window learns from the gaps between requests, not from the q
   }
   server->stop(1000);
   for (std::thread& t : workers) t.join();
-  // The window reaches a 100-300 us gap within a few requests (10, 20, ... 320 us);
-  // most of the rest are found by polling. (Before: 0-2 of 40.)
+  // The window reaches a 100-600 us gap within a few requests (10, 20, ... 640 us); most
+  // of the rest are found by polling. (Before: 0-2 of 40.)
   CHECK(server->polled() >= kRequests / 2);
 }
 
