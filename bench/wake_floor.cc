@@ -59,27 +59,21 @@ void wait_readable(int fd) {
   }
 }
 
-bool read_all(int fd, char* buf, size_t n) {
-  size_t got = 0;
-  while (got < n) {
-    const ssize_t k = ::read(fd, buf + got, n - got);
+// All n bytes through `io` (::read or ::write), retried on EINTR; false at an error or EOF.
+template <class Buf, class Io>
+bool all_of(int fd, Buf* buf, size_t n, Io io) {
+  size_t done = 0;
+  while (done < n) {
+    const ssize_t k = io(fd, buf + done, n - done);
     if (k < 0 && errno == EINTR) continue;
     if (k <= 0) return false;
-    got += static_cast<size_t>(k);
+    done += static_cast<size_t>(k);
   }
   return true;
 }
 
-bool write_all(int fd, const char* buf, size_t n) {
-  size_t sent = 0;
-  while (sent < n) {
-    const ssize_t k = ::write(fd, buf + sent, n - sent);
-    if (k < 0 && errno == EINTR) continue;
-    if (k <= 0) return false;
-    sent += static_cast<size_t>(k);
-  }
-  return true;
-}
+bool read_all(int fd, char* buf, size_t n) { return all_of(fd, buf, n, ::read); }
+bool write_all(int fd, const char* buf, size_t n) { return all_of(fd, buf, n, ::write); }
 
 double percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
