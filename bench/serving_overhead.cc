@@ -120,6 +120,7 @@ http::request<http::string_body> make_request(const std::string& target, const s
 // The daemon's own times (ms, /v1/placements) of one query.
 struct DaemonTimes {
   double actual = 0;   // arrival in the service to the answer handed to the HTTP layer
+  double decode = 0;   // arrival to the placement: decoding and dispatch (older daemons: 0)
   double wait = 0;     // dispatched to the runner's start: the hand-off to a worker
   double service = 0;  // the runner's service time
 };
@@ -135,8 +136,8 @@ std::vector<DaemonTimes> daemon_times(Connection& conn, const std::string& model
   if (!log.contains("placements")) return {};
   for (const json& p : log["placements"]) {
     if (p.value("model", "") != model || !p.contains("service_ms")) continue;
-    out.push_back(
-        {p["actual_ms"].get<double>(), p["wait_ms"].get<double>(), p["service_ms"].get<double>()});
+    out.push_back({p["actual_ms"].get<double>(), p.value("decode_ms", 0.0),
+                   p["wait_ms"].get<double>(), p["service_ms"].get<double>()});
   }
   if (out.size() < count) return {};
   return std::vector<DaemonTimes>(out.end() - static_cast<std::ptrdiff_t>(count), out.end());
@@ -402,13 +403,14 @@ int main(int argc, char** argv) {
           // parse, the answer's write, thread wake-ups), the hand-off to a worker, and the
           // rest inside the service (decoding, dispatch, finishing).
           const size_t k = times.size();
-          std::vector<double> over(k), service_us(k), http(k), handoff(k), inside(k);
+          std::vector<double> over(k), service_us(k), http(k), handoff(k), inside(k), decode(k);
           for (size_t i = 0; i < k; ++i) {
             service_us[i] = times[i].service * 1e3;
             over[i] = latency[c][i] - service_us[i];
             http[i] = latency[c][i] - times[i].actual * 1e3;
             handoff[i] = times[i].wait * 1e3;
             inside[i] = (times[i].actual - times[i].wait - times[i].service) * 1e3;
+            decode[i] = times[i].decode * 1e3;
           }
           const double s50 = percentile(service_us, 50);
           std::printf(" | %-8s %9.1f %8.1f / %8.1f; %8.1f / %8.1f", conns[c]->label().c_str(), s50,
@@ -420,6 +422,7 @@ int main(int argc, char** argv) {
           col["outside_service_p50_us"] = percentile(http, 50);
           col["handoff_p50_us"] = percentile(handoff, 50);
           col["decode_dispatch_finish_p50_us"] = percentile(inside, 50);
+          col["decode_dispatch_p50_us"] = percentile(decode, 50);  // of that, before the placement
         }
         row[conns[c]->label()] = std::move(col);
       }

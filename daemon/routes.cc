@@ -487,6 +487,7 @@ HttpResponse Service::placements_json(size_t limit) const {
                    {"workers", p.placement.workers},
                    {"predicted_ms", p.placement.predicted_ms},
                    {"actual_ms", p.actual_ms},
+                   {"decode_ms", p.decode_ms},
                    {"wait_ms", p.wait_ms},
                    {"service_ms", p.service_ms},
                    {"suspended_ms", p.suspended_ms},

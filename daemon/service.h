@@ -61,6 +61,7 @@ struct PlacementRecord {
   std::string policy;
   policies::Placement placement;
   double actual_ms = 0;  ///< arrival to answer; 0 if it never ran
+  double decode_ms = 0;  ///< arrival to the placement: decoding, validation, dispatch
   double wait_ms = 0;    ///< dispatched to its first piece's start (queueing); 0 if never ran
   double service_ms = 0;  ///< first piece's start to last piece's end on the runner
   double suspended_ms = 0;  ///< of service_ms, suspended while more urgent queries ran

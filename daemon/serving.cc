@@ -263,9 +263,10 @@ void Service::finish(const std::shared_ptr<InFlight>& q, Status st) {
       m.errors.add(seconds(finished));
     }
     if (q->dispatched) {
+      using Ms = std::chrono::duration<double, std::milli>;
       q->record.actual_ms = q->ran ? ms : 0;
+      q->record.decode_ms = Ms(q->dispatched_at - q->arrival).count();
       if (q->ran) {
-        using Ms = std::chrono::duration<double, std::milli>;
         q->record.wait_ms = Ms(q->started - q->dispatched_at).count();
         q->record.service_ms = Ms(q->done_at - q->started).count();
         q->record.suspended_ms = q->suspended_ms;

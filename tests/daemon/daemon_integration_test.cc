@@ -150,6 +150,11 @@ TEST_CASE("health, metadata, control and metrics routes answer") {
     CHECK(p["suspended_ms"].get<double>() == 0);  // nothing ran in its place
     CHECK(p["wait_ms"].get<double>() + p["service_ms"].get<double>() <=
           p["actual_ms"].get<double>());
+    // Before the placement: decoding, validation and the dispatcher's decision.
+    CHECK(p["decode_ms"].get<double>() > 0);
+    CHECK(p["decode_ms"].get<double>() + p["wait_ms"].get<double>() +
+              p["service_ms"].get<double>() <=
+          p["actual_ms"].get<double>());
   }
   const Reply m = request(d.port, http::verb::get, "/metrics");
   CHECK(m.status == 200);
