@@ -95,11 +95,11 @@ int serve(int fd, int stamps_fd, bool poll_first) {
   for (;;) {
     if (poll_first) wait_readable(fd);
     if (!read_all(fd, buf, kRequestBytes)) return 0;
-    const Stamps s0{now_ns(), 0};
+    const int64_t read_at = now_ns();
     int32_t service_us = 0;
     std::memcpy(&service_us, buf, sizeof service_us);
     busy_for(int64_t{service_us} * 1000);
-    const Stamps s{s0.read_at, now_ns()};
+    const Stamps s{read_at, now_ns()};
     if (!write_all(fd, buf, kAnswerBytes)) return 1;
     if (!write_all(stamps_fd, reinterpret_cast<const char*>(&s), sizeof s)) return 1;
   }
@@ -183,11 +183,12 @@ int main(int argc, char** argv) {
   ::close(stamps[1]);
   const int fd = sv[0];
 
+  const std::string between = gap_ms > 0
+                                  ? "a " + std::to_string(gap_ms) + " ms sleep before each request"
+                                  : "the client busy for T between requests";
   std::printf("server %s, client %s, %s; latency less the service time T, us\n",
               server_polls ? "polls" : "sleeps in read()",
-              client_spins ? "spins for the answer" : "sleeps in read()",
-              gap_ms > 0 ? ("a " + std::to_string(gap_ms) + " ms sleep before each request").c_str()
-                         : "the client busy for T between requests");
+              client_spins ? "spins for the answer" : "sleeps in read()", between.c_str());
   int rc = 0;
   char buf[kAnswerBytes] = {};
   for (const int service_us : services) {
