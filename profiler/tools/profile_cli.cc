@@ -7,9 +7,11 @@
 #include <iomanip>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <ostream>
 
 #include "daemon/config.h"
+#include "daemon/cpu_latency.h"
 #include "engine/model.h"
 #include "exec/cpu_runner.h"
 #include "hw/topology.h"
@@ -53,8 +55,10 @@ commands:
 config: recschedd's own (systemd/recschedd.json; every key in daemon/config.h), so a
 host can be profiled ahead of starting the service, into the cache the service reads.
 run uses models, partition, devices, gpus, gpu_graph_max_items, gpu_table_batched,
-state_dir, profile and power (the GPU keys so that a GPU is measured as it will serve),
-and ignores the rest; paths are relative to the config file. The smallest:
+state_dir, profile, power and limits.cpu_latency_us (the GPU keys so that a GPU is
+measured as it will serve; the CPU latency request held while measuring, as recschedd
+holds it while it profiles and serves), and ignores the rest; paths are relative to the
+config file. The smallest:
   {"models": ["rmc1.json", {"spec": "x.json", "weights": "x.safetensors"}]}
 Exit status: 0 ok, 1 failure, 2 bad usage.
 )";
@@ -80,6 +84,7 @@ struct Config {
   bool gpu_table_batched = true;
   ProfileOptions options;
   PowerConfig power;
+  std::optional<uint32_t> cpu_latency_us;  ///< limits.cpu_latency_us: held while measuring
   bool wants(const std::string& id) const {
     return devices.empty() || std::find(devices.begin(), devices.end(), id) != devices.end();
   }
@@ -97,6 +102,7 @@ Result<Config> load_config(const std::string& path) {
   c.gpu_table_batched = d.gpu_table_batched;
   c.options = d.profile;
   c.power = d.power;
+  c.cpu_latency_us = d.limits.cpu_latency_us;
   return c;
 }
 
@@ -258,6 +264,29 @@ int cmd_run(const std::map<std::string, std::string>& o, bool as_json, std::ostr
     }
   }
   for (const std::string& w : warnings) err << "recsched-profile: warning: " << w << "\n";
+
+  // limits.cpu_latency_us: held from here to the end of the measuring, as recschedd holds it
+  // from before it profiles, so that the profiles made ahead are those the service would
+  // make (on a host whose idle cores sleep deep, a query's wake-ups are in its latency).
+  std::optional<daemon::CpuLatencyRequest> cpu_latency;
+  json cpu_latency_json = nullptr;  // as recschedd's /v1/stats "cpu_latency"
+  if (const std::optional<uint32_t> us = cfg->cpu_latency_us) {
+    Result<daemon::CpuLatencyRequest> held = daemon::CpuLatencyRequest::hold(*us);
+    cpu_latency_json = {{"requested_us", *us}, {"held", held.has_value()}};
+    if (held) {
+      cpu_latency = std::move(held).value();
+      const Result<int64_t> now = cpu_latency->effective_us();
+      cpu_latency_json["effective_us"] = now ? json(*now) : json(nullptr);
+      err << "recsched-profile: limits.cpu_latency_us = " << *us
+          << ": CPU latency QoS held while measuring, as recschedd holds it (in effect: "
+          << (now ? std::to_string(*now) + " us" : now.status().message()) << ")\n";
+    } else {
+      cpu_latency_json["error"] = held.status().message();
+      err << "recsched-profile: warning: limits.cpu_latency_us = " << *us
+          << ": not held, idle cores may sleep deeper than recschedd's would: "
+          << held.status().message() << "\n";
+    }
+  }
   auto from_cache = [&](const Loaded& m, const std::string& device) -> bool {
     auto it = cached.find({m.spec.name, m.hash, device});
     if (it == cached.end()) return false;
@@ -387,7 +416,8 @@ int cmd_run(const std::map<std::string, std::string>& o, bool as_json, std::ostr
                     {"profiles", profiles},
                     {"seconds", seconds},
                     {"measured", measured},
-                    {"cached", results.size() - measured}};
+                    {"cached", results.size() - measured},
+                    {"cpu_latency", cpu_latency_json}};
   if (o.count("out")) {
     std::ofstream f(o.at("out"));
     f << doc.dump(2) << "\n";
