@@ -728,35 +728,29 @@ Result<InferRequest> parse(std::string_view body, std::optional<size_t> header_l
       // as elsewhere), and the kernels check each again as they read it, since the client
       // can rewrite its region at any time; a device that reads them otherwise gets its
       // own copy first (InferRequest::own_shared_ids).
-      uint64_t t = 0;
-      if (narrow) {
-        const std::span<const int32_t> ids(reinterpret_cast<const int32_t*>(mapped.bytes.data()),
-                                           desc.elements);
+      auto use_mapped = [&]<class Id>(std::span<const Id>& view) -> Status {
+        const std::span<const Id> ids(reinterpret_cast<const Id*>(mapped.bytes.data()),
+                                      desc.elements);
+        uint64_t t = 0;
         RECSCHED_RETURN_IF_ERROR(check_ids_by_table(spec, batch.sparse.offsets, n, t, 0, ids));
-        out.narrow_ids = ids;
-      } else {
-        const std::span<const int64_t> ids(reinterpret_cast<const int64_t*>(mapped.bytes.data()),
-                                           desc.elements);
-        RECSCHED_RETURN_IF_ERROR(check_ids_by_table(spec, batch.sparse.offsets, n, t, 0, ids));
-        out.ids_in_place = ids;
-      }
+        view = ids;
+        return Status::ok();
+      };
+      RECSCHED_RETURN_IF_ERROR(narrow ? use_mapped(out.narrow_ids) : use_mapped(out.ids_in_place));
       out.shared_ids = std::move(mapped.shrank);
       ids_checked = true;
     } else if ((desc.shm_region && std::endian::native == std::endian::little) ||
                (desc.binary_size && narrow)) {
       // Into memory of their own, not zeroed first (a vector's resize would write the 1 MB
       // once more before the read does), in the wire's width, checked as they are read.
-      if (narrow) {
-        out.own_narrow_ids = std::make_unique_for_overwrite<int32_t[]>(desc.elements);
-        const std::span<int32_t> ids(out.own_narrow_ids.get(), desc.elements);
-        RECSCHED_RETURN_IF_ERROR(read_ids_checked(desc, shm, spec, batch.sparse.offsets, n, ids));
-        out.narrow_ids = ids;
-      } else {
-        out.own_ids = std::make_unique_for_overwrite<int64_t[]>(desc.elements);
-        const std::span<int64_t> ids(out.own_ids.get(), desc.elements);
-        RECSCHED_RETURN_IF_ERROR(read_ids_checked(desc, shm, spec, batch.sparse.offsets, n, ids));
-        out.ids_in_place = ids;
-      }
+      auto read_own = [&]<class Id>(std::unique_ptr<Id[]>& own, std::span<const Id>& view) {
+        own = std::make_unique_for_overwrite<Id[]>(desc.elements);
+        const std::span<Id> ids(own.get(), desc.elements);
+        view = ids;
+        return read_ids_checked(desc, shm, spec, batch.sparse.offsets, n, ids);
+      };
+      RECSCHED_RETURN_IF_ERROR(narrow ? read_own(out.own_narrow_ids, out.narrow_ids)
+                                      : read_own(out.own_ids, out.ids_in_place));
       ids_checked = true;
     } else if (narrow) {  // JSON INT32 ids, or shared memory on a big-endian host
       std::vector<int32_t> narrow_ids;
