@@ -50,20 +50,28 @@ def last_query(rs, socket):
     return pl[0]["query"] if pl else 0
 
 
+PARTS = ("actual_ms", "decode_ms", "wait_ms", "service_ms", "suspended_ms")
+
+
 def daemon_p95(rs, socket, after):
     """Each model's p95 of actual_ms (arrival to answer inside recschedd) over the answered
     queries numbered above `after`, from the placement log (limits.placement_log, 4096 by
-    default: a run of more queries is judged on its last 4096)."""
+    default: a run of more queries is judged on its last 4096); and the p95 of each part of
+    it (PARTS: decoding, waiting for a worker, the runner's service, suspended in it), so
+    that a tail can be told apart as queueing, preemption or compute."""
     pl = rs.get_json(socket, "/v1/placements?limit=100000")["placements"]
     by_model = {}
     for p in pl:
         if p["query"] > after and p["outcome"] == "ok":
-            by_model.setdefault(p["model"], []).append(p["actual_ms"])
-    out = {}
-    for m, xs in by_model.items():
-        xs.sort()
-        out[m] = xs[min(len(xs) - 1, int(0.95 * len(xs)))]
-    return out
+            by_model.setdefault(p["model"], []).append(p)
+    p95, parts = {}, {}
+    for m, ps in by_model.items():
+        def q95(key):
+            xs = sorted(p.get(key, 0.0) for p in ps)
+            return xs[min(len(xs) - 1, int(0.95 * len(xs)))]
+        p95[m] = q95("actual_ms")
+        parts[m] = {k: q95(k) for k in PARTS}
+    return p95, parts
 
 
 def main():
@@ -124,9 +132,9 @@ def main():
                 rs.log(f"{name} round {r}: {time.time() - t0:.0f} s, load "
                        f"{os.getloadavg()[0]:.2f}")
                 warmup_queries = int(a.qps * min(2.0, a.seconds / 10))
-                inside = daemon_p95(rs, d.socket, before + warmup_queries)
+                inside, parts = daemon_p95(rs, d.socket, before + warmup_queries)
                 results[name].append({"cmd": " ".join(cmd), "report": json.load(open(out)),
-                                      "daemon_p95_ms": inside})
+                                      "daemon_p95_ms": inside, "daemon_p95_parts_ms": parts})
             finally:
                 d.stop()
     summary = {}
@@ -150,6 +158,18 @@ def main():
                                                "rejected": rej, "sla_ms": runs[0]["sla_ms"]}
             row.append(f"{p[0]:7.2f} / {p[1]:7.2f} / {p[2]:7.2f}, {rej / max(1, sent):4.0%}"
                        f" | {d95:7.2f}")
+        print(f"{m:8} " + " ".join(f"{x:>46}" for x in row))
+    print("the daemon's p95 in parts (ms, mean over rounds): decode / wait for a worker / "
+          "service / suspended in it")
+    for m in models:
+        row = []
+        for name, _ in configs:
+            got = [x["daemon_p95_parts_ms"][m] for x in results[name]
+                   if m in x["daemon_p95_parts_ms"]]
+            mean = {k: sum(g[k] for g in got) / len(got) if got else float("nan") for k in PARTS}
+            summary[name][m]["daemon_p95_parts_ms"] = mean
+            row.append(f"{mean['decode_ms']:6.2f} / {mean['wait_ms']:6.2f} / "
+                       f"{mean['service_ms']:7.2f} / {mean['suspended_ms']:6.2f}")
         print(f"{m:8} " + " ".join(f"{x:>46}" for x in row))
     json.dump({"policy": a.policy, "qps": a.qps, "seconds": a.seconds, "rounds": a.rounds,
                "configs": dict(configs), "load_args": load_args, "summary": summary,
