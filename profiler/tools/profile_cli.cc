@@ -49,8 +49,13 @@ commands:
       batch size, items/s, the best split across workers (on a GPU: how many passes
       at once pay, "Nstr", and the items/s they give together in the JSON's
       streams_items_per_s), power and energy per item (measured with RAPL or NVML
-      where readable, else estimated: the source is printed). Results are cached under the state directory, keyed by hardware, model
-      spec and build; a valid cache skips the measuring. --out writes the JSON to FILE.
+      where readable, else estimated: the source is printed). Results are cached in
+      the state directory (state_dir/profiles.json, the file recschedd reads), keyed by
+      hardware, model spec and build; a valid cache skips the measuring. --no-cache
+      measures everything and neither reads nor writes the cache; --state-dir overrides
+      the config's state_dir; --quick measures batch sizes 1, 16 and 256 only, briefly
+      (cached like any other: recschedd then serves from them); --out writes the JSON
+      to FILE.
 
 config: recschedd's own (systemd/recschedd.json; every key in daemon/config.h), so a
 host can be profiled ahead of starting the service, into the cache the service reads.
