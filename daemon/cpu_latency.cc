@@ -59,4 +59,35 @@ Result<int64_t> CpuLatencyRequest::effective_us() const {
   return int64_t{value};
 }
 
+CpuLatencyHold CpuLatencyHold::take(std::optional<uint32_t> us, const std::string& device) {
+  CpuLatencyHold h;
+  h.asked_ = us;
+  if (!us) return h;
+  Result<CpuLatencyRequest> held = CpuLatencyRequest::hold(*us, device);
+  if (held) {
+    h.held_ = std::move(held).value();
+  } else {
+    h.error_ = held.status().message();
+  }
+  return h;
+}
+
+std::string CpuLatencyHold::in_effect() const {
+  if (!held_) return "not held";
+  const Result<int64_t> now = held_->effective_us();
+  return now ? std::to_string(*now) + " us" : now.status().message();
+}
+
+nlohmann::json CpuLatencyHold::report() const {
+  if (!asked_) return nullptr;
+  nlohmann::json j = {{"requested_us", *asked_}, {"held", held()}};
+  if (held_) {
+    const Result<int64_t> now = held_->effective_us();
+    j["effective_us"] = now ? nlohmann::json(*now) : nlohmann::json(nullptr);
+  } else {
+    j["error"] = error_;
+  }
+  return j;
+}
+
 }  // namespace recsched::daemon

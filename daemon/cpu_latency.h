@@ -13,7 +13,10 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+
+#include <nlohmann/json.hpp>
 
 #include "core/status.h"
 
@@ -46,6 +49,31 @@ class CpuLatencyRequest {
   int fd_ = -1;
   uint32_t us_ = 0;
   std::string device_;
+};
+
+/// limits.cpu_latency_us as a process holds it, for its life: none asked, held, or not held
+/// and why. recschedd holds it from start-up, recsched-profile while it measures; both report
+/// it the same way (/v1/stats and `recsched-profile run --json`, "cpu_latency").
+class CpuLatencyHold {
+ public:
+  /// Holds `us` if one is asked. Never fails: a request that cannot be held is kept with why.
+  static CpuLatencyHold take(std::optional<uint32_t> us,
+                             const std::string& device = CpuLatencyRequest::kDevice);
+
+  bool asked() const { return asked_.has_value(); }
+  bool held() const { return held_.has_value(); }
+  /// Why the request is not held ("" if it is, or none was asked).
+  const std::string& error() const { return error_; }
+  /// The value in effect now, as text for a log line: "N us", or why it cannot be read.
+  std::string in_effect() const;
+  /// null when none was asked; else {requested_us, held, effective_us} or
+  /// {requested_us, held: false, error}.
+  nlohmann::json report() const;
+
+ private:
+  std::optional<uint32_t> asked_;
+  std::optional<CpuLatencyRequest> held_;
+  std::string error_;
 };
 
 }  // namespace recsched::daemon

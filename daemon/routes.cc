@@ -518,17 +518,7 @@ HttpResponse Service::stats_json() const {
   }
   json j = {{"models", out}, {"in_flight", in_flight_.load()}};
   // limits.cpu_latency_us: whether the request is held (null when none is configured).
-  json qos = nullptr;
-  if (const auto& us = config_.limits.cpu_latency_us) {
-    qos = {{"requested_us", *us}, {"held", cpu_latency_.has_value()}};
-    if (cpu_latency_) {
-      const Result<int64_t> now = cpu_latency_->effective_us();
-      qos["effective_us"] = now ? json(*now) : json(nullptr);
-    } else {
-      qos["error"] = cpu_latency_error_;
-    }
-  }
-  j["cpu_latency"] = qos;
+  j["cpu_latency"] = cpu_latency_.report();
   // What the I/O threads did when they ran out of work: found more by polling (a wake-up
   // saved) or slept (limits.idle_poll_us; null before a server is attached).
   json io = nullptr;

@@ -123,20 +123,16 @@ Result<std::unique_ptr<Service>> Service::create(DaemonConfig config,
 }
 
 void Service::hold_cpu_latency() {
-  const std::optional<uint32_t> us = config_.limits.cpu_latency_us;
-  if (!us) return;
-  Result<CpuLatencyRequest> held = CpuLatencyRequest::hold(*us);
-  if (!held) {
-    cpu_latency_error_ = held.status().message();
-    spdlog::warn("limits.cpu_latency_us = {}: not held, idle cores may sleep deeper: {}", *us,
-                 cpu_latency_error_);
+  cpu_latency_ = CpuLatencyHold::take(config_.limits.cpu_latency_us);
+  if (!cpu_latency_.asked()) return;
+  if (!cpu_latency_.held()) {
+    spdlog::warn("limits.cpu_latency_us = {}: not held, idle cores may sleep deeper: {}",
+                 *config_.limits.cpu_latency_us, cpu_latency_.error());
     return;
   }
-  cpu_latency_ = std::move(held).value();
-  const Result<int64_t> now = cpu_latency_->effective_us();
-  spdlog::info("limits.cpu_latency_us = {}: CPU latency QoS held ({} us in effect): idle cores "
+  spdlog::info("limits.cpu_latency_us = {}: CPU latency QoS held ({} in effect): idle cores "
                "wake within it, at the cost of idle power",
-               *us, now ? std::to_string(*now) : now.status().message());
+               *config_.limits.cpu_latency_us, cpu_latency_.in_effect());
 }
 
 Status Service::discover_topology(const Progress& progress) {

@@ -209,8 +209,7 @@ class Service {
   /// Registered shared-memory regions (limits.max_shm_regions, fixed at start).
   std::unique_ptr<SystemSharedMemory> shm_;
   /// limits.cpu_latency_us's request while it is held; else why not ("" if none asked).
-  std::optional<CpuLatencyRequest> cpu_latency_;
-  std::string cpu_latency_error_;
+  CpuLatencyHold cpu_latency_;
   /// The HTTP server's I/O counters (watch_io); null until a server is attached.
   std::shared_ptr<const IoCounters> io_counters_;
   uint32_t io_poll_us_ = 0;

@@ -273,24 +273,15 @@ int cmd_run(const std::map<std::string, std::string>& o, bool as_json, std::ostr
   // limits.cpu_latency_us: held from here to the end of the measuring, as recschedd holds it
   // from before it profiles, so that the profiles made ahead are those the service would
   // make (on a host whose idle cores sleep deep, a query's wake-ups are in its latency).
-  std::optional<daemon::CpuLatencyRequest> cpu_latency;
-  json cpu_latency_json = nullptr;  // as recschedd's /v1/stats "cpu_latency"
-  if (const std::optional<uint32_t> us = cfg->cpu_latency_us) {
-    Result<daemon::CpuLatencyRequest> held = daemon::CpuLatencyRequest::hold(*us);
-    cpu_latency_json = {{"requested_us", *us}, {"held", held.has_value()}};
-    if (held) {
-      cpu_latency = std::move(held).value();
-      const Result<int64_t> now = cpu_latency->effective_us();
-      cpu_latency_json["effective_us"] = now ? json(*now) : json(nullptr);
-      err << "recsched-profile: limits.cpu_latency_us = " << *us
-          << ": CPU latency QoS held while measuring, as recschedd holds it (in effect: "
-          << (now ? std::to_string(*now) + " us" : now.status().message()) << ")\n";
-    } else {
-      cpu_latency_json["error"] = held.status().message();
-      err << "recsched-profile: warning: limits.cpu_latency_us = " << *us
-          << ": not held, idle cores may sleep deeper than recschedd's would: "
-          << held.status().message() << "\n";
-    }
+  const daemon::CpuLatencyHold cpu_latency = daemon::CpuLatencyHold::take(cfg->cpu_latency_us);
+  if (cpu_latency.held()) {
+    err << "recsched-profile: limits.cpu_latency_us = " << *cfg->cpu_latency_us
+        << ": CPU latency QoS held while measuring, as recschedd holds it (in effect: "
+        << cpu_latency.in_effect() << ")\n";
+  } else if (cpu_latency.asked()) {
+    err << "recsched-profile: warning: limits.cpu_latency_us = " << *cfg->cpu_latency_us
+        << ": not held, idle cores may sleep deeper than recschedd's would: "
+        << cpu_latency.error() << "\n";
   }
   auto from_cache = [&](const Loaded& m, const std::string& device) -> bool {
     auto it = cached.find({m.spec.name, m.hash, device});
@@ -422,7 +413,7 @@ int cmd_run(const std::map<std::string, std::string>& o, bool as_json, std::ostr
                     {"seconds", seconds},
                     {"measured", measured},
                     {"cached", results.size() - measured},
-                    {"cpu_latency", cpu_latency_json}};
+                    {"cpu_latency", cpu_latency.report()}};
   if (o.count("out")) {
     std::ofstream f(o.at("out"));
     f << doc.dump(2) << "\n";

@@ -58,6 +58,39 @@ TEST_CASE("a CPU latency request that cannot be held says which file and why") {
   CHECK(r.status().message().find("No such file") != std::string::npos);
 }
 
+TEST_CASE("a CPU latency hold reports none asked as null, a held request with what is in effect, and one not held with why") {
+  const CpuLatencyHold none = CpuLatencyHold::take(std::nullopt);
+  CHECK_FALSE(none.asked());
+  CHECK_FALSE(none.held());
+  CHECK(none.report().is_null());
+
+  const fs::path f = fs::temp_directory_path() / ("recsched_qos_hold_" + std::to_string(::getpid()));
+  std::ofstream(f).close();
+  {
+    const CpuLatencyHold held = CpuLatencyHold::take(12, f.string());
+    CHECK(held.asked());
+    REQUIRE_MESSAGE(held.held(), held.error());
+    CHECK(held.error().empty());
+    CHECK(held.in_effect() == "12 us");
+    const nlohmann::json j = held.report();
+    CHECK(j.at("requested_us") == 12);
+    CHECK(j.at("held") == true);
+    CHECK(j.at("effective_us") == 12);
+    CHECK_FALSE(j.contains("error"));
+  }
+  fs::remove(f);
+
+  const CpuLatencyHold refused = CpuLatencyHold::take(3, "/nonexistent/cpu_dma_latency");
+  CHECK(refused.asked());
+  CHECK_FALSE(refused.held());
+  CHECK(refused.error().find("cannot open /nonexistent/cpu_dma_latency") != std::string::npos);
+  const nlohmann::json j = refused.report();
+  CHECK(j.at("requested_us") == 3);
+  CHECK(j.at("held") == false);
+  CHECK(j.at("error") == refused.error());
+  CHECK_FALSE(j.contains("effective_us"));
+}
+
 TEST_CASE("the daemon reports its CPU latency request in /v1/stats: null when none is asked") {
   SUBCASE("none asked") {
     Daemon d;
