@@ -291,7 +291,11 @@ void Service::warm_up(const Progress& progress) {
 Status Service::load_or_measure_profiles(const Progress& progress) {
   const DaemonConfig& c = config_;
   const auto t0 = std::chrono::steady_clock::now();
-  const profiler::CacheIdentity identity{topology_->fingerprint(), profiler::build_id()};
+  const profiler::CacheIdentity identity{
+      topology_->fingerprint(), profiler::build_id(),
+      profiler::measuring_conditions(
+          {c.profile, c.power, c.gpu_graph_max_items, c.gpu_table_batched,
+           cpu_latency_.held() ? c.limits.cpu_latency_us : std::nullopt})};
   const std::string cache_path = c.state_dir + "/profiles.json";
   profiler::CacheLoad cached = profiler::load_profile_cache(cache_path, identity);
   for (const std::string& w : cached.warnings) spdlog::warn("{}", w);

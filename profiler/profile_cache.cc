@@ -4,7 +4,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -144,6 +146,33 @@ Result<std::vector<CachedProfile>> parse_entries(const json& entries) {
   return out;
 }
 
+std::vector<std::string> split_parts(const std::string& conditions) {
+  std::vector<std::string> parts;
+  size_t from = 0;
+  while (from <= conditions.size() && !conditions.empty()) {
+    const size_t to = conditions.find("; ", from);
+    parts.push_back(conditions.substr(from, to == std::string::npos ? std::string::npos : to - from));
+    if (to == std::string::npos) break;
+    from = to + 2;
+  }
+  return parts;
+}
+
+// "'A' then, 'B' now" for each part that is not in both, so that a warning names what
+// changed, not two long lines to compare by eye.
+std::string conditions_differ(const std::string& cached, const std::string& now) {
+  if (cached.empty()) return "none recorded (an older cache), now '" + now + "'";
+  const std::vector<std::string> a = split_parts(cached), b = split_parts(now);
+  std::string then_only, now_only;
+  for (const std::string& p : a) {
+    if (std::find(b.begin(), b.end(), p) == b.end()) then_only += (then_only.empty() ? "" : "; ") + p;
+  }
+  for (const std::string& p : b) {
+    if (std::find(a.begin(), a.end(), p) == a.end()) now_only += (now_only.empty() ? "" : "; ") + p;
+  }
+  return "'" + then_only + "' then, '" + now_only + "' now";
+}
+
 Result<std::vector<CachedProfile>> parse_cache(const json& doc, const CacheIdentity& identity) {
   if (!doc.is_object()) return invalid_argument("the file is not a JSON object");
   RECSCHED_ASSIGN_OR_RETURN(const json* format, member(doc, "format", ""));
@@ -161,6 +190,15 @@ Result<std::vector<CachedProfile>> parse_cache(const json& doc, const CacheIdent
   if (build != identity.build) {
     return invalid_argument("stale: written by build '" + build + "', this build is '" +
                             identity.build + "'");
+  }
+  // Written before the key had conditions: measured under settings no one recorded.
+  std::string conditions;
+  if (doc.contains("conditions")) {
+    RECSCHED_ASSIGN_OR_RETURN(conditions, get_string(doc, "conditions", ""));
+  }
+  if (conditions != identity.conditions) {
+    return invalid_argument("measured under other conditions: " +
+                            conditions_differ(conditions, identity.conditions));
   }
   RECSCHED_ASSIGN_OR_RETURN(const json* entries, member(doc, "entries", ""));
   return parse_entries(*entries);
@@ -256,6 +294,26 @@ json to_json(const ProfilePoint& p) {
           {"streams_items_per_s", p.streams_items_per_s}};
 }
 
+std::string measuring_conditions(const MeasuringSettings& m) {
+  auto num = [](double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", v);
+    return std::string(buf);
+  };
+  std::string sizes;
+  for (const uint32_t b : m.sweep.batch_sizes) sizes += (sizes.empty() ? "" : ",") + std::to_string(b);
+  const PowerConfig& p = m.power;
+  return "sweep " + sizes + " at " + num(m.sweep.seconds_per_point) + " s, " +
+         std::to_string(m.sweep.min_reps) + "-" + std::to_string(m.sweep.max_reps) + " runs" +
+         "; power estimates CPU " + num(p.cpu_active_w_per_core) + "/" +
+         num(p.cpu_idle_w_per_core) + "/" + num(p.cpu_parked_w_per_core) + " W a core, GPU " +
+         num(p.gpu_active_w) + "/" + num(p.gpu_idle_w) + " W, RAPL under " + p.powercap_root +
+         "; GPU graphs up to " + std::to_string(m.gpu_graph_max_items) + " items, tables " +
+         (m.gpu_table_batched ? "batched" : "one launch each") + "; CPU latency " +
+         (m.cpu_latency_held_us ? std::to_string(*m.cpu_latency_held_us) + " us held"
+                                : std::string("not held"));
+}
+
 CacheLoad load_profile_cache(const std::string& path, const CacheIdentity& identity) {
   CacheLoad load;
   auto ignored = [&](const std::string& why) {
@@ -291,6 +349,7 @@ Status save_profile_cache(const std::string& path, const CacheIdentity& identity
   const json doc = {{"format", kProfileCacheFormat},
                     {"hardware", identity.hardware},
                     {"build", identity.build},
+                    {"conditions", identity.conditions},
                     {"entries", std::move(list)}};
   std::string text;
   try {

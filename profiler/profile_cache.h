@@ -2,7 +2,9 @@
 // build can skip profiling. Depends on core/ and nlohmann/json (json_fwd in this header).
 #pragma once
 
+#include <cstdint>
 #include <nlohmann/json_fwd.hpp>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -10,17 +12,39 @@
 
 #include "core/profile.h"
 #include "core/status.h"
+#include "profiler/power.h"
+#include "profiler/profiler.h"
 
 namespace recsched::profiler {
 
 /// The "format" number this code writes and the only one it reads.
 inline constexpr int kProfileCacheFormat = 2;  // 2: points carry p50_single_us
 
-/// What a cache must match to be used: the machine and the build that measured it.
+/// What a cache must match to be used: the machine and the build that measured it, and the
+/// conditions it measured under (measuring_conditions()).
 struct CacheIdentity {
-  std::string hardware;  ///< hardware fingerprint (the topology's, opaque here)
-  std::string build;     ///< recsched version and compiler, opaque here
+  std::string hardware;    ///< hardware fingerprint (the topology's, opaque here)
+  std::string build;       ///< recsched version and compiler, opaque here
+  std::string conditions;  ///< measuring_conditions(); a cache without one matches none
 };
+
+/// What a profile's figures depend on besides the hardware and the build: the settings of
+/// a config that the measuring reads, and the CPU latency request held while measuring.
+struct MeasuringSettings {
+  ProfileOptions sweep;  ///< profile.*
+  PowerConfig power;     ///< power.* (the estimates, where no meter measures)
+  uint32_t gpu_graph_max_items = 256;
+  bool gpu_table_batched = true;
+  std::optional<uint32_t> cpu_latency_held_us;  ///< limits.cpu_latency_us, if held
+};
+
+/// The settings as one line of "; "-separated parts, the cache's key:
+/// "sweep 1,16,256 at 0.01 s, 2-10 runs; power estimates CPU 8/1.5/0.2 W a core, GPU 400/70
+/// W, RAPL under /sys/class/powercap; GPU graphs up to 256 items, tables batched; CPU
+/// latency 0 us held" (or "CPU latency not held"). recschedd and recsched-profile build it
+/// the same way from the same file, so a host profiled ahead is read back by the service,
+/// and a changed setting is measured again rather than served from old figures.
+std::string measuring_conditions(const MeasuringSettings& settings);
 
 /// One profiled (model, device): the model's spec hash says which spec was measured.
 struct CachedProfile {
@@ -38,8 +62,9 @@ struct CacheLoad {
 
 /// Reads the cache at `path`. Entries and their points come back in file order.
 /// A missing file is no warning. A file that cannot be read, is not valid JSON, has another
-/// "format", malformed entries, a different hardware fingerprint ("foreign") or build
-/// ("stale") is ignored whole, with one warning naming the reason, e.g.
+/// "format", malformed entries, a different hardware fingerprint ("foreign"), build
+/// ("stale") or measuring conditions ("measured under other conditions", naming the parts
+/// that differ) is ignored whole, with one warning naming the reason, e.g.
 /// "profile cache PATH ignored: entries[2].points[0].p50_us is not a number"; never an error.
 /// An entry is well formed when model, spec_hash and device are non-empty strings, no other
 /// entry has the same (model, device), and its points are a non-empty array with distinct

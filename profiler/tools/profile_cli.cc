@@ -51,11 +51,13 @@ commands:
       streams_items_per_s), power and energy per item (measured with RAPL or NVML
       where readable, else estimated: the source is printed). Results are cached in
       the state directory (state_dir/profiles.json, the file recschedd reads), keyed by
-      hardware, model spec and build; a valid cache skips the measuring. --no-cache
-      measures everything and neither reads nor writes the cache; --state-dir overrides
-      the config's state_dir; --quick measures batch sizes 1, 16 and 256 only, briefly
-      (cached like any other: recschedd then serves from them); --out writes the JSON
-      to FILE.
+      hardware, model spec, build and the conditions measured under (the config's
+      profile, power and GPU keys, and the CPU latency held); a cache that matches skips
+      the measuring, one that does not is measured again, with a warning naming what
+      changed. --no-cache measures everything and neither reads nor writes the cache;
+      --state-dir overrides the config's state_dir; --quick measures batch sizes 1, 16
+      and 256 only, briefly (as profile.quick does: recschedd serves from them only if
+      its config says profile.quick too); --out writes the JSON to FILE.
 
 config: recschedd's own (systemd/recschedd.json; every key in daemon/config.h), so a
 host can be profiled ahead of starting the service, into the cache the service reads.
@@ -256,20 +258,6 @@ int cmd_run(const std::map<std::string, std::string>& o, bool as_json, std::ostr
     models.push_back({e, *spec, *hash});
   }
 
-  const CacheIdentity identity{topo->fingerprint(), build_id()};
-  const std::string cache_path = cfg->state_dir + "/profiles.json";
-  std::vector<Measured> results;
-  std::vector<std::string> warnings;
-  std::map<std::tuple<std::string, std::string, std::string>, std::vector<ProfilePoint>> cached;
-  if (!o.count("no-cache")) {
-    CacheLoad load = load_profile_cache(cache_path, identity);
-    warnings = load.warnings;
-    for (const CachedProfile& c : load.entries) {
-      cached[{c.model, c.spec_hash, c.device}] = c.points;
-    }
-  }
-  for (const std::string& w : warnings) err << "recsched-profile: warning: " << w << "\n";
-
   // limits.cpu_latency_us: held from here to the end of the measuring, as recschedd holds it
   // from before it profiles, so that the profiles made ahead are those the service would
   // make (on a host whose idle cores sleep deep, a query's wake-ups are in its latency).
@@ -283,6 +271,24 @@ int cmd_run(const std::map<std::string, std::string>& o, bool as_json, std::ostr
         << ": not held, idle cores may sleep deeper than recschedd's would: "
         << cpu_latency.error() << "\n";
   }
+  const CacheIdentity identity{
+      topo->fingerprint(), build_id(),
+      measuring_conditions({cfg->options, cfg->power, cfg->gpu_graph_max_items,
+                            cfg->gpu_table_batched,
+                            cpu_latency.held() ? cfg->cpu_latency_us : std::nullopt})};
+  const std::string cache_path = cfg->state_dir + "/profiles.json";
+  std::vector<Measured> results;
+  std::vector<std::string> warnings;
+  std::map<std::tuple<std::string, std::string, std::string>, std::vector<ProfilePoint>> cached;
+  if (!o.count("no-cache")) {
+    CacheLoad load = load_profile_cache(cache_path, identity);
+    warnings = load.warnings;
+    for (const CachedProfile& c : load.entries) {
+      cached[{c.model, c.spec_hash, c.device}] = c.points;
+    }
+  }
+  for (const std::string& w : warnings) err << "recsched-profile: warning: " << w << "\n";
+
   auto from_cache = [&](const Loaded& m, const std::string& device) -> bool {
     auto it = cached.find({m.spec.name, m.hash, device});
     if (it == cached.end()) return false;

@@ -845,6 +845,37 @@ TEST_CASE("SIGTERM with fleet.drain_ms: not ready, `drain` to the agent, still s
   fs::remove_all(dir);
 }
 
+TEST_CASE("a restart under other measuring conditions profiles again and logs what changed") {
+  const fs::path dir = fs::temp_directory_path() / ("recschedd_cond_" + std::to_string(getpid()));
+  const std::string state = (dir / "state").string();
+  auto started = [&](const json& extra) {
+    Process p(dir, state, extra);
+    REQUIRE_MESSAGE(p.start(), p.log());
+    return p.log();
+  };
+  CHECK(started(json::object()).find("profiles: 1 measured, 0 from the cache") != std::string::npos);
+  CHECK(started(json::object()).find("profiles: 0 measured, 1 from the cache") != std::string::npos);
+  const json watts = {{"power", {{"cpu_idle_w_per_core", 1.0}}}};
+  std::string log = started(watts);
+  CHECK_MESSAGE(log.find("profiles: 1 measured, 0 from the cache") != std::string::npos, log);
+  CHECK(log.find("measured under other conditions: 'power estimates CPU 8/1.5/0.2") !=
+        std::string::npos);
+  // The CPU latency request counts where it is held (root, or the udev rule); a request
+  // that cannot be held measures under the same conditions as none.
+  json qos = watts;
+  qos["limits"] = {{"cpu_latency_us", 900}};
+  log = started(qos);
+  if (log.find("CPU latency QoS held") != std::string::npos) {
+    CHECK_MESSAGE(log.find("profiles: 1 measured, 0 from the cache") != std::string::npos, log);
+    CHECK(log.find("'CPU latency not held' then, 'CPU latency 900 us held' now") !=
+          std::string::npos);
+  } else {
+    CHECK_MESSAGE(log.find("not held") != std::string::npos, log);
+    CHECK_MESSAGE(log.find("profiles: 0 measured, 1 from the cache") != std::string::npos, log);
+  }
+  fs::remove_all(dir);
+}
+
 TEST_CASE("a corrupt profile cache is ignored with a warning and rebuilt, an unwritable one warns") {
   const fs::path dir = fs::temp_directory_path() / ("recschedd_cache_" + std::to_string(getpid()));
   const fs::path state = dir / "state";

@@ -50,7 +50,8 @@ class TempDir {
   fs::path path_;
 };
 
-const CacheIdentity kIdentity = {"hw-0123456789abcdef", "recsched 0.1.0 gcc 12.2.0"};
+const CacheIdentity kIdentity = {"hw-0123456789abcdef", "recsched 0.1.0 gcc 12.2.0",
+                                 "sweep 1,16,256 at 0.01 s, 2-10 runs; CPU latency not held"};
 
 ProfilePoint make_point(uint32_t batch_size, double p50_us, std::string power_source,
                         uint32_t best_sub_batch, uint32_t best_workers) {
@@ -329,17 +330,74 @@ TEST_CASE("a profile cache from other hardware is ignored as foreign, another bu
   };
   const Case cases[] = {
       {"other hardware",
-       {"hw-other", kIdentity.build},
+       {"hw-other", kIdentity.build, kIdentity.conditions},
        "foreign: measured on hardware 'hw-0123456789abcdef', this machine is 'hw-other'"},
       {"other build",
-       {kIdentity.hardware, "recsched 0.2.0 gcc 13.1.0"},
+       {kIdentity.hardware, "recsched 0.2.0 gcc 13.1.0", kIdentity.conditions},
        "stale: written by build 'recsched 0.1.0 gcc 12.2.0', this build is 'recsched 0.2.0 gcc "
        "13.1.0'"},
-      {"both differ", {"hw-other", "recsched 0.2.0"}, "foreign"},
+      {"both differ", {"hw-other", "recsched 0.2.0", kIdentity.conditions}, "foreign"},
+      {"other conditions",
+       {kIdentity.hardware, kIdentity.build,
+        "sweep 1,16,256 at 0.01 s, 2-10 runs; CPU latency 0 us held"},
+       "measured under other conditions: 'CPU latency not held' then, 'CPU latency 0 us held' "
+       "now"},
   };
   for (const Case& c : cases) {
     CAPTURE(c.name);
     check_ignored(path, c.identity, c.reason);
+  }
+}
+
+TEST_CASE("a profile cache written before the key had conditions is measured again") {
+  TempDir dir;
+  const std::string path = dir.file("profiles.json");
+  REQUIRE(save_profile_cache(path, kIdentity, sample_entries()).is_ok());
+  json doc = json::parse(read_text(path));
+  REQUIRE(doc.contains("conditions"));
+  CHECK(doc["conditions"] == kIdentity.conditions);
+  doc.erase("conditions");
+  write_text(path, doc.dump());
+  check_ignored(path, kIdentity,
+                "measured under other conditions: none recorded (an older cache), now '" +
+                    kIdentity.conditions + "'");
+  // A key that is there must be a string.
+  doc["conditions"] = 3;
+  write_text(path, doc.dump());
+  check_ignored(path, kIdentity, "conditions");
+}
+
+TEST_CASE("the measuring conditions change with every setting the figures depend on, and only with them") {
+  const MeasuringSettings base;
+  const std::string key = measuring_conditions(base);
+  CHECK(key == measuring_conditions(MeasuringSettings{}));
+  CHECK(key ==
+        "sweep 1,2,4,8,16,32,64,128,256,512,1024 at 0.05 s, 3-50 runs; power estimates CPU "
+        "8/1.5/0.2 W a core, GPU 400/70 W, RAPL under /sys/class/powercap; GPU graphs up to "
+        "256 items, tables batched; CPU latency not held");
+  struct Case {
+    const char* name;
+    void (*change)(MeasuringSettings&);
+    const char* part;  // the part of the key that names the change
+  };
+  const Case cases[] = {
+      {"quick sweep", [](MeasuringSettings& m) { m.sweep = ProfileOptions::quick(); },
+       "sweep 1,16,256 at 0.01 s, 2-10 runs"},
+      {"seconds a point", [](MeasuringSettings& m) { m.sweep.seconds_per_point = 0.2; }, "at 0.2 s"},
+      {"busy watts", [](MeasuringSettings& m) { m.power.cpu_active_w_per_core = 6.5; }, "CPU 6.5/1.5/0.2"},
+      {"GPU watts", [](MeasuringSettings& m) { m.power.gpu_idle_w = 50; }, "GPU 400/50 W"},
+      {"powercap root", [](MeasuringSettings& m) { m.power.powercap_root = "/tmp/pc"; }, "RAPL under /tmp/pc"},
+      {"graphs", [](MeasuringSettings& m) { m.gpu_graph_max_items = 0; }, "graphs up to 0 items"},
+      {"tables", [](MeasuringSettings& m) { m.gpu_table_batched = false; }, "tables one launch each"},
+      {"CPU latency held", [](MeasuringSettings& m) { m.cpu_latency_held_us = 0; }, "CPU latency 0 us held"},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.name);
+    MeasuringSettings m;
+    c.change(m);
+    const std::string changed = measuring_conditions(m);
+    CHECK(changed != key);
+    CHECK(changed.find(c.part) != std::string::npos);
   }
 }
 

@@ -94,6 +94,34 @@ TEST_CASE("run profiles, caches, and a second run reuses the cache") {
   CHECK(third.err.find("warning") != std::string::npos);
 }
 
+// The cache is keyed by what the figures depend on: the config's profile.quick reads back
+// what --quick measured, and a changed power estimate is measured again, with a warning
+// naming what changed (recschedd builds its key the same way: profiler/profile_cache.h).
+TEST_CASE("run measures again when the conditions it measured under change, and says which") {
+  Scratch s;
+  const Run first = run({"run", "--config", s.config(), "--quick", "--json"});
+  REQUIRE_MESSAGE(first.code == 0, first.err);
+  CHECK(json::parse(first.out)["measured"] == 2);
+
+  json cfg = json::parse(std::ifstream(s.config()));
+  cfg["profile"] = {{"quick", true}};
+  std::ofstream(s.dir / "quick.json") << cfg.dump();
+  const Run same = run({"run", "--config", (s.dir / "quick.json").string(), "--json"});
+  REQUIRE_MESSAGE(same.code == 0, same.err);
+  CHECK(json::parse(same.out)["cached"] == 2);
+  CHECK(same.err.find("warning") == std::string::npos);
+
+  cfg["power"] = {{"cpu_active_w_per_core", 6.5}};
+  std::ofstream(s.dir / "watts.json") << cfg.dump();
+  const Run other = run({"run", "--config", (s.dir / "watts.json").string(), "--json"});
+  REQUIRE_MESSAGE(other.code == 0, other.err);
+  CHECK(json::parse(other.out)["measured"] == 2);
+  CHECK_MESSAGE(other.err.find("measured under other conditions: 'power estimates CPU 8/1.5/0.2") !=
+                    std::string::npos,
+                other.err);
+  CHECK(other.err.find("'power estimates CPU 6.5/1.5/0.2") != std::string::npos);
+}
+
 // recschedd's own config, every daemon key in it (listen, policy, limits, token, ...), is
 // what run reads: here systemd/recschedd.json with two golden models in place of the zoo,
 // and devices naming the one this host surely has.
