@@ -9,11 +9,17 @@ profile cache, so nothing is profiled; tiny queries not run inline, so the I/O t
 time holds no compute) and, per model alone, drives recsched-load at a low rate; it reads
 the CPU time of every recschedd thread that is not a worker (/proc/PID/task/*/schedstat;
 the workers are named cpuN-wM) and the generator's own (its report's generator.cpu_s), and
-prints per model what each query cost, and the recsched-sim option that models it:
+prints per model what each query cost, and the recsched-sim option that models it.
+
+It also prints what each query spends outside the daemon's own clock: the client's p50
+less the daemon's (/v1/stats, from the request's decode to its answer being handed back):
+the generator's send and read, the kernel, the HTTP path and the wake-ups on the way, which
+a live run's targets judge and the simulator's clock does not see (--outside-ms).
 
   python3 bench/host_cost.py [--qps 20] [--seconds 10] [--load-args '--int32-ids'] \\
       [--out F.json]
-  build/sim/recsched-sim ... --host-cpu-ms "$(jq -r .host_cpu_ms_arg F.json)"
+  build/sim/recsched-sim ... --host-cpu-ms "$(jq -r .host_cpu_ms_arg F.json)" \\
+      --outside-ms "$(jq -r .outside_ms_arg F.json)"
 """
 import argparse
 import json
@@ -78,15 +84,21 @@ def measure(build_dir, state_dir=None, qps=20, seconds=10, models=None, load_arg
                        "generator_ms": round(gen_ms, 4),
                        "client_p50_ms": rep["models"][m]["p50_ms"]}
             rows[m]["host_cpu_ms"] = round(rows[m]["daemon_outside_workers_ms"] + gen_ms, 4)
+            # The daemon's own p50 over its window (the last 64 of this model's queries,
+            # all from this run: each model runs alone).
+            stats = {x["model"]: x for x in rs.get_json(d.socket, "/v1/stats")["models"]}
+            rows[m]["daemon_p50_ms"] = stats[m]["p50_ms"]
+            rows[m]["outside_ms"] = round(max(0.0, rows[m]["client_p50_ms"] - stats[m]["p50_ms"]), 4)
             rs.log(f"host cost of {m}: {rows[m]}")
     finally:
         d.stop()
     return rows
 
 
-def sim_arg(rows):
-    """recsched-sim's --host-cpu-ms value for measure()'s rows."""
-    return ",".join(f"{m}={r['host_cpu_ms']}" for m, r in rows.items())
+def sim_arg(rows, key="host_cpu_ms"):
+    """recsched-sim's --host-cpu-ms value (or --outside-ms, key "outside_ms") for
+    measure()'s rows."""
+    return ",".join(f"{m}={r[key]}" for m, r in rows.items())
 
 
 def main():
@@ -101,16 +113,19 @@ def main():
     a = ap.parse_args()
     rows = measure(a.build_dir, a.state_dir, a.qps, a.seconds,
                    a.models.split(",") if a.models else None, a.load_args)
-    arg = sim_arg(rows)
+    arg, outside = sim_arg(rows), sim_arg(rows, "outside_ms")
     print(f"{'model':8} {'queries':>8} {'daemon outside workers':>23} {'generator':>10} "
-          f"{'host, per query':>16} {'workers':>8}  (CPU ms per query)")
+          f"{'host, per query':>16} {'workers':>8}  (CPU ms per query)  "
+          f"{'client p50':>10} {'daemon p50':>10} {'outside':>8}  (ms)")
     for m, r in rows.items():
         print(f"{m:8} {r['queries']:8d} {r['daemon_outside_workers_ms']:23.3f} "
-              f"{r['generator_ms']:10.3f} {r['host_cpu_ms']:16.3f} {r['workers_ms']:8.3f}")
-    print(f"recsched-sim --host-cpu-ms {arg}")
+              f"{r['generator_ms']:10.3f} {r['host_cpu_ms']:16.3f} {r['workers_ms']:8.3f}"
+              f"{'':20} {r['client_p50_ms']:10.3f} {r['daemon_p50_ms']:10.3f} "
+              f"{r['outside_ms']:8.3f}")
+    print(f"recsched-sim --host-cpu-ms {arg} --outside-ms {outside}")
     if a.out:
         json.dump({"qps": a.qps, "seconds": a.seconds, "load_args": a.load_args,
-                   "models": rows, "host_cpu_ms_arg": arg},
+                   "models": rows, "host_cpu_ms_arg": arg, "outside_ms_arg": outside},
                   open(a.out, "w"), indent=1)
 
 

@@ -186,7 +186,11 @@ class Simulation {
                                    .lane_workers = options.lane_workers});
     dispatcher_->set_gpu_merging(options.gpu_batching, options.gpu_merge_max_items);
     for (const ModelTarget& t : targets) {
-      models_[t.model].view = {t.model, t.sla_ms, 0.0};
+      ModelState& m = models_[t.model];
+      m.view = {t.model, t.sla_ms, 0.0};
+      if (auto o = options.outside_ms.find(t.model); o != options.outside_ms.end()) {
+        m.outside_ms = o->second;
+      }
     }
   }
 
@@ -209,8 +213,9 @@ class Simulation {
  private:
   struct ModelState {
     policies::ModelView view;
-    std::vector<double> latencies;  // after warm-up
-    std::vector<double> recent;     // the last 64, for the view's recent p95
+    std::vector<double> latencies;  // after warm-up, as the client sees them (outside_ms)
+    std::vector<double> recent;     // the last 64, for the view's recent p95 (the daemon's)
+    double outside_ms = 0;          // Options::outside_ms
     uint64_t offered = 0, rejected = 0;
     uint64_t done_in_span = 0;  // completed while the trace ran, after the warm-up
   };
@@ -585,7 +590,7 @@ class Simulation {
       const Query& q = trace_[job->query];
       const double latency = t - q.arrival_ms;
       ModelState& m = models_.at(q.model);
-      if (q.arrival_ms >= warmup_ms_) m.latencies.push_back(latency);
+      if (q.arrival_ms >= warmup_ms_) m.latencies.push_back(latency + m.outside_ms);
       if (t >= warmup_ms_ && t <= trace_.back().arrival_ms) ++done_in_span_, ++m.done_in_span;
       m.recent.push_back(latency);
       if (m.recent.size() > 64) m.recent.erase(m.recent.begin());

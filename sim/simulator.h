@@ -128,6 +128,14 @@ struct Options {
   /// stretches a running piece, chosen at random, by as much. Empty: the cores are the
   /// workers' alone, as before 2026-12-07. Its power is not modelled.
   std::map<std::string, double> host_cpu_ms;
+  /// Latency each query of a model spends outside the daemon's own clock (ms): the
+  /// client's send and read, the kernel's and the HTTP path before recschedd stamps its
+  /// arrival, the wake-ups on the way. Added to each query's modelled latency where the
+  /// report judges the target (p50/p95/p99, violations), as a live run judges what the
+  /// client sees; not to what the dispatcher and the policy see (the daemon cannot see it).
+  /// One figure per model, the median that bench/host_cost.py measured (client p50 less
+  /// the daemon's p50); its tail is not modelled. Empty: none, as before 2026-12-08.
+  std::map<std::string, double> outside_ms;
 };
 
 struct ModelReport {

@@ -81,6 +81,12 @@ workload:
                        it lands on an idle or parked core as the query arrives, else
                        stretches a running piece (default: none, the cores are the
                        workers' alone)
+  --outside-ms m=ms,...
+                       latency each query of model m spends outside the daemon's clock
+                       (the client's send and read, HTTP, wake-ups; bench/host_cost.py
+                       measures its median live), added to what the report judges
+                       against the target, not to what the policy sees (default: none,
+                       the daemon's own latency is judged)
   --gpu-batching on|off
                        deadline-aware merging on GPUs, as recschedd's
                        limits.gpu_merging (default on): a stream that frees runs the
@@ -269,13 +275,24 @@ int run(const std::map<std::string, std::string>& o, std::ostream& out, std::ost
       throw UsageError{"--gpu-batching takes on or off, not '" + o.at("gpu-batching") + "'"};
     options.gpu_batching = o.at("gpu-batching") == "on";
   }
-  if (o.count("host-cpu-ms")) {
-    for (const std::string& kv : split(o.at("host-cpu-ms"), ',')) {
+  // --host-cpu-ms and --outside-ms: m=ms,... per model.
+  auto per_model_ms = [&](const char* flag, std::map<std::string, double>& into) {
+    if (!o.count(flag)) return;
+    const std::string name = std::string("--") + flag;
+    for (const std::string& kv : split(o.at(flag), ',')) {
       const size_t eq = kv.find('=');
-      if (eq == std::string::npos) throw UsageError{"--host-cpu-ms: '" + kv + "' is not m=ms"};
-      options.host_cpu_ms[kv.substr(0, eq)] = number("--host-cpu-ms", kv.substr(eq + 1), 0, 1e6);
+      if (eq == std::string::npos) throw UsageError{name + ": '" + kv + "' is not m=ms"};
+      const std::string model = kv.substr(0, eq);
+      if (std::none_of(s.mix.begin(), s.mix.end(), [&](const auto& m) { return m.first == model; })) {
+        std::string served;
+        for (const auto& [m, w] : s.mix) served += (served.empty() ? "" : ", ") + m;
+        throw UsageError{name + ": no model '" + model + "' in the mix (" + served + ")"};
+      }
+      into[model] = number(name, kv.substr(eq + 1), 0, 1e6);
     }
-  }
+  };
+  per_model_ms("host-cpu-ms", options.host_cpu_ms);
+  per_model_ms("outside-ms", options.outside_ms);
   if (o.count("yield-stretch")) {
     options.yield_stretch_ms = number("--yield-stretch", o.at("yield-stretch"), 0.001, 1000);
   }
@@ -381,6 +398,7 @@ int run(const std::map<std::string, std::string>& o, std::ostream& out, std::ost
   doc["queue"] = o.count("queue") ? o.at("queue") : "policy";
   doc["gpu_batching"] = options.gpu_batching;
   doc["host_cpu_ms"] = options.host_cpu_ms;  // {} when the cores are the workers' alone
+  doc["outside_ms"] = options.outside_ms;    // {} when the daemon's own latency is judged
   doc["admission"] = options.admission.admit_idle ? "daemon" : "prediction";
   doc["admission_limits"] = {{"reject_factor", options.admission.reject_factor},
                              {"share", options.admission.normal_share},
@@ -394,6 +412,10 @@ int run(const std::map<std::string, std::string>& o, std::ostream& out, std::ost
     if (!options.host_cpu_ms.empty()) {
       out << ", host CPU per query (ms)";
       for (const auto& [m, ms] : options.host_cpu_ms) out << " " << m << "=" << ms;
+    }
+    if (!options.outside_ms.empty()) {
+      out << ", latency outside the daemon (ms)";
+      for (const auto& [m, ms] : options.outside_ms) out << " " << m << "=" << ms;
     }
     out << "\n";
   }
@@ -502,7 +524,8 @@ int run_sim_cli(const std::vector<std::string>& args, std::ostream& out, std::os
       "cpu-parked-w", "gpu-idle-w",   "models",      "targets",     "seconds",
       "seed",         "noise",        "qps",         "policies",   "queue",
       "reject-factor", "wait-bound",   "drs-tuning",  "admission",  "preemption",
-      "yield-stretch", "late-budget", "gpu-batching", "lane-workers", "host-cpu-ms"};
+      "yield-stretch", "late-budget", "gpu-batching", "lane-workers", "host-cpu-ms",
+      "outside-ms"};
   static const std::vector<std::string> kFlags = {"no-gpu", "find-max", "suite", "per-model",
                                                   "json"};
   try {

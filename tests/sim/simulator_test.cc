@@ -130,6 +130,32 @@ TEST_CASE("host CPU per query takes an idle core as it arrives, else stretches a
   CHECK(worst == doctest::Approx(1.05));
 }
 
+TEST_CASE("latency outside the daemon is added to what the report judges, not to what the policy sees") {
+  // cpu_gpu_table's CPU: 10 items take 1.05 ms on one worker; a target of 1.3 ms.
+  const ProfileTable table = cpu_gpu_table();
+  const std::vector<Query> trace = {{0.0, "m", 10}, {5.0, "m", 10}, {10.0, "m", 10}};
+  auto run = [&](double outside) {
+    Options o = exact();
+    if (outside > 0) o.outside_ms = {{"m", outside}};
+    auto r = simulate(trace, {cpu(1)}, table, {{"m", 1.3}}, make("static"), o);
+    REQUIRE_MESSAGE(r.has_value(), r.status().to_string());
+    return *r;
+  };
+  const Report inside = run(0);
+  CHECK(inside.models[0].p95_ms == doctest::Approx(1.05));
+  CHECK(inside.models[0].violations == 0);
+  CHECK(inside.meets_sla);
+  // 0.5 ms outside: the client sees 1.55 ms, over the target, so the run fails; the
+  // dispatcher admitted every query all the same (its predictions are the daemon's).
+  const Report seen = run(0.5);
+  CHECK(seen.models[0].p50_ms == doctest::Approx(1.55));
+  CHECK(seen.models[0].p95_ms == doctest::Approx(1.55));
+  CHECK(seen.models[0].violations == 1.0);
+  CHECK(seen.models[0].rejected == 0);
+  CHECK(seen.models[0].completed == 3);
+  CHECK_FALSE(seen.meets_sla);
+}
+
 TEST_CASE("workers take the earliest deadline first, static is FIFO unless asked") {
   // m (target 100 ms) and t (target 5 ms) with cpu_gpu_table's CPU profile on one worker:
   // 100 items take 10.05 ms, 1 item 0.15 ms.
@@ -661,6 +687,18 @@ TEST_CASE("recsched-sim: help, usage errors and a run from a profile file") {
   CHECK(nlohmann::json::parse(og.str())["host_cpu_ms"].empty());
   CHECK(tools::run_sim_cli({"--profiles", path, "--qps", "5", "--host-cpu-ms", "m"}, oh, eh) == 2);
   CHECK(eh.str().find("--host-cpu-ms: 'm' is not m=ms") != std::string::npos);
+  // Latency outside the daemon likewise; a model not in the mix is named, not ignored.
+  std::ostringstream oo, eo;
+  CHECK(tools::run_sim_cli({"--profiles", path, "--qps", "50", "--seconds", "1", "--targets",
+                            "m=20", "--outside-ms", "m=0.4", "--json"},
+                           oo, eo) == 0);
+  CHECK(nlohmann::json::parse(oo.str())["outside_ms"]["m"] == 0.4);
+  CHECK(nlohmann::json::parse(oh.str())["outside_ms"].empty());
+  CHECK(tools::run_sim_cli({"--profiles", path, "--qps", "5", "--outside-ms", "ncf=0.4"}, oo, eo) ==
+        2);
+  CHECK(eo.str().find("--outside-ms: no model 'ncf' in the mix (m)") != std::string::npos);
+  CHECK(tools::run_sim_cli({"--profiles", path, "--qps", "5", "--host-cpu-ms", "x=1"}, oo, eo) == 2);
+  CHECK(eo.str().find("--host-cpu-ms: no model 'x' in the mix") != std::string::npos);
   CHECK(tools::run_sim_cli({"--profiles", path, "--qps", "5", "--gpu-batching", "yes"}, og, eg) ==
         2);
   CHECK(eg.str().find("--gpu-batching takes on or off") != std::string::npos);
