@@ -12,7 +12,8 @@ the workers are named cpuN-wM) and the generator's own (its report's generator.c
 prints per model what each query cost, and the recsched-sim option that models it.
 
 It also prints what each query spends outside the daemon's own clock: the client's p50
-less the daemon's (/v1/stats, from the request's decode to its answer being handed back):
+less the daemon's over the same queries (/v1/placements' actual_ms, from the request's
+decode to its answer being handed back):
 the generator's send and read, the kernel, the HTTP path and the wake-ups on the way, which
 a live run's targets judge and the simulator's clock does not see (--outside-ms).
 
@@ -72,6 +73,8 @@ def measure(build_dir, state_dir=None, qps=20, seconds=10, models=None, load_arg
             cmd = [load_bin, "--socket", d.socket, "--quiet", "--policy", "static", "--models", m,
                    "--qps", str(qps), "--duration", str(seconds), "--out", out]
             cmd += shlex.split(load_args)
+            pl = rs.get_json(d.socket, "/v1/placements?limit=1")["placements"]
+            after = pl[0]["query"] if pl else 0
             w0, r0 = thread_cpu_s(d.proc.pid)
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
             w1, r1 = thread_cpu_s(d.proc.pid)
@@ -84,11 +87,13 @@ def measure(build_dir, state_dir=None, qps=20, seconds=10, models=None, load_arg
                        "generator_ms": round(gen_ms, 4),
                        "client_p50_ms": rep["models"][m]["p50_ms"]}
             rows[m]["host_cpu_ms"] = round(rows[m]["daemon_outside_workers_ms"] + gen_ms, 4)
-            # The daemon's own p50 over its window (the last 64 of this model's queries,
-            # all from this run: each model runs alone).
-            stats = {x["model"]: x for x in rs.get_json(d.socket, "/v1/stats")["models"]}
-            rows[m]["daemon_p50_ms"] = stats[m]["p50_ms"]
-            rows[m]["outside_ms"] = round(max(0.0, rows[m]["client_p50_ms"] - stats[m]["p50_ms"]), 4)
+            # The daemon's own p50 over the same queries (arrival to answer inside it, from
+            # the placement log: this run's answered ones).
+            pl = rs.get_json(d.socket, "/v1/placements?limit=100000")["placements"]
+            own = sorted(p["actual_ms"] for p in pl if p["query"] > after and p["outcome"] == "ok")
+            daemon_p50 = own[len(own) // 2] if own else 0.0
+            rows[m]["daemon_p50_ms"] = round(daemon_p50, 4)
+            rows[m]["outside_ms"] = round(max(0.0, rows[m]["client_p50_ms"] - daemon_p50), 4)
             rs.log(f"host cost of {m}: {rows[m]}")
     finally:
         d.stop()

@@ -5,7 +5,8 @@
 //   3. dispatch(): the dispatcher asks the active policy for a placement and admits it
 //      against the SLA (policies/dispatcher.h); a Status says rejected (503) or failed (500);
 //   4. submit(): the device's runner queues it (exec/runner.h), earliest deadline first
-//      on a CPU, in arrival order on a GPU; or a tiny query with a CPU worker idle runs
+//      (static's deadline is the arrival: first come, first served); or a tiny query with
+//      a CPU worker idle runs
 //      here, on the I/O thread, in that worker's place (run_here, limits.inline_max_ms, or
 //      inline_idle_max_ms with no other query in flight);
 //   5. finish(): on every path (scores, rejection, failure, shutdown) the one place that

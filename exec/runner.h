@@ -3,7 +3,7 @@
 // queue), a completion out (done, called once with the query's status), and a load
 // snapshot of one type. The CPU runner (cpu_runner.h: pinned workers, sub-batches, earliest
 // deadline first) and the whole-query runner (whole_query_runner.h: a GPU's feeding
-// threads, first come first served) are the two; the profiler measures with them and
+// threads, earliest deadline first too) are the two; the profiler measures with them and
 // recschedd serves with them.
 #pragma once
 
@@ -50,7 +50,7 @@ struct Request {
   // queries at most.)
   /// Its place among the queries waiting for a worker: earliest first, submission order
   /// breaking ties; nullopt means now (so queries that all pass none are served first come,
-  /// first served). A whole-query runner serves in submission order.
+  /// first served). A whole-query runner orders its queue the same way.
   std::optional<Clock::time_point> deadline = std::nullopt;
   DoneFn done = nullptr;
   /// Where to write when its first piece (or the whole query) starts on a worker, before

@@ -80,8 +80,8 @@ struct Placement {
   /// Workers of `device` to keep awake from now on, the rest parked (they take no work,
   /// so their cores can sleep); 0 leaves the device as it is. Only min-energy parks.
   int active_workers = 0;
-  /// Its place in the runner's queue (CPU devices; a GPU's runner is first come, first
-  /// served). Every built-in policy but static orders by deadline.
+  /// Its place in the runner's queue, on every device (the GPU's whole-query runner orders
+  /// by deadline too). Every built-in policy but static orders by deadline.
   QueueOrder order = QueueOrder::kDeadline;
 };
 
