@@ -13,7 +13,7 @@ prints per model what each query cost, and the recsched-sim option that models i
 
 It also prints what each query spends outside the daemon's own clock: the client's p50
 less the daemon's over the same queries (/v1/placements' actual_ms, from the request's
-decode to its answer being handed back):
+decode to its answer being handed back), and the same at the p95:
 the generator's send and read, the kernel, the HTTP path and the wake-ups on the way, which
 a live run's targets judge and the simulator's clock does not see (--outside-ms).
 
@@ -92,18 +92,29 @@ def measure(build_dir, state_dir=None, qps=20, seconds=10, models=None, load_arg
             pl = rs.get_json(d.socket, "/v1/placements?limit=100000")["placements"]
             own = sorted(p["actual_ms"] for p in pl if p["query"] > after and p["outcome"] == "ok")
             daemon_p50 = own[len(own) // 2] if own else 0.0
+            daemon_p95 = own[min(len(own) - 1, int(0.95 * len(own)))] if own else 0.0
             rows[m]["daemon_p50_ms"] = round(daemon_p50, 4)
+            rows[m]["daemon_p95_ms"] = round(daemon_p95, 4)
+            rows[m]["client_p95_ms"] = rep["models"][m]["p95_ms"]
             rows[m]["outside_ms"] = round(max(0.0, rows[m]["client_p50_ms"] - daemon_p50), 4)
+            # Its tail as the difference of the two p95s (each side's slowest queries taken
+            # to be the same ones), never below its median.
+            rows[m]["outside_p95_ms"] = round(
+                max(rows[m]["outside_ms"], rows[m]["client_p95_ms"] - daemon_p95), 4)
             rs.log(f"host cost of {m}: {rows[m]}")
     finally:
         d.stop()
     return rows
 
 
-def sim_arg(rows, key="host_cpu_ms"):
-    """recsched-sim's --host-cpu-ms value (or --outside-ms, key "outside_ms") for
-    measure()'s rows."""
-    return ",".join(f"{m}={r[key]}" for m, r in rows.items())
+def sim_arg(rows):
+    """recsched-sim's --host-cpu-ms value for measure()'s rows."""
+    return ",".join(f"{m}={r['host_cpu_ms']}" for m, r in rows.items())
+
+
+def outside_arg(rows):
+    """recsched-sim's --outside-ms value (p50:p95 per model) for measure()'s rows."""
+    return ",".join(f"{m}={r['outside_ms']}:{r['outside_p95_ms']}" for m, r in rows.items())
 
 
 def main():
@@ -118,15 +129,15 @@ def main():
     a = ap.parse_args()
     rows = measure(a.build_dir, a.state_dir, a.qps, a.seconds,
                    a.models.split(",") if a.models else None, a.load_args)
-    arg, outside = sim_arg(rows), sim_arg(rows, "outside_ms")
+    arg, outside = sim_arg(rows), outside_arg(rows)
     print(f"{'model':8} {'queries':>8} {'daemon outside workers':>23} {'generator':>10} "
           f"{'host, per query':>16} {'workers':>8}  (CPU ms per query)  "
-          f"{'client p50':>10} {'daemon p50':>10} {'outside':>8}  (ms)")
+          f"{'client p50':>10} {'daemon p50':>10} {'outside p50':>11} {'p95':>7}  (ms)")
     for m, r in rows.items():
         print(f"{m:8} {r['queries']:8d} {r['daemon_outside_workers_ms']:23.3f} "
               f"{r['generator_ms']:10.3f} {r['host_cpu_ms']:16.3f} {r['workers_ms']:8.3f}"
               f"{'':20} {r['client_p50_ms']:10.3f} {r['daemon_p50_ms']:10.3f} "
-              f"{r['outside_ms']:8.3f}")
+              f"{r['outside_ms']:11.3f} {r['outside_p95_ms']:7.3f}")
     print(f"recsched-sim --host-cpu-ms {arg} --outside-ms {outside}")
     if a.out:
         json.dump({"qps": a.qps, "seconds": a.seconds, "load_args": a.load_args,

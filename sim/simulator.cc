@@ -159,7 +159,8 @@ class Simulation {
   Simulation(const std::vector<Query>& trace, const std::vector<Device>& devices,
              const ProfileTable& profiles, const std::vector<ModelTarget>& targets,
              std::unique_ptr<policies::Policy> policy, const Options& options)
-      : trace_(trace), profiles_(profiles), options_(options), rng_(options.seed) {
+      : trace_(trace), profiles_(profiles), options_(options), rng_(options.seed),
+        outside_rng_(options.seed ^ 0x6f75747369646521ULL) {
     std::vector<policies::DeviceInfo> infos;
     for (const Device& d : devices) {
       if (host_device_ == kNoDevice && d.info.kind == policies::DeviceKind::kCpu) {
@@ -189,7 +190,7 @@ class Simulation {
       ModelState& m = models_[t.model];
       m.view = {t.model, t.sla_ms, 0.0};
       if (auto o = options.outside_ms.find(t.model); o != options.outside_ms.end()) {
-        m.outside_ms = o->second;
+        m.outside = o->second;
       }
     }
   }
@@ -215,7 +216,7 @@ class Simulation {
     policies::ModelView view;
     std::vector<double> latencies;  // after warm-up, as the client sees them (outside_ms)
     std::vector<double> recent;     // the last 64, for the view's recent p95 (the daemon's)
-    double outside_ms = 0;          // Options::outside_ms
+    OutsideLatency outside;         // Options::outside_ms
     uint64_t offered = 0, rejected = 0;
     uint64_t done_in_span = 0;  // completed while the trace ran, after the warm-up
   };
@@ -590,7 +591,7 @@ class Simulation {
       const Query& q = trace_[job->query];
       const double latency = t - q.arrival_ms;
       ModelState& m = models_.at(q.model);
-      if (q.arrival_ms >= warmup_ms_) m.latencies.push_back(latency + m.outside_ms);
+      if (q.arrival_ms >= warmup_ms_) m.latencies.push_back(latency + outside(m.outside));
       if (t >= warmup_ms_ && t <= trace_.back().arrival_ms) ++done_in_span_, ++m.done_in_span;
       m.recent.push_back(latency);
       if (m.recent.size() > 64) m.recent.erase(m.recent.begin());
@@ -672,6 +673,14 @@ class Simulation {
   const ProfileTable& profiles_;
   Options options_;
   std::mt19937_64 rng_;
+  std::mt19937_64 outside_rng_;  // Options::outside_ms's draws alone
+
+  // One query's latency outside the daemon (Options::outside_ms).
+  double outside(const OutsideLatency& o) {
+    if (!(o.p95_ms > o.p50_ms) || !(o.p50_ms > 0)) return o.p50_ms;
+    const double sigma = std::log(o.p95_ms / o.p50_ms) / 1.6448536269514722;  // z of 0.95
+    return o.p50_ms * std::exp(sigma * normal(outside_rng_));
+  }
   static constexpr size_t kNoDevice = std::numeric_limits<size_t>::max();
   size_t host_device_ = kNoDevice;  // the first CPU device: where Options::host_cpu_ms lands
   std::vector<SimDevice> devices_;

@@ -81,12 +81,13 @@ workload:
                        it lands on an idle or parked core as the query arrives, else
                        stretches a running piece (default: none, the cores are the
                        workers' alone)
-  --outside-ms m=ms,...
+  --outside-ms m=p50[:p95],...
                        latency each query of model m spends outside the daemon's clock
                        (the client's send and read, HTTP, wake-ups; bench/host_cost.py
-                       measures its median live), added to what the report judges
-                       against the target, not to what the policy sees (default: none,
-                       the daemon's own latency is judged)
+                       measures both live), ms: lognormal with that median and 95th
+                       percentile, or p50 for every query without p95; added to what the
+                       report judges against the target, not to what the policy sees
+                       (default: none, the daemon's own latency is judged)
   --gpu-batching on|off
                        deadline-aware merging on GPUs, as recschedd's
                        limits.gpu_merging (default on): a stream that frees runs the
@@ -275,24 +276,37 @@ int run(const std::map<std::string, std::string>& o, std::ostream& out, std::ost
       throw UsageError{"--gpu-batching takes on or off, not '" + o.at("gpu-batching") + "'"};
     options.gpu_batching = o.at("gpu-batching") == "on";
   }
-  // --host-cpu-ms and --outside-ms: m=ms,... per model.
-  auto per_model_ms = [&](const char* flag, std::map<std::string, double>& into) {
+  // --host-cpu-ms and --outside-ms: m=value,... per model, each a model of the mix.
+  auto per_model = [&](const char* flag, const char* form, auto&& take) {
     if (!o.count(flag)) return;
     const std::string name = std::string("--") + flag;
     for (const std::string& kv : split(o.at(flag), ',')) {
       const size_t eq = kv.find('=');
-      if (eq == std::string::npos) throw UsageError{name + ": '" + kv + "' is not m=ms"};
+      if (eq == std::string::npos) throw UsageError{name + ": '" + kv + "' is not " + form};
       const std::string model = kv.substr(0, eq);
       if (std::none_of(s.mix.begin(), s.mix.end(), [&](const auto& m) { return m.first == model; })) {
         std::string served;
         for (const auto& [m, w] : s.mix) served += (served.empty() ? "" : ", ") + m;
         throw UsageError{name + ": no model '" + model + "' in the mix (" + served + ")"};
       }
-      into[model] = number(name, kv.substr(eq + 1), 0, 1e6);
+      take(name, model, kv.substr(eq + 1));
     }
   };
-  per_model_ms("host-cpu-ms", options.host_cpu_ms);
-  per_model_ms("outside-ms", options.outside_ms);
+  per_model("host-cpu-ms", "m=ms", [&](const std::string& name, const std::string& m,
+                                        const std::string& v) {
+    options.host_cpu_ms[m] = number(name, v, 0, 1e6);
+  });
+  per_model("outside-ms", "m=p50[:p95]", [&](const std::string& name, const std::string& m,
+                                              const std::string& v) {
+    const size_t colon = v.find(':');
+    OutsideLatency ol;
+    ol.p50_ms = number(name, v.substr(0, colon), 0, 1e6);
+    ol.p95_ms = colon == std::string::npos ? ol.p50_ms : number(name, v.substr(colon + 1), 0, 1e6);
+    if (ol.p95_ms < ol.p50_ms) {
+      throw UsageError{name + ": " + m + "'s p95 " + v.substr(colon + 1) + " is below its p50"};
+    }
+    options.outside_ms[m] = ol;
+  });
   if (o.count("yield-stretch")) {
     options.yield_stretch_ms = number("--yield-stretch", o.at("yield-stretch"), 0.001, 1000);
   }
@@ -398,7 +412,10 @@ int run(const std::map<std::string, std::string>& o, std::ostream& out, std::ost
   doc["queue"] = o.count("queue") ? o.at("queue") : "policy";
   doc["gpu_batching"] = options.gpu_batching;
   doc["host_cpu_ms"] = options.host_cpu_ms;  // {} when the cores are the workers' alone
-  doc["outside_ms"] = options.outside_ms;    // {} when the daemon's own latency is judged
+  doc["outside_ms"] = nlohmann::json::object();  // {} when the daemon's own latency is judged
+  for (const auto& [m, ol] : options.outside_ms) {
+    doc["outside_ms"][m] = {{"p50_ms", ol.p50_ms}, {"p95_ms", ol.p95_ms}};
+  }
   doc["admission"] = options.admission.admit_idle ? "daemon" : "prediction";
   doc["admission_limits"] = {{"reject_factor", options.admission.reject_factor},
                              {"share", options.admission.normal_share},
@@ -415,7 +432,9 @@ int run(const std::map<std::string, std::string>& o, std::ostream& out, std::ost
     }
     if (!options.outside_ms.empty()) {
       out << ", latency outside the daemon (ms)";
-      for (const auto& [m, ms] : options.outside_ms) out << " " << m << "=" << ms;
+      for (const auto& [m, ol] : options.outside_ms) {
+        out << " " << m << "=" << ol.p50_ms << ":" << ol.p95_ms;
+      }
     }
     out << "\n";
   }

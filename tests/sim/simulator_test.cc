@@ -136,7 +136,7 @@ TEST_CASE("latency outside the daemon is added to what the report judges, not to
   const std::vector<Query> trace = {{0.0, "m", 10}, {5.0, "m", 10}, {10.0, "m", 10}};
   auto run = [&](double outside) {
     Options o = exact();
-    if (outside > 0) o.outside_ms = {{"m", outside}};
+    if (outside > 0) o.outside_ms = {{"m", {outside, outside}}};
     auto r = simulate(trace, {cpu(1)}, table, {{"m", 1.3}}, make("static"), o);
     REQUIRE_MESSAGE(r.has_value(), r.status().to_string());
     return *r;
@@ -154,6 +154,25 @@ TEST_CASE("latency outside the daemon is added to what the report judges, not to
   CHECK(seen.models[0].rejected == 0);
   CHECK(seen.models[0].completed == 3);
   CHECK_FALSE(seen.meets_sla);
+}
+
+TEST_CASE("latency outside the daemon with a spread: each query draws its own, with the given median and p95") {
+  // Queries 5 ms apart never meet: each takes 1.05 ms inside; outside, lognormal with a
+  // median of 1 ms and a p95 of 3 ms.
+  const ProfileTable table = cpu_gpu_table();
+  std::vector<Query> trace;
+  for (int i = 0; i < 4000; ++i) trace.push_back({5.0 * i, "m", 10});
+  Options o = exact();
+  o.outside_ms = {{"m", {1.0, 3.0}}};
+  auto r = simulate(trace, {cpu(1)}, table, {{"m", 100}}, make("static"), o);
+  REQUIRE_MESSAGE(r.has_value(), r.status().to_string());
+  const ModelReport& m = r->models[0];
+  CHECK(m.p50_ms == doctest::Approx(1.05 + 1.0).epsilon(0.05));
+  CHECK(m.p95_ms == doctest::Approx(1.05 + 3.0).epsilon(0.08));
+  // The same seed gives the same draws; the draws leave the rest of the run alone.
+  auto again = simulate(trace, {cpu(1)}, table, {{"m", 100}}, make("static"), o);
+  REQUIRE(again.has_value());
+  CHECK(again->models[0].p95_ms == m.p95_ms);
 }
 
 TEST_CASE("workers take the earliest deadline first, static is FIFO unless asked") {
@@ -690,9 +709,12 @@ TEST_CASE("recsched-sim: help, usage errors and a run from a profile file") {
   // Latency outside the daemon likewise; a model not in the mix is named, not ignored.
   std::ostringstream oo, eo;
   CHECK(tools::run_sim_cli({"--profiles", path, "--qps", "50", "--seconds", "1", "--targets",
-                            "m=20", "--outside-ms", "m=0.4", "--json"},
+                            "m=20", "--outside-ms", "m=0.4:1.5", "--json"},
                            oo, eo) == 0);
-  CHECK(nlohmann::json::parse(oo.str())["outside_ms"]["m"] == 0.4);
+  CHECK(nlohmann::json::parse(oo.str())["outside_ms"]["m"]["p50_ms"] == 0.4);
+  CHECK(nlohmann::json::parse(oo.str())["outside_ms"]["m"]["p95_ms"] == 1.5);
+  CHECK(tools::run_sim_cli({"--profiles", path, "--qps", "5", "--outside-ms", "m=2:1"}, oo, eo) == 2);
+  CHECK(eo.str().find("--outside-ms: m's p95 1 is below its p50") != std::string::npos);
   CHECK(nlohmann::json::parse(oh.str())["outside_ms"].empty());
   CHECK(tools::run_sim_cli({"--profiles", path, "--qps", "5", "--outside-ms", "ncf=0.4"}, oo, eo) ==
         2);
