@@ -11,11 +11,11 @@ the CPU time of every recschedd thread that is not a worker (/proc/PID/task/*/sc
 the workers are named cpuN-wM) and the generator's own (its report's generator.cpu_s), and
 prints per model what each query cost, and the recsched-sim option that models it.
 
-It also prints what each query spends outside the daemon's own clock: the client's p50
-less the daemon's over the same queries (/v1/placements' actual_ms, from the request's
-decode to its answer being handed back), and the same at the p95:
-the generator's send and read, the kernel, the HTTP path and the wake-ups on the way, which
-a live run's targets judge and the simulator's clock does not see (--outside-ms).
+It also prints what each query spends outside the daemon's own clock (the generator's send
+and read, the kernel, the HTTP path and the wake-ups on the way, which a live run's targets
+judge and the simulator's clock does not see: --outside-ms): the client's p50 less the
+daemon's over the same queries (/v1/placements' actual_ms, from the request's decode to
+its answer being handed back), and the same at the p95.
 
   python3 bench/host_cost.py [--qps 20] [--seconds 10] [--load-args '--int32-ids'] \\
       [--out F.json]

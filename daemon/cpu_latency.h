@@ -62,6 +62,8 @@ class CpuLatencyHold {
 
   bool asked() const { return asked_.has_value(); }
   bool held() const { return held_.has_value(); }
+  /// The microseconds held, or nullopt where none is (none asked, or not held).
+  std::optional<uint32_t> held_us() const { return held_ ? asked_ : std::nullopt; }
   /// Why the request is not held ("" if it is, or none was asked).
   const std::string& error() const { return error_; }
   /// The value in effect now, as text for a log line: "N us", or why it cannot be read.

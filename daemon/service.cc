@@ -295,7 +295,7 @@ Status Service::load_or_measure_profiles(const Progress& progress) {
       topology_->fingerprint(), profiler::build_id(),
       profiler::measuring_conditions(
           {c.profile, c.power, c.gpu_graph_max_items, c.gpu_table_batched,
-           cpu_latency_.held() ? c.limits.cpu_latency_us : std::nullopt})};
+           cpu_latency_.held_us()})};
   const std::string cache_path = c.state_dir + "/profiles.json";
   profiler::CacheLoad cached = profiler::load_profile_cache(cache_path, identity);
   for (const std::string& w : cached.warnings) spdlog::warn("{}", w);

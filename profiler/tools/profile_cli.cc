@@ -274,8 +274,7 @@ int cmd_run(const std::map<std::string, std::string>& o, bool as_json, std::ostr
   const CacheIdentity identity{
       topo->fingerprint(), build_id(),
       measuring_conditions({cfg->options, cfg->power, cfg->gpu_graph_max_items,
-                            cfg->gpu_table_batched,
-                            cpu_latency.held() ? cfg->cpu_latency_us : std::nullopt})};
+                            cfg->gpu_table_batched, cpu_latency.held_us()})};
   const std::string cache_path = cfg->state_dir + "/profiles.json";
   std::vector<Measured> results;
   std::vector<std::string> warnings;

@@ -63,6 +63,7 @@ TEST_CASE("a CPU latency hold reports none asked as null, a held request with wh
   CHECK_FALSE(none.asked());
   CHECK_FALSE(none.held());
   CHECK(none.report().is_null());
+  CHECK_FALSE(none.held_us());
 
   const fs::path f = fs::temp_directory_path() / ("recsched_qos_hold_" + std::to_string(::getpid()));
   std::ofstream(f).close();
@@ -72,6 +73,7 @@ TEST_CASE("a CPU latency hold reports none asked as null, a held request with wh
     REQUIRE_MESSAGE(held.held(), held.error());
     CHECK(held.error().empty());
     CHECK(held.in_effect() == "12 us");
+    CHECK(held.held_us() == 12u);
     const nlohmann::json j = held.report();
     CHECK(j.at("requested_us") == 12);
     CHECK(j.at("held") == true);
@@ -83,6 +85,7 @@ TEST_CASE("a CPU latency hold reports none asked as null, a held request with wh
   const CpuLatencyHold refused = CpuLatencyHold::take(3, "/nonexistent/cpu_dma_latency");
   CHECK(refused.asked());
   CHECK_FALSE(refused.held());
+  CHECK_FALSE(refused.held_us());
   CHECK(refused.error().find("cannot open /nonexistent/cpu_dma_latency") != std::string::npos);
   const nlohmann::json j = refused.report();
   CHECK(j.at("requested_us") == 3);
